@@ -1,0 +1,48 @@
+"""Settings from the environment (``SUHO_*``), one home for every knob.
+
+Everything a user may want to change without editing code lives here, read by
+pydantic-settings so that ``SUHO_DATABASE_URL=... suho demo`` just works.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATABASE_NAME = "suho_analytics"
+"""The ClickHouse database that holds the eight training tables."""
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; each field maps to ``SUHO_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SUHO_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".suho"),
+        description="Local state: the embedded ClickHouse data, spool files, object store.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the store. Unset means the embedded engine under "
+            "<data_dir>/clickhouse (clickhouse+chdb:///<path>/suho_analytics)."
+        ),
+    )
+
+    @property
+    def embedded_path(self) -> Path:
+        return (self.data_dir / "clickhouse").resolve()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"clickhouse+chdb:///{self.embedded_path}/{DATABASE_NAME}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

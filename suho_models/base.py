@@ -1,0 +1,90 @@
+"""Declarative base and the ClickHouse table conventions all eight tables share.
+
+This is where the ClickHouse decisions live (engines, version columns, TTL), so
+that models stay declarations and trainers never see an engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickhouse_sqlalchemy import engines, get_declarative_base, types
+from sqlalchemy import Column, MetaData, text
+from sqlalchemy.types import TypeEngine
+
+DETAILED_RETENTION_MONTHS = 6
+"""Months that per-iteration / per-step rows are kept; summaries are kept forever.
+
+The one place the retention period is set: the models and the migrations that
+write the TTL both read it.
+"""
+
+metadata = MetaData()
+Base = get_declarative_base(metadata=metadata)
+
+# --------------------------------------------------------------------------- column types
+UUID = types.UUID
+Str = types.String
+Label = types.LowCardinality(types.String())
+"""Small closed vocabularies (status, type): dictionary-encoded, cheap to filter."""
+UInt8 = types.UInt8
+UInt32 = types.UInt32
+UInt64 = types.UInt64
+Float64 = types.Float64
+NullableFloat = types.Nullable(types.Float64())
+NullableUInt32 = types.Nullable(types.UInt32())
+Timestamp = types.DateTime64(3, "UTC")
+"""Event time in UTC, millisecond precision."""
+Version = types.DateTime64(6, "UTC")
+"""ReplacingMergeTree version: microseconds, kept strictly increasing per key by the writers."""
+NullableTimestamp = types.Nullable(types.DateTime64(3, "UTC"))
+StrList = types.Array(types.String())
+FloatList = types.Array(types.Float64())
+
+
+def column(
+    type_: TypeEngine | type[TypeEngine], comment: str, *, codec: str | None = None, **kw: Any
+) -> Column:
+    """A column whose SQLAlchemy nullability follows the ClickHouse type.
+
+    ClickHouse has no NOT NULL, only ``Nullable(T)``; declaring it honestly keeps
+    Alembic autogenerate from proposing spurious ``alter_column(nullable=...)``.
+    """
+    instance = type_() if isinstance(type_, type) else type_
+    kw.setdefault("nullable", isinstance(instance, types.Nullable))
+    if codec:
+        kw["clickhouse_codec"] = codec
+    return Column(instance, comment=comment, **kw)
+
+
+# --------------------------------------------------------------------------- engines
+def current_row_engine(
+    order_by: tuple[str, ...], version: str = "updated_at"
+) -> engines.ReplacingMergeTree:
+    """Rows that change (status, deployment): every change is a new row with a
+    newer version; readers see one row per key through FINAL or argMax.
+    """
+    return engines.ReplacingMergeTree(version=version, order_by=order_by)
+
+
+def detailed_series_engine(
+    order_by: tuple[str, ...], ttl: str, time_column: str = "recorded_at"
+) -> engines.ReplacingMergeTree:
+    """High-volume time series: monthly partitions (cheap TTL drops, pruning by
+    time), ordered for per-run reads, and Replacing on the natural key so a
+    re-logged iteration or step (after a resume) is read once.
+    """
+    return engines.ReplacingMergeTree(
+        version=time_column,
+        partition_by=text(f"toYYYYMM({time_column})"),
+        order_by=order_by,
+        ttl=text(ttl),
+    )
+
+
+def retention_ttl(time_column: str = "recorded_at", keep_where: str | None = None) -> str:
+    """The TTL clause for detailed rows; ``keep_where`` spares summary rows forever."""
+    clause = f"{time_column} + toIntervalMonth({DETAILED_RETENTION_MONTHS})"
+    if keep_where:
+        clause += f" DELETE WHERE NOT ({keep_where})"
+    return clause

@@ -1,0 +1,158 @@
+"""Fixes for clickhouse-sqlalchemy 0.3.2 on SQLAlchemy 2.0 / Alembic >= 1.15 / ClickHouse 26.
+
+Each fix is a small mixin or class our dialects and Alembic environment use, with
+a test in ``tests/test_compat.py`` that fails without it:
+
+1. ``FinalPreservingCompiler``: the ORM rebuilds ``select(Model)`` into a plain
+   ``Select`` before compiling, dropping ``.final()`` (and SAMPLE, LIMIT BY,
+   ARRAY JOIN) silently. Reading a ReplacingMergeTree without FINAL returns stale
+   duplicates, so this one matters.
+2. ``SingleRowInsertContext``: the native driver forces ``executemany`` on every
+   INSERT; with one row and SQLAlchemy's ORM "insertmanyvalues" batching that sends
+   ``VALUES`` with no data, so the ORM flush fails. We only switch to executemany
+   when there really are several parameter sets.
+3. ``NamedPkConstraintMixin``: ``get_pk_constraint`` returns no ``name`` key,
+   which Alembic >= 1.18 reads unconditionally (KeyError in autogenerate).
+4. ``ClickHouseAlembicImpl``: ``clickhouse_sqlalchemy.alembic`` imports names that
+   Alembic >= 1.15 removed, so we register our own implementation for the
+   ``clickhouse`` dialect.
+5. Its version table is ``ReplacingMergeTree ORDER BY tuple()``, which ClickHouse
+   >= 25.12 rejects. Ours is a plain ``MergeTree ORDER BY tuple()`` whose single row
+   Alembic updates through synchronous ``ALTER TABLE ... UPDATE``.
+6. ``patch_engine_constraints``: table engines are ``Constraint`` subclasses that
+   skip ``Constraint.__init__``; Alembic's ``op.create_table`` reads their
+   ``_type_bound`` and fails, so migrations could not declare engines.
+7. ``UnquotedTimezoneReflectionMixin``: reflection keeps the quotes around a
+   DateTime64 timezone (``'UTC'`` becomes ``"'UTC'"``), so every timestamp column
+   looked changed to Alembic autogenerate.
+8. The ClickHouse ``Select`` leaves FINAL etc. out of its cache key; we mark it
+   uncacheable explicitly (correct, and silences SQLAlchemy's warning on every use).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickhouse_sqlalchemy import engines
+from clickhouse_sqlalchemy.engines.base import Engine as _TableEngine
+from clickhouse_sqlalchemy.sql.selectable import Select as _ClickHouseSelect
+from clickhouse_sqlalchemy.drivers.compilers.sqlcompiler import ClickHouseSQLCompiler
+from sqlalchemy import Column, MetaData, String, Table, func
+from sqlalchemy.engine.interfaces import ExecuteStyle
+from sqlalchemy.sql import dml
+
+_CLICKHOUSE_SELECT_EXTRAS = ("_final_clause", "_sample_clause", "_limit_by_clause", "_array_join")
+
+
+class FinalPreservingCompiler(ClickHouseSQLCompiler):
+    """Carry FINAL/SAMPLE/LIMIT BY/ARRAY JOIN from an ORM select to what is compiled."""
+
+    def _compose_select_body(self, text, select, compile_state, *args, **kwargs):  # type: ignore[override]
+        original = getattr(compile_state, "select_statement", None)
+        if original is not None and original is not select:
+            for attr in _CLICKHOUSE_SELECT_EXTRAS:
+                value = getattr(original, attr, None)
+                if value is not None and getattr(select, attr, None) is None:
+                    setattr(select, attr, value)
+        return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
+
+
+class SingleRowInsertContextMixin:
+    """Only use executemany for INSERTs that really carry several rows."""
+
+    def pre_exec(self) -> None:
+        if self.isinsert and self.compiled.statement.select is None and len(self.parameters) > 1:
+            self.execute_style = ExecuteStyle.EXECUTEMANY
+
+
+class NamedPkConstraintMixin:
+    """``get_pk_constraint`` with the ``name`` key SQLAlchemy's contract promises."""
+
+    def get_pk_constraint(self, connection: Any, table_name: str, schema: Any = None, **kw: Any):
+        result = super().get_pk_constraint(connection, table_name, schema=schema, **kw)  # type: ignore[misc]
+        return {"constrained_columns": [], "name": None, **(result or {})}
+
+
+class UnquotedTimezoneReflectionMixin:
+    """Reflect ``DateTime64(3, 'UTC')`` with timezone ``UTC``, not ``'UTC'``."""
+
+    @staticmethod
+    def _parse_detetime64_params(spec: str) -> list:
+        from clickhouse_sqlalchemy.drivers.base import ClickHouseDialect
+
+        params = ClickHouseDialect._parse_detetime64_params(spec)
+        if len(params) > 1:
+            params[1] = params[1].strip("'\"")
+        return params
+
+    @staticmethod
+    def _parse_detetime_params(spec: str) -> list:
+        from clickhouse_sqlalchemy.drivers.base import ClickHouseDialect
+
+        return [p.strip("'\"") for p in ClickHouseDialect._parse_detetime_params(spec)]
+
+
+def _register_alembic_impl() -> type | None:
+    """Register the Alembic implementation lazily: Alembic is optional at import."""
+    try:
+        from alembic.ddl.impl import DefaultImpl
+    except ImportError:  # pragma: no cover - alembic is a dependency
+        return None
+
+    class ClickHouseAlembicImpl(DefaultImpl):
+        """Alembic on ClickHouse: no transactional DDL, a valid version table."""
+
+        __dialect__ = "clickhouse"
+        transactional_ddl = False
+
+        def version_table_impl(
+            self,
+            *,
+            version_table: str,
+            version_table_schema: str | None,
+            version_table_pk: bool,
+            **kw: Any,
+        ) -> Table:
+            return Table(
+                version_table,
+                MetaData(),
+                Column("version_num", String(), nullable=False),
+                engines.MergeTree(order_by=func.tuple()),
+                schema=version_table_schema,
+            )
+
+        def _exec(self, construct: Any, *args: Any, **kw: Any):
+            # Alembic moves the version row with UPDATE / DELETE; on ClickHouse those
+            # are mutations, asynchronous on a server unless told otherwise.
+            if isinstance(construct, dml.Update | dml.Delete) and not self.as_sql:
+                compiled = construct.compile(
+                    dialect=self.dialect, compile_kwargs={"literal_binds": True}
+                )
+                return self.connection.exec_driver_sql(f"{compiled} SETTINGS mutations_sync = 2")
+            return super()._exec(construct, *args, **kw)
+
+        def compare_type(self, inspector_column: Column, metadata_column: Column) -> bool:
+            return _type_sql(inspector_column, self.dialect) != _type_sql(
+                metadata_column, self.dialect
+            )
+
+        def compare_server_default(self, *args: Any, **kw: Any) -> bool:
+            return False
+
+    return ClickHouseAlembicImpl
+
+
+def _type_sql(column: Column, dialect: Any) -> str:
+    type_ = column.type
+    if isinstance(type_, type):  # reflection returns some types as classes
+        type_ = type_()
+    return dialect.type_compiler.process(type_).replace(" ", "")
+
+
+def patch_engine_constraints() -> None:
+    _TableEngine._type_bound = False  # type: ignore[attr-defined]
+    _ClickHouseSelect.inherit_cache = False
+
+
+patch_engine_constraints()
+ClickHouseAlembicImpl = _register_alembic_impl()

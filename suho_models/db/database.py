@@ -1,0 +1,152 @@
+"""The one database handle a process opens: engine, sessions, columnar I/O, schema check.
+
+Repositories take a :class:`Database`; they never build engines themselves, so a
+process opens the store once (a chDB directory can only be opened by one process,
+and only one data path per process).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
+from suho_models.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database is behind (or ahead of) the code's migrations."""
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The store cannot be reached or opened."""
+
+
+class Database:
+    """An engine plus the ClickHouse-specific fast paths the repositories need."""
+
+    def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
+        self.url = make_url(url or get_settings().resolved_database_url())
+        self.engine: Engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=False)
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._schema_checked = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def driver(self) -> str:
+        return self.url.get_driver_name()
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.driver == "chdb"
+
+    @cached_property
+    def database_name(self) -> str:
+        return self.scalar("SELECT currentDatabase()")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[sa.Row]:
+        """Run SQL with ``%(name)s`` parameters; returns all rows (none for DDL)."""
+        with self.engine.connect() as conn:
+            result = conn.exec_driver_sql(sql, params or {})
+            return result.all() if result.returns_rows else []
+
+    def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql(sql, params or {}).scalar()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ columnar I/O
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Bulk insert a whole Arrow table in one columnar INSERT."""
+        if data.num_rows == 0:
+            return
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            if self.is_embedded:
+                raw.client.insert_arrow(f"{self.database_name}.{table}", data)
+            else:
+                columns = ", ".join(f"`{n}`" for n in data.column_names)
+                raw.transport.execute(
+                    f"INSERT INTO `{table}` ({columns}) VALUES",
+                    [_native_column(data.column(i)) for i in range(data.num_columns)],
+                    columnar=True,
+                )
+
+    def query_arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """Read a query as an Arrow table (columnar, no per-row Python objects)."""
+        from suho_models.db.chdb_dbapi import render
+
+        rendered = render(sql, params)
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            if self.is_embedded:
+                return raw.client.query_arrow(rendered)
+            rows, types = raw.transport.execute(rendered, with_column_types=True, columnar=True)
+            names = [name for name, _ in types]
+            return pa.table(
+                {n: list(col) for n, col in zip(names, rows, strict=True)}
+                if rows
+                else {n: [] for n in names}
+            )
+
+    # ------------------------------------------------------------------ schema
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            exists = conn.exec_driver_sql("EXISTS TABLE alembic_version").scalar()
+            if not exists:
+                return None
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+    def verify_schema(self) -> None:
+        """Fail fast, with the fix, when the database is not at the code's head."""
+        if self._schema_checked:
+            return
+        from suho_models.db.migrations import head_revision
+
+        try:
+            current = self.current_revision()
+        except Exception as exc:
+            raise DatabaseUnavailableError(
+                f"cannot reach the database at {self.safe_url}: {exc}"
+            ) from exc
+        head = head_revision()
+        if current != head:
+            raise SchemaOutOfDateError(
+                f"database schema is at revision {current or 'none (empty database)'}, "
+                f"code expects {head}; run `suho db upgrade`"
+            )
+        self._schema_checked = True
+
+    @property
+    def safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+
+def _native_column(column: pa.ChunkedArray) -> list:
+    return column.to_pylist()

@@ -1,0 +1,129 @@
+"""Our SQLAlchemy dialects: the embedded chDB one, and the native one with our fixes.
+
+``clickhouse+chdb:////abs/data/dir/suho_analytics`` runs the real ClickHouse engine
+in this process; the last path segment is the database, the rest the data
+directory. ``clickhouse+native://...`` is clickhouse-sqlalchemy's native driver
+with the fixes from :mod:`suho_models.db.compat`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from clickhouse_sqlalchemy.drivers.base import ClickHouseDialect, ClickHouseExecutionContextBase
+from clickhouse_sqlalchemy.drivers.native.base import (
+    ClickHouseDialect_native,
+    ClickHouseExecutionContext,
+    ClickHouseNativeSQLCompiler,
+)
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import URL
+from sqlalchemy.sql.elements import TextClause
+
+from suho_models.db import chdb_dbapi
+from suho_models.db.compat import (
+    FinalPreservingCompiler,
+    NamedPkConstraintMixin,
+    SingleRowInsertContextMixin,
+    UnquotedTimezoneReflectionMixin,
+)
+
+
+def split_chdb_url(url: URL) -> tuple[str, str]:
+    """(data directory, database) of a ``clickhouse+chdb`` URL."""
+    target = url.database or ""
+    if not target:
+        raise ValueError(
+            "clickhouse+chdb URL needs a path: clickhouse+chdb:////abs/dir/suho_analytics"
+        )
+    path, _, database = target.rstrip("/").rpartition("/")
+    return os.path.abspath(path or "."), database
+
+
+class _DatabaseAwareReflection:
+    """Reflection helpers of the base dialect read ``url.database`` as the database
+    name; for chDB that is a path, so pass the real database explicitly."""
+
+    def _db(self, connection: Any, schema: str | None) -> str:
+        return schema or connection.exec_driver_sql("SELECT currentDatabase()").scalar()
+
+    def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any):
+        return super().get_table_names(connection, self._db(connection, schema), **kw)  # type: ignore[misc]
+
+    def get_view_names(self, connection: Any, schema: str | None = None, **kw: Any):
+        return super().get_view_names(connection, self._db(connection, schema), **kw)  # type: ignore[misc]
+
+    def get_engine(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any):
+        return super().get_engine(connection, table_name, self._db(connection, schema), **kw)  # type: ignore[misc]
+
+    def get_table_comment(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ):
+        return super().get_table_comment(  # type: ignore[misc]
+            connection, table_name, self._db(connection, schema), **kw
+        )
+
+
+class ChdbCompiler(FinalPreservingCompiler):
+    pass
+
+
+class ChdbExecutionContext(ClickHouseExecutionContextBase):
+    pass
+
+
+class ChdbDialect(
+    _DatabaseAwareReflection,
+    UnquotedTimezoneReflectionMixin,
+    NamedPkConstraintMixin,
+    ClickHouseDialect,
+):
+    """The embedded default: real ClickHouse in process, typed results."""
+
+    driver = "chdb"
+    statement_compiler = ChdbCompiler
+    execution_ctx_cls = ChdbExecutionContext
+    supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        return chdb_dbapi
+
+    def create_connect_args(self, url: URL) -> tuple[list, dict]:
+        path, database = split_chdb_url(url)
+        return [], {"path": path, "database": database}
+
+    def _execute(self, connection: Any, sql: Any, scalar: bool = False, **kwargs: Any) -> Any:
+        if isinstance(sql, str):
+            sql = TextClause(sql)
+        f = connection.scalar if scalar else connection.execute
+        return f(sql, kwargs)
+
+
+class NativeCompiler(FinalPreservingCompiler, ClickHouseNativeSQLCompiler):
+    pass
+
+
+class NativeExecutionContext(SingleRowInsertContextMixin, ClickHouseExecutionContext):
+    pass
+
+
+class NativeDialect(
+    UnquotedTimezoneReflectionMixin, NamedPkConstraintMixin, ClickHouseDialect_native
+):
+    """clickhouse-sqlalchemy's native (TCP) dialect with our fixes."""
+
+    statement_compiler = NativeCompiler
+    execution_ctx_cls = NativeExecutionContext
+    supports_statement_cache = True
+
+
+def register() -> None:
+    """Make ``clickhouse+chdb`` and our fixed ``clickhouse+native`` resolvable."""
+    registry.register("clickhouse.chdb", __name__, "ChdbDialect")
+    registry.register("clickhouse.native", __name__, "NativeDialect")
+    registry.register("clickhouse", __name__, "NativeDialect")
+
+
+register()

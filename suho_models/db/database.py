@@ -81,6 +81,21 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def create_database_if_missing(self) -> None:
+        """A fresh server has no ``suho_analytics`` yet; create it before migrating.
+
+        (The embedded driver creates its database when it connects.)
+        """
+        if self.is_embedded:
+            return
+        name = self.url.database or "default"
+        bootstrap = sa.create_engine(self.url.set(database="default"))
+        try:
+            with bootstrap.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+        finally:
+            bootstrap.dispose()
+
     # ------------------------------------------------------------------ columnar I/O
     def insert_arrow(self, table: str, data: pa.Table) -> None:
         """Bulk insert a whole Arrow table in one columnar INSERT."""

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from suho_models.db.database import ALEMBIC_INI, REPO_ROOT
+from suho_models.db.database import ALEMBIC_INI, REPO_ROOT, Database
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -32,11 +32,24 @@ def head_revision() -> str:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    db = Database(url)
+    try:
+        db.create_database_if_missing()
+    finally:
+        db.close()
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str | None:
+    db = Database(url)
+    try:
+        return db.current_revision()
+    finally:
+        db.close()
 
 
 def history() -> list[tuple[str, str | None, str]]:

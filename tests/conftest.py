@@ -1,0 +1,80 @@
+"""Backends for the contract suite: every test that takes ``db`` or ``url`` runs
+against the embedded engine and against the local server (``suho db serve``).
+
+Each test gets its own fresh database, so tests are independent; the embedded
+engine keeps one data directory per process (chDB allows one path per process).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from suho_models.db import Database
+from suho_models.db import migrations
+
+BACKENDS = ("embedded", "server")
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from suho_models.db.server import LocalServer
+
+    server = LocalServer(tmp_path_factory.mktemp("server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def fresh_database_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A URL of a fresh, empty database on the current backend."""
+    name = fresh_database_name()
+    if backend == "embedded":
+        path = request.getfixturevalue("embedded_dir")
+        return f"clickhouse+chdb:///{path}/{name}"
+    server = request.getfixturevalue("local_server")
+    return server.native_url(name)
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[Database]:
+    """A migrated database on the current backend."""
+    migrations.upgrade(url)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's SUHO_* environment or writes to ./.suho."""
+    for key in list(os.environ):
+        if key.startswith("SUHO_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SUHO_DATA_DIR", str(tmp_path / "suho-data"))
+    from suho_models.settings import get_settings
+
+    get_settings.cache_clear()

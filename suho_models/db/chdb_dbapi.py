@@ -144,6 +144,7 @@ def render(operation: str, parameters: Mapping[str, Any] | Sequence[Any] | None)
 _ROW_RETURNING = re.compile(
     r"^\s*(?:\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE
 )
+_SELECT = re.compile(r"^\s*(?:\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
 _VALUES_TAIL = re.compile(r"\bVALUES\s*(\(.*\))\s*$", re.IGNORECASE | re.DOTALL)
 
 _clients_lock = threading.Lock()
@@ -247,9 +248,11 @@ class Cursor:
             if _ROW_RETURNING.match(sql):
                 result = client.query(sql)
                 self._rows = list(result.result_rows)
+                columns = list(zip(result.column_names, (t.name for t in result.column_types)))
+                if not columns:
+                    columns = self._describe(sql)
                 self.description = [
-                    (name, ch_type.name, None, None, None, None, True)
-                    for name, ch_type in zip(result.column_names, result.column_types, strict=True)
+                    (name, type_name, None, None, None, None, True) for name, type_name in columns
                 ]
                 self.rowcount = len(self._rows)
             else:
@@ -257,6 +260,14 @@ class Cursor:
                 self.rowcount = -1
         except Exception as exc:
             raise _wrap(exc) from exc
+
+    def _describe(self, sql: str) -> list[tuple[str, str]]:
+        """Column names of an empty result: the Native format sends no block for
+        zero rows, but SQLAlchemy still needs the description to map columns."""
+        if not _SELECT.match(sql):
+            return []
+        result = self.connection.client.query(f"DESCRIBE TABLE ({sql.strip().rstrip(';')})")
+        return [(row[0], row[1]) for row in result.result_rows]
 
     def fetchone(self) -> tuple | None:
         if self._pos >= len(self._rows):

@@ -68,6 +68,14 @@ class Database:
             result = conn.exec_driver_sql(sql, params or {})
             return result.all() if result.returns_rows else []
 
+    def execute_mappings(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Like :meth:`execute`, rows as dicts keyed by column name."""
+        with self.engine.connect() as conn:
+            result = conn.exec_driver_sql(sql.rstrip().rstrip(";"), params or {})
+            return [dict(r) for r in result.mappings()] if result.returns_rows else []
+
     def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         with self.engine.connect() as conn:
             return conn.exec_driver_sql(sql, params or {}).scalar()

@@ -1,0 +1,45 @@
+"""Errors the repositories raise: each names what was wrong and the bad value."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+
+class RepositoryError(Exception):
+    """Base of every error a repository raises on purpose."""
+
+
+class InvalidInputError(RepositoryError, ValueError):
+    """A value failed validation; nothing was written."""
+
+
+class NotFoundError(RepositoryError, LookupError):
+    """No row with that identifier."""
+
+
+class InvalidTransitionError(RepositoryError):
+    """A status change the run lifecycle does not allow."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate ``data`` as ``model``; errors name each field and the value given."""
+    if isinstance(data, model):
+        data = data.model_dump()
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc, model.__name__)) from None
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "(record)"
+        value = error.get("input")
+        parts.append(f"{field}: {error['msg']} (got {value!r:.200})")
+    return f"invalid {what}: " + "; ".join(parts)

@@ -1,0 +1,44 @@
+"""The seed document's queries, verbatim, and their current-row variants.
+
+The verbatim SQL reads ``training_runs`` / ``agent_training_runs`` without FINAL.
+That is still exact here because a run reaches ``completed`` once and never
+changes after it (the lifecycle refuses it), so no stale row of a completed run
+carries that status. The ``_FINAL`` variants are what the repositories use.
+"""
+
+COMPARE_MODEL_PERFORMANCE = """SELECT
+    run_name,
+    model_type,
+    final_test_accuracy,
+    final_f1_score
+FROM training_runs
+WHERE status = 'completed'
+ORDER BY final_test_accuracy DESC
+LIMIT 10;"""
+
+BEST_RL_AGENTS = """SELECT
+    run_name,
+    agent_type,
+    final_sharpe_ratio,
+    final_total_return
+FROM agent_training_runs  
+WHERE status = 'completed'
+ORDER BY final_sharpe_ratio DESC
+LIMIT 10;"""
+
+COMPARE_MODEL_PERFORMANCE_FINAL = """SELECT run_id, run_name, model_type, final_test_accuracy, final_f1_score
+FROM training_runs FINAL
+WHERE status = 'completed'
+ORDER BY final_test_accuracy DESC, run_id
+LIMIT %(limit)s"""
+
+BEST_RL_AGENTS_FINAL = """SELECT run_id, run_name, agent_type, final_sharpe_ratio, final_total_return
+FROM agent_training_runs FINAL
+WHERE status = 'completed'
+ORDER BY final_sharpe_ratio DESC, run_id
+LIMIT %(limit)s"""
+
+SEED_QUERIES = {
+    "compare_model_performance": COMPARE_MODEL_PERFORMANCE,
+    "best_rl_agents": BEST_RL_AGENTS,
+}

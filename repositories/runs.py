@@ -1,0 +1,211 @@
+"""Run lifecycle for supervised and RL runs: create, read, list, and checked
+status transitions (pending -> running -> completed / failed / cancelled)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from repositories import queries
+from repositories.base import Repository, next_version, utcnow
+from repositories.errors import InvalidTransitionError, NotFoundError, validate
+from repositories.records import (
+    AgentFinalMetrics,
+    AgentTrainingRun,
+    AgentTrainingRunCreate,
+    SupervisedFinalMetrics,
+    TrainingRun,
+    TrainingRunCreate,
+)
+from suho_models import AgentTrainingRun as AgentTrainingRunModel
+from suho_models import TrainingRun as TrainingRunModel
+from suho_models.enums import TERMINAL_STATUSES, RunStatus
+
+ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.RUNNING: frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    # A crashed or interrupted run may be resumed from its checkpoints.
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
+    RunStatus.COMPLETED: frozenset(),
+}
+
+
+def git_commit_hash() -> str:
+    """HEAD of the git checkout we run in; empty (not an error) outside one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+RunT = TypeVar("RunT", bound=BaseModel)
+
+
+class _RunRepository(Repository[RunT], Generic[RunT]):
+    create_record: ClassVar[type[BaseModel]]
+    final_metrics: ClassVar[type[BaseModel]]
+    type_column: ClassVar[str]
+
+    # ------------------------------------------------------------------ create / read
+    def create(self, data: BaseModel | Mapping[str, Any]) -> RunT:
+        spec = validate(self.create_record, data)
+        now = utcnow()
+        row = spec.model_dump()
+        if row.get("git_commit_hash") is None:
+            row["git_commit_hash"] = git_commit_hash()
+        row.update(
+            run_id=uuid.uuid4(),
+            status=RunStatus.PENDING,
+            error_message="",
+            created_at=now,
+            updated_at=now,
+        )
+        record = validate(self.record, row)
+        self._insert_rows([self._to_row(record)])
+        return record  # type: ignore[return-value]
+
+    def get(self, run_id: uuid.UUID | str) -> RunT:
+        run = self.get_one_or_none(self.table.c.run_id == _uuid(run_id, "run_id"))
+        if run is None:
+            raise NotFoundError(f"{self.table.name}: no run with run_id {run_id}")
+        return run
+
+    def exists(self, run_id: uuid.UUID | str) -> bool:
+        return self._count(self.table.c.run_id == _uuid(run_id, "run_id")) > 0
+
+    def require(self, run_id: uuid.UUID | str) -> uuid.UUID:
+        """The run's id, or NotFoundError: ClickHouse has no foreign keys, we check."""
+        key = _uuid(run_id, "run_id")
+        if not self.exists(key):
+            raise NotFoundError(f"{self.table.name}: no run with run_id {run_id}")
+        return key
+
+    def list(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        type: str | None = None,
+        name_like: str | None = None,
+        created_from: dt.datetime | None = None,
+        created_to: dt.datetime | None = None,
+        order_by: str = "created_at",
+        descending: bool = True,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[RunT]:
+        """Runs matching every given filter; ``name_like`` is a SQL LIKE pattern."""
+        c = self.table.c
+        where = []
+        if status is not None:
+            where.append(c.status == RunStatus(status).value)
+        if type is not None:
+            where.append(c[self.type_column] == str(type))
+        if name_like is not None:
+            where.append(c.run_name.like(name_like))
+        if created_from is not None:
+            where.append(c.created_at >= created_from)
+        if created_to is not None:
+            where.append(c.created_at <= created_to)
+        if order_by not in c:
+            raise ValueError(f"order_by: unknown column {order_by!r}")
+        column = c[order_by]
+        rows, _ = self.list_and_count(
+            *where,
+            order_by=[column.desc() if descending else column.asc(), c.run_id],
+            limit=limit,
+            offset=offset,
+        )
+        return rows
+
+    # ------------------------------------------------------------------ transitions
+    def start(self, run_id: uuid.UUID | str) -> RunT:
+        return self._transition(run_id, RunStatus.RUNNING, started_at=utcnow(), error_message="")
+
+    def complete(
+        self, run_id: uuid.UUID | str, metrics: BaseModel | Mapping[str, Any] = {}
+    ) -> RunT:  # noqa: B006
+        final = validate(self.final_metrics, metrics).model_dump(exclude_none=True)
+        return self._transition(run_id, RunStatus.COMPLETED, **final)
+
+    def fail(self, run_id: uuid.UUID | str, error: str | BaseException) -> RunT:
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return self._transition(run_id, RunStatus.FAILED, error_message=message)
+
+    def cancel(self, run_id: uuid.UUID | str, reason: str = "") -> RunT:
+        return self._transition(run_id, RunStatus.CANCELLED, error_message=reason)
+
+    def update(self, run_id: uuid.UUID | str, **fields: Any) -> RunT:
+        """Change descriptive fields (split info, dims) of a run that is not finished."""
+        current = self.get(run_id)
+        if current.status in TERMINAL_STATUSES:  # type: ignore[attr-defined]
+            raise InvalidTransitionError(
+                f"run {run_id} is {current.status.value}: it can no longer be changed"  # type: ignore[attr-defined]
+            )
+        return self._write(current, fields)
+
+    def _transition(self, run_id: uuid.UUID | str, target: RunStatus, **fields: Any) -> RunT:
+        current = self.get(run_id)
+        status = current.status  # type: ignore[attr-defined]
+        if target not in ALLOWED_TRANSITIONS[status]:
+            raise InvalidTransitionError(
+                f"run {run_id}: cannot go from {status.value} to {target.value}"
+            )
+        now = utcnow()
+        fields["status"] = target
+        if target in TERMINAL_STATUSES:
+            fields["completed_at"] = now
+            started = current.started_at or current.created_at  # type: ignore[attr-defined]
+            fields["duration_seconds"] = (now - started).total_seconds()
+        return self._write(current, fields)
+
+    def _write(self, current: RunT, fields: Mapping[str, Any]) -> RunT:
+        data = current.model_dump()
+        data.update(fields)
+        data["updated_at"] = next_version(current.updated_at)  # type: ignore[attr-defined]
+        record = validate(self.record, data)
+        self._insert_rows([self._to_row(record)])
+        return record  # type: ignore[return-value]
+
+
+class TrainingRunRepository(_RunRepository[TrainingRun]):
+    model = TrainingRunModel
+    record = TrainingRun
+    create_record = TrainingRunCreate
+    final_metrics = SupervisedFinalMetrics
+    type_column = "model_type"
+
+    def compare_model_performance(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The seed's "Compare Model Performance", reading current rows only."""
+        return self.db.execute_mappings(queries.COMPARE_MODEL_PERFORMANCE_FINAL, {"limit": limit})
+
+
+class AgentRunRepository(_RunRepository[AgentTrainingRun]):
+    model = AgentTrainingRunModel
+    record = AgentTrainingRun
+    create_record = AgentTrainingRunCreate
+    final_metrics = AgentFinalMetrics
+    type_column = "agent_type"
+
+    def best_agents(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The seed's "Best RL Agents", reading current rows only."""
+        return self.db.execute_mappings(queries.BEST_RL_AGENTS_FINAL, {"limit": limit})
+
+
+def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        from repositories.errors import InvalidInputError
+
+        raise InvalidInputError(f"{field}: not a UUID (got {value!r})") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from suho_models.base import (
     UUID,
     Base,
@@ -33,7 +35,7 @@ class AgentTrainingRun(Base):
         {"comment": "RL agent experiment tracking: one current row per run_id"},
     )
 
-    run_id = column(UUID, "Run identifier", primary_key=True)
+    run_id = column(UUID, "Run identifier", primary_key=True, default=uuid.uuid4)
     run_name = column(Str, "Human-readable run name")
     agent_type = column(Label, "ppo, a2c, ddpg, sac or td3")
     status = column(Label, "pending, running, completed, failed or cancelled")
@@ -77,7 +79,7 @@ class AgentCheckpoint(Base):
         {"comment": "Saved RL agents (policy and value networks), inline or object store"},
     )
 
-    checkpoint_id = column(UUID, "Checkpoint identifier", primary_key=True)
+    checkpoint_id = column(UUID, "Checkpoint identifier", primary_key=True, default=uuid.uuid4)
     run_id = column(UUID, "Run that produced the agent")
     agent_type = column(Label, "ppo, a2c, ddpg, sac or td3")
     episode_number = column(UInt32, "Episodes completed when saved")
@@ -135,7 +137,7 @@ class RLHyperparameterTrial(Base):
         {"comment": "RL hyperparameter tuning trials, kept forever"},
     )
 
-    trial_id = column(UUID, "Trial identifier")
+    trial_id = column(UUID, "Trial identifier", default=uuid.uuid4)
     run_id = column(UUID, "Run that owns the study", primary_key=True)
     study_name = column(Str, "Optuna study name")
     trial_number = column(UInt32, "Trial number within the study, from 0", primary_key=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from suho_models.base import (
     UUID,
     Base,
@@ -32,7 +34,7 @@ class TrainingRun(Base):
         {"comment": "Supervised ML experiment tracking: one current row per run_id"},
     )
 
-    run_id = column(UUID, "Run identifier", primary_key=True)
+    run_id = column(UUID, "Run identifier", primary_key=True, default=uuid.uuid4)
     run_name = column(Str, "Human-readable run name")
     model_type = column(Label, "Model library: xgboost, lightgbm, catboost, ...")
     task_type = column(Label, "classification or regression")
@@ -84,7 +86,7 @@ class ModelCheckpoint(Base):
         {"comment": "Saved supervised model binaries (base64 inline, or object-store URI)"},
     )
 
-    checkpoint_id = column(UUID, "Checkpoint identifier", primary_key=True)
+    checkpoint_id = column(UUID, "Checkpoint identifier", primary_key=True, default=uuid.uuid4)
     run_id = column(UUID, "Run that produced the model")
     model_name = column(Str, "Deployment name: one production model per name")
     model_type = column(Label, "Model library")
@@ -138,7 +140,7 @@ class HyperparameterTrial(Base):
         {"comment": "Hyperparameter tuning trials of supervised runs, kept forever"},
     )
 
-    trial_id = column(UUID, "Trial identifier")
+    trial_id = column(UUID, "Trial identifier", default=uuid.uuid4)
     run_id = column(UUID, "Run that owns the study", primary_key=True)
     study_name = column(Str, "Optuna study name")
     trial_number = column(UInt32, "Trial number within the study, from 0", primary_key=True)

@@ -10,7 +10,7 @@ from clickhouse_sqlalchemy import select
 from clickhouse_sqlalchemy.drivers.native.base import ClickHouseDialect_native
 from sqlalchemy import create_engine, event, inspect
 
-from suho_models import TrainingMetric, TrainingRun
+from suho_models import HyperparameterTrial, TrainingMetric, TrainingRun
 from suho_models.db import Database
 from suho_models.db.compat import ClickHouseAlembicImpl
 
@@ -39,18 +39,63 @@ def test_stock_compiler_drops_orm_final() -> None:
     assert "FINAL" in ours
 
 
-def test_orm_flush_without_preset_defaults_works(db: Database) -> None:
-    """A single-row ORM flush (no executemany data) must insert the row."""
-    run_id = uuid.uuid4()
+def test_orm_flush_without_preset_keys_works(db: Database) -> None:
+    """Keys are generated client-side, so the ORM can flush rows that lack them."""
     with db.session() as session:
+        trial = HyperparameterTrial(
+            run_id=uuid.uuid4(),
+            trial_number=1,
+            study_name="",
+            hyperparameters="{}",
+            scores=[],
+            tuning_method="optuna",
+            state="complete",
+            duration_seconds=1.0,
+            recorded_at=NOW,
+        )
+        session.add(trial)
         session.add(
-            TrainingMetric(run_id=run_id, iteration_number=1, train_loss=0.5,
-                           iteration_duration_ms=1.0, recorded_at=NOW)
+            TrainingMetric(
+                run_id=uuid.uuid4(),
+                iteration_number=1,
+                train_loss=0.5,
+                iteration_duration_ms=1.0,
+                recorded_at=NOW,
+            )
         )
         session.commit()
-    assert db.scalar(
-        "SELECT count() FROM training_metrics WHERE run_id = %(r)s", {"r": run_id}
-    ) == 1
+        assert isinstance(trial.trial_id, uuid.UUID)
+    assert (
+        db.scalar(
+            "SELECT count() FROM hyperparameters_log WHERE trial_id = %(t)s", {"t": trial.trial_id}
+        )
+        == 1
+    )
+
+
+def test_insert_without_a_key_default_is_broken(db: Database) -> None:
+    """Why the defaults exist: without one the key is lost. clickhouse-driver cannot
+    send the missing UUID (error); the embedded engine stores the nil UUID, so all
+    key-less rows would collapse into one key."""
+    from clickhouse_sqlalchemy import engines, types
+    from sqlalchemy import Column, MetaData, Table
+
+    table = Table(
+        "no_default",
+        MetaData(),
+        Column("id", types.UUID, primary_key=True),
+        Column("x", types.UInt8),
+        engines.MergeTree(order_by="id"),
+    )
+    table.create(db.engine)
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(table.insert(), [{"x": 1}])
+    except Exception as exc:  # noqa: BLE001 - the native driver's failure mode
+        assert "UUID" in str(exc) or "hex" in str(exc)
+        assert db.scalar("SELECT count() FROM no_default") == 0
+    else:
+        assert db.scalar("SELECT toString(id) FROM no_default") == str(uuid.UUID(int=0))
 
 
 def test_pk_constraint_has_a_name_key(db: Database) -> None:

@@ -7,10 +7,11 @@ a test in ``tests/test_compat.py`` that fails without it:
    ``Select`` before compiling, dropping ``.final()`` (and SAMPLE, LIMIT BY,
    ARRAY JOIN) silently. Reading a ReplacingMergeTree without FINAL returns stale
    duplicates, so this one matters.
-2. ``SingleRowInsertContext``: the native driver forces ``executemany`` on every
-   INSERT; with one row and SQLAlchemy's ORM "insertmanyvalues" batching that sends
-   ``VALUES`` with no data, so the ORM flush fails. We only switch to executemany
-   when there really are several parameter sets.
+2. ORM inserts: the native driver forces ``executemany`` on every INSERT and
+   ClickHouse returns no generated keys, so an ORM flush only works when every
+   key is set before the INSERT. Our models give each UUID key a client-side
+   ``default=uuid.uuid4`` (see ``suho_models``), so a flush without preset keys
+   works; ``tests/test_compat.py`` shows the flush failing without a default.
 3. ``NamedPkConstraintMixin``: ``get_pk_constraint`` returns no ``name`` key,
    which Alembic >= 1.18 reads unconditionally (KeyError in autogenerate).
 4. ``ClickHouseAlembicImpl``: ``clickhouse_sqlalchemy.alembic`` imports names that
@@ -34,11 +35,10 @@ from __future__ import annotations
 from typing import Any
 
 from clickhouse_sqlalchemy import engines
+from clickhouse_sqlalchemy.drivers.compilers.sqlcompiler import ClickHouseSQLCompiler
 from clickhouse_sqlalchemy.engines.base import Engine as _TableEngine
 from clickhouse_sqlalchemy.sql.selectable import Select as _ClickHouseSelect
-from clickhouse_sqlalchemy.drivers.compilers.sqlcompiler import ClickHouseSQLCompiler
 from sqlalchemy import Column, MetaData, String, Table, func
-from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.sql import dml
 
 _CLICKHOUSE_SELECT_EXTRAS = ("_final_clause", "_sample_clause", "_limit_by_clause", "_array_join")
@@ -55,14 +55,6 @@ class FinalPreservingCompiler(ClickHouseSQLCompiler):
                 if value is not None and getattr(select, attr, None) is None:
                     setattr(select, attr, value)
         return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
-
-
-class SingleRowInsertContextMixin:
-    """Only use executemany for INSERTs that really carry several rows."""
-
-    def pre_exec(self) -> None:
-        if self.isinsert and self.compiled.statement.select is None and len(self.parameters) > 1:
-            self.execute_style = ExecuteStyle.EXECUTEMANY
 
 
 class NamedPkConstraintMixin:

@@ -25,7 +25,6 @@ from suho_models.db import chdb_dbapi
 from suho_models.db.compat import (
     FinalPreservingCompiler,
     NamedPkConstraintMixin,
-    SingleRowInsertContextMixin,
     UnquotedTimezoneReflectionMixin,
 )
 
@@ -105,7 +104,7 @@ class NativeCompiler(FinalPreservingCompiler, ClickHouseNativeSQLCompiler):
     pass
 
 
-class NativeExecutionContext(SingleRowInsertContextMixin, ClickHouseExecutionContext):
+class NativeExecutionContext(ClickHouseExecutionContext):
     pass
 
 

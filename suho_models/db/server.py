@@ -15,8 +15,13 @@ How the engine is driven (measured on chdb-core 26.9, see
 * One call runs ``SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP;`` and then a
   query that never ends; the listeners stay open for as long as it runs.
 * Stopping is ``KILL QUERY`` on that query, sent over the server's own HTTP
-  port when SIGTERM or SIGINT arrives. The engine then closes its listeners and
-  the process exits normally, with every acknowledged insert on disk.
+  port when SIGTERM or SIGINT arrives (client queries still running after 3 s
+  are cancelled first). The engine then closes its listeners and the process
+  exits with status 0, every acknowledged insert on disk.
+* Once the serving query ends, the engine waits 5 s for open client
+  connections and then exits the process with status 1. So idle connections
+  must notice the stop sooner: ``keep_alive_timeout`` is 3 s (HTTP) and the
+  default profile's ``poll_interval`` is 1 s (native TCP).
 * The engine runs once per process: a second ``_chdb.query`` in the same
   process fails, hence ``serve()`` refuses a second call.
 
@@ -52,6 +57,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -60,7 +66,7 @@ from xml.sax.saxutils import escape
 
 log = logging.getLogger(__name__)
 
-PASSWORD_ENV = "SUHO_DB_SERVER_PASSWORD"
+PASSWORD_ENV = "SUHO_SERVER_PASSWORD"
 """Environment variable the CLI reads the password from when ``--password`` is absent.
 
 ``LocalServer`` passes the password this way so that it never shows in ``ps``.
@@ -72,6 +78,8 @@ SERVER_DIR_NAME = "server"
 _BLOCK_MARK = "suho-server-block"
 _AUTH_SERVER_NAME = "suho_auth"
 _STOP_TIMEOUT_S = 30.0
+_QUERY_GRACE_S = 3.0  # for running client queries at stop
+_CONTROL_MARK = "suho-server-control"  # in the text of our own stop statements
 _served = False  # the engine can start once per process
 
 
@@ -194,7 +202,10 @@ def _config_xml(host: str, tcp_port: int, http_port: int, auth_uri: str | None) 
   <listen_host>{escape(host.strip("[]"))}</listen_host>
   <tcp_port>{tcp_port}</tcp_port>
   <http_port>{http_port}</http_port>
-  <users_config>users.xml</users_config>{auth}
+  <users_config>users.xml</users_config>
+  <!-- Idle keep-alive HTTP connections must end before the engine's shutdown
+       wait (5 s), or it exits forcefully with status 1. -->
+  <keep_alive_timeout>3</keep_alive_timeout>{auth}
 </clickhouse>
 """
 
@@ -211,7 +222,11 @@ def _users_xml(with_password: bool) -> str:
 <!-- Written by suho_models.db.server on every start; edits are overwritten. -->
 <clickhouse>
   <profiles>
-    <default></default>
+    <default>
+      <!-- Idle native connections notice a stop within 1 s (10 s by default,
+           longer than the engine's 5 s shutdown wait). -->
+      <poll_interval>1</poll_interval>
+    </default>
   </profiles>
   <users>
     <default>
@@ -249,8 +264,10 @@ class _AuthServer:
     """Loopback HTTP endpoint that ClickHouse asks whether a ``default`` login may pass.
 
     Allows the password, and an empty password once: for the engine's own
-    session, which logs in before the listeners open. The URL carries a random
-    token so that nothing else on the machine can use up that one empty login.
+    session, which logs in before the listeners open. The engine then fetches
+    ``seal_path`` (``seal_sql``) before it opens them, which ends that window
+    for good. The URLs carry a random token so that nothing else on the machine
+    can use up the one empty login.
     """
 
     def __init__(self, password: str) -> None:
@@ -262,13 +279,24 @@ class _AuthServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                ok = owner._allowed(self.path, self.headers.get("Authorization", ""))
+                self._answer(send_body=True)
+
+            def do_HEAD(self) -> None:
+                self._answer(send_body=False)
+
+            def _answer(self, send_body: bool) -> None:
+                if self.path == owner.seal_path:
+                    owner.seal()
+                    ok = True
+                else:
+                    ok = owner._allowed(self.path, self.headers.get("Authorization", ""))
                 body = b"{}"
                 self.send_response(200 if ok else 401)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if send_body:
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -276,18 +304,40 @@ class _AuthServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="suho-auth", daemon=True
+            target=self._httpd.serve_forever, args=(0.1,), name="suho-auth", daemon=True
         )
 
     @property
     def uri(self) -> str:
+        """Where ClickHouse checks credentials (``http_authentication_servers``)."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/{self._token}"
+
+    @property
+    def seal_path(self) -> str:
+        return f"/{self._token}/seal"
+
+    @property
+    def seal_sql(self) -> str:
+        """A statement with which the engine ends the empty-password window itself.
+
+        It runs right before ``SYSTEM START LISTEN``, so no network client can
+        ever use that window, even if a future engine did not log in with it.
+        """
+        url = f"http://127.0.0.1:{self._httpd.server_address[1]}{self.seal_path}"
+        return f"SELECT count() FROM url('{url}', 'RawBLOB') FORMAT Null"
+
+    def seal(self) -> None:
+        with self._lock:
+            used = not self._bootstrap_left
+            self._bootstrap_left = False
+        log.debug("empty-password window closed (the engine used it: %s)", used)
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self) -> None:
-        self._httpd.shutdown()
+        if self._thread.is_alive():
+            self._httpd.shutdown()  # waits for serve_forever, so only once started
         self._httpd.server_close()
 
     def _allowed(self, request_path: str, authorization: str) -> bool:
@@ -380,7 +430,11 @@ def serve(
         if stop.is_set():
             log.warning("received %s again; already stopping", signal.Signals(signum).name)
         else:
-            log.info("received %s; stopping", signal.Signals(signum).name)
+            log.info(
+                "received %s; stopping (the engine then reports its serving query as "
+                "cancelled, code 394: expected)",
+                signal.Signals(signum).name,
+            )
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -403,7 +457,8 @@ def serve(
         _served = True
         block_id = f"{_BLOCK_MARK}:{secrets.token_hex(8)}"
         sql = (
-            "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; "
+            (f"{auth.seal_sql}; " if auth else "")
+            + "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; "
             "SELECT number FROM system.numbers WHERE sleepEachRow(0.1) "
             f"SETTINGS max_block_size = 1, max_execution_time = 0 /* {block_id} */"
         )
@@ -468,7 +523,7 @@ def serve(
                     break
 
         if engine.is_alive():
-            _kill_block(engine, base_url, block_id, password)
+            _stop_engine(engine, base_url, block_id, password)
         engine.join(timeout=_STOP_TIMEOUT_S)
         if engine.is_alive():
             raise ServerError(f"ClickHouse did not stop within {_STOP_TIMEOUT_S:.0f}s")
@@ -492,19 +547,47 @@ def serve(
             signal.signal(sig, handler)
 
 
-def _kill_block(
+def _stop_engine(
     engine: threading.Thread, base_url: str, block_id: str, password: str | None
 ) -> None:
-    """End the serving query through the server's own HTTP port, retrying until it ends."""
-    # Split the marker so that this KILL statement does not match itself.
+    """Stop the engine through its own HTTP port so that it exits cleanly.
+
+    The engine waits 5 s for open connections once the serving query ends,
+    then exits the process with status 1. So: give running client queries
+    ``_QUERY_GRACE_S`` to finish, cancel the rest, then kill the serving query
+    (retrying, as during start-up the port may not listen yet).
+    """
+    # Our own statements carry the control mark, so they never match `others`;
+    # the block mark is split so that no statement here matches itself.
     head, tail = block_id[:5], block_id[5:]
-    kill = (
-        f"KILL QUERY WHERE position(query, concat('{head}', '{tail}')) > 0 SYNC FORMAT Null"
-    ).encode()
+    is_block = f"position(query, concat('{head}', '{tail}')) > 0"
+    others = f"NOT {is_block} AND position(query, '{_CONTROL_MARK}') = 0"
+    url = f"{base_url}/"
+
+    def send(sql: str, timeout: float) -> str:
+        return _http_request(url, data=sql.encode(), password=password, timeout=timeout)
+
+    try:
+        deadline = time.monotonic() + _QUERY_GRACE_S
+        running = int(send(f"SELECT count() FROM system.processes WHERE {others} FORMAT TSV", 2.0))
+        while running and time.monotonic() < deadline:
+            time.sleep(0.1)
+            running = int(
+                send(f"SELECT count() FROM system.processes WHERE {others} FORMAT TSV", 2.0)
+            )
+        if running:
+            log.info(
+                "cancelling %d client queries still running after %.0fs", running, _QUERY_GRACE_S
+            )
+            send(f"KILL QUERY WHERE {others} SYNC FORMAT Null", 10.0)
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        log.debug("could not look at running queries: %s", exc)
+
+    kill = f"KILL QUERY WHERE {is_block} SYNC FORMAT Null"
     deadline = time.monotonic() + _STOP_TIMEOUT_S
     while engine.is_alive() and time.monotonic() < deadline:
         try:
-            _http_request(f"{base_url}/", data=kill, password=password, timeout=10.0)
+            send(kill, 10.0)
         except (OSError, urllib.error.URLError) as exc:
             # Not listening yet (a signal during start-up) or going down already.
             log.debug("KILL QUERY not sent yet: %s", exc)
@@ -533,7 +616,13 @@ def _parser() -> argparse.ArgumentParser:
         f"Prefer the {PASSWORD_ENV} environment variable: arguments show in `ps`.",
     )
     parser.add_argument("--ready-file", type=Path, default=None, help="write JSON here once ready")
-    parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (INFO)",
+    )
     return parser
 
 
@@ -541,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 after a clean stop, 2 for refused settings, 1 when the engine fails."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -567,6 +656,19 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------------
 # LocalServer: a server subprocess for tests and tools
 # ---------------------------------------------------------------------------
+
+
+def _terminate_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM ``proc`` and wait for it; SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("server pid %d ignored SIGTERM for %.0fs; killing it", proc.pid, timeout)
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 class LocalServer:
@@ -678,6 +780,8 @@ class LocalServer:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env
             )
+        # A forgotten server is stopped when this object is collected or Python exits.
+        weakref.finalize(self, _terminate_process, self._proc, self.stop_timeout)
         try:
             self._wait_ready()
         except BaseException:
@@ -726,22 +830,9 @@ class LocalServer:
         return self._terminate()
 
     def _terminate(self) -> int | None:
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                log.warning(
-                    "server pid %d ignored SIGTERM for %.0fs; killing it",
-                    proc.pid,
-                    self.stop_timeout,
-                )
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return _terminate_process(self._proc, self.stop_timeout)
 
     def __enter__(self) -> LocalServer:
         return self.start()

@@ -5,5 +5,4 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch must come from the pinned CPU wheel before anything can pull a CUDA build.
 .venv/bin/python -m pip install --quiet -e '.[test]'

@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(help="Track ML and RL training in ClickHouse.", no_args_is_help=True)
-db_app = typer.Typer(help="Schema migrations and the local ClickHouse server.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Schema migrations and the local ClickHouse server.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 console = Console()
@@ -50,7 +52,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or base.")]) -> None:
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or base.")],
+) -> None:
     """Migrate the database down to REVISION ('base' removes every table)."""
     from suho_models.db import migrations
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from suho_models.db import Database
-from suho_models.db import migrations
+from suho_models.db import Database, migrations
 
 BACKENDS = ("embedded", "server")
 

@@ -117,8 +117,12 @@ def db_serve(
     ] = None,
 ) -> None:
     """Serve the store as a real ClickHouse server (until Ctrl-C or SIGTERM)."""
+    import logging
+
     from suho_models.db.server import serve
     from suho_models.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     data = path or get_settings().embedded_path
     console.print(

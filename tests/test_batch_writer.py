@@ -1,0 +1,477 @@
+"""BatchWriter against the real engine (embedded and local server), no mocks.
+
+Failures are real too: a ``Database`` on a closed port refuses every insert, and
+the local server is stopped and restarted under a writer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from repositories.batch_writer import (
+    REWARD_HISTORY_SCHEMA,
+    TRAINING_METRICS_SCHEMA,
+    BatchWriter,
+    reward_history_writer,
+    training_metrics_writer,
+)
+from suho_models.db import Database, migrations
+from suho_models.db.server import LocalServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+NEVER = 3600.0  # max_seconds that never fires within a test
+
+
+def _count(db: Database, run_id: uuid.UUID, *, final: bool = True) -> int:
+    return db.scalar(
+        f"SELECT count() FROM training_metrics {'FINAL' if final else ''} WHERE run_id = %(r)s",
+        {"r": str(run_id)},
+    )
+
+
+def _writer(db: Database, tmp_path: Path, **kwargs: object) -> BatchWriter:
+    kwargs.setdefault("spool_dir", tmp_path / "spool")
+    kwargs.setdefault("max_seconds", NEVER)
+    return training_metrics_writer(db, **kwargs)
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _spool_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.arrow")) if path.is_dir() else []
+
+
+# --------------------------------------------------------------------------- schemas
+@pytest.mark.parametrize(
+    ("schema", "table"),
+    [(TRAINING_METRICS_SCHEMA, "training_metrics"), (REWARD_HISTORY_SCHEMA, "reward_history")],
+)
+def test_schemas_follow_the_tables(db: Database, schema: pa.Schema, table: str) -> None:
+    columns = db.execute(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+        "AND table = %(t)s ORDER BY position",
+        {"t": table},
+    )
+    assert schema.names == [name for name, _ in columns]
+    for field, (_, ch_type) in zip(schema, columns, strict=True):
+        assert field.nullable == ch_type.startswith("Nullable("), field.name
+
+
+# --------------------------------------------------------------------------- flush triggers
+def test_flushes_when_max_rows_is_reached(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    w = _writer(db, tmp_path, max_rows=100)
+    try:
+        for i in range(250):
+            w.log(run_id=run, iteration_number=i, train_loss=0.1, iteration_duration_ms=1.0)
+        # Two full batches went in from the logging thread; 50 rows wait.
+        assert _count(db, run) == 200
+        assert (w.flush_count, w.rows_flushed, w.pending_rows) == (2, 200, 50)
+    finally:
+        w.close()
+    assert _count(db, run) == 250
+    assert (w.rows_logged, w.rows_flushed, w.pending_rows) == (250, 250, 0)
+
+
+def test_flushes_after_max_seconds_without_more_rows(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    w = _writer(db, tmp_path, max_rows=1_000_000, max_seconds=0.2)
+    try:
+        for i in range(10):
+            w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+        assert _wait_for(lambda: _count(db, run) == 10, timeout=10)
+        assert w.pending_rows == 0 and w.flush_count == 1
+    finally:
+        w.close()
+
+
+def test_flush_close_and_context_exit_write_everything(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    w = _writer(db, tmp_path)
+    w.log(run_id=run, iteration_number=1, iteration_duration_ms=1.0)
+    assert _count(db, run) == 0
+    assert w.flush() is True
+    assert _count(db, run) == 1
+
+    w.log(run_id=run, iteration_number=2, iteration_duration_ms=1.0)
+    assert w.close() is True
+    assert _count(db, run) == 2
+    assert w.close() is True  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        w.log(run_id=run, iteration_number=3, iteration_duration_ms=1.0)
+
+    with _writer(db, tmp_path) as w2:
+        w2.log(run_id=run, iteration_number=3, iteration_duration_ms=1.0)
+        w2.log_row((run, 4, None, None, None, None, None, None, 1.0, None))
+    assert _count(db, run) == 4
+    assert not _spool_files(tmp_path / "spool")
+
+
+# --------------------------------------------------------------------------- values
+def test_nan_inf_and_null_round_trip(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    nan, inf = float("nan"), float("inf")
+    explicit = datetime(2026, 11, 1, 12, 30, 15, 123000, tzinfo=UTC)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    with _writer(db, tmp_path) as w:
+        # log(): NaN/inf kept, None and missing Nullable columns are NULL.
+        w.log(
+            run_id=run,
+            iteration_number=1,
+            train_loss=nan,
+            val_loss=inf,
+            train_accuracy=-inf,
+            val_accuracy=None,
+            gradient_norm=0.0,
+            iteration_duration_ms=nan,
+        )
+        # log_row(): same in schema order, with an explicit recorded_at.
+        w.log_row((str(run), 2, nan, None, inf, None, None, -inf, 2.5, explicit))
+        # log_columns(): numpy NaN, a pandas Series (NaN must not become NULL), a scalar run id.
+        w.log_columns(
+            {
+                "run_id": run,
+                "iteration_number": np.array([3, 4], dtype=np.int64),
+                "train_loss": np.array([nan, -inf]),
+                "val_loss": pd.Series([nan, 1.5]),
+                "train_accuracy": [None, inf],
+                "learning_rate": pd.Series([None, 2.0], dtype="Float64"),  # pd.NA is NULL
+                "iteration_duration_ms": 3.0,
+            }
+        )
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    rows = db.execute(
+        "SELECT iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
+        "learning_rate, gradient_norm, iteration_duration_ms, recorded_at "
+        "FROM training_metrics FINAL WHERE run_id = %(r)s ORDER BY iteration_number",
+        {"r": str(run)},
+    )
+    got = {r[0]: tuple(r[1:]) for r in rows}
+    assert sorted(got) == [1, 2, 3, 4]
+
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+            return math.isnan(b)
+        return a == b
+
+    expected = {
+        1: (nan, inf, -inf, None, None, 0.0, nan),
+        2: (nan, None, inf, None, None, -inf, 2.5),
+        3: (nan, nan, None, None, None, None, 3.0),
+        4: (-inf, 1.5, inf, None, 2.0, None, 3.0),
+    }
+    for it, values in expected.items():
+        assert all(same(e, g) for e, g in zip(values, got[it][:7], strict=True)), (it, got[it])
+    stamps = {it: got[it][7].astimezone(UTC) for it in got}
+    assert stamps[2] == explicit  # given: kept, to the millisecond
+    for it in (1, 3, 4):  # not given: now
+        assert before <= stamps[it] <= after
+
+
+def test_reward_history_types(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    big = 2**40 + 7  # UInt64 beyond 32 bits
+    with reward_history_writer(db, spool_dir=tmp_path / "spool", max_seconds=NEVER) as w:
+        w.log(
+            run_id=run,
+            episode_number=1,
+            timestep_number=big,
+            step_reward=-0.5,
+            episode_cumulative_reward=-0.5,
+            is_episode_end=0,
+        )
+        w.log_columns(
+            {
+                "run_id": str(run),
+                "episode_number": 1,
+                "timestep_number": np.array([big + 1, big + 2], dtype=np.uint64),
+                "step_reward": [1.0, float("nan")],
+                "episode_cumulative_reward": [0.5, float("nan")],
+                "episode_final_reward": [None, 0.5],
+                "is_episode_end": np.array([0, 1], dtype=np.uint8),
+            }
+        )
+    rows = db.execute(
+        "SELECT timestep_number, is_episode_end, episode_final_reward FROM reward_history FINAL "
+        "WHERE run_id = %(r)s ORDER BY timestep_number",
+        {"r": str(run)},
+    )
+    assert [tuple(r) for r in rows] == [(big, 0, None), (big + 1, 0, None), (big + 2, 1, 0.5)]
+
+
+def test_bad_rows_are_refused_or_rejected_not_inserted(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    with _writer(db, tmp_path) as w:
+        with pytest.raises(TypeError, match="trian_loss"):
+            w.log(run_id=run, iteration_number=1, trian_loss=0.1, iteration_duration_ms=1.0)
+        with pytest.raises(ValueError, match="10 values"):
+            w.log_row((run, 1, 0.1))
+        with pytest.raises(TypeError, match="nope"):
+            w.log_columns({"run_id": run, "nope": [1]})
+        w.log(iteration_number=2, iteration_duration_ms=1.0)  # no run_id: rejected at sealing
+        w.log(run_id=run, iteration_number=3, train_loss="not a number", iteration_duration_ms=1)
+        w.log(run_id=run, iteration_number=4, iteration_duration_ms=1.0)
+    assert w.rows_rejected == 2
+    assert _count(db, run) == 1
+
+
+# --------------------------------------------------------------------------- threads, keys
+def test_threads_logging_concurrently_lose_and_duplicate_nothing(
+    db: Database, tmp_path: Path
+) -> None:
+    run = uuid.uuid4()
+    threads_n, per_thread = 8, 3_000
+    w = _writer(db, tmp_path, max_rows=500, max_seconds=0.05)
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            base = t * per_thread
+            if t % 3 == 0:
+                for i in range(base, base + per_thread):
+                    w.log(
+                        run_id=run,
+                        iteration_number=i,
+                        train_loss=float(t),
+                        iteration_duration_ms=1.0,
+                    )
+            elif t % 3 == 1:
+                for i in range(base, base + per_thread):
+                    w.log_row((run, i, float(t), None, None, None, None, None, 1.0, None))
+            else:
+                for start in range(base, base + per_thread, 250):
+                    w.log_columns(
+                        {
+                            "run_id": run,
+                            "iteration_number": np.arange(start, start + 250),
+                            "train_loss": float(t),
+                            "iteration_duration_ms": 1.0,
+                        }
+                    )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert w.close() is True
+    assert not errors
+    total = threads_n * per_thread
+    assert (w.rows_logged, w.rows_flushed, w.pending_rows) == (total, total, 0)
+    assert _count(db, run, final=False) == total  # nothing inserted twice
+    checks = db.execute(
+        "SELECT uniqExact(iteration_number), min(iteration_number), max(iteration_number), "
+        "countIf(toUInt32(train_loss) != intDiv(iteration_number, %(p)s)) "
+        "FROM training_metrics WHERE run_id = %(r)s",
+        {"r": str(run), "p": per_thread},
+    )[0]
+    assert tuple(checks) == (total, 0, total - 1, 0)
+
+
+def test_relogging_a_key_is_one_row_for_readers(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    with _writer(db, tmp_path) as w:
+        w.log(run_id=run, iteration_number=7, train_loss=1.0, iteration_duration_ms=1.0)
+        w.flush()
+        time.sleep(0.01)  # a later recorded_at: the newer row is the version readers see
+        w.log(run_id=run, iteration_number=7, train_loss=2.0, iteration_duration_ms=1.0)
+        # Same key twice within one batch: the later one wins there too.
+        w.log(run_id=run, iteration_number=8, train_loss=1.0, iteration_duration_ms=1.0)
+        w.log(run_id=run, iteration_number=8, train_loss=3.0, iteration_duration_ms=1.0)
+    assert _count(db, run) == 2
+    rows = db.execute(
+        "SELECT iteration_number, train_loss FROM training_metrics FINAL "
+        "WHERE run_id = %(r)s ORDER BY iteration_number",
+        {"r": str(run)},
+    )
+    assert [tuple(r) for r in rows] == [(7, 2.0), (8, 3.0)]
+
+
+# --------------------------------------------------------------------------- failures
+def _unreachable_database() -> Database:
+    """A native URL on a port nobody listens on: every insert fails for real."""
+    return Database(f"clickhouse+native://127.0.0.1:{free_port()}/nowhere")
+
+
+def test_failed_inserts_keep_rows_spool_them_and_replay_exactly_once(
+    db: Database, tmp_path: Path
+) -> None:
+    run = uuid.uuid4()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    stale_tmp = spool / ".00000000000000000001-1-000001-5r.arrow.999999999.tmp"
+    stale_tmp.write_bytes(b"half a file from a crashed writer")
+
+    down = _unreachable_database()
+    w = BatchWriter(
+        down,
+        "training_metrics",
+        TRAINING_METRICS_SCHEMA,
+        max_rows=100,
+        max_buffered_rows=300,
+        max_seconds=NEVER,
+        spool_dir=spool,
+        retry_initial=0.05,
+        retry_max=0.2,
+    )
+    try:
+        for i in range(1_000):
+            w.log(run_id=run, iteration_number=i, train_loss=i / 10, iteration_duration_ms=1.0)
+        assert w.flush() is False
+        assert w.last_error is not None
+        assert (w.rows_logged, w.rows_flushed, w.pending_rows) == (1_000, 0, 1_000)
+        # Memory stays bounded: everything past max_buffered_rows is on disk.
+        assert w.pending_rows - w.spooled_rows <= 300
+        assert w.spooled_files == len(_spool_files(spool)) >= 7
+        # The background thread keeps retrying with backoff, and keeps failing.
+        failures = w._failures
+        assert _wait_for(lambda: w._failures > failures, timeout=5)
+    finally:
+        assert w.close(timeout=0.2) is False
+        down.close()
+    assert not stale_tmp.exists()  # its writer is gone: the partial file was dropped
+    files = _spool_files(spool)
+    assert sum(int(f.name.split("-")[-1][:-7]) for f in files) == 1_000
+    # Spool files are whole Arrow files, oldest first: together they are the log, in order.
+    spooled = pa.concat_tables(pa.ipc.open_file(str(f)).read_all() for f in files)
+    assert spooled.column("iteration_number").to_pylist() == list(range(1_000))
+    assert _count(db, run, final=False) == 0
+
+    # A new writer on a working database replays the leftovers, then its own rows.
+    with _writer(db, tmp_path, spool_dir=spool) as again:
+        assert again.pending_rows == 1_000 or again.rows_flushed > 0
+        again.log(run_id=run, iteration_number=1_000, iteration_duration_ms=1.0)
+    assert again.rows_flushed == 1_001
+    assert not _spool_files(spool)
+    assert _count(db, run, final=False) == 1_001  # each row inserted exactly once
+    assert _count(db, run) == 1_001
+    assert db.scalar(
+        "SELECT sum(train_loss) FROM training_metrics FINAL WHERE run_id = %(r)s",
+        {"r": str(run)},
+    ) == pytest.approx(sum(i / 10 for i in range(1_000)))
+
+
+def test_a_batch_that_partly_landed_is_counted_once(db: Database, tmp_path: Path) -> None:
+    """A retry re-inserts rows that already landed; readers (FINAL) see each key once."""
+    run = uuid.uuid4()
+    with _writer(db, tmp_path) as w:
+        for i in range(100):
+            w.log(run_id=run, iteration_number=i, train_loss=float(i), iteration_duration_ms=1.0)
+        w._seal()
+        batch = w._batches[0].table
+        db.insert_arrow("training_metrics", batch.slice(0, 60))  # "landed before the error"
+    assert _count(db, run, final=False) == 160
+    assert _count(db, run) == 100
+
+
+# --------------------------------------------------------------------------- process exit
+_CHILD_LOG = """
+import sys, uuid
+from repositories.batch_writer import training_metrics_writer
+from suho_models.db import Database, migrations
+url, run, spool = sys.argv[1], uuid.UUID(sys.argv[2]), sys.argv[3]
+migrations.upgrade(url)
+w = training_metrics_writer(Database(url), spool_dir=spool, max_seconds=3600)
+for i in range(1234):
+    w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+# no close(): the atexit hook must flush
+"""
+
+_CHILD_COUNT = """
+import sys
+from suho_models.db import Database
+db = Database(sys.argv[1])
+print(db.scalar("SELECT count() FROM training_metrics FINAL WHERE run_id = %(r)s",
+                {"r": sys.argv[2]}))
+"""
+
+
+def _python(code: str, *args: str) -> str:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout
+
+
+def test_unclosed_writer_flushes_at_interpreter_exit(
+    backend: str, url: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4()
+    spool = str(tmp_path / "spool")
+    if backend == "embedded":
+        # A chDB directory belongs to one process, and a process opens one path:
+        # the writer and the reader each get a process of their own.
+        url = f"clickhouse+chdb:///{tmp_path}/child-chdb/suho_analytics"
+    _python(_CHILD_LOG, url, str(run), spool)
+    assert _python(_CHILD_COUNT, url, str(run)).strip() == "1234"
+    assert not _spool_files(Path(spool))
+
+
+# --------------------------------------------------------------------------- server restart
+@pytest.mark.slow
+@pytest.mark.server
+def test_rows_survive_a_server_restart_exactly_once(tmp_path: Path) -> None:
+    server = LocalServer(tmp_path / "server").start()
+    url = server.native_url("suho_analytics")
+    run = uuid.uuid4()
+    try:
+        migrations.upgrade(url)
+        db = Database(url)
+        w = _writer(db, tmp_path, max_rows=200, retry_initial=0.05, retry_max=0.5)
+        for i in range(500):
+            w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+        assert w.rows_flushed == 400
+
+        assert server.stop() == 0
+        for i in range(500, 1_000):  # inserts fail now; rows are kept
+            w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+        assert w.flush() is False
+        assert w.last_error is not None
+        assert w.pending_rows == 600
+
+        server = LocalServer(
+            server.path, tcp_port=server.tcp_port, http_port=server.http_port
+        ).start()
+        assert w.close(timeout=30) is True
+        db.close()
+        fresh = Database(url)  # a new pool: no connection from before the restart
+        try:
+            assert _count(fresh, run, final=False) == 1_000
+            assert _count(fresh, run) == 1_000
+        finally:
+            fresh.close()
+    finally:
+        server.stop()

@@ -131,9 +131,9 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         return self._transition(run_id, RunStatus.RUNNING, started_at=utcnow(), error_message="")
 
     def complete(
-        self, run_id: uuid.UUID | str, metrics: BaseModel | Mapping[str, Any] = {}
-    ) -> RunT:  # noqa: B006
-        final = validate(self.final_metrics, metrics).model_dump(exclude_none=True)
+        self, run_id: uuid.UUID | str, metrics: BaseModel | Mapping[str, Any] | None = None
+    ) -> RunT:
+        final = validate(self.final_metrics, metrics or {}).model_dump(exclude_none=True)
         return self._transition(run_id, RunStatus.COMPLETED, **final)
 
     def fail(self, run_id: uuid.UUID | str, error: str | BaseException) -> RunT:

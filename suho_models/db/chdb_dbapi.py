@@ -248,7 +248,9 @@ class Cursor:
             if _ROW_RETURNING.match(sql):
                 result = client.query(sql)
                 self._rows = list(result.result_rows)
-                columns = list(zip(result.column_names, (t.name for t in result.column_types)))
+                columns = list(
+                    zip(result.column_names, (t.name for t in result.column_types), strict=True)
+                )
                 if not columns:
                     columns = self._describe(sql)
                 self.description = [

@@ -1,0 +1,366 @@
+"""Throughput of BatchWriter for ``training_metrics``, next to MLflow's log_batch.
+
+What is measured, end to end (first row logged until ``close()`` returned with
+every row inserted, checked with ``count() ... FINAL``):
+
+* the embedded engine (chDB in this process) and the local server
+  (``LocalServer``: the same engine in a subprocess, clickhouse-driver over TCP);
+* per-row ``log()`` (one call per iteration, 7 values) and ``log_columns()``
+  (numpy chunks of ``--chunk`` rows);
+* MLflow: ``MlflowClient().log_batch`` into a SQLite tracking store, 1,000
+  metrics per call (MLflow's per-call limit). One MLflow metric is one row of
+  its ``metrics`` table; one of our rows holds six metrics plus the iteration
+  time, so the per-row ratio understates our advantage by about 6x (both
+  ratios are reported).
+
+Usage: ``python bench/bench_writer.py [--rows N] [--mlflow-rows M]``. Results go
+to ``bench/results/writer.json`` and ``writer.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from repositories.batch_writer import training_metrics_writer  # noqa: E402
+from suho_models.db import Database, migrations  # noqa: E402
+from suho_models.db.server import LocalServer  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TARGET_EMBEDDED_ROWS_S = 1_000_000
+TARGET_MLFLOW_RATIO = 100
+
+
+def _values(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "train_loss": rng.random(n),
+        "val_loss": rng.random(n),
+        "train_accuracy": rng.random(n),
+        "val_accuracy": rng.random(n),
+        "learning_rate": np.full(n, 0.05),
+        "gradient_norm": rng.random(n),
+        "iteration_duration_ms": rng.random(n) * 10,
+    }
+
+
+def _count(db: Database, run: uuid.UUID) -> int:
+    return db.scalar(
+        "SELECT count() FROM training_metrics FINAL WHERE run_id = %(r)s", {"r": str(run)}
+    )
+
+
+def bench_log(db: Database, n: int, spool: Path) -> dict[str, Any]:
+    """One log() call per row, as a trainer's per-iteration callback does."""
+    run = uuid.uuid4()
+    v = {k: a.tolist() for k, a in _values(n).items()}  # Python floats, made before timing
+    tl, vl, ta, va = v["train_loss"], v["val_loss"], v["train_accuracy"], v["val_accuracy"]
+    lr, gn, ms = v["learning_rate"], v["gradient_norm"], v["iteration_duration_ms"]
+    gc.collect()
+    start = time.perf_counter()
+    w = training_metrics_writer(db, spool_dir=spool)
+    log = w.log
+    for i in range(n):
+        log(
+            run_id=run,
+            iteration_number=i,
+            train_loss=tl[i],
+            val_loss=vl[i],
+            train_accuracy=ta[i],
+            val_accuracy=va[i],
+            learning_rate=lr[i],
+            gradient_norm=gn[i],
+            iteration_duration_ms=ms[i],
+        )
+    logged = time.perf_counter()
+    assert w.close(timeout=60), w.last_error
+    elapsed = time.perf_counter() - start
+    assert _count(db, run) == n
+    return {
+        "rows": n,
+        "seconds": elapsed,
+        "rows_per_s": n / elapsed,
+        "inserts": w.flush_count,
+        "seconds_in_log_calls": logged - start,
+    }
+
+
+def bench_log_columns(db: Database, n: int, chunk: int, spool: Path) -> dict[str, Any]:
+    """log_columns() with numpy chunks, as a vectorised trainer or a replay would."""
+    run = uuid.uuid4()
+    values = _values(n)
+    iterations = np.arange(n, dtype=np.uint32)
+    gc.collect()
+    start = time.perf_counter()
+    w = training_metrics_writer(db, spool_dir=spool)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        w.log_columns(
+            {
+                "run_id": run,
+                "iteration_number": iterations[lo:hi],
+                **{k: a[lo:hi] for k, a in values.items()},
+            }
+        )
+    assert w.close(timeout=60), w.last_error
+    elapsed = time.perf_counter() - start
+    assert _count(db, run) == n
+    return {
+        "rows": n,
+        "chunk": chunk,
+        "seconds": elapsed,
+        "rows_per_s": n / elapsed,
+        "inserts": w.flush_count,
+    }
+
+
+def bench_log_call_cost(db: Database, n: int, spool: Path) -> dict[str, Any]:
+    """Python cost of one log() call when no flush happens (buffering only)."""
+    run = uuid.uuid4()
+    w = training_metrics_writer(
+        db, spool_dir=spool, max_rows=n + 1, max_buffered_rows=n + 1, max_seconds=3600
+    )
+    log = w.log
+
+    def noop(**row: Any) -> None:
+        pass
+
+    def timed(fn: Callable[..., None]) -> float:
+        gc.collect()
+        t = time.perf_counter()
+        for i in range(n):
+            fn(run_id=run, iteration_number=i, train_loss=0.5, iteration_duration_ms=1.0)
+        return (time.perf_counter() - t) / n * 1e6
+
+    call_us = timed(log)
+    noop_us = timed(noop)
+    assert w.close(timeout=60), w.last_error
+    return {
+        "rows": n,
+        "log_call_us": call_us,
+        "empty_call_us": noop_us,
+        "beyond_call_us": call_us - noop_us,
+    }
+
+
+def run_backend(label: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    migrations.upgrade(url)
+    db = Database(url)
+    try:
+        out: dict[str, Any] = {"url": url.split("://")[0]}
+        print(f"[{label}] log() x {args.rows:,} ...", flush=True)
+        out["log"] = bench_log(db, args.rows, work / f"spool-{label}-log")
+        print(f"[{label}]   {out['log']['rows_per_s']:,.0f} rows/s", flush=True)
+        print(f"[{label}] log_columns() x {args.rows:,} in {args.chunk:,}-row chunks ...")
+        out["log_columns"] = bench_log_columns(
+            db, args.rows, args.chunk, work / f"spool-{label}-cols"
+        )
+        print(f"[{label}]   {out['log_columns']['rows_per_s']:,.0f} rows/s", flush=True)
+        if label == "embedded":
+            out["log_call"] = bench_log_call_cost(db, 200_000, work / "spool-call")
+            print(
+                f"[{label}] log() call: {out['log_call']['beyond_call_us']:.2f} us beyond an "
+                f"empty call of the same signature ({out['log_call']['empty_call_us']:.2f} us)"
+            )
+        return out
+    finally:
+        db.close()
+
+
+def bench_mlflow(rows: int, work: Path, budget_s: float) -> dict[str, Any]:
+    try:
+        import mlflow
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        return {"skipped": f"mlflow is not installed ({exc})"}
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    store = work / "mlflow"
+    store.mkdir()
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    run = client.create_run(client.create_experiment("bench"))
+    run_id = run.info.run_id
+    ts = int(time.time() * 1000)
+    values = np.random.default_rng(0).random(rows).tolist()
+    per_call = 1_000
+    done = 0
+    print(f"[mlflow] log_batch x {rows:,} metrics, {per_call:,} per call ...", flush=True)
+    start = time.perf_counter()
+    while done < rows and time.perf_counter() - start < budget_s:
+        batch = [
+            Metric("train_loss", values[i], ts, i) for i in range(done, min(done + per_call, rows))
+        ]
+        client.log_batch(run_id, metrics=batch)
+        done += len(batch)
+    elapsed = time.perf_counter() - start
+    client.set_terminated(run_id)
+    stored = len(client.get_metric_history(run_id, "train_loss"))
+    assert stored == done, (stored, done)
+    print(f"[mlflow]   {done / elapsed:,.0f} metrics/s", flush=True)
+    return {
+        "version": mlflow.__version__,
+        "rows": done,
+        "seconds": elapsed,
+        "rows_per_s": done / elapsed,
+        "metrics_per_call": per_call,
+        "store": "sqlite",
+    }
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    env = result["environment"]
+    lines = [
+        "# BatchWriter throughput (`training_metrics`)",
+        "",
+        f"Run {result['when']} on {env['cpus']} CPUs, Python {env['python']}, "
+        f"chdb {env['chdb']}; {result['rows']:,} rows per measurement "
+        "(end to end: first row logged until `close()` returned, count checked with FINAL).",
+        "",
+        "| backend | method | rows | seconds | rows/s | inserts | vs MLflow (per row) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    ml = result.get("mlflow", {})
+    ml_rate = ml.get("rows_per_s")
+    for backend in ("embedded", "server"):
+        data = result.get(backend)
+        if not data or "error" in data:
+            if data:
+                lines.append(f"| {backend} | – | – | – | failed: {data['error']} | – | – |")
+            continue
+        for method in ("log", "log_columns"):
+            m = data[method]
+            name = "log()" if method == "log" else f"log_columns({m['chunk']:,}-row chunks)"
+            ratio = f"{m['rows_per_s'] / ml_rate:,.0f}x" if ml_rate else "–"
+            lines.append(
+                f"| {backend} | {name} | {m['rows']:,} | {m['seconds']:.2f} | "
+                f"{m['rows_per_s']:,.0f} | {m['inserts']} | {ratio} |"
+            )
+    if ml_rate:
+        lines.append(
+            f"| MLflow {ml['version']} (SQLite) | log_batch, {ml['metrics_per_call']:,}/call | "
+            f"{ml['rows']:,} | {ml['seconds']:.2f} | {ml_rate:,.0f} | {ml['rows'] // 1000} | 1x |"
+        )
+    else:
+        lines.append(f"| MLflow | – | – | – | {ml.get('skipped', 'not run')} | – | – |")
+    lines.append("")
+    call = result.get("embedded", {}).get("log_call")
+    if call:
+        lines.append(
+            f"`log()` costs {call['beyond_call_us']:.2f} µs per row beyond an empty Python call "
+            f"with the same keyword arguments ({call['empty_call_us']:.2f} µs), "
+            "buffering only (no flush)."
+        )
+        lines.append("")
+    lines += ["## Against the targets", ""]
+    for line in result["targets"]:
+        lines.append(f"- {line}")
+    lines += [
+        "",
+        "Per row vs per value: an MLflow row is one metric value; one of our rows carries "
+        "six metrics and the iteration time, so per metric value the ratios are about 6x "
+        "larger than in the table.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _targets(result: dict[str, Any]) -> list[str]:
+    out = []
+    emb = result.get("embedded", {})
+    ml_rate = result.get("mlflow", {}).get("rows_per_s")
+    for method in ("log", "log_columns"):
+        m = emb.get(method)
+        if not m:
+            continue
+        rate = m["rows_per_s"]
+        ok = "met" if rate >= TARGET_EMBEDDED_ROWS_S else "NOT met"
+        line = f"embedded {method}(): {rate:,.0f} rows/s vs ≥{TARGET_EMBEDDED_ROWS_S:,}: {ok}"
+        if ml_rate:
+            ratio = rate / ml_rate
+            ok = "met" if ratio >= TARGET_MLFLOW_RATIO else "NOT met"
+            line += f"; {ratio:,.0f}x MLflow per row (≥{TARGET_MLFLOW_RATIO}x: {ok})"
+        out.append(line)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per measurement")
+    parser.add_argument("--chunk", type=int, default=10_000, help="rows per log_columns call")
+    parser.add_argument("--mlflow-rows", type=int, default=100_000, help="MLflow metrics")
+    parser.add_argument("--mlflow-budget", type=float, default=60.0, help="MLflow seconds cap")
+    parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "writer", help="path stem")
+    args = parser.parse_args(argv)
+
+    import chdb
+
+    work = Path(tempfile.mkdtemp(prefix="bench-writer-"))
+    os.environ["SUHO_DATA_DIR"] = str(work / "suho")
+    result: dict[str, Any] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "rows": args.rows,
+        "environment": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "chdb": chdb.__version__,
+            "platform": platform.platform(),
+            "loadavg_at_start": os.getloadavg(),
+        },
+    }
+    try:
+        # The embedded default: chDB in this process, a path like the default one.
+        embedded_url = f"clickhouse+chdb:///{work}/suho/clickhouse/suho_analytics"
+        result["embedded"] = run_backend("embedded", embedded_url, args, work)
+        if not args.skip_server:
+            try:
+                with LocalServer(work / "server") as server:
+                    result["server"] = run_backend(
+                        "server", server.native_url("suho_analytics"), args, work
+                    )
+            except Exception as exc:  # report, keep the other numbers
+                result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                print(f"[server] failed: {exc}", flush=True)
+        if not args.skip_mlflow:
+            result["mlflow"] = bench_mlflow(args.mlflow_rows, work, args.mlflow_budget)
+        ml_rate = result.get("mlflow", {}).get("rows_per_s")
+        if ml_rate:
+            for backend in ("embedded", "server"):
+                for method in ("log", "log_columns"):
+                    m = result.get(backend, {}).get(method)
+                    if m:
+                        m["ratio_vs_mlflow_per_row"] = m["rows_per_s"] / ml_rate
+                        m["ratio_vs_mlflow_per_value"] = m["rows_per_s"] * 6 / ml_rate
+        result["targets"] = _targets(result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(_markdown(result))
+    print(_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -253,7 +253,9 @@ class BatchWriter:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.spool_dir = Path(
-            spool_dir if spool_dir is not None else get_settings().data_dir / "spool" / table
+            spool_dir
+            if spool_dir is not None
+            else get_settings().data_dir / "spool" / db.store_key / table
         ).resolve()
 
         self._names = tuple(schema.names)

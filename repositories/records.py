@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -67,7 +68,7 @@ def _json_object(value: Any) -> str:
         raise ValueError(f"not JSON-serializable: {exc}") from None
 
 
-JsonObject = Annotated[str, AfterValidator(_json_object)]
+JsonObject = Annotated[str, BeforeValidator(_json_object)]
 """A JSON object stored as text; a dict or a JSON string is accepted."""
 
 

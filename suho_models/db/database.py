@@ -7,7 +7,9 @@ and only one data path per process).
 
 from __future__ import annotations
 
+import re
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -52,6 +54,22 @@ class Database:
     @property
     def is_embedded(self) -> bool:
         return self.driver == "chdb"
+
+    @cached_property
+    def store_key(self) -> str:
+        """A file-name-safe name of the target store and database, known without
+        connecting (used to keep one store's spooled rows apart from another's)."""
+        import hashlib
+
+        if self.is_embedded:
+            from suho_models.db.dialect import split_chdb_url
+
+            path, database = split_chdb_url(self.url)
+            where = "embedded-" + hashlib.sha256(path.encode()).hexdigest()[:10]
+        else:
+            database = self.url.database or "default"
+            where = f"{self.url.host or 'localhost'}-{self.url.port or 9000}"
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{where}-{database}")
 
     @cached_property
     def database_name(self) -> str:
@@ -115,11 +133,31 @@ class Database:
                 raw.client.insert_arrow(f"{self.database_name}.{table}", data)
             else:
                 columns = ", ".join(f"`{n}`" for n in data.column_names)
+                scales = self._datetime64_scales(table)
                 raw.transport.execute(
                     f"INSERT INTO `{table}` ({columns}) VALUES",
-                    [_native_column(data.column(i)) for i in range(data.num_columns)],
+                    [
+                        _native_column(data.column(i), scales.get(name))
+                        for i, name in enumerate(data.column_names)
+                    ],
                     columnar=True,
                 )
+
+    def _datetime64_scales(self, table: str) -> dict[str, int]:
+        """DateTime64 scale per column, so timestamps can travel as integer ticks."""
+        cache = self.__dict__.setdefault("_scale_cache", {})
+        if table not in cache:
+            rows = self.execute(
+                "SELECT name, type FROM system.columns "
+                "WHERE database = currentDatabase() AND table = %(t)s",
+                {"t": table},
+            )
+            cache[table] = {
+                name: int(m.group(1))
+                for name, type_ in rows
+                if (m := re.search(r"DateTime64\((\d+)", type_))
+            }
+        return cache[table]
 
     def query_arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         """Read a query as an Arrow table (columnar, no per-row Python objects)."""
@@ -171,5 +209,27 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
 
-def _native_column(column: pa.ChunkedArray) -> list:
+_TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+
+
+def _native_column(column: pa.ChunkedArray, datetime64_scale: int | None = None) -> Any:
+    """An Arrow column as clickhouse-driver wants it, avoiding per-row Python work
+    where we can: ``to_pylist`` builds one UUID / aware datetime object per row."""
+    type_ = column.type
+    storage = type_.storage_type if isinstance(type_, pa.BaseExtensionType) else type_
+    if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
+        # UUIDs: usually few distinct values (one run id per batch).
+        chunk = column.combine_chunks()
+        if isinstance(chunk, pa.ExtensionArray):
+            chunk = chunk.storage
+        encoded = chunk.dictionary_encode()
+        uuids = [None if b is None else uuid.UUID(bytes=b) for b in encoded.dictionary.to_pylist()]
+        return [None if i is None else uuids[i] for i in encoded.indices.to_pylist()]
+    if column.null_count:
+        return column.to_pylist()
+    if pa.types.is_timestamp(type_) and datetime64_scale in _TICK_UNITS:
+        ticks = column.cast(pa.timestamp(_TICK_UNITS[datetime64_scale], tz=type_.tz))
+        return ticks.cast(pa.int64()).to_numpy().tolist()
+    if pa.types.is_integer(type_) or pa.types.is_floating(type_):
+        return column.to_numpy().tolist()
     return column.to_pylist()

@@ -1,0 +1,207 @@
+"""The two high-volume series: per-iteration metrics and per-step rewards.
+
+Writes go through a :class:`~repositories.batch_writer.BatchWriter` (one columnar
+insert per batch); reads use FINAL, so an iteration or step logged twice (after a
+resume) is read once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from repositories.base import Repository
+from repositories.batch_writer import BatchWriter, reward_history_writer, training_metrics_writer
+from repositories.errors import InvalidInputError, validate
+from repositories.records import EpisodeSummary, MetricPoint, RewardPoint
+from repositories.runs import AgentRunRepository, TrainingRunRepository, _uuid
+from suho_models import RewardStep, TrainingMetric
+from suho_models.db import Database
+
+
+def _non_negative(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInputError(f"{name}: must be a non-negative integer (got {value!r})")
+    return value
+
+
+class MetricLogger:
+    """Logs one run's iterations; the run was checked to exist when this was made."""
+
+    def __init__(self, writer: BatchWriter, run_id: uuid.UUID) -> None:
+        self.writer = writer
+        self.run_id = run_id
+
+    def log(self, iteration_number: int, **metrics: Any) -> None:
+        self.writer.log(
+            run_id=self.run_id,
+            iteration_number=_non_negative("iteration_number", iteration_number),
+            **metrics,
+        )
+
+    def flush(self) -> bool:
+        return self.writer.flush()
+
+    def close(self) -> bool:
+        return self.writer.close()
+
+    def __enter__(self) -> MetricLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RewardLogger:
+    """Logs one run's environment steps; the run was checked to exist."""
+
+    def __init__(self, writer: BatchWriter, run_id: uuid.UUID) -> None:
+        self.writer = writer
+        self.run_id = run_id
+
+    def log(self, episode_number: int, timestep_number: int, **values: Any) -> None:
+        self.writer.log(
+            run_id=self.run_id,
+            episode_number=_non_negative("episode_number", episode_number),
+            timestep_number=_non_negative("timestep_number", timestep_number),
+            **values,
+        )
+
+    def flush(self) -> bool:
+        return self.writer.flush()
+
+    def close(self) -> bool:
+        return self.writer.close()
+
+    def __enter__(self) -> RewardLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TrainingMetricRepository(Repository[MetricPoint]):
+    model = TrainingMetric
+    record = MetricPoint
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.runs = TrainingRunRepository(db)
+
+    def logger(self, run_id: uuid.UUID | str, **writer_options: Any) -> MetricLogger:
+        """A buffered logger for one run (the hot path of training callbacks)."""
+        key = self.runs.require(run_id)
+        return MetricLogger(training_metrics_writer(self.db, **writer_options), key)
+
+    def log_many(
+        self, run_id: uuid.UUID | str, points: Iterable[MetricPoint | Mapping[str, Any]]
+    ) -> int:
+        """Validate and write a batch of points at once; returns the row count."""
+        records = [validate(MetricPoint, p) for p in points]
+        key = self.runs.require(run_id)
+        with training_metrics_writer(self.db) as writer:
+            for r in records:
+                writer.log(run_id=key, **r.model_dump(exclude_none=True))
+        return len(records)
+
+    def learning_curve(self, run_id: uuid.UUID | str) -> list[MetricPoint]:
+        """Every iteration of a run, in order, one row per iteration."""
+        c = self.table.c
+        rows = self._select(
+            c.run_id == _uuid(run_id, "run_id"),
+            order_by=[c.iteration_number],
+            columns=[col for col in self.table.columns if col.name != "run_id"],
+        )
+        return [MetricPoint.model_validate(dict(r)) for r in rows]
+
+    def learning_curve_arrow(self, run_id: uuid.UUID | str) -> pa.Table:
+        """The same curve as Arrow columns (plots, large runs)."""
+        return self.db.query_arrow(
+            "SELECT iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
+            "learning_rate, gradient_norm, iteration_duration_ms FROM training_metrics FINAL "
+            "WHERE run_id = %(run_id)s ORDER BY iteration_number",
+            {"run_id": _uuid(run_id, "run_id")},
+        )
+
+    def count(self, run_id: uuid.UUID | str) -> int:
+        return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
+
+    def last_iteration(self, run_id: uuid.UUID | str) -> int | None:
+        value = self.db.scalar(
+            "SELECT max(iteration_number) FROM training_metrics FINAL WHERE run_id = %(r)s "
+            "HAVING count() > 0",
+            {"r": _uuid(run_id, "run_id")},
+        )
+        return None if value is None else int(value)
+
+
+class RewardHistoryRepository(Repository[RewardPoint]):
+    model = RewardStep
+    record = RewardPoint
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.runs = AgentRunRepository(db)
+
+    def logger(self, run_id: uuid.UUID | str, **writer_options: Any) -> RewardLogger:
+        key = self.runs.require(run_id)
+        return RewardLogger(reward_history_writer(self.db, **writer_options), key)
+
+    def log_many(
+        self, run_id: uuid.UUID | str, points: Iterable[RewardPoint | Mapping[str, Any]]
+    ) -> int:
+        records = [validate(RewardPoint, p) for p in points]
+        key = self.runs.require(run_id)
+        with reward_history_writer(self.db) as writer:
+            for r in records:
+                row = r.model_dump(exclude_none=True)
+                row["is_episode_end"] = int(row["is_episode_end"])
+                writer.log(run_id=key, **row)
+        return len(records)
+
+    def steps(
+        self, run_id: uuid.UUID | str, episode_number: int | None = None
+    ) -> list[RewardPoint]:
+        """Steps of a run (or of one episode) in time order."""
+        c = self.table.c
+        where = [c.run_id == _uuid(run_id, "run_id")]
+        if episode_number is not None:
+            where.append(c.episode_number == episode_number)
+        rows = self._select(
+            *where,
+            order_by=[c.timestep_number],
+            columns=[col for col in self.table.columns if col.name != "run_id"],
+        )
+        return [RewardPoint.model_validate(dict(r)) for r in rows]
+
+    def reward_curve(self, run_id: uuid.UUID | str) -> list[EpisodeSummary]:
+        """One point per finished episode: its total reward and Sharpe ratio."""
+        c = self.table.c
+        rows = self._select(
+            c.run_id == _uuid(run_id, "run_id"),
+            c.is_episode_end == 1,
+            order_by=[c.episode_number],
+            columns=[
+                c.episode_number,
+                c.timestep_number,
+                c.episode_final_reward,
+                c.sharpe_ratio,
+                c.account_value,
+            ],
+        )
+        return [EpisodeSummary.model_validate(dict(r)) for r in rows]
+
+    def count(self, run_id: uuid.UUID | str) -> int:
+        return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
+
+    def last_step(self, run_id: uuid.UUID | str) -> tuple[int, int] | None:
+        """(episode_number, timestep_number) of the last stored step, for resume."""
+        rows = self.db.execute(
+            "SELECT episode_number, timestep_number FROM reward_history FINAL "
+            "WHERE run_id = %(r)s ORDER BY timestep_number DESC LIMIT 1",
+            {"r": _uuid(run_id, "run_id")},
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None

@@ -1,0 +1,103 @@
+"""Tuning trials of supervised and RL runs.
+
+Trials are keyed by (run_id, trial_number): logging the same trial again, as a
+resumed study does, replaces it instead of adding a second row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from repositories.base import Repository, utcnow
+from repositories.errors import InvalidInputError, validate
+from repositories.records import RLTrial, RLTrialCreate, Trial, TrialCreate
+from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
+from suho_models import HyperparameterTrial, RLHyperparameterTrial
+from suho_models.db import Database
+from suho_models.enums import TrialState
+
+TrialT = TypeVar("TrialT", bound=BaseModel)
+
+
+class _TrialRepository(Repository[TrialT], Generic[TrialT]):
+    create_record: ClassVar[type[BaseModel]]
+    run_repository: ClassVar[type[_RunRepository]]
+    objective_column: ClassVar[str]
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.runs = self.run_repository(db)
+
+    def log(self, run_id: uuid.UUID | str, trial: BaseModel | Mapping[str, Any]) -> TrialT:
+        spec = validate(self.create_record, trial)
+        key = self.runs.require(run_id)
+        row = {**spec.model_dump(), **self._extra_columns(spec)}
+        row.update(trial_id=uuid.uuid4(), run_id=key, recorded_at=utcnow())
+        record = validate(self.record, row)
+        self._insert_rows([self._to_row(record)])
+        return record  # type: ignore[return-value]
+
+    def _extra_columns(self, spec: Any) -> dict[str, Any]:
+        return {}
+
+    def list(self, run_id: uuid.UUID | str) -> list[TrialT]:
+        c = self.table.c
+        rows, _ = self.list_and_count(
+            c.run_id == _uuid(run_id, "run_id"), order_by=[c.trial_number]
+        )
+        return rows
+
+    def best(
+        self,
+        run_id: uuid.UUID | str,
+        n: int = 5,
+        direction: Literal["maximize", "minimize"] = "maximize",
+    ) -> list[TrialT]:
+        """The ``n`` best complete trials of a run's study."""
+        if direction not in ("maximize", "minimize"):
+            raise InvalidInputError(f"direction: must be maximize or minimize (got {direction!r})")
+        c = self.table.c
+        objective = c[self.objective_column]
+        rows, _ = self.list_and_count(
+            c.run_id == _uuid(run_id, "run_id"),
+            c.state == TrialState.COMPLETE.value,
+            objective.isnot(None),
+            order_by=[
+                objective.desc() if direction == "maximize" else objective.asc(),
+                c.trial_number,
+            ],
+            limit=n,
+        )
+        return rows
+
+    def finished_numbers(self, run_id: uuid.UUID | str) -> set[int]:
+        """Trial numbers already logged: a resumed study skips them."""
+        return {t.trial_number for t in self.list(run_id)}  # type: ignore[attr-defined]
+
+
+class HyperparameterTrialRepository(_TrialRepository[Trial]):
+    model = HyperparameterTrial
+    record = Trial
+    create_record = TrialCreate
+    run_repository = TrainingRunRepository
+    objective_column = "objective_value"
+
+
+class RLTrialRepository(_TrialRepository[RLTrial]):
+    model = RLHyperparameterTrial
+    record = RLTrial
+    create_record = RLTrialCreate
+    run_repository = AgentRunRepository
+    objective_column = "mean_reward"
+
+    def _extra_columns(self, spec: Any) -> dict[str, Any]:
+        return spec.column_params()
+
+
+def parse_hyperparameters(trial: Trial | RLTrial) -> dict[str, Any]:
+    return json.loads(trial.hyperparameters)

@@ -1,0 +1,124 @@
+"""The input feature table (``ml_features`` by default): create, write, read columnar.
+
+The table belongs to the upstream feature pipeline, not to our migrations; we
+create it only for synthetic data (``suho data synth``). Reads fetch just the
+columns and the date range a trainer needs, as Arrow, never row by row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+from repositories.errors import InvalidInputError
+from suho_models.db import Database
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _identifier(name: str, what: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise InvalidInputError(f"{what}: not a plain identifier (got {name!r})")
+    return name
+
+
+def _clickhouse_type(dtype: object) -> str:
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        return "DateTime64(3, 'UTC')"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "UInt8"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "UInt8" if str(dtype) == "uint8" else "Int64"
+    if pd.api.types.is_float_dtype(dtype):
+        return "Float64"
+    return "LowCardinality(String)"
+
+
+class FeatureTable:
+    """A feature table in the same ClickHouse as the training tables."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: str = "ml_features",
+        time_column: str = "time",
+        symbol_column: str = "symbol",
+    ) -> None:
+        self.db = db
+        self.table = _identifier(table, "table")
+        self.time_column = _identifier(time_column, "time_column")
+        self.symbol_column = _identifier(symbol_column, "symbol_column")
+
+    def exists(self) -> bool:
+        return bool(self.db.scalar(f"EXISTS TABLE `{self.table}`"))
+
+    def count(self) -> int:
+        return int(self.db.scalar(f"SELECT count() FROM `{self.table}`")) if self.exists() else 0
+
+    def drop(self) -> None:
+        self.db.execute(f"DROP TABLE IF EXISTS `{self.table}`")
+
+    def schema(self) -> dict[str, str]:
+        """Column name -> ClickHouse type, in table order."""
+        rows = self.db.execute(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+            "AND table = %(t)s ORDER BY position",
+            {"t": self.table},
+        )
+        if not rows:
+            raise InvalidInputError(f"feature table {self.table!r} does not exist")
+        return {name: type_ for name, type_ in rows}
+
+    def create(self, frame: pd.DataFrame) -> None:
+        """Create the table for ``frame``'s columns: monthly partitions, ordered by
+        (symbol, time) so one symbol's date range is a contiguous read."""
+        columns = ",\n    ".join(
+            f"`{_identifier(name, 'column')}` {_clickhouse_type(dtype)}"
+            for name, dtype in frame.dtypes.items()
+        )
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS `{self.table}` (\n    {columns}\n) "
+            f"ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(`{self.time_column}`) "
+            f"ORDER BY (`{self.symbol_column}`, `{self.time_column}`) "
+            f"COMMENT 'Model input: features and targets per (symbol, time)'"
+        )
+
+    def write(self, frame: pd.DataFrame) -> int:
+        """Insert a frame (creating the table if needed); returns the row count."""
+        if not self.exists():
+            self.create(frame)
+        data = pa.Table.from_pandas(frame, preserve_index=False)
+        self.db.insert_arrow(self.table, data)
+        return len(frame)
+
+    def read(
+        self,
+        columns: Sequence[str],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        symbols: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Only ``columns`` within [start, end], one row per (symbol, time)."""
+        names = ", ".join(f"`{_identifier(c, 'column')}`" for c in columns)
+        where, params = [], {}
+        if start is not None:
+            where.append(f"`{self.time_column}` >= %(start)s")
+            params["start"] = start
+        if end is not None:
+            where.append(f"`{self.time_column}` <= %(end)s")
+            params["end"] = end
+        if symbols:
+            where.append(f"has(%(symbols)s, `{self.symbol_column}`)")
+            params["symbols"] = list(symbols)
+        sql = f"SELECT {names} FROM `{self.table}` FINAL"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY `{self.time_column}`, `{self.symbol_column}`"
+        frame = self.db.query_arrow(sql, params).to_pandas()
+        if self.time_column in frame:
+            frame[self.time_column] = pd.to_datetime(frame[self.time_column], utc=True)
+        return frame

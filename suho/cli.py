@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,12 @@ db_app = typer.Typer(
     help="Schema migrations and the local ClickHouse server.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+data_app = typer.Typer(help="The input feature table (ml_features).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+train_app = typer.Typer(
+    help="Train models and agents, tracked in ClickHouse.", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -130,6 +136,87 @@ def db_serve(
         f"(SUHO_DATABASE_URL=clickhouse+native://{host}:{tcp_port}/suho_analytics)"
     )
     serve(data, tcp_port=tcp_port, http_port=http_port, host=host, password=password)
+
+
+def _database() -> Any:
+    from suho_models.db import Database
+
+    db = Database(_url())
+    db.verify_schema()
+    return db
+
+
+@data_app.command("synth")
+def data_synth(
+    table: Annotated[str, typer.Option(help="Feature table to write.")] = "ml_features",
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = (
+        "EURUSD,GBPUSD,USDJPY,XAUUSD"
+    ),
+    periods: Annotated[int, typer.Option(min=200, help="Hourly bars per symbol.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    replace: Annotated[bool, typer.Option(help="Drop an existing table first.")] = False,
+) -> None:
+    """Write a realistic synthetic ml_features table (110 features, 2 targets)."""
+    from repositories.features import FeatureTable
+    from trainers.data.synth import generate_ml_features
+
+    db = _database()
+    try:
+        features = FeatureTable(db, table)
+        if features.exists() and not replace:
+            console.print(f"{table} already has {features.count():,} rows (use --replace)")
+            return
+        if replace:
+            features.drop()
+        frame = generate_ml_features(tuple(symbols.split(",")), periods=periods, seed=seed)
+        rows = features.write(frame)
+        console.print(f"wrote {rows:,} rows x {frame.shape[1]} columns to {table}")
+    finally:
+        db.close()
+
+
+@train_app.command("supervised")
+def train_supervised(
+    model: Annotated[str, typer.Option(help="xgboost, lightgbm or catboost.")] = "lightgbm",
+    target: Annotated[str, typer.Option(help="Target column.")] = "target_direction",
+    tune: Annotated[int, typer.Option(min=0, help="Optuna trials (0: no tuning).")] = 0,
+    cv: Annotated[int, typer.Option(min=2, help="Time-series CV folds.")] = 3,
+    rounds: Annotated[int, typer.Option(min=1, help="Boosting rounds.")] = 300,
+    source: Annotated[str, typer.Option(help="Feature table, or a .parquet/.csv file.")] = (
+        "ml_features"
+    ),
+    config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train a gradient-boosting model on ml_features and track the run."""
+    from trainers.supervised.config import SupervisedConfig
+    from trainers.supervised.trainer import SupervisedTrainer
+
+    options: dict[str, Any] = {
+        "model_type": model,
+        "target": target,
+        "cv_folds": cv,
+        "rounds": rounds,
+        "source": source,
+        "run_name": run_name,
+        "seed": seed,
+        "progress": not quiet,
+        "tuning": {"trials": tune},
+    }
+    cfg = (
+        SupervisedConfig.from_file(config, **options)
+        if config
+        else SupervisedConfig.model_validate(options)
+    )
+    db = _database()
+    try:
+        result = SupervisedTrainer(cfg, db).run()
+    finally:
+        db.close()
+    run = result.run
+    console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}: test {result.test_metrics}")
 
 
 def main() -> None:

@@ -33,6 +33,21 @@ class Settings(BaseSettings):
         ),
     )
 
+    checkpoint_inline_max_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=0,
+        description="Checkpoints up to this size go base64 into the table; larger ones "
+        "go to the object store (the seed's 100 MB).",
+    )
+    object_store_url: str | None = Field(
+        default=None,
+        description="Where large checkpoints go: s3://bucket/prefix, file:///dir, or unset "
+        "for <data_dir>/objects.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for MinIO/SeaweedFS (unset: AWS)."
+    )
+
     @property
     def embedded_path(self) -> Path:
         return (self.data_dir / "clickhouse").resolve()

@@ -1,0 +1,103 @@
+"""Configuration of a supervised training run: a pydantic model, from code, a
+YAML/TOML file, or CLI options."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from suho_models.enums import ModelFormat, ModelType, TaskType
+from trainers.data.spec import FeatureSpec
+
+
+class SelectionConfig(BaseModel):
+    """Feature selection, applied on the training split only (no leakage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variance_threshold: float = Field(default=1e-12, ge=0)
+    """Drop features whose training variance is at most this."""
+    correlation_threshold: float | None = Field(default=0.98, gt=0, le=1)
+    """Of two features correlated above this (absolute), drop the later one."""
+    top_k: int | None = Field(default=None, gt=0)
+    """Keep the k most important features of a quick model fit (None: keep all)."""
+
+
+class TuningConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=0, ge=0)
+    """Optuna trials; 0 trains once with the default parameters."""
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    storage: str | None = None
+    """Optuna storage URL (None: in memory). A shared one lets workers run in parallel."""
+    study_name: str | None = None
+    search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Overrides per parameter: {"max_depth": {"type": "int", "low": 3, "high": 6}},
+    {"eta": {"type": "float", "low": 0.01, "high": 0.2, "log": true}},
+    {"booster": {"type": "categorical", "choices": ["gbtree"]}}."""
+    pruning: bool = True
+
+
+class SupervisedConfig(BaseModel):
+    """Everything a supervised run needs; stored with the run as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: ModelType = ModelType.LIGHTGBM
+    target: str = "target_direction"
+    task: TaskType | None = None
+    """None: classification for integer targets with two values, else regression."""
+    run_name: str | None = None
+    model_name: str | None = None
+    """Deployment name of the model (default: '<target>-<model_type>')."""
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    source: str = "ml_features"
+    """A table in the same ClickHouse, or a path to a .parquet / .csv file."""
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    symbols: list[str] | None = None
+    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    cv_folds: int = Field(default=3, ge=2)
+    cv_gap: int = Field(default=0, ge=0)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    rounds: int = Field(default=300, gt=0)
+    early_stopping: int | None = Field(default=30, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the library's parameters."""
+    model_format: ModelFormat | None = None
+    """None: the library's native format."""
+    seed: int = 42
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> SupervisedConfig:
+        if self.target not in self.features.target_columns:
+            self.features = self.features.model_copy(update={"target_columns": [self.target]})
+        return self
+
+    @property
+    def resolved_model_name(self) -> str:
+        return self.model_name or f"{self.target}-{self.model_type.value}"
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SupervisedConfig:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ValueError(f"config file: expected .toml, .yaml or .yml (got {path.name!r})")
+        return cls.model_validate({**data, **overrides})
+
+
+SplitName = Literal["train", "val", "test"]

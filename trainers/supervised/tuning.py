@@ -1,0 +1,158 @@
+"""Optuna tuning with time-series cross-validation and pruning.
+
+The objective is the mean validation loss (log loss or RMSE) over expanding-window
+folds of the training split, minimized. Pruning uses the library's own Optuna
+callback (from ``optuna-integration``) on the first fold, where every trial
+reports the same steps. Every finished trial, pruned and failed ones included,
+goes to ``hyperparameters_log`` with its fold scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from repositories.trials import HyperparameterTrialRepository
+from suho_models.enums import TaskType, TrialState, TuningMethod
+from trainers.data.split import time_series_cv
+from trainers.supervised.boosters import Booster
+from trainers.supervised.config import SupervisedConfig
+from trainers.supervised.metrics import classification_metrics, regression_metrics
+
+log = logging.getLogger(__name__)
+
+
+def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    """One search-space override: {"type": "int"|"float"|"categorical", ...}."""
+    kind = spec.get("type")
+    if kind == "int":
+        return trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+    if kind == "float":
+        return trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+    if kind == "categorical":
+        return trial.suggest_categorical(name, spec["choices"])
+    raise ValueError(f"search_space.{name}.type: expected int, float or categorical (got {kind!r})")
+
+
+def fold_loss(booster: Booster, model: Any, X: np.ndarray, y: np.ndarray, task: TaskType) -> float:
+    pred = booster.predict(model, X, task)
+    if task is TaskType.CLASSIFICATION:
+        return classification_metrics(y, pred)["loss"]
+    return regression_metrics(y, pred)["loss"]
+
+
+def cross_validate(
+    booster: Booster,
+    X: np.ndarray,
+    y: np.ndarray,
+    times: np.ndarray,
+    config: SupervisedConfig,
+    task: TaskType,
+    params: dict[str, Any],
+    pruning: Any | None = None,
+) -> list[float]:
+    """Validation loss per expanding-window fold (grouped by timestamp, with gap)."""
+    scores = []
+    for fold, (train_idx, val_idx) in enumerate(
+        time_series_cv(times, n_splits=config.cv_folds, gap=config.cv_gap)
+    ):
+        model = booster.fit(
+            X[train_idx],
+            y[train_idx],
+            X[val_idx],
+            y[val_idx],
+            task=task,
+            params=params,
+            rounds=config.rounds,
+            early_stopping=config.early_stopping,
+            pruning=pruning if fold == 0 else None,
+        )
+        scores.append(fold_loss(booster, model, X[val_idx], y[val_idx], task))
+    return scores
+
+
+def tune(
+    booster: Booster,
+    X: np.ndarray,
+    y: np.ndarray,
+    times: np.ndarray,
+    config: SupervisedConfig,
+    task: TaskType,
+    run_id: uuid.UUID,
+    trials: HyperparameterTrialRepository,
+    on_trial: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the study; returns the best parameters (merged over the defaults)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = {**booster.default_params(task, config.seed), **config.params}
+    study_name = config.tuning.study_name or f"{run_id}"
+    already = trials.finished_numbers(run_id)
+
+    def objective(trial: optuna.Trial) -> float:
+        space = {**booster.search_space(task), **config.tuning.search_space}
+        params = {**base, **{name: suggest(trial, name, spec) for name, spec in space.items()}}
+        pruning = booster.pruning_callback(trial, task) if config.tuning.pruning else None
+        scores = cross_validate(booster, X, y, times, config, task, params, pruning)
+        trial.set_user_attr("scores", scores)
+        return float(np.mean(scores))
+
+    def record(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        if frozen.number in already:  # a resumed study: logged by the earlier process
+            return
+        state = {
+            optuna.trial.TrialState.COMPLETE: TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED: TrialState.PRUNED,
+        }.get(frozen.state, TrialState.FAILED)
+        duration = frozen.duration.total_seconds() if frozen.duration else 0.0
+        trials.log(
+            run_id,
+            {
+                "trial_number": frozen.number,
+                "study_name": study_name,
+                "hyperparameters": json.dumps({**base, **frozen.params}, default=str),
+                "objective_value": frozen.value if state is TrialState.COMPLETE else None,
+                "scores": frozen.user_attrs.get("scores", []),
+                "tuning_method": TuningMethod.OPTUNA,
+                "state": state,
+                "duration_seconds": duration,
+            },
+        )
+        if on_trial is not None:
+            on_trial(frozen.number)
+
+    sampler = optuna.samplers.TPESampler(seed=config.seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5)
+    study = optuna.create_study(
+        direction="minimize",
+        study_name=study_name,
+        storage=config.tuning.storage,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    remaining = config.tuning.trials - len(study.trials)
+    started = time.perf_counter()
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=config.tuning.timeout_seconds,
+            callbacks=[record],
+            catch=(Exception,),
+            gc_after_trial=False,
+        )
+    log.info(
+        "study %s: %d trials in %.1fs", study_name, len(study.trials), time.perf_counter() - started
+    )
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        return base
+    return {**base, **study.best_trial.params}

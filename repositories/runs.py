@@ -32,6 +32,7 @@ ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     # A crashed or interrupted run may be resumed from its checkpoints.
     RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
     RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
+    # (``resume`` also takes a run left ``running`` by a killed process.)
     RunStatus.COMPLETED: frozenset(),
 }
 
@@ -129,6 +130,28 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
     # ------------------------------------------------------------------ transitions
     def start(self, run_id: uuid.UUID | str) -> RunT:
         return self._transition(run_id, RunStatus.RUNNING, started_at=utcnow(), error_message="")
+
+    def resume(self, run_id: uuid.UUID | str) -> RunT:
+        """Mark a crashed, failed or cancelled run as running again.
+
+        A process killed with SIGKILL leaves its run ``running``; that is resumable
+        too. A completed run is not.
+        """
+        current = self.get(run_id)
+        if current.status in (RunStatus.COMPLETED, RunStatus.PENDING):  # type: ignore[attr-defined]
+            raise InvalidTransitionError(
+                f"run {run_id} is {current.status.value}: only a running (crashed), failed or "  # type: ignore[attr-defined]
+                "cancelled run can be resumed"
+            )
+        return self._write(
+            current,
+            {
+                "status": RunStatus.RUNNING,
+                "error_message": "",
+                "completed_at": None,
+                "duration_seconds": None,
+            },
+        )
 
     def complete(
         self, run_id: uuid.UUID | str, metrics: BaseModel | Mapping[str, Any] | None = None

@@ -129,6 +129,17 @@ class TrainingMetricRepository(Repository[MetricPoint]):
     def count(self, run_id: uuid.UUID | str) -> int:
         return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
 
+    def delete_after(self, run_id: uuid.UUID | str, iteration_number: int) -> None:
+        """Forget iterations past a checkpoint: a resumed run re-trains them, and
+        readers must see only the final trajectory."""
+        self.db.execute(
+            "DELETE FROM training_metrics WHERE run_id = %(r)s AND iteration_number > %(i)s",
+            {
+                "r": _uuid(run_id, "run_id"),
+                "i": _non_negative("iteration_number", iteration_number),
+            },
+        )
+
     def last_iteration(self, run_id: uuid.UUID | str) -> int | None:
         value = self.db.scalar(
             "SELECT max(iteration_number) FROM training_metrics FINAL WHERE run_id = %(r)s "
@@ -196,6 +207,13 @@ class RewardHistoryRepository(Repository[RewardPoint]):
 
     def count(self, run_id: uuid.UUID | str) -> int:
         return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
+
+    def delete_after(self, run_id: uuid.UUID | str, timestep_number: int) -> None:
+        """Forget steps past a checkpoint: a resumed run replays them."""
+        self.db.execute(
+            "DELETE FROM reward_history WHERE run_id = %(r)s AND timestep_number > %(t)s",
+            {"r": _uuid(run_id, "run_id"), "t": _non_negative("timestep_number", timestep_number)},
+        )
 
     def last_step(self, run_id: uuid.UUID | str) -> tuple[int, int] | None:
         """(episode_number, timestep_number) of the last stored step, for resume."""

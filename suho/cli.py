@@ -189,10 +189,28 @@ def train_supervised(
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Save the model every N iterations.")
+    ] = 100,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue this crashed or interrupted run.")
+    ] = None,
 ) -> None:
     """Train a gradient-boosting model on ml_features and track the run."""
     from trainers.supervised.config import SupervisedConfig
     from trainers.supervised.trainer import SupervisedTrainer
+
+    if resume:
+        db = _database()
+        try:
+            result = SupervisedTrainer.resume(resume, db, progress=not quiet)
+        finally:
+            db.close()
+        run = result.run
+        console.print(
+            f"run [bold]{run.run_id}[/bold] {run.status.value}: test {result.test_metrics}"
+        )
+        return
 
     options: dict[str, Any] = {
         "model_type": model,
@@ -204,6 +222,7 @@ def train_supervised(
         "seed": seed,
         "progress": not quiet,
         "tuning": {"trials": tune},
+        "checkpoint_every": checkpoint_every,
     }
     cfg = (
         SupervisedConfig.from_file(config, **options)

@@ -25,6 +25,8 @@ from suho_models.enums import ModelFormat, ModelType, TaskType
 
 OnIteration = Callable[[int, dict[str, float | None]], None]
 """Called once per boosting iteration, numbered from 1."""
+OnSnapshot = Callable[[int, bytes], None]
+"""Receives (iteration, model bytes in the native format) for a recovery checkpoint."""
 
 
 class _Clock:
@@ -87,7 +89,15 @@ class Booster(ABC):
         on_iteration: OnIteration | None = None,
         pruning: Any | None = None,
         init_model: Any | None = None,
-    ) -> Any: ...
+        snapshot_every: int | None = None,
+        on_snapshot: OnSnapshot | None = None,
+    ) -> Any:
+        """Train ``rounds`` more iterations (after ``init_model``'s, if given).
+
+        Every ``snapshot_every`` iterations (counted over the whole model, so a
+        resumed run keeps the cadence), ``on_snapshot(iteration, native_bytes)``
+        receives the model so far, for recovery checkpoints.
+        """
 
     @abstractmethod
     def predict(self, model: Any, X: np.ndarray, task: TaskType) -> np.ndarray:
@@ -182,14 +192,21 @@ class XGBoostBooster(Booster):
         on_iteration=None,
         pruning=None,
         init_model=None,
+        snapshot_every=None,
+        on_snapshot=None,
     ):
         import xgboost as xgb
 
         full = {**params, **self._objective(task)}
         dtrain, dval = xgb.DMatrix(X_train, label=y_train), xgb.DMatrix(X_val, label=y_val)
         callbacks: list[Any] = []
+        # xgboost restarts its epoch count when continuing a model: offset it.
+        offset = init_model.num_boosted_rounds() if init_model is not None else 0
         if on_iteration is not None:
-            callbacks.append(_xgb_logger(on_iteration, task, float(full.get("eta", 0.3))))
+            eta = float(full.get("eta", 0.3))
+            callbacks.append(_xgb_logger(on_iteration, task, eta, offset))
+        if snapshot_every and on_snapshot is not None:
+            callbacks.append(_xgb_snapshot(snapshot_every, on_snapshot, offset))
         if pruning is not None:
             callbacks.append(pruning)
         return xgb.train(
@@ -228,7 +245,20 @@ class XGBoostBooster(Booster):
         return booster
 
 
-def _xgb_logger(on_iteration: OnIteration, task: TaskType, eta: float) -> Any:
+def _xgb_snapshot(every: int, on_snapshot: OnSnapshot, offset: int) -> Any:
+    import xgboost as xgb
+
+    class _Snapshot(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log):
+            iteration = offset + epoch + 1
+            if iteration % every == 0:
+                on_snapshot(iteration, bytes(model.save_raw("ubj")))
+            return False
+
+    return _Snapshot()
+
+
+def _xgb_logger(on_iteration: OnIteration, task: TaskType, eta: float, offset: int = 0) -> Any:
     import xgboost as xgb
 
     loss_key = "logloss" if task is TaskType.CLASSIFICATION else "rmse"
@@ -242,7 +272,7 @@ def _xgb_logger(on_iteration: OnIteration, task: TaskType, eta: float) -> Any:
         def after_iteration(self, model, epoch, evals_log):
             tr, va = evals_log.get("train", {}), evals_log.get("val", {})
             on_iteration(
-                epoch + 1,
+                offset + epoch + 1,
                 _metrics(
                     tr[loss_key][-1] if loss_key in tr else None,
                     va[loss_key][-1] if loss_key in va else None,
@@ -316,6 +346,8 @@ class LightGBMBooster(Booster):
         on_iteration=None,
         pruning=None,
         init_model=None,
+        snapshot_every=None,
+        on_snapshot=None,
     ):
         import lightgbm as lgb
 
@@ -325,6 +357,8 @@ class LightGBMBooster(Booster):
         callbacks: list[Any] = []
         if on_iteration is not None:
             callbacks.append(_lgb_logger(on_iteration, task, float(full.get("learning_rate", 0.1))))
+        if snapshot_every and on_snapshot is not None:
+            callbacks.append(_lgb_snapshot(snapshot_every, on_snapshot))
         if pruning is not None:
             callbacks.append(pruning)
         if early_stopping:
@@ -357,6 +391,15 @@ class LightGBMBooster(Booster):
         import lightgbm as lgb
 
         return lgb.Booster(model_str=data.decode())
+
+
+def _lgb_snapshot(every: int, on_snapshot: OnSnapshot) -> Any:
+    def callback(env: Any) -> None:
+        if (env.iteration + 1) % every == 0:
+            on_snapshot(env.iteration + 1, env.model.model_to_string().encode())
+
+    callback.order = 6  # type: ignore[attr-defined]
+    return callback
 
 
 def _lgb_logger(on_iteration: OnIteration, task: TaskType, learning_rate: float) -> Any:
@@ -443,12 +486,77 @@ class CatBoostBooster(Booster):
         on_iteration=None,
         pruning=None,
         init_model=None,
+        snapshot_every=None,
+        on_snapshot=None,
+    ):
+        if not (snapshot_every and on_snapshot is not None):
+            return self._fit_once(
+                X_train,
+                y_train,
+                X_val,
+                y_val,
+                task,
+                params,
+                rounds,
+                early_stopping,
+                on_iteration,
+                pruning,
+                init_model,
+                0,
+            )
+        # CatBoost's callbacks cannot see the model, so train in chunks that end on
+        # the snapshot cadence and continue each from the last (init_model).
+        model = init_model
+        done = self.n_iterations(init_model) if init_model is not None else 0
+        target = done + rounds
+        while done < target:
+            chunk = min(snapshot_every - done % snapshot_every, target - done)
+            model = self._fit_once(
+                X_train,
+                y_train,
+                X_val,
+                y_val,
+                task,
+                params,
+                chunk,
+                early_stopping,
+                on_iteration,
+                pruning,
+                model,
+                done,
+            )
+            grown = self.n_iterations(model) - done
+            done += grown
+            data = self._native_bytes(model, ModelFormat.CATBOOST_CBM)
+            if done % snapshot_every == 0:
+                on_snapshot(done, data)
+            if grown < chunk:  # early stopping ended training
+                break
+            # Continue from the saved model, exactly as a resume would (continuing
+            # from the in-memory object of a continued model added extra trees).
+            model = self._from_native(data, ModelFormat.CATBOOST_CBM, task)
+        return model
+
+    def _fit_once(
+        self,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        task,
+        params,
+        rounds,
+        early_stopping,
+        on_iteration,
+        pruning,
+        init_model,
+        offset,
     ):
         model = self._model(task, params, rounds)
         callbacks: list[Any] = []
         if on_iteration is not None:
             callbacks.append(
-                _CatBoostLogger(on_iteration, task, float(params.get("learning_rate", 0.1)))
+                _CatBoostLogger(on_iteration, task, float(params.get("learning_rate", 0.1)), offset)
             )
         if pruning is not None:
             callbacks.append(pruning)
@@ -496,8 +604,11 @@ class CatBoostBooster(Booster):
 
 
 class _CatBoostLogger:
-    def __init__(self, on_iteration: OnIteration, task: TaskType, learning_rate: float) -> None:
+    def __init__(
+        self, on_iteration: OnIteration, task: TaskType, learning_rate: float, offset: int = 0
+    ) -> None:
         self.on_iteration = on_iteration
+        self.offset = offset
         self.loss = "Logloss" if task is TaskType.CLASSIFICATION else "RMSE"
         self.learning_rate = learning_rate
         self.clock = _Clock()
@@ -515,7 +626,7 @@ class _CatBoostLogger:
             return None if acc is None else 1.0 - acc
 
         self.on_iteration(
-            info.iteration,
+            self.offset + info.iteration,
             _metrics(
                 last(learn, self.loss),
                 last(val, self.loss),

@@ -34,7 +34,8 @@ class TuningConfig(BaseModel):
     """Optuna trials; 0 trains once with the default parameters."""
     timeout_seconds: float | None = Field(default=None, gt=0)
     storage: str | None = None
-    """Optuna storage URL (None: in memory). A shared one lets workers run in parallel."""
+    """Optuna storage URL. None: a journal file per run under <data_dir>/optuna, so a
+    killed study resumes; a shared database URL lets workers run in parallel."""
     study_name: str | None = None
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Overrides per parameter: {"max_depth": {"type": "int", "low": 3, "high": 6}},
@@ -70,6 +71,10 @@ class SupervisedConfig(BaseModel):
     early_stopping: int | None = Field(default=30, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the library's parameters."""
+    checkpoint_every: int | None = Field(default=100, gt=0)
+    """Save the model so far every N iterations for recovery (the seed: every 100)."""
+    keep_checkpoints: int = Field(default=3, ge=1)
+    """Intermediate checkpoints kept per run (plus the best and any deployed one)."""
     model_format: ModelFormat | None = None
     """None: the library's native format."""
     seed: int = 42

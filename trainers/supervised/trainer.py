@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from repositories.checkpoints import ModelCheckpointRepository
+from repositories.errors import InvalidTransitionError, NotFoundError
 from repositories.records import TrainingRun
 from repositories.runs import TrainingRunRepository
 from repositories.series import TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository
 from suho_models.db import Database
-from suho_models.enums import TaskType
+from suho_models.enums import RunStatus, TaskType
 from trainers.data.source import load_features
 from trainers.data.split import Split, chronological_split
 from trainers.supervised.boosters import Booster, booster_for
@@ -90,6 +92,7 @@ class SupervisedTrainer:
         self.metrics = TrainingMetricRepository(self.db)
         self.trials = HyperparameterTrialRepository(self.db)
         self.booster = booster_for(config.model_type)
+        self.checkpoints = ModelCheckpointRepository(self.db)
         self.progress = _Progress(config.progress)
 
     # ------------------------------------------------------------------ public
@@ -108,17 +111,52 @@ class SupervisedTrainer:
             }
         )
         self.runs.start(run.run_id)
+        return self._guarded(run.run_id, None)
+
+    @classmethod
+    def resume(
+        cls, run_id: Any, db: Database | None = None, *, progress: bool | None = None
+    ) -> TrainingResult:
+        """Continue a crashed or interrupted run from its latest checkpoint, or from
+        its Optuna study when it was killed while tuning.
+
+        The run's stored configuration is used. Iteration numbering continues;
+        metric rows past the checkpoint are replaced by the re-trained ones. A
+        completed run, or one without a checkpoint, is refused before anything is
+        changed.
+        """
+        db = db or Database()
+        runs = TrainingRunRepository(db)
+        run = runs.get(run_id)
+        if run.status in (RunStatus.COMPLETED, RunStatus.PENDING):
+            raise InvalidTransitionError(
+                f"run {run_id} is {run.status.value}: only a crashed, failed or cancelled "
+                "run can be resumed"
+            )
+        latest = ModelCheckpointRepository(db).latest(run.run_id)
+        if latest is None and not HyperparameterTrialRepository(db).list(run.run_id):
+            # (Killed while tuning: no checkpoint yet, but the study resumes.)
+            raise NotFoundError(f"run {run_id} has no checkpoint (or tuning trials) to resume from")
+        config = SupervisedConfig.model_validate_json(run.config_json)
+        if progress is not None:
+            config = config.model_copy(update={"progress": progress})
+        trainer = cls(config, db)
+        runs.resume(run.run_id)
+        return trainer._guarded(run.run_id, latest)
+
+    def _guarded(self, run_id: Any, resume_from: Any) -> TrainingResult:
+        """Train; any exception marks the run failed, Ctrl-C cancelled (re-raised)."""
         try:
-            return self._train(run.run_id)
+            return self._train(run_id, resume_from)
         except KeyboardInterrupt:
-            self.runs.cancel(run.run_id, "interrupted (KeyboardInterrupt)")
+            self.runs.cancel(run_id, "interrupted (KeyboardInterrupt)")
             raise
         except BaseException as exc:
-            self.runs.fail(run.run_id, exc)
+            self.runs.fail(run_id, exc)
             raise
 
     # ------------------------------------------------------------------ steps
-    def _train(self, run_id: Any) -> TrainingResult:
+    def _train(self, run_id: Any, resume_from: Any = None) -> TrainingResult:
         config = self.config
         frame, roles = load_features(
             config.source, config.features, self.db, config.start, config.end, config.symbols
@@ -127,10 +165,14 @@ class SupervisedTrainer:
         split = chronological_split(frame, roles.time, config.split_ratios)
         self.runs.update(run_id, task_type=task, **_split_fields(split))
 
-        X_train_all = split.train[roles.features]
         y_train = split.train[config.target].to_numpy()
-        features = select_features(X_train_all, y_train, config.selection, task, config.seed)
-        self.runs.update(run_id, features_used=features)
+        if resume_from is not None:  # the model was trained on these, in this order
+            features = list(self.runs.get(run_id).features_used)
+        else:
+            features = select_features(
+                split.train[roles.features], y_train, config.selection, task, config.seed
+            )
+            self.runs.update(run_id, features_used=features)
 
         X_train = split.train[features].to_numpy(dtype=float)
         X_val = split.val[features].to_numpy(dtype=float)
@@ -157,10 +199,36 @@ class SupervisedTrainer:
             self.booster, X_train, y_train, train_times, config, task, params
         )
 
+        init_model, done = None, 0
+        if resume_from is not None:
+            init_model = self.booster.from_bytes(
+                self.checkpoints.load_checkpoint(resume_from.checkpoint_id),
+                resume_from.format,
+                task,
+            )
+            done = resume_from.step
+            self.metrics.delete_after(run_id, done)
+
         with (
             self.metrics.logger(run_id) as logger,
             self.progress.task("training", config.rounds) as advance,
         ):
+            advance(done)
+
+            def on_snapshot(iteration: int, data: bytes) -> None:
+                # Metrics up to the checkpoint must be durable before it exists:
+                # a resume starts from it and keeps the rows before it.
+                logger.flush()
+                self.checkpoints.save_checkpoint(
+                    run_id,
+                    data,
+                    self.booster.native_format,
+                    {},
+                    iteration=iteration,
+                    kind="intermediate",
+                    model_name=config.resolved_model_name,
+                )
+                self.checkpoints.prune(run_id, keep_last=config.keep_checkpoints)
 
             def on_iteration(iteration: int, values: dict[str, Any]) -> None:
                 logger.log(iteration, **values)
@@ -173,9 +241,12 @@ class SupervisedTrainer:
                 y_val,
                 task=task,
                 params=params,
-                rounds=config.rounds,
+                rounds=config.rounds - done,
                 early_stopping=config.early_stopping,
                 on_iteration=on_iteration,
+                init_model=init_model,
+                snapshot_every=config.checkpoint_every,
+                on_snapshot=on_snapshot,
             )
 
         predict = self.booster.predict
@@ -197,14 +268,12 @@ class SupervisedTrainer:
         train_m: dict[str, float],
         cv_scores: list[float],
     ) -> Any:
-        from repositories.checkpoints import ModelCheckpointRepository
-
         fmt = self.config.model_format or self.booster.native_format
         data = self.booster.to_bytes(model, fmt)
         metrics: dict[str, float | None] = {f"val_{k}": v for k, v in val_m.items()}
         metrics.update({f"train_{k}": v for k, v in train_m.items()})
         metrics["cv_mean_loss"] = float(np.mean(cv_scores)) if cv_scores else None
-        checkpoint = ModelCheckpointRepository(self.db).save_checkpoint(
+        checkpoint = self.checkpoints.save_checkpoint(
             run_id,
             data,
             fmt,

@@ -77,6 +77,20 @@ def cross_validate(
     return scores
 
 
+def study_storage(config: SupervisedConfig, run_id: uuid.UUID) -> Any:
+    """The configured Optuna storage, or a journal file per run (resumable)."""
+    if config.tuning.storage:
+        return config.tuning.storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from suho_models.settings import get_settings
+
+    directory = get_settings().data_dir / "optuna"
+    directory.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(directory / f"{run_id}.journal")))
+
+
 def tune(
     booster: Booster,
     X: np.ndarray,
@@ -133,11 +147,15 @@ def tune(
     study = optuna.create_study(
         direction="minimize",
         study_name=study_name,
-        storage=config.tuning.storage,
+        storage=study_storage(config, run_id),
         sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
     )
+    # Trials left RUNNING by a killed process will never finish: close them as failed.
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+        record(study, study.trials[stale.number])
     remaining = config.tuning.trials - len(study.trials)
     started = time.perf_counter()
     if remaining > 0:

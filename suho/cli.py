@@ -238,6 +238,312 @@ def train_supervised(
     console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}: test {result.test_metrics}")
 
 
+# --------------------------------------------------------------------------- listing
+runs_app = typer.Typer(help="Supervised training runs.", no_args_is_help=True)
+agents_app = typer.Typer(help="RL agent runs.", no_args_is_help=True)
+trials_app = typer.Typer(help="Tuning trials.", no_args_is_help=True)
+checkpoints_app = typer.Typer(help="Saved models and agents.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(agents_app, name="agents")
+app.add_typer(trials_app, name="trials")
+app.add_typer(checkpoints_app, name="checkpoints")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[str]) -> None:
+    """Rows as JSON (for scripts) or as a table (for people)."""
+    if as_json:
+        import json
+
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(getattr(value, "value", value))
+
+
+def _dump(record: Any) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
+    model: Annotated[str | None, typer.Option(help="Model type.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name pattern (SQL LIKE, e.g. 'xgb%').")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List supervised runs, newest first."""
+    from repositories.runs import TrainingRunRepository
+
+    with _database() as db:
+        runs = TrainingRunRepository(db).list(
+            status=status, type=model, name_like=name, limit=limit
+        )
+    _emit(
+        [_dump(r) for r in runs],
+        as_json,
+        "training runs",
+        [
+            "run_id",
+            "run_name",
+            "model_type",
+            "status",
+            "final_test_accuracy",
+            "final_f1_score",
+            "created_at",
+        ],
+    )
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOption = False) -> None:
+    """One run with its checkpoints and trial count."""
+    from repositories.checkpoints import ModelCheckpointRepository
+    from repositories.runs import TrainingRunRepository
+    from repositories.series import TrainingMetricRepository
+    from repositories.trials import HyperparameterTrialRepository
+
+    with _database() as db:
+        run = TrainingRunRepository(db).get(run_id)
+        data = _dump(run)
+        data["metric_rows"] = TrainingMetricRepository(db).count(run.run_id)
+        data["trials"] = len(HyperparameterTrialRepository(db).list(run.run_id))
+        data["checkpoints"] = [_dump(c) for c in ModelCheckpointRepository(db).list(run.run_id)]
+    if as_json:
+        _emit(data, True, "", [])  # type: ignore[arg-type]
+        return
+    table = Table(title=f"run {run.run_id}", show_header=False)
+    for key, value in data.items():
+        if key not in ("checkpoints", "config_json"):
+            table.add_row(key, _cell(value))
+    console.print(table)
+    for c in data["checkpoints"]:
+        console.print(
+            f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "
+            f"iteration {c['iteration']} {c['deployment_status']}"
+        )
+
+
+@runs_app.command("compare")
+def runs_compare(
+    limit: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonOption = False
+) -> None:
+    """The seed's "Compare Model Performance": best completed runs by test accuracy."""
+    from repositories.runs import TrainingRunRepository
+
+    with _database() as db:
+        rows = TrainingRunRepository(db).compare_model_performance(limit)
+    _emit(
+        rows,
+        as_json,
+        "Compare Model Performance",
+        ["run_name", "model_type", "final_test_accuracy", "final_f1_score"],
+    )
+
+
+@agents_app.command("list")
+def agents_list(
+    status: Annotated[str | None, typer.Option()] = None,
+    agent: Annotated[str | None, typer.Option(help="ppo, a2c, ddpg, sac or td3.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List RL agent runs, newest first."""
+    from repositories.runs import AgentRunRepository
+
+    with _database() as db:
+        runs = AgentRunRepository(db).list(status=status, type=agent, limit=limit)
+    _emit(
+        [_dump(r) for r in runs],
+        as_json,
+        "agent runs",
+        [
+            "run_id",
+            "run_name",
+            "agent_type",
+            "status",
+            "final_sharpe_ratio",
+            "final_total_return",
+            "created_at",
+        ],
+    )
+
+
+@agents_app.command("show")
+def agents_show(run_id: str, as_json: JsonOption = False) -> None:
+    """One agent run with its checkpoints and episode count."""
+    from repositories.checkpoints import AgentCheckpointRepository
+    from repositories.runs import AgentRunRepository
+    from repositories.series import RewardHistoryRepository
+
+    with _database() as db:
+        run = AgentRunRepository(db).get(run_id)
+        data = _dump(run)
+        data["episodes_logged"] = len(RewardHistoryRepository(db).reward_curve(run.run_id))
+        data["checkpoints"] = [_dump(c) for c in AgentCheckpointRepository(db).list(run.run_id)]
+    if as_json:
+        _emit(data, True, "", [])  # type: ignore[arg-type]
+        return
+    table = Table(title=f"agent run {run.run_id}", show_header=False)
+    for key, value in data.items():
+        if key not in ("checkpoints", "config_json", "env_config_json"):
+            table.add_row(key, _cell(value))
+    console.print(table)
+
+
+@agents_app.command("best")
+def agents_best(
+    limit: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonOption = False
+) -> None:
+    """The seed's "Best RL Agents": completed agents by Sharpe ratio."""
+    from repositories.runs import AgentRunRepository
+
+    with _database() as db:
+        rows = AgentRunRepository(db).best_agents(limit)
+    _emit(
+        rows,
+        as_json,
+        "Best RL Agents",
+        ["run_name", "agent_type", "final_sharpe_ratio", "final_total_return"],
+    )
+
+
+@agents_app.command("deploy")
+def agents_deploy(
+    best: Annotated[bool, typer.Option("--best", help="Deploy the best completed agent.")] = False,
+    by: Annotated[str, typer.Option(help="Run column to rank by.")] = "final_sharpe_ratio",
+    checkpoint: Annotated[str | None, typer.Option(help="Deploy this checkpoint.")] = None,
+    stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
+) -> None:
+    """Mark an agent checkpoint as production (the previous one is archived)."""
+    from repositories.checkpoints import AgentCheckpointRepository
+    from repositories.deployment import best_agent_checkpoint
+
+    if not best and not checkpoint:
+        raise typer.BadParameter("give --best or --checkpoint ID")
+    with _database() as db:
+        repo = AgentCheckpointRepository(db)
+        target = checkpoint or best_agent_checkpoint(db, by).checkpoint_id
+        info = repo.deploy(target, stage)
+    console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")
+
+
+@trials_app.command("list")
+def trials_list(
+    run: Annotated[str, typer.Option("--run", help="Run whose study to list.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The tuning trials of a supervised or RL run."""
+    from repositories.runs import TrainingRunRepository
+    from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
+
+    with _database() as db:
+        repo_cls = (
+            HyperparameterTrialRepository
+            if TrainingRunRepository(db).exists(run)
+            else RLTrialRepository
+        )
+        repo = repo_cls(db)
+        repo.runs.require(run)
+        trials = repo.list(run)
+    objective = "objective_value" if repo_cls is HyperparameterTrialRepository else "mean_reward"
+    _emit(
+        [_dump(t) for t in trials],
+        as_json,
+        f"trials of {run}",
+        ["trial_number", "state", objective, "duration_seconds", "hyperparameters"],
+    )
+
+
+def _find_checkpoint(db: Any, checkpoint_id: str) -> tuple[Any, Any]:
+    """(repository, info) of a checkpoint in either table."""
+    from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
+    from repositories.errors import NotFoundError
+
+    for cls in (ModelCheckpointRepository, AgentCheckpointRepository):
+        repo = cls(db)
+        try:
+            return repo, repo.get(checkpoint_id)
+        except NotFoundError:
+            continue
+    raise NotFoundError(f"no model or agent checkpoint with checkpoint_id {checkpoint_id}")
+
+
+@checkpoints_app.command("list")
+def checkpoints_list(
+    run: Annotated[str, typer.Option("--run", help="Run whose checkpoints to list.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Checkpoints of a run (metadata only, never the bytes)."""
+    from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
+    from repositories.runs import TrainingRunRepository
+
+    with _database() as db:
+        cls = (
+            ModelCheckpointRepository
+            if TrainingRunRepository(db).exists(run)
+            else AgentCheckpointRepository
+        )
+        infos = cls(db).list(run)
+    _emit(
+        [_dump(i) | {"step": i.step, "format": i.format.value} for i in infos],
+        as_json,
+        f"checkpoints of {run}",
+        ["checkpoint_id", "step", "format", "size_bytes", "storage", "deployment_status"],
+    )
+
+
+@checkpoints_app.command("export")
+def checkpoints_export(checkpoint_id: str, path: Path) -> None:
+    """Write a checkpoint's bytes (verified against its SHA-256) to PATH."""
+    with _database() as db:
+        repo, info = _find_checkpoint(db, checkpoint_id)
+        data = repo.load_checkpoint(info.checkpoint_id)
+    path.write_bytes(data)
+    console.print(
+        f"wrote {len(data):,} bytes ({info.format.value}, sha256 {info.sha256[:12]}…) to {path}"
+    )
+
+
+@checkpoints_app.command("deploy")
+def checkpoints_deploy(
+    checkpoint_id: str,
+    stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
+) -> None:
+    """Mark a checkpoint staging or production; the previous holder is archived."""
+    with _database() as db:
+        repo, _ = _find_checkpoint(db, checkpoint_id)
+        info = repo.deploy(checkpoint_id, stage)
+    console.print(f"deployed {info.checkpoint_id} ({info.name}) to {stage}")
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="One SELECT, SHOW, DESCRIBE, WITH or EXPLAIN.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Run a read-only query against the store."""
+    from repositories.adhoc import run_read_only
+
+    with _database() as db:
+        columns, rows = run_read_only(db, query)
+    _emit([dict(zip(columns, r, strict=True)) for r in rows], as_json, "", columns)
+
+
 def main() -> None:
     """Entry point: user errors become one line and a non-zero exit."""
     try:

@@ -1,0 +1,152 @@
+"""Each CLI command through the CLI runner, error paths included."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from suho.cli import app
+from suho_models.db import migrations
+from suho_models.settings import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(embedded_dir: Path) -> str:
+    url = f"clickhouse+chdb:///{embedded_dir}/cli_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def cli(store: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SUHO_DATABASE_URL", store)
+    get_settings.cache_clear()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def trained(store: str) -> str:
+    """A completed xgboost run in the module's store (run_id)."""
+    import os
+
+    os.environ["SUHO_DATABASE_URL"] = store
+    get_settings.cache_clear()
+    try:
+        for args in (
+            ["data", "synth", "--periods", "300"],
+            [
+                "train",
+                "supervised",
+                "--model",
+                "xgboost",
+                "--rounds",
+                "15",
+                "--quiet",
+                "--run-name",
+                "cli-run",
+                "--tune",
+                "2",
+                "--cv",
+                "2",
+            ],
+        ):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, result.output
+        listed = runner.invoke(app, ["runs", "list", "--json"])
+        return json.loads(listed.output)[0]["run_id"]
+    finally:
+        del os.environ["SUHO_DATABASE_URL"]
+        get_settings.cache_clear()
+
+
+def test_data_synth_is_idempotent(cli, trained) -> None:
+    result = cli("data", "synth", "--periods", "300")
+    assert result.exit_code == 0 and "already has 800 rows" in result.output
+
+
+def test_runs_list_show_compare(cli, trained) -> None:
+    rows = json.loads(cli("runs", "list", "--json").output)
+    assert [r["run_name"] for r in rows] == ["cli-run"] and rows[0]["status"] == "completed"
+    assert json.loads(cli("runs", "list", "--status", "failed", "--json").output) == []
+    shown = json.loads(cli("runs", "show", trained, "--json").output)
+    assert shown["metric_rows"] == 15 and shown["trials"] == 2
+    assert [c["checkpoint_kind"] for c in shown["checkpoints"]] == ["best"]
+    compare = json.loads(cli("runs", "compare", "--json").output)
+    assert compare[0]["run_name"] == "cli-run"
+    assert compare[0]["final_test_accuracy"] == rows[0]["final_test_accuracy"]
+    assert "Compare Model Performance" in cli("runs", "compare").output
+
+
+def test_unknown_run_is_one_clear_error(cli, trained) -> None:
+    result = cli("runs", "show", str(uuid.uuid4()))
+    assert result.exit_code != 0
+    assert "no run with run_id" in str(result.exception)
+
+
+def test_trials_and_checkpoints(cli, trained, tmp_path: Path) -> None:
+    trials = json.loads(cli("trials", "list", "--run", trained, "--json").output)
+    assert [t["trial_number"] for t in trials] == [0, 1]
+    checkpoints = json.loads(cli("checkpoints", "list", "--run", trained, "--json").output)
+    (checkpoint,) = checkpoints
+    target = tmp_path / "model.ubj"
+    result = cli("checkpoints", "export", checkpoint["checkpoint_id"], str(target))
+    assert result.exit_code == 0, result.output
+    assert target.stat().st_size == checkpoint["size_bytes"]
+    result = cli("checkpoints", "deploy", checkpoint["checkpoint_id"], "--stage", "staging")
+    assert result.exit_code == 0 and "staging" in result.output
+    bad = cli("checkpoints", "deploy", checkpoint["checkpoint_id"], "--stage", "prod")
+    assert bad.exit_code != 0 and "prod" in str(bad.exception)
+    missing = cli("checkpoints", "export", str(uuid.uuid4()), str(tmp_path / "x"))
+    assert missing.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_sql_is_read_only(cli, trained) -> None:
+    rows = json.loads(cli("sql", "SELECT count() AS n FROM training_runs FINAL", "--json").output)
+    assert rows == [{"n": 1}]
+    for bad in (
+        "DROP TABLE training_runs",
+        "SELECT 1; DROP TABLE training_runs",
+        "INSERT INTO training_runs SELECT * FROM training_runs",
+    ):
+        result = cli("sql", bad)
+        assert result.exit_code != 0
+        assert "read-only" in str(result.exception) or "one statement" in str(result.exception)
+    assert (
+        json.loads(cli("sql", "SELECT count() AS n FROM training_runs", "--json").output)[0]["n"]
+        >= 1
+    )
+
+
+def test_agents_commands_on_an_empty_store(cli, trained) -> None:
+    assert json.loads(cli("agents", "list", "--json").output) == []
+    assert json.loads(cli("agents", "best", "--json").output) == []
+    result = cli("agents", "deploy", "--best")
+    assert result.exit_code != 0 and "no completed agent run" in str(result.exception)
+    assert cli("agents", "deploy").exit_code != 0
+
+
+def test_help_is_fast_and_light() -> None:
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time; t = time.perf_counter(); from suho.cli import app; "
+        "heavy = [m for m in ('torch', 'xgboost', 'lightgbm', 'catboost', 'finrl', 'optuna') "
+        "if m in sys.modules]; print(heavy, time.perf_counter() - t)"
+    )
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy, seconds = out.stdout.rsplit(" ", 1)
+    assert heavy == "[]"
+    assert float(seconds) < 1.0 and time.perf_counter() - started < 5

@@ -531,6 +531,19 @@ def checkpoints_deploy(
     console.print(f"deployed {info.checkpoint_id} ({info.name}) to {stage}")
 
 
+@app.command("report")
+def report(
+    run_id: str,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+) -> None:
+    """Write a self-contained HTML report (plus PNGs) of a supervised or RL run."""
+    from suho.report import write_report
+
+    with _database() as db:
+        path = write_report(db, run_id, output)
+    console.print(f"wrote {path}")
+
+
 @app.command("sql")
 def sql(
     query: Annotated[str, typer.Argument(help="One SELECT, SHOW, DESCRIBE, WITH or EXPLAIN.")],

@@ -150,3 +150,22 @@ def test_help_is_fast_and_light() -> None:
     heavy, seconds = out.stdout.rsplit(" ", 1)
     assert heavy == "[]"
     assert float(seconds) < 1.0 and time.perf_counter() - started < 5
+
+
+def test_report_has_every_figure_and_the_stored_numbers(cli, trained, tmp_path: Path) -> None:
+    import re
+
+    out = tmp_path / "reports" / "run.html"
+    result = cli("report", trained, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    for figure in ("learning_curves", "feature_importance", "trials", "confusion_matrix"):
+        assert f'<figure id="{figure}"><img' in page and "data:image/png;base64," in page
+        assert (tmp_path / "reports" / f"run-{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    shown = json.loads(cli("runs", "show", trained, "--json").output)
+    cells = dict(re.findall(r'<td data-field="([^"]+)">([^<]*)</td>', page))
+    for field in ("final_test_accuracy", "final_f1_score", "final_auc_score", "train_rows"):
+        assert float(cells[field]) == pytest.approx(shown[field], rel=1e-12)
+    assert cells["run_id"] == trained and cells["status"] == "completed"
+    missing = cli("report", str(uuid.uuid4()))
+    assert missing.exit_code != 0

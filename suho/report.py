@@ -1,0 +1,207 @@
+"""Run reports: one self-contained HTML file (images embedded) plus the PNGs.
+
+Supervised runs: learning curves, feature importance, the tuning history, and
+the confusion matrix (classification) or residuals (regression) on the test
+split. RL runs: reward per episode, policy and value loss, and the equity curve
+of the trade period against buy-and-hold. Both carry the run's stored metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suho_models.db import Database
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    png: bytes
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _render(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    _plt().close(fig)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- supervised
+def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
+    from repositories.series import TrainingMetricRepository
+    from repositories.trials import HyperparameterTrialRepository
+    from suho_models.enums import TaskType
+    from trainers.supervised.inference import load_run_model, test_split_predictions
+
+    plt = _plt()
+    figures = []
+    curve = TrainingMetricRepository(db).learning_curve(run_id)
+    it = [p.iteration_number for p in curve]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(it, [p.train_loss for p in curve], label="train")
+    loss_ax.plot(it, [p.val_loss for p in curve], label="validation")
+    loss_ax.set(title="Loss per iteration", xlabel="iteration", ylabel="loss (log loss / RMSE)")
+    loss_ax.legend()
+    acc_ax.plot(it, [p.train_accuracy for p in curve], label="train")
+    acc_ax.plot(it, [p.val_accuracy for p in curve], label="validation")
+    acc_ax.set(title="Accuracy per iteration", xlabel="iteration", ylabel="accuracy (fraction)")
+    acc_ax.legend()
+    figures.append(Figure("learning_curves", "Learning curves", _render(fig)))
+
+    loaded = load_run_model(db, run_id)
+    importance = loaded.booster.feature_importance(loaded.model, loaded.features)
+    top = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20][::-1]
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ax.barh([k for k, _ in top], [v for _, v in top])
+    ax.set(title="Feature importance (top 20)", xlabel="importance (gain)", ylabel="feature")
+    figures.append(Figure("feature_importance", "Feature importance", _render(fig)))
+
+    trials = HyperparameterTrialRepository(db).list(run_id)
+    if trials:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        done = [t for t in trials if t.objective_value is not None]
+        ax.scatter([t.trial_number for t in done], [t.objective_value for t in done], label="trial")
+        best, running = [], math.inf
+        for t in done:
+            running = min(running, t.objective_value)
+            best.append(running)
+        ax.step([t.trial_number for t in done], best, where="post", label="best so far")
+        ax.set(
+            title="Tuning history",
+            xlabel="trial number",
+            ylabel="objective (mean CV loss, lower is better)",
+        )
+        ax.legend()
+        figures.append(Figure("trials", "Tuning trials", _render(fig)))
+
+    y, pred = test_split_predictions(db, loaded)
+    fig, ax = plt.subplots(figsize=(5, 4) if loaded.task is TaskType.CLASSIFICATION else (8, 4))
+    if loaded.task is TaskType.CLASSIFICATION:
+        from sklearn.metrics import confusion_matrix
+
+        matrix = confusion_matrix(y.astype(int), (pred >= 0.5).astype(int), labels=[0, 1])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, str(value), ha="center", va="center")
+        ax.set(
+            title="Confusion matrix (test split)",
+            xlabel="predicted class",
+            ylabel="true class",
+            xticks=[0, 1],
+            yticks=[0, 1],
+        )
+        figures.append(Figure("confusion_matrix", "Confusion matrix", _render(fig)))
+    else:
+        ax.scatter(pred, y - pred, s=4)
+        ax.axhline(0, color="grey")
+        ax.set(
+            title="Residuals (test split)",
+            xlabel="predicted return",
+            ylabel="residual (true - predicted return)",
+        )
+        figures.append(Figure("residuals", "Residuals", _render(fig)))
+    return figures
+
+
+# --------------------------------------------------------------------------- RL
+def rl_figures(db: Database, run_id: Any) -> list[Figure]:
+    from repositories.series import RewardHistoryRepository
+
+    plt = _plt()
+    rewards = RewardHistoryRepository(db)
+    figures = []
+    episodes = rewards.reward_curve(run_id)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(
+        [e.episode_number for e in episodes], [e.episode_final_reward for e in episodes], marker="o"
+    )
+    ax.set(title="Reward per episode", xlabel="episode", ylabel="episode reward (sum)")
+    figures.append(Figure("episode_rewards", "Reward per episode", _render(fig)))
+
+    steps = rewards.steps(run_id)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot([s.timestep_number for s in steps], [s.policy_loss for s in steps], label="policy")
+    ax.plot([s.timestep_number for s in steps], [s.value_loss for s in steps], label="value")
+    ax.set(title="Policy and value loss", xlabel="timestep", ylabel="loss")
+    ax.legend()
+    figures.append(Figure("losses", "Policy and value loss", _render(fig)))
+
+    from trainers.rl.report import trade_equity_curves
+
+    agent, buy_and_hold = trade_equity_curves(db, run_id)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(agent, label="agent")
+    ax.plot(buy_and_hold, label="buy and hold")
+    ax.set(
+        title="Equity on the trade period",
+        xlabel="trading step",
+        ylabel="portfolio value (currency)",
+    )
+    ax.legend()
+    figures.append(Figure("equity_curve", "Equity curve", _render(fig)))
+    return figures
+
+
+# --------------------------------------------------------------------------- HTML
+def _metadata_rows(record: Any) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in record.model_dump(mode="json").items():
+        if key.endswith("_json"):
+            continue
+        rows.append((key, "" if value is None else str(value)))
+    return rows
+
+
+def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
+    """Write ``<output>.html`` and one PNG per figure beside it; returns the HTML path."""
+    from repositories.runs import AgentRunRepository, TrainingRunRepository
+
+    supervised = TrainingRunRepository(db)
+    if supervised.exists(run_id):
+        record, figures, kind = supervised.get(run_id), supervised_figures(db, run_id), "supervised"
+    else:
+        record = AgentRunRepository(db).get(run_id)
+        figures, kind = rl_figures(db, run_id), "RL"
+    output = Path(output or f"report-{record.run_id}.html")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    images = []
+    for figure in figures:
+        (output.parent / f"{output.stem}-{figure.name}.png").write_bytes(figure.png)
+        encoded = base64.b64encode(figure.png).decode()
+        images.append(
+            f'<figure id="{figure.name}"><img alt="{html.escape(figure.title)}" '
+            f'src="data:image/png;base64,{encoded}"><figcaption>{html.escape(figure.title)}'
+            "</figcaption></figure>"
+        )
+    rows = "".join(
+        f'<tr><th>{html.escape(k)}</th><td data-field="{html.escape(k)}">{html.escape(v)}</td></tr>'
+        for k, v in _metadata_rows(record)
+    )
+    output.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(record.run_name)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
+        "img{max-width:100%}</style></head><body>"
+        f"<h1>{kind} run {html.escape(record.run_name)}</h1>"
+        f"<table id='metadata'>{rows}</table>{''.join(images)}</body></html>"
+    )
+    return output

@@ -1,0 +1,58 @@
+"""Loading a trained run back: its model (verified checkpoint) and its test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from repositories.checkpoints import ModelCheckpointRepository
+from repositories.errors import NotFoundError
+from repositories.runs import TrainingRunRepository
+from suho_models.db import Database
+from suho_models.enums import CheckpointKind, TaskType
+from trainers.data.source import load_features
+from trainers.data.split import chronological_split
+from trainers.supervised.boosters import Booster, booster_for
+from trainers.supervised.config import SupervisedConfig
+
+
+@dataclass
+class LoadedRun:
+    config: SupervisedConfig
+    task: TaskType
+    features: list[str]
+    booster: Booster
+    model: Any
+
+
+def load_run_model(db: Database, run_id: Any) -> LoadedRun:
+    """The run's best checkpoint, checksum-verified, as a live model."""
+    run = TrainingRunRepository(db).get(run_id)
+    checkpoints = ModelCheckpointRepository(db)
+    best = [c for c in checkpoints.list(run.run_id) if c.kind is CheckpointKind.BEST]
+    chosen = best[-1] if best else checkpoints.latest(run.run_id)
+    if chosen is None:
+        raise NotFoundError(f"run {run_id} has no checkpoint")
+    booster = booster_for(run.model_type)
+    model = booster.from_bytes(
+        checkpoints.load_checkpoint(chosen.checkpoint_id), chosen.format, run.task_type
+    )
+    config = SupervisedConfig.model_validate_json(run.config_json)
+    return LoadedRun(config, run.task_type, list(run.features_used), booster, model)
+
+
+def test_split_predictions(db: Database, loaded: LoadedRun) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, prediction) on the run's test split, rebuilt from its stored config."""
+    config = loaded.config
+    frame, roles = load_features(
+        config.source, config.features, db, config.start, config.end, config.symbols
+    )
+    split = chronological_split(frame, roles.time, config.split_ratios)
+    X = split.test[loaded.features].to_numpy(dtype=float)
+    y = split.test[config.target].to_numpy()
+    return y, loaded.booster.predict(loaded.model, X, loaded.task)
+
+
+test_split_predictions.__test__ = False  # type: ignore[attr-defined]  (not a pytest test)

@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
+# The CPU build of torch first: a bare `torch` requirement (stable-baselines3's)
+# would otherwise pull a multi-GB CUDA build.
+.venv/bin/python -m pip install --quiet torch==2.13.0
+# FinRL 0.3.7 declares no dependencies; we use only its environment module.
+.venv/bin/python -m pip install --quiet --no-deps finrl==0.3.7
 .venv/bin/python -m pip install --quiet -e '.[test]'

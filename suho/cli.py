@@ -238,6 +238,55 @@ def train_supervised(
     console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}: test {result.test_metrics}")
 
 
+@train_app.command("rl")
+def train_rl(
+    agent: Annotated[str | None, typer.Option(help="ppo, a2c, ddpg, sac or td3.")] = None,
+    timesteps: Annotated[int | None, typer.Option(min=1, help="Environment steps.")] = None,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="portfolio_value_change, log_return, differential_sharpe or drawdown_penalized."
+        ),
+    ] = None,
+    checkpoint_every_episodes: Annotated[int | None, typer.Option(min=1)] = None,
+    resume: Annotated[str | None, typer.Option(help="Run id to continue.")] = None,
+    tune: Annotated[int | None, typer.Option(min=0, help="Optuna trials.")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated tickers.")] = None,
+    source: Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
+    run_name: Annotated[str | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Train a FinRL agent with Stable-Baselines3 and track the run.
+
+    Options left out keep the config file's (or, with --resume, the run's) values.
+    """
+    from trainers.rl.config import RLConfig
+    from trainers.rl.trainer import RLTrainer
+
+    cfg = RLConfig.from_cli_options(
+        {
+            "agent": agent,
+            "timesteps": timesteps,
+            "reward": reward,
+            "checkpoint_every_episodes": checkpoint_every_episodes,
+            "resume": resume,
+            "tune": tune,
+            "symbols": symbols.split(",") if symbols else None,
+            "source": source,
+            "run_name": run_name,
+            "seed": seed,
+        },
+        config,
+    )
+    with _database() as db:
+        run = RLTrainer(cfg, db).run().run
+    console.print(
+        f"run [bold]{run.run_id}[/bold] {run.status.value}: {run.total_timesteps:,} steps, "
+        f"{run.total_episodes} episodes, Sharpe {run.final_sharpe_ratio}"
+    )
+
+
 # --------------------------------------------------------------------------- listing
 runs_app = typer.Typer(help="Supervised training runs.", no_args_is_help=True)
 agents_app = typer.Typer(help="RL agent runs.", no_args_is_help=True)
@@ -431,14 +480,15 @@ def agents_deploy(
 ) -> None:
     """Mark an agent checkpoint as production (the previous one is archived)."""
     from repositories.checkpoints import AgentCheckpointRepository
-    from repositories.deployment import best_agent_checkpoint
+    from trainers.rl.deploy import deploy_best_agent
 
     if not best and not checkpoint:
         raise typer.BadParameter("give --best or --checkpoint ID")
     with _database() as db:
-        repo = AgentCheckpointRepository(db)
-        target = checkpoint or best_agent_checkpoint(db, by).checkpoint_id
-        info = repo.deploy(target, stage)
+        if checkpoint:
+            info = AgentCheckpointRepository(db).deploy(checkpoint, stage)
+        else:
+            info = deploy_best_agent(db, metric=by, stage=stage)
     console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")
 
 
@@ -529,6 +579,18 @@ def checkpoints_deploy(
         repo, _ = _find_checkpoint(db, checkpoint_id)
         info = repo.deploy(checkpoint_id, stage)
     console.print(f"deployed {info.checkpoint_id} ({info.name}) to {stage}")
+
+
+@app.command("demo")
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes (about a minute).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """The whole pipeline on the configured store (the embedded default: no server)."""
+    from suho.demo import run_demo
+    from suho_models.settings import get_settings
+
+    run_demo(_url(), get_settings().data_dir, quick=quick, console=console, progress=not quiet)
 
 
 @app.command("report")

@@ -46,6 +46,12 @@ ENV_MODULE = "finrl.meta.env_stock_trading.env_stocktrading"
 _import_lock = threading.Lock()
 
 
+def finrl_available() -> bool:
+    """Whether FinRL is installed (found without importing it: its ``__init__`` fails
+    without the data-source libraries we do not install)."""
+    return "finrl" in sys.modules or importlib.util.find_spec("finrl") is not None
+
+
 def stock_trading_env_class() -> type:
     """FinRL's ``StockTradingEnv`` class, imported without ``finrl/__init__``."""
     module = sys.modules.get(ENV_MODULE)
@@ -224,6 +230,7 @@ __all__ = [
     "EnvConfig",
     "MarketData",
     "buy_and_hold",
+    "finrl_available",
     "make_finrl_env",
     "reindex_days",
     "split_periods",

@@ -66,9 +66,7 @@ class AccountValueReward(gym.Wrapper):
         info["account_value"] = self._value
         return np.asarray(obs, dtype=np.float32), info
 
-    def step(
-        self, action: Any
-    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, _, terminated, truncated, info = self.env.step(action)
         memory = self._memory
         if len(memory) > self._length:

@@ -1,0 +1,499 @@
+"""End-to-end RL training on small synthetic data (embedded engine; the SIGKILL
+resume test runs the trainer in a subprocess against the local server).
+
+The feature table has 100 usable hourly bars per symbol: 80 train days (one
+episode is 80 steps, the last a FinRL no-op) and 20 held-out trade days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3", reason="RL dependencies not installed")
+
+from repositories.checkpoints import AgentCheckpointRepository
+from repositories.errors import InvalidTransitionError
+from repositories.features import FeatureTable
+from repositories.runs import AgentRunRepository
+from repositories.series import RewardHistoryRepository
+from repositories.trials import RLTrialRepository
+from suho_models.db import Database, migrations
+from suho_models.enums import (
+    AgentType,
+    CheckpointKind,
+    DeploymentStatus,
+    RewardFunctionType,
+    RunStatus,
+    TrialState,
+)
+from trainers.data.spec import FeatureSpecError
+from trainers.data.synth import generate_ml_features
+from trainers.rl import RLConfig
+from trainers.rl import trainer as trainer_module
+from trainers.rl.callbacks import RewardHistoryCallback
+from trainers.rl.deploy import deploy_best_agent, load_deployed_agent
+from trainers.rl.environment import make_env
+from trainers.rl.evaluation import evaluate_agent
+from trainers.rl.finrl_env import finrl_available
+from trainers.rl.metrics import episode_sharpe, performance_metrics
+from trainers.rl.report import trade_equity_curves
+from trainers.rl.store import get_replay_buffer
+from trainers.rl.trainer import RLTrainer
+
+pytestmark = pytest.mark.skipif(not finrl_available(), reason="FinRL not installed")
+
+START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+SYMBOLS = ("EURUSD", "XAUUSD")
+TRAIN_DAYS = 80
+TRADE_DAYS = 20
+STATE_DIM = 1 + 2 * 2 + 8 * 2  # FinRL: cash, price and holding per ticker, 8 indicators each
+
+SMALL_PARAMS: dict[str, dict[str, Any]] = {
+    "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "net_arch": "tiny"},
+    "a2c": {"n_steps": 8, "net_arch": "tiny"},
+    "sac": {"learning_starts": 40, "batch_size": 32, "net_arch": "small", "train_freq": 2},
+    "td3": {"learning_starts": 40, "batch_size": 32, "net_arch": "small", "train_freq": 2},
+    "ddpg": {"learning_starts": 40, "batch_size": 32, "net_arch": "small", "train_freq": 2},
+}
+
+
+def write_features(db: Database) -> None:
+    frame = generate_ml_features(SYMBOLS, periods=200, start=START, seed=3)
+    FeatureTable(db).write(frame)
+
+
+@pytest.fixture(scope="module")
+def features_db(embedded_dir: Path) -> Iterator[Database]:
+    # chDB opens one data directory per process: use the session's.
+    url = f"clickhouse+chdb:///{embedded_dir}/rl_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(url)
+    db = Database(url)
+    write_features(db)
+    yield db
+    db.close()
+
+
+def config(agent: str = "ppo", **kw: Any) -> RLConfig:
+    base: dict[str, Any] = {
+        "agent": agent,
+        "timesteps": 400,
+        "checkpoint_every_episodes": 2,
+        "agent_params": SMALL_PARAMS[agent],
+        "run_name": f"test-{agent}-{uuid.uuid4().hex[:6]}",
+    }
+    base.update(kw)
+    return RLConfig.model_validate(base)
+
+
+def check_reward_history(db: Database, run_id: uuid.UUID, total_timesteps: int) -> list[Any]:
+    """Exactly one row per step 1..T, numbered into TRAIN_DAYS-step episodes."""
+    history = RewardHistoryRepository(db)
+    steps = history.steps(run_id)
+    assert history.count(run_id) == len(steps) == total_timesteps
+    assert [s.timestep_number for s in steps] == list(range(1, total_timesteps + 1))
+    for s in steps:
+        assert s.episode_number == (s.timestep_number - 1) // TRAIN_DAYS + 1
+        assert s.is_episode_end == (s.timestep_number % TRAIN_DAYS == 0)
+    return steps
+
+
+# --------------------------------------------------------------------------- training
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["ppo", "a2c", "sac", "td3", "ddpg"])
+def test_train_tracks_everything(features_db: Database, agent: str) -> None:
+    db = features_db
+    result = RLTrainer(config(agent), db).run()
+    run = AgentRunRepository(db).get(result.run.run_id)
+    assert run.status is RunStatus.COMPLETED and run.agent_type is AgentType(agent)
+    assert (run.state_dim, run.action_dim) == (STATE_DIM, 2)
+    assert run.tickers == list(SYMBOLS)
+    assert run.reward_function_type is RewardFunctionType.PORTFOLIO_VALUE_CHANGE
+    assert run.train_end < run.trade_start <= run.trade_end
+    env_config = json.loads(run.env_config_json)
+    assert env_config["state_space"] == STATE_DIM and env_config["train_days"] == TRAIN_DAYS
+    assert run.duration_seconds and run.duration_seconds > 0
+
+    # reward_history: rows equal the steps taken, episodes counted right.
+    T = run.total_timesteps
+    assert T >= 400 and result.model.num_timesteps == T  # PPO/A2C round up to rollouts
+    steps = check_reward_history(db, run.run_id, T)
+    assert run.total_episodes == T // TRAIN_DAYS
+    for episode in range(1, run.total_episodes + 1):
+        rows = [s for s in steps if s.episode_number == episode]
+        assert np.allclose(
+            np.cumsum([s.step_reward for s in rows]), [s.episode_cumulative_reward for s in rows]
+        )
+        end = rows[-1]
+        assert end.episode_final_reward == pytest.approx(end.episode_cumulative_reward)
+        # The episode's account values: the start, then one per trading step (the last
+        # row is FinRL's no-op, same value).
+        values = [run.initial_amount] + [s.account_value for s in rows[:-1]]
+        assert rows[-1].account_value == rows[-2].account_value
+        sharpe = episode_sharpe(values)
+        assert (end.sharpe_ratio is None and math.isnan(sharpe)) or end.sharpe_ratio == (
+            pytest.approx(sharpe)
+        )
+    assert any(s.policy_loss is not None and s.value_loss is not None for s in steps)
+    assert steps[0].policy_loss is None  # no update before the first step
+
+    # Checkpoints every 2 episodes, then the final agent.
+    checkpoints = AgentCheckpointRepository(db).list(run.run_id)
+    intermediate = [c for c in checkpoints if c.kind is CheckpointKind.INTERMEDIATE]
+    assert [c.episode_number for c in intermediate] == [2, 4]
+    assert [c.timestep for c in intermediate] == [2 * TRAIN_DAYS, 4 * TRAIN_DAYS]
+    curve = RewardHistoryRepository(db).reward_curve(run.run_id)
+    assert intermediate[0].mean_reward == pytest.approx(
+        np.mean([e.episode_final_reward for e in curve[:2]])
+    )
+    for c in intermediate:
+        assert bool(c.replay_buffer_uri) == (agent in ("sac", "td3", "ddpg"))
+        if c.replay_buffer_uri:
+            assert get_replay_buffer(AgentCheckpointRepository(db).store, c.replay_buffer_uri)
+    (final,) = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+    assert (final.episode_number, final.timestep) == (run.total_episodes, T)
+    assert final.checkpoint_id == result.checkpoint_id
+    assert result.checkpoints == [c.checkpoint_id for c in intermediate]
+
+    # Final metrics: the evaluation's, recomputable from its equity curve, and the same
+    # again from the stored final agent.
+    evaluation = result.evaluation
+    assert len(evaluation.equity) == TRADE_DAYS and len(evaluation.rewards) == TRADE_DAYS - 1
+    assert list(evaluation.equity.columns) == ["date", "account_value", "buy_and_hold"]
+    assert evaluation.equity["buy_and_hold"].notna().all()
+    assert evaluation.account_values[0] == run.initial_amount
+    recomputed = performance_metrics(evaluation.account_values, evaluation.rewards)
+    assert_final_equal(run, recomputed.final_columns())
+    assert final.mean_reward == pytest.approx(recomputed.mean_reward, nan_ok=True)
+    repo = AgentCheckpointRepository(db)
+    from trainers.rl.agents import load_model
+
+    loaded = load_model(agent, repo.load_checkpoint(final.checkpoint_id))
+    again = evaluate_agent(loaded, result.market.trade, result.market, result_config(run))
+    assert_final_equal(run, again.metrics.final_columns())
+    np.testing.assert_array_equal(again.account_values, evaluation.account_values)
+
+
+def result_config(run: Any) -> RLConfig:
+    return RLConfig.model_validate_json(run.config_json)
+
+
+def assert_final_equal(run: Any, final: dict[str, float | None]) -> None:
+    for name, value in final.items():
+        stored = getattr(run, name)
+        if value is None:
+            assert stored is None, name
+        else:
+            assert stored == pytest.approx(value, rel=1e-12, abs=1e-15), name
+
+
+@pytest.mark.parametrize("reward", list(RewardFunctionType))
+def test_reward_function_is_recorded(features_db: Database, reward: RewardFunctionType) -> None:
+    result = RLTrainer(
+        config("a2c", timesteps=TRAIN_DAYS, reward=reward, drawdown_penalty=0.2), features_db
+    ).run()
+    run = result.run
+    assert run.reward_function_type is reward and run.total_episodes == 1
+    env_config = json.loads(run.env_config_json)
+    assert env_config["reward"] == reward.value
+    expected = {
+        RewardFunctionType.PORTFOLIO_VALUE_CHANGE: {"scaling": 1e-4},
+        RewardFunctionType.LOG_RETURN: {},
+        RewardFunctionType.DIFFERENTIAL_SHARPE: {"eta": 0.01},
+        RewardFunctionType.DRAWDOWN_PENALIZED: {"penalty": 0.2},
+    }[reward]
+    assert env_config["reward_params"] == expected
+    env = make_env(result.market.train, result.market, result_config(run))
+    assert env.reward_type is reward
+
+
+# --------------------------------------------------------------------------- tuning
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["ppo", "td3"])
+def test_tuning_logs_every_trial(features_db: Database, agent: str) -> None:
+    small_space = {
+        "ppo": {
+            "n_steps": {"type": "categorical", "choices": [32, 64]},
+            "batch_size": {"type": "categorical", "choices": [32]},
+            "n_epochs": {"type": "categorical", "choices": [1, 2]},
+            "net_arch": {"type": "categorical", "choices": ["tiny"]},
+        },
+        "td3": {
+            "batch_size": {"type": "categorical", "choices": [16, 32]},
+            "train_freq": {"type": "categorical", "choices": [4, 8]},
+            "net_arch": {"type": "categorical", "choices": ["small"]},
+        },
+    }[agent]
+    trials = 3 if agent == "ppo" else 2
+    cfg = config(
+        agent,
+        timesteps=TRAIN_DAYS,
+        checkpoint_every_episodes=100,
+        agent_params={"learning_starts": 20} if agent == "td3" else {},
+        tuning={
+            "trials": trials,
+            "timesteps": 120,
+            "evaluations": 2,
+            "search_space": small_space,
+        },
+    )
+    result = RLTrainer(cfg, features_db).run()
+    run = result.run
+    assert run.status is RunStatus.COMPLETED
+    logged = RLTrialRepository(features_db).list(run.run_id)
+    assert [t.trial_number for t in logged] == list(range(trials))
+    for trial in logged:
+        params = json.loads(trial.hyperparameters)
+        assert trial.agent_type is AgentType(agent) and trial.study_name == str(run.run_id)
+        assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert 1 - 0.03 <= trial.gamma <= 1 - 1e-4 and trial.gamma == params["gamma"]
+        assert 1e-5 <= trial.learning_rate <= 2e-3
+        assert trial.total_timesteps >= 60 and trial.total_episodes >= 1
+        if agent == "ppo":
+            assert trial.n_steps in (32, 64) and trial.batch_size == 32 and trial.tau is None
+            assert 0 < params["gae_lambda"] < 1 and trial.clip_range in (0.1, 0.2, 0.3, 0.4)
+        else:
+            assert params["gradient_steps"] == params["train_freq"] and trial.tau is not None
+            assert trial.n_steps is None and trial.clip_range is None
+        if trial.state is TrialState.COMPLETE:
+            assert trial.mean_reward is not None
+    best = RLTrialRepository(features_db).best(run.run_id, n=1)[0]
+    stored = result_config(run)
+    assert stored.tuned_params == result.params == json.loads(best.hyperparameters)
+
+
+# --------------------------------------------------------------------------- lifecycle
+def test_failure_marks_the_run_failed(features_db: Database) -> None:
+    cfg = config("a2c", indicators=["rsi_14", "no_such_feature"])
+    with pytest.raises(FeatureSpecError):
+        RLTrainer(cfg, features_db).run()
+    (run,) = AgentRunRepository(features_db).list(name_like=cfg.run_name)
+    assert run.status is RunStatus.FAILED and "no_such_feature" in run.error_message
+
+
+def test_ctrl_c_marks_the_run_cancelled(
+    features_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "evaluate_agent", interrupted)
+    cfg = config("a2c", timesteps=TRAIN_DAYS)
+    with pytest.raises(KeyboardInterrupt):
+        RLTrainer(cfg, features_db).run()
+    (run,) = AgentRunRepository(features_db).list(name_like=cfg.run_name)
+    assert run.status is RunStatus.CANCELLED
+    assert RewardHistoryRepository(features_db).count(run.run_id) == TRAIN_DAYS  # flushed
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_continues_exactly(
+    features_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SAC crashes 40 steps after its checkpoint at step 160; the resumed run restores the
+    replay buffer, replaces steps 161..200 and numbers on."""
+    db = features_db
+    crash_at = 2 * TRAIN_DAYS + 40
+    original = RewardHistoryCallback._on_step
+
+    def crashing(self: RewardHistoryCallback) -> bool:
+        keep_going = original(self)
+        if self.model.num_timesteps == crash_at:
+            raise RuntimeError("simulated crash")
+        return keep_going
+
+    monkeypatch.setattr(RewardHistoryCallback, "_on_step", crashing)
+    cfg = config("sac", timesteps=5 * TRAIN_DAYS)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        RLTrainer(cfg, db).run()
+    monkeypatch.setattr(RewardHistoryCallback, "_on_step", original)
+    (run,) = AgentRunRepository(db).list(name_like=cfg.run_name)
+    assert run.status is RunStatus.FAILED
+    history = RewardHistoryRepository(db)
+    assert history.last_step(run.run_id) == (3, crash_at)  # rows past the checkpoint
+    crashed_at = dt.datetime.now(dt.UTC)
+
+    restored: list[int] = []
+    real_restore = trainer_module.restore_replay_buffer
+
+    def spy(model: Any, data: bytes) -> None:
+        restored.append(len(data))
+        real_restore(model, data)
+        assert model.replay_buffer.size() > 0
+
+    monkeypatch.setattr(trainer_module, "restore_replay_buffer", spy)
+    time.sleep(0.01)
+    result = RLTrainer(RLConfig(resume=run.run_id), db).run()
+    assert restored, "the replay buffer was not restored"
+    assert result.resumed_from is not None and result.resumed_from.timestep == 2 * TRAIN_DAYS
+    done = AgentRunRepository(db).get(run.run_id)
+    assert done.status is RunStatus.COMPLETED
+    assert (done.total_timesteps, done.total_episodes) == (5 * TRAIN_DAYS, 5)
+    steps = check_reward_history(db, run.run_id, 5 * TRAIN_DAYS)
+    for s in steps:  # steps after the checkpoint were logged again by the resumed process
+        assert (s.recorded_at > crashed_at) == (s.timestep_number > 2 * TRAIN_DAYS)
+    checkpoints = AgentCheckpointRepository(db).list(run.run_id, kind="intermediate")
+    assert [c.episode_number for c in checkpoints] == [2, 4]
+
+    with pytest.raises(InvalidTransitionError):
+        RLTrainer(RLConfig(resume=run.run_id), db).run()
+
+
+CHILD = """
+import sys
+import time
+
+from suho_models.db import Database
+from trainers.rl import RLConfig
+from trainers.rl.callbacks import RewardHistoryCallback
+from trainers.rl.trainer import RLTrainer
+
+url, name, flush_at, hang_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+original = RewardHistoryCallback._on_step
+
+
+def on_step(self):
+    result = original(self)
+    step = self.model.num_timesteps
+    if step == flush_at:
+        self.rewards.flush()  # these rows past the checkpoint reach the table
+    if step == hang_at:  # the rows after flush_at stay in memory: lost with the process
+        print("HANGING", flush=True)
+        time.sleep(600)
+    return result
+
+
+RewardHistoryCallback._on_step = on_step
+config = RLConfig(
+    agent="ppo",
+    timesteps=1_000_000,
+    checkpoint_every_episodes=3,
+    run_name=name,
+    agent_params={"n_steps": 64, "batch_size": 32, "n_epochs": 2, "net_arch": "tiny"},
+)
+RLTrainer(config, Database(url)).run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_resume_after_sigkill_keeps_reward_history_exact(local_server: Any) -> None:
+    """A training subprocess is SIGKILLed mid-run, 50 steps after its checkpoint at
+    episode 3 (30 of them stored, 20 only in memory); the resumed run leaves exactly one
+    row per step of the final trajectory."""
+    url = local_server.native_url(f"rl_{uuid.uuid4().hex[:8]}")
+    migrations.upgrade(url)
+    db = Database(url)
+    try:
+        write_features(db)
+        name = f"sigkill-{uuid.uuid4().hex[:6]}"
+        checkpoint_step = 3 * TRAIN_DAYS
+        flush_at, hang_at = checkpoint_step + 30, checkpoint_step + 50
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, name, str(flush_at), str(hang_at)],
+            cwd=Path(__file__).resolve().parents[1],
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            line = child.stdout.readline() if child.stdout else ""
+            assert line.strip() == "HANGING", child.stderr.read() if child.stderr else ""
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+        killed_at = dt.datetime.now(dt.UTC)
+        assert child.returncode == -signal.SIGKILL
+
+        runs = AgentRunRepository(db)
+        (run,) = runs.list(name_like=name)
+        assert run.status is RunStatus.RUNNING  # nobody could mark it
+        history = RewardHistoryRepository(db)
+        assert history.last_step(run.run_id) == (4, flush_at)
+        latest = AgentCheckpointRepository(db).latest(run.run_id)
+        assert (latest.episode_number, latest.timestep) == (3, checkpoint_step)
+
+        time.sleep(0.01)
+        resumed = RLTrainer(RLConfig(resume=run.run_id, timesteps=6 * TRAIN_DAYS), db).run()
+        done = runs.get(run.run_id)
+        assert done.status is RunStatus.COMPLETED
+        T = done.total_timesteps
+        assert T >= 6 * TRAIN_DAYS and done.total_episodes == T // TRAIN_DAYS
+        assert resumed.model.num_timesteps == T
+        steps = check_reward_history(db, run.run_id, T)
+        for s in steps:
+            assert (s.recorded_at > killed_at) == (s.timestep_number > checkpoint_step)
+        assert len([s for s in steps if s.is_episode_end]) == done.total_episodes
+        checkpoints = AgentCheckpointRepository(db).list(run.run_id, kind="intermediate")
+        assert [c.episode_number for c in checkpoints] == [3, 6]
+        assert json.loads(done.config_json)["timesteps"] == 6 * TRAIN_DAYS
+    finally:
+        db.close()
+
+
+# --------------------------------------------------------------------------- deploy
+@pytest.mark.slow
+def test_deploy_best_agent_and_load_it_back(embedded_dir: Path) -> None:
+    url = f"clickhouse+chdb:///{embedded_dir}/rl_deploy_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(url)
+    db = Database(url)
+    try:
+        write_features(db)
+        first = RLTrainer(config("td3", timesteps=2 * TRAIN_DAYS), db).run()
+        assert first.run.final_sharpe_ratio is not None
+        deployed = deploy_best_agent(db, agent_type="td3")  # default: final_sharpe_ratio
+        assert deployed.checkpoint_id == first.checkpoint_id
+        assert deployed.deployment_status is DeploymentStatus.PRODUCTION
+
+        second = RLTrainer(config("td3", timesteps=3 * TRAIN_DAYS, seed=7), db).run()
+        deployed = deploy_best_agent(db, agent_type="td3", metric="total_timesteps")
+        assert deployed.checkpoint_id == second.checkpoint_id
+        repo = AgentCheckpointRepository(db)
+        assert repo.get(first.checkpoint_id).deployment_status is DeploymentStatus.ARCHIVED
+
+        # The report's equity curves: recomputed from the stored run, the same as trained.
+        agent_curve, benchmark = trade_equity_curves(db, second.run.run_id)
+        np.testing.assert_array_equal(agent_curve, second.equity_curve["account_value"])
+        np.testing.assert_array_equal(benchmark, second.equity_curve["buy_and_hold"])
+
+        model, info = load_deployed_agent(db, "td3")
+        assert info.checkpoint_id == second.checkpoint_id
+        env = make_env(second.market.trade, second.market, result_config(second.run))
+        obs, _ = env.reset()
+        for _ in range(5):
+            expected, _ = second.model.predict(obs, deterministic=True)
+            actual, _ = model.predict(obs, deterministic=True)
+            np.testing.assert_array_equal(actual, expected)
+            obs, *_ = env.step(expected)
+    finally:
+        db.close()
+
+
+# --------------------------------------------------------------------------- config
+def test_cli_options_and_resume_overrides() -> None:
+    cfg = RLConfig.from_cli_options(
+        {"agent": "sac", "timesteps": 500, "reward": None, "tune": 3, "resume": None}
+    )
+    assert cfg.agent is AgentType.SAC and cfg.tuning.trials == 3
+    assert cfg.reward is RewardFunctionType.PORTFOLIO_VALUE_CHANGE  # None: not given
+    stored = RLConfig(agent="td3", timesteps=1000, seed=5)
+    run_id = uuid.uuid4()
+    resumed = RLConfig(resume=run_id, timesteps=2000, agent="ppo").for_resume(stored)
+    assert (resumed.agent, resumed.timesteps, resumed.seed) == (AgentType.TD3, 2000, 5)
+    assert resumed.resume == run_id
+    with pytest.raises(ValueError):
+        RLConfig(indicators=["rsi_14", "rsi_14"])

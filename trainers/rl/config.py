@@ -1,0 +1,196 @@
+"""Configuration of an RL run: a pydantic model, from code, a YAML/TOML file, or
+CLI options (:meth:`RLConfig.from_cli_options` drops options left unset)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tomllib
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from suho_models.enums import AgentType, RewardFunctionType
+from trainers.data.spec import FeatureSpec
+from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDICATORS: tuple[str, ...] = (
+    "macd",
+    "bb_upper_20",
+    "bb_lower_20",
+    "rsi_28",
+    "cci_20",
+    "natr_14",
+    "sma_20",
+    "sma_50",
+)
+"""ml_features' counterparts of FinRL's default ``INDICATORS`` (macd, boll_ub, boll_lb,
+rsi_30, cci_30, dx_30, close_30_sma, close_60_sma; ``natr_14`` stands in for dx_30):
+8 indicators keep the state small (2 tickers: 21 values) and training fast."""
+
+RESUME_OVERRIDABLE = frozenset(
+    {"timesteps", "checkpoint_every_episodes", "verbose", "torch_threads", "save_replay_buffer"}
+)
+"""Fields a resumed run may change; everything else comes from the stored config."""
+
+
+class RLTuningConfig(BaseModel):
+    """Optuna tuning before training (trials train on the first part of the train
+    period and are evaluated on its last ``validation_ratio``; the trade period
+    stays unseen)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=0, ge=0)
+    """Optuna trials; 0 trains once with ``agent_params``."""
+    timesteps: int | None = Field(default=None, gt=0)
+    """Training steps per trial (None: the run's ``timesteps``)."""
+    evaluations: int = Field(default=4, ge=1)
+    """Intermediate evaluations per trial: the points where pruning may stop it."""
+    validation_ratio: float = Field(default=0.25, gt=0, lt=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    storage: str | None = None
+    """Optuna storage URL (None: in memory)."""
+    study_name: str | None = None
+    search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Overrides per Optuna parameter, e.g. {"n_steps": {"type": "categorical",
+    "choices": [64, 128]}} or {"learning_rate": {"type": "float", "low": 1e-4,
+    "high": 1e-3, "log": true}}."""
+    pruning: bool = True
+
+
+class RLConfig(BaseModel):
+    """Everything an RL run needs; stored with the run as JSON (resume reads it back)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: AgentType = AgentType.PPO
+    timesteps: int = Field(default=100_000, gt=0)
+    """Environment steps to train (on-policy algorithms round up to whole rollouts)."""
+    reward: RewardFunctionType = RewardFunctionType.PORTFOLIO_VALUE_CHANGE
+    reward_scaling: float = Field(default=1e-4, gt=0)
+    """Scale of portfolio_value_change (FinRL's reward_scaling)."""
+    dsr_eta: float = Field(default=0.01, gt=0, le=1)
+    """Adaptation rate of differential_sharpe."""
+    drawdown_penalty: float = Field(default=0.1, ge=0)
+    """Weight of the drawdown in drawdown_penalized."""
+    checkpoint_every_episodes: int = Field(default=100, gt=0)
+    """Save the agent every K training episodes (the seed's 100)."""
+    resume: uuid.UUID | None = None
+    """Continue this crashed or interrupted run from its latest checkpoint."""
+    run_name: str | None = None
+
+    source: str = "ml_features"
+    """A table in the same ClickHouse, or a path to a .parquet / .csv file."""
+    features: FeatureSpec = Field(default_factory=lambda: FeatureSpec(target_columns=[]))
+    """Time and symbol columns (and, with ``indicators=None``, which features)."""
+    indicators: list[str] | None = Field(default_factory=lambda: list(DEFAULT_INDICATORS))
+    """Feature columns in the state (None: every feature ``features`` selects)."""
+    symbols: list[str] | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    trade_start: dt.datetime | None = None
+    """First time of the held-out trade period (None: the last ``trade_ratio`` of days)."""
+    trade_ratio: float = Field(default=0.2, gt=0, lt=1)
+
+    hmax: int = Field(default=100, gt=0)
+    """Most shares traded per ticker and step (FinRL's hmax)."""
+    initial_amount: float = Field(default=1_000_000.0, gt=0)
+    buy_cost_pct: float = Field(default=0.001, ge=0, lt=1)
+    sell_cost_pct: float = Field(default=0.001, ge=0, lt=1)
+    periods_per_year: float = Field(default=DEFAULT_PERIODS_PER_YEAR, gt=0)
+    """Annualization of Sharpe & co (252: one step per trading day, see metrics)."""
+
+    agent_params: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the algorithm's defaults (see ``trainers.rl.agents``)."""
+    tuned_params: dict[str, Any] | None = None
+    """Set by tuning: the parameters trained with; a resumed run does not tune again."""
+    tuning: RLTuningConfig = Field(default_factory=RLTuningConfig)
+    save_replay_buffer: bool = True
+    """Off-policy checkpoints also store the replay buffer (exact resume)."""
+    seed: int = 42
+    torch_threads: int | None = Field(default=1, gt=0)
+    """torch.set_num_threads for the run (1 was fastest for small MLPs on 2 cores)."""
+    device: str = "cpu"
+    verbose: int = Field(default=0, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _indicators_unique(self) -> RLConfig:
+        if self.indicators is not None:
+            if not self.indicators:
+                raise ValueError("indicators: give at least one column, or None for all")
+            dupes = sorted({c for c in self.indicators if self.indicators.count(c) > 1})
+            if dupes:
+                raise ValueError(f"indicators lists {dupes} more than once")
+        return self
+
+    @property
+    def reward_params(self) -> dict[str, float]:
+        """Keyword arguments of the reward wrapper for ``reward``."""
+        if self.reward is RewardFunctionType.PORTFOLIO_VALUE_CHANGE:
+            return {"scaling": self.reward_scaling}
+        if self.reward is RewardFunctionType.DIFFERENTIAL_SHARPE:
+            return {"eta": self.dsr_eta}
+        if self.reward is RewardFunctionType.DRAWDOWN_PENALIZED:
+            return {"penalty": self.drawdown_penalty}
+        return {}
+
+    @property
+    def effective_agent_params(self) -> dict[str, Any]:
+        return dict(self.tuned_params) if self.tuned_params is not None else dict(self.agent_params)
+
+    def for_resume(self, stored: RLConfig) -> RLConfig:
+        """The stored config of the run being resumed, with the overridable fields this
+        config sets explicitly; other explicit differences are logged and ignored."""
+        updates: dict[str, Any] = {"resume": self.resume}
+        for name in self.model_fields_set - {"resume"}:
+            mine, theirs = getattr(self, name), getattr(stored, name)
+            if mine == theirs:
+                continue
+            if name in RESUME_OVERRIDABLE:
+                updates[name] = mine
+            else:
+                log.warning("resume: %s comes from the stored run (ignoring %r)", name, mine)
+        return stored.model_copy(update=updates)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> RLConfig:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ValueError(f"config file: expected .toml, .yaml or .yml (got {path.name!r})")
+        merged = dict(data)
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}  # e.g. tuning.trials from the CLI
+            else:
+                merged[key] = value
+        return cls.model_validate(merged)
+
+    @classmethod
+    def from_cli_options(
+        cls, options: Mapping[str, Any], config_file: str | Path | None = None
+    ) -> RLConfig:
+        """Build from CLI options: None means "not given" and is dropped, so a file's
+        values (or, on resume, the stored run's) are not overridden by CLI defaults.
+        ``tune`` is short for ``tuning.trials``."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if "tune" in given:
+            given.setdefault("tuning", {})["trials"] = given.pop("tune")
+        if config_file is not None:
+            return cls.from_file(config_file, **given)
+        return cls.model_validate(given)
+
+
+__all__ = ["DEFAULT_INDICATORS", "RESUME_OVERRIDABLE", "RLConfig", "RLTuningConfig"]

@@ -1,0 +1,147 @@
+"""From a run's configuration to its environments: load ``ml_features`` (the same
+table and column config as the supervised trainer), build FinRL's frame, split
+train / trade, and wrap FinRL's env with the configured reward."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repositories.features import FeatureTable
+from suho_models.db import Database
+from trainers.data.source import is_file_source, load_features
+from trainers.data.spec import FeatureSpec
+from trainers.data.synth import OHLCV_COLUMNS
+from trainers.rl.config import RLConfig
+from trainers.rl.finrl_env import (
+    EnvConfig,
+    MarketData,
+    make_finrl_env,
+    split_periods,
+    to_finrl_frame,
+)
+from trainers.rl.rewards import AccountValueReward, wrap_reward
+
+
+def _source_schema(config: RLConfig, db: Database | None) -> Any:
+    source = config.source
+    if is_file_source(source):
+        path = Path(source)
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(path)
+            return {f.name: str(f.type) for f in schema}
+        return pd.read_csv(path, nrows=100)
+    if db is None:
+        raise ValueError("source: a table source needs a database")
+    spec = config.features
+    return FeatureTable(db, source, spec.time_column, spec.symbol_column or "symbol").schema()
+
+
+def resolve_indicators(config: RLConfig, db: Database | None) -> list[str]:
+    """The indicator columns: ``config.indicators``, or all features ``config.features``
+    selects from the source's schema."""
+    if config.indicators is not None:
+        return list(config.indicators)
+    return config.features.resolve(_source_schema(config, db)).features
+
+
+def load_market(
+    config: RLConfig,
+    db: Database | None,
+    *,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    trade_start: dt.datetime | None = None,
+) -> MarketData:
+    """Read the features and split them into FinRL's train and trade frames.
+
+    ``start``/``end``/``trade_start`` override the config's (a resumed run passes the
+    periods it recorded, so new rows in the table do not move its split).
+    """
+    indicators = resolve_indicators(config, db)
+    spec = config.features
+    load_spec = FeatureSpec(
+        time_column=spec.time_column,
+        symbol_column=spec.symbol_column,
+        target_columns=[],
+        feature_columns=list(dict.fromkeys([*OHLCV_COLUMNS, *indicators])),
+    )
+    frame, roles = load_features(
+        config.source,
+        load_spec,
+        db,
+        start or config.start,
+        end or config.end,
+        config.symbols,
+    )
+    data = to_finrl_frame(frame, indicators, roles.time, roles.symbol)
+    if data.empty:
+        raise ValueError(
+            f"no usable rows in {config.source!r} for symbols={config.symbols}, "
+            f"start={start or config.start}, end={end or config.end}"
+        )
+    train, trade = split_periods(data, trade_start or config.trade_start, config.trade_ratio)
+    tickers = sorted(data["tic"].unique().tolist())
+    return MarketData(train=train, trade=trade, tickers=tickers, indicators=indicators)
+
+
+def env_config(config: RLConfig) -> EnvConfig:
+    return EnvConfig(
+        hmax=config.hmax,
+        initial_amount=config.initial_amount,
+        buy_cost_pct=config.buy_cost_pct,
+        sell_cost_pct=config.sell_cost_pct,
+        reward_scaling=config.reward_scaling,
+    )
+
+
+def make_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> AccountValueReward:
+    """FinRL's env over ``data`` (one of ``market``'s frames), with the config's reward."""
+    env = make_finrl_env(data, market.indicators, env_config(config))
+    return wrap_reward(env, config.reward, **config.reward_params)
+
+
+def make_vec_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> Any:
+    """A one-env ``DummyVecEnv`` (FinRL's env is sequential; SB3's ``check_env``
+    passes on the wrapped env, ``DummyVecEnv`` is what SB3 trains on)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    return DummyVecEnv([lambda: make_env(data, market, config)])
+
+
+def env_config_json(market: MarketData, config: RLConfig) -> dict[str, Any]:
+    """What ``agent_training_runs.env_config_json`` records: FinRL's arguments and ours."""
+    env = env_config(config)
+    return {
+        "env": "finrl.meta.env_stock_trading.env_stocktrading.StockTradingEnv",
+        "stock_dim": market.stock_dim,
+        "state_space": market.state_dim,
+        "action_space": market.action_dim,
+        "tech_indicator_list": market.indicators,
+        "hmax": env.hmax,
+        "initial_amount": env.initial_amount,
+        "num_stock_shares": [0] * market.stock_dim,
+        "buy_cost_pct": env.buy_cost_pct,
+        "sell_cost_pct": env.sell_cost_pct,
+        "reward": config.reward.value,
+        "reward_params": config.reward_params,
+        "periods_per_year": config.periods_per_year,
+        "train_days": market.train_days,
+        "trade_days": market.trade_days,
+        "source": config.source,
+    }
+
+
+__all__ = [
+    "env_config",
+    "env_config_json",
+    "load_market",
+    "make_env",
+    "make_vec_env",
+    "resolve_indicators",
+]

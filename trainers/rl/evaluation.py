@@ -1,0 +1,79 @@
+"""Deterministic evaluation of an agent on a period: the equity curve, buy-and-hold
+beside it, and the metrics of :mod:`trainers.rl.metrics`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainers.rl.config import RLConfig
+from trainers.rl.environment import make_env
+from trainers.rl.finrl_env import MarketData, buy_and_hold
+from trainers.rl.metrics import PerformanceMetrics, performance_metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One deterministic episode over a period."""
+
+    metrics: PerformanceMetrics
+    benchmark: PerformanceMetrics
+    """Buy-and-hold's metrics over the same days (its mean_reward is NaN)."""
+    equity: pd.DataFrame
+    """Columns date, account_value (the agent) and buy_and_hold, one row per day."""
+    rewards: np.ndarray
+    """Step rewards, one per trading step (FinRL's terminal no-op left out)."""
+    actions: np.ndarray
+    """The agent's raw actions, one row per step."""
+
+    @property
+    def account_values(self) -> np.ndarray:
+        return self.equity["account_value"].to_numpy()
+
+
+def run_episode(model: Any, env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """(account values, rewards of trading steps, actions, dates) of one greedy episode."""
+    obs, _ = env.reset()
+    rewards: list[float] = []
+    actions: list[np.ndarray] = []
+    while True:
+        action, _ = model.predict(obs, deterministic=True)
+        actions.append(np.asarray(action))
+        obs, reward, terminated, truncated, info = env.step(action)
+        if not info.get("no_op"):
+            rewards.append(float(reward))
+        if terminated or truncated:
+            break
+    values = np.asarray(info["episode_account_values"], dtype=np.float64)
+    dates = list(env.unwrapped.date_memory)
+    return values, np.asarray(rewards), np.asarray(actions), dates
+
+
+def evaluate_agent(
+    model: Any, data: pd.DataFrame, market: MarketData, config: RLConfig
+) -> Evaluation:
+    """Run ``model`` greedily (``deterministic=True``) over ``data`` once."""
+    env = make_env(data, market, config)
+    values, rewards, actions, dates = run_episode(model, env)
+    bench = buy_and_hold(data, config.initial_amount, config.buy_cost_pct)
+    equity = pd.DataFrame(
+        {
+            "date": pd.to_datetime(dates[: len(values)], utc=True),
+            "account_value": values,
+        }
+    )
+    equity["buy_and_hold"] = bench.reindex(equity["date"]).to_numpy()
+    ppy = config.periods_per_year
+    return Evaluation(
+        metrics=performance_metrics(values, rewards, ppy),
+        benchmark=performance_metrics(equity["buy_and_hold"].to_numpy(), None, ppy),
+        equity=equity,
+        rewards=rewards,
+        actions=actions,
+    )
+
+
+__all__ = ["Evaluation", "evaluate_agent", "run_episode"]

@@ -1,0 +1,334 @@
+"""The RL (FinRL) training service, following the seed's workflow:
+
+create agent_training_run -> tune (rl_hyperparameters) -> train, logging
+reward_history per step and saving agent_checkpoints every K episodes ->
+evaluate on the held-out trade period -> save the final agent and complete the
+run with its final_* metrics. The run is ``running`` while it trains; any
+exception marks it ``failed`` (and re-raises), Ctrl-C marks it ``cancelled``.
+
+Resume (``RLConfig(resume=RUN_ID)``) continues a failed, cancelled, or crashed
+(still ``running``: the process died without a word) run from its latest
+checkpoint, with the run's stored configuration and periods. Episode and
+timestep numbering continue. ``reward_history`` stays exact: before the
+checkpoint is written, every row up to its step is flushed (so it is durable
+when the checkpoint claims it), and on resume the rows a crashed process logged
+past the checkpoint are deleted before training goes on, so readers see exactly
+the steps of the final trajectory, each once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from repositories.checkpoints import AgentCheckpointInfo, AgentCheckpointRepository
+from repositories.errors import InvalidTransitionError
+from repositories.object_store import ObjectStore
+from repositories.records import AgentTrainingRun
+from repositories.runs import AgentRunRepository
+from repositories.series import RewardHistoryRepository, RewardLogger
+from repositories.trials import RLTrialRepository
+from suho_models.db import Database
+from suho_models.enums import CheckpointKind, ModelFormat, RunStatus
+from trainers.rl.agents import (
+    OFF_POLICY,
+    build_model,
+    load_model,
+    model_to_bytes,
+    replay_buffer_to_bytes,
+    restore_replay_buffer,
+)
+from trainers.rl.callbacks import RewardHistoryCallback, attach_loss_writer
+from trainers.rl.config import RLConfig
+from trainers.rl.environment import env_config_json, load_market, make_vec_env
+from trainers.rl.evaluation import Evaluation, evaluate_agent
+from trainers.rl.finrl_env import MarketData
+from trainers.rl.store import get_replay_buffer, put_replay_buffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RLTrainingResult:
+    """What a run produced, beyond its stored record."""
+
+    run: AgentTrainingRun
+    model: Any
+    evaluation: Evaluation
+    market: MarketData
+    params: dict[str, Any]
+    """The algorithm parameters trained with (tuned ones included)."""
+    checkpoint_id: uuid.UUID | None
+    """The final checkpoint (kind ``final``)."""
+    checkpoints: list[uuid.UUID] = field(default_factory=list)
+    """Intermediate checkpoints saved by this process, oldest first."""
+    resumed_from: AgentCheckpointInfo | None = None
+
+    @property
+    def equity_curve(self) -> pd.DataFrame:
+        """Trade period: date, the agent's account value, buy-and-hold's."""
+        return self.evaluation.equity
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the block (small MLPs: 1 is fastest)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class RLTrainer:
+    """``RLTrainer(config, db).run()`` trains (or resumes), tracks and returns the run."""
+
+    def __init__(
+        self, config: RLConfig, db: Database | None = None, *, store: ObjectStore | None = None
+    ) -> None:
+        self.config = config
+        self.db = db or Database()
+        self.runs = AgentRunRepository(self.db)  # verifies the schema: fail fast
+        self.rewards = RewardHistoryRepository(self.db)
+        self.checkpoints = AgentCheckpointRepository(self.db, store)
+        self.trials = RLTrialRepository(self.db)
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> RLTrainingResult:
+        if self.config.resume is not None:
+            return self._resume(self.config.resume)
+        config = self.config
+        run = self.runs.create(
+            {
+                "run_name": config.run_name or f"{config.agent.value}-{int(time.time())}",
+                "agent_type": config.agent,
+                "reward_function_type": config.reward,
+                "initial_amount": config.initial_amount,
+                "buy_cost_pct": config.buy_cost_pct,
+                "sell_cost_pct": config.sell_cost_pct,
+                "config_json": config.model_dump_json(),
+            }
+        )
+        self.runs.start(run.run_id)
+        return self._guarded(run, config, None)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _resume(self, run_id: uuid.UUID) -> RLTrainingResult:
+        run = self.runs.get(run_id)
+        if run.status is RunStatus.COMPLETED:
+            raise InvalidTransitionError(f"run {run_id} is completed: nothing to resume")
+        stored = RLConfig.model_validate_json(run.config_json)
+        config = self.config.for_resume(stored)
+        if run.status is RunStatus.RUNNING:
+            # Still "running" with no process behind it (killed, power loss): the caller
+            # resuming it asserts the earlier process is gone.
+            self.runs.fail(run_id, "abandoned: the training process died; resumed")
+        run = self.runs.start(run_id)
+        recorded = config.model_copy(update={"resume": None})
+        if recorded != stored:
+            run = self.runs.update(run_id, config_json=recorded.model_dump_json())
+        latest = self.checkpoints.latest(run_id)
+        return self._guarded(run, config, latest)
+
+    def _guarded(
+        self, run: AgentTrainingRun, config: RLConfig, resume_from: AgentCheckpointInfo | None
+    ) -> RLTrainingResult:
+        try:
+            with torch_threads(config.torch_threads):
+                return self._train(run, config, resume_from)
+        except KeyboardInterrupt:
+            self.runs.cancel(run.run_id, "interrupted (KeyboardInterrupt)")
+            raise
+        except BaseException as exc:
+            self.runs.fail(run.run_id, exc)
+            raise
+
+    # ------------------------------------------------------------------ steps
+    def _train(
+        self, run: AgentTrainingRun, config: RLConfig, resume_from: AgentCheckpointInfo | None
+    ) -> RLTrainingResult:
+        run_id = run.run_id
+        resuming = config.resume is not None
+        periods: dict[str, Any] = {}
+        if resuming and run.train_start is not None:
+            periods = {
+                "start": run.train_start,
+                "end": run.trade_end,
+                "trade_start": run.trade_start,
+            }
+        market = load_market(config, self.db, **periods)
+        self.runs.update(
+            run_id,
+            state_dim=market.state_dim,
+            action_dim=market.action_dim,
+            tickers=market.tickers,
+            env_config_json=env_config_json(market, config),
+            **market.period_fields(),
+        )
+        config = self._tuned(run_id, config, market)
+        params = config.effective_agent_params
+
+        env = make_vec_env(market.train, market, config)
+        if resume_from is not None:
+            model = self._restore(resume_from, env, config)
+            first_episode, keep_until = resume_from.episode_number + 1, resume_from.timestep
+        else:
+            model = build_model(
+                config.agent,
+                env,
+                params,
+                timesteps=config.timesteps,
+                seed=config.seed,
+                device=config.device,
+            )
+            first_episode, keep_until = 1, 0
+        losses = attach_loss_writer(model, config.agent, config.verbose)
+
+        saved: list[uuid.UUID] = []
+        rewards = self.rewards.logger(run_id)
+        try:
+            if resuming:
+                rewards.flush()  # replays spool files a dead writer left, before the delete
+                self.rewards.delete_after(run_id, keep_until)
+
+            def on_checkpoint(callback: RewardHistoryCallback) -> None:
+                info = self._checkpoint(run_id, config, model, callback, rewards)
+                if info is not None:
+                    saved.append(info.checkpoint_id)
+
+            callback = RewardHistoryCallback(
+                rewards,
+                losses,
+                first_episode=first_episode,
+                periods_per_year=config.periods_per_year,
+                checkpoint_every=config.checkpoint_every_episodes,
+                on_checkpoint=on_checkpoint,
+            )
+            remaining = config.timesteps - model.num_timesteps
+            if resume_from is not None and resume_from.kind is CheckpointKind.FINAL:
+                remaining = 0  # training had finished; only evaluation and completion remain
+            if remaining > 0:
+                model.learn(
+                    total_timesteps=remaining,
+                    callback=callback,
+                    reset_num_timesteps=resume_from is None,
+                )
+            episodes = callback.episodes_done
+        finally:
+            if not rewards.close():
+                log.warning(
+                    "run %s: some reward_history rows could not be inserted yet; they are "
+                    "spooled under %s and replayed by the next writer",
+                    run_id,
+                    rewards.writer.spool_dir,
+                )
+
+        evaluation = evaluate_agent(model, market.trade, market, config)
+        metrics = evaluation.metrics
+        final_id = None
+        if resume_from is not None and resume_from.kind is CheckpointKind.FINAL:
+            final_id = resume_from.checkpoint_id  # it crashed after saving it
+        else:
+            final_id = self.checkpoints.save_checkpoint(
+                run_id,
+                model_to_bytes(model),
+                ModelFormat.SB3_ZIP,
+                {
+                    **metrics.to_dict(),
+                    "benchmark_total_return": evaluation.benchmark.total_return,
+                    "benchmark_sharpe_ratio": evaluation.benchmark.sharpe_ratio,
+                },
+                episode_number=episodes,
+                timestep=int(model.num_timesteps),
+                kind=CheckpointKind.FINAL,
+            ).checkpoint_id
+        final = metrics.final_columns()
+        final.update(total_timesteps=int(model.num_timesteps), total_episodes=episodes)
+        completed = self.runs.complete(run_id, final)
+        return RLTrainingResult(
+            completed, model, evaluation, market, params, final_id, saved, resume_from
+        )
+
+    def _tuned(self, run_id: uuid.UUID, config: RLConfig, market: MarketData) -> RLConfig:
+        """Tune once per run: the result is recorded in the run's config (tuned_params)."""
+        if not config.tuning.trials or config.tuned_params is not None:
+            return config
+        from trainers.rl.tuning import tune
+
+        params = tune(config, market, run_id, self.trials)
+        tuned = config.model_copy(update={"tuned_params": params})
+        self.runs.update(
+            run_id, config_json=tuned.model_copy(update={"resume": None}).model_dump_json()
+        )
+        return tuned
+
+    def _restore(self, info: AgentCheckpointInfo, env: Any, config: RLConfig) -> Any:
+        model = load_model(
+            config.agent, self.checkpoints.load_checkpoint(info.checkpoint_id), env, config.device
+        )
+        model._last_obs = None  # the env is new: learn() starts with a reset, a new episode
+        if config.agent in OFF_POLICY and info.replay_buffer_uri:
+            restore_replay_buffer(
+                model, get_replay_buffer(self.checkpoints.store, info.replay_buffer_uri)
+            )
+        model.set_random_seed(config.seed + int(model.num_timesteps))
+        log.info(
+            "resuming run %s from checkpoint %s (episode %d, step %d)",
+            info.run_id,
+            info.checkpoint_id,
+            info.episode_number,
+            info.timestep,
+        )
+        return model
+
+    def _checkpoint(
+        self,
+        run_id: uuid.UUID,
+        config: RLConfig,
+        model: Any,
+        callback: RewardHistoryCallback,
+        rewards: RewardLogger,
+    ) -> AgentCheckpointInfo | None:
+        """Save the agent at an episode end; rows up to this step are flushed first, so a
+        checkpoint never claims steps the table does not hold."""
+        timestep = int(model.num_timesteps)
+        if not rewards.flush():
+            log.warning(
+                "run %s: reward rows not yet stored, checkpoint at %d skipped", run_id, timestep
+            )
+            return None
+        uri = ""
+        if config.agent in OFF_POLICY and config.save_replay_buffer:
+            uri = put_replay_buffer(
+                self.checkpoints.store, run_id, timestep, replay_buffer_to_bytes(model)
+            )
+        info = self.checkpoints.save_checkpoint(
+            run_id,
+            model_to_bytes(model),
+            ModelFormat.SB3_ZIP,
+            callback.checkpoint_metrics(),
+            episode_number=callback.episodes_done,
+            timestep=timestep,
+            kind=CheckpointKind.INTERMEDIATE,
+            replay_buffer_uri=uri,
+        )
+        log.info(
+            "run %s: checkpoint at episode %d, step %d", run_id, callback.episodes_done, timestep
+        )
+        return info
+
+
+__all__ = ["RLTrainer", "RLTrainingResult", "torch_threads"]

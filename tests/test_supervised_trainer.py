@@ -158,3 +158,22 @@ def test_interrupt_leaves_a_cancelled_run(features_db: Database) -> None:
 def test_unsupported_model_type_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="model_type"):
         booster_for("prophet")
+
+
+def test_parquet_source_and_yaml_config(features_db: Database, tmp_path) -> None:
+    frame = generate_ml_features(("EURUSD",), periods=500, start=START, seed=11)
+    frame.to_parquet(tmp_path / "features.parquet")
+    (tmp_path / "run.yaml").write_text(
+        "model_type: lightgbm\nrounds: 12\nearly_stopping: null\nprogress: false\n"
+        f"source: {tmp_path / 'features.parquet'}\n"
+        "features:\n  include: ['rsi_*', 'macd*']\n"
+    )
+    config = SupervisedConfig.from_file(tmp_path / "run.yaml", cv_folds=2)
+    result = SupervisedTrainer(config, features_db).run()
+    assert result.run.train_rows + result.run.val_rows + result.run.test_rows == 400
+    assert all(f.startswith(("rsi_", "macd")) for f in result.run.features_used)
+    assert result.run.status is RunStatus.COMPLETED
+    with pytest.raises(FileNotFoundError, match="no_such.parquet"):
+        SupervisedTrainer(
+            config.model_copy(update={"source": str(tmp_path / "no_such.parquet")}), features_db
+        ).run()

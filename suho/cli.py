@@ -177,26 +177,27 @@ def data_synth(
 
 @train_app.command("supervised")
 def train_supervised(
-    model: Annotated[str, typer.Option(help="xgboost, lightgbm or catboost.")] = "lightgbm",
-    target: Annotated[str, typer.Option(help="Target column.")] = "target_direction",
-    tune: Annotated[int, typer.Option(min=0, help="Optuna trials (0: no tuning).")] = 0,
-    cv: Annotated[int, typer.Option(min=2, help="Time-series CV folds.")] = 3,
-    rounds: Annotated[int, typer.Option(min=1, help="Boosting rounds.")] = 300,
-    source: Annotated[str, typer.Option(help="Feature table, or a .parquet/.csv file.")] = (
-        "ml_features"
-    ),
+    model: Annotated[str | None, typer.Option(help="xgboost, lightgbm or catboost.")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
+    tune: Annotated[int | None, typer.Option(min=0, help="Optuna trials (0: none).")] = None,
+    cv: Annotated[int | None, typer.Option(min=2, help="Time-series CV folds.")] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, help="Boosting rounds.")] = None,
+    source: Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     checkpoint_every: Annotated[
-        int, typer.Option(min=1, help="Save the model every N iterations.")
-    ] = 100,
+        int | None, typer.Option(min=1, help="Save the model every N iterations.")
+    ] = None,
     resume: Annotated[
         str | None, typer.Option(help="Continue this crashed or interrupted run.")
     ] = None,
 ) -> None:
-    """Train a gradient-boosting model on ml_features and track the run."""
+    """Train a gradient-boosting model on ml_features and track the run.
+
+    Options left out keep the config file's values (or SupervisedConfig's defaults).
+    """
     from trainers.supervised.config import SupervisedConfig
     from trainers.supervised.trainer import SupervisedTrainer
 
@@ -212,7 +213,7 @@ def train_supervised(
         )
         return
 
-    options: dict[str, Any] = {
+    given = {
         "model_type": model,
         "target": target,
         "cv_folds": cv,
@@ -220,10 +221,12 @@ def train_supervised(
         "source": source,
         "run_name": run_name,
         "seed": seed,
-        "progress": not quiet,
-        "tuning": {"trials": tune},
         "checkpoint_every": checkpoint_every,
     }
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    options["progress"] = not quiet
+    if tune is not None:
+        options["tuning"] = {"trials": tune}
     cfg = (
         SupervisedConfig.from_file(config, **options)
         if config

@@ -169,3 +169,14 @@ def test_report_has_every_figure_and_the_stored_numbers(cli, trained, tmp_path: 
     assert cells["run_id"] == trained and cells["status"] == "completed"
     missing = cli("report", str(uuid.uuid4()))
     assert missing.exit_code != 0
+
+
+def test_train_options_left_out_keep_the_config_file(cli, trained, tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('rounds = 7\nrun_name = "from-file"\nearly_stopping = 100\n')
+    result = cli("train", "supervised", "--config", str(config), "--model", "xgboost", "--quiet")
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(cli("runs", "list", "--name", "from-file", "--json").output)
+    assert json.loads(cli("runs", "show", run["run_id"], "--json").output)["metric_rows"] == 7
+    bad = cli("train", "supervised", "--model", "prophet", "--quiet")
+    assert bad.exit_code != 0 and "prophet" in str(bad.exception)

@@ -1,0 +1,1642 @@
+"""Query latency at scale: the seed queries, a learning curve and a run's current row.
+
+Data (generated in bulk inside ClickHouse, ``INSERT ... SELECT ... FROM numbers()``,
+into a freshly migrated database):
+
+* ``training_runs`` and ``agent_training_runs``: ``--runs`` runs each, created
+  evenly over the last 150 days, with one row per status version as the
+  repositories write them: ``pending``, ``running``, then ``completed`` (85 %) or
+  ``failed`` (10 %); 5 % are still ``running``. Each version is its own INSERT,
+  so the three versions sit in three parts and ``FINAL`` has real work to do
+  (ClickHouse does not merge three parts on its own; checked, see the results).
+* ``training_metrics``: ``--iterations`` rows per supervised run, recorded while
+  the run trained (so within the last ~5 months: the table's 6-month TTL keeps
+  them), monthly partitions as in the schema. 1 % of the runs were "resumed"
+  and re-logged their last 10 % of iterations later, so FINAL also matters here.
+
+What is measured, on the embedded default (chDB in process) and on the local
+server (``LocalServer``, the same engine in a subprocess, clickhouse-driver over
+TCP; it serves the very same data directory):
+
+* the seed's two queries verbatim, and the repository methods that read
+  current rows (``compare_model_performance()``, ``best_agents()``, FINAL);
+* one run's learning curve: ``TrainingMetricRepository.learning_curve`` (records),
+  ``.learning_curve_arrow`` (Arrow) and the raw SQL with and without FINAL;
+* one run's current row, ``TrainingRunRepository.get``.
+
+Per case: ``--reps`` timed calls after ``--warmup`` calls (median, p95, min), and
+the first call in a fresh process ("cold"), once with the database's files evicted
+from the OS page cache (``posix_fadvise(DONTNEED)``, our files only) and once with
+them cached. Next to
+the end-to-end times: the engine's own time for the same SQL, rows and bytes
+read, and ``EXPLAIN indexes = 1``. Then an investigation of what the FINAL reads
+cost and what would make them cheaper (PREWHERE on the key, dedup without FINAL,
+``do_not_merge_across_partitions_select_final``, OPTIMIZE, one partition vs many);
+it changes only the benchmark's own throw-away database.
+
+Usage: ``python bench/bench_queries.py [--runs N] [--iterations M] [--quick]``.
+Results go to ``bench/results/queries.json`` and ``queries.md`` (``--quick``
+writes nothing unless ``--out`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from repositories import queries  # noqa: E402
+from repositories.runs import AgentRunRepository, TrainingRunRepository  # noqa: E402
+from repositories.series import TrainingMetricRepository  # noqa: E402
+from suho_models.db import Database, migrations  # noqa: E402
+from suho_models.db.chdb_dbapi import render  # noqa: E402
+from suho_models.db.server import LocalServer  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+DATABASE = "bench_q"
+SPAN_DAYS = 150
+"""Runs are created evenly over this many days before generation (TTL is 6 months)."""
+TARGET_SEED_MS = 50.0
+TARGET_CURVE_MS = 100.0
+MLFLOW_REFERENCE_MS = 220.0
+MLFLOW_REFERENCE = (
+    "MLflow needs about 220 ms to return a 100k-point metric history from a 75M-row "
+    "metrics table (quoted reference, not run here)"
+)
+
+CURVE_COLUMNS = (
+    "iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
+    "learning_rate, gradient_norm, iteration_duration_ms"
+)
+CURVE_SQL = (
+    f"SELECT {CURVE_COLUMNS} FROM training_metrics FINAL "
+    "WHERE run_id = %(run_id)s ORDER BY iteration_number"
+)
+CURVE_SQL_RECORDS = (
+    f"SELECT {CURVE_COLUMNS}, recorded_at FROM training_metrics FINAL "
+    "WHERE run_id = %(run_id)s ORDER BY iteration_number"
+)
+"""What ``learning_curve`` sends (every column but run_id)."""
+CURVE_SQL_NO_FINAL = (
+    f"SELECT {CURVE_COLUMNS} FROM training_metrics "
+    "WHERE run_id = %(run_id)s ORDER BY iteration_number"
+)
+GET_SQL = "SELECT * FROM training_runs FINAL WHERE run_id = %(run_id)s LIMIT 2"
+
+CASE_SQL: dict[str, tuple[str, str]] = {
+    "compare_model_performance.verbatim": (queries.COMPARE_MODEL_PERFORMANCE.rstrip(";"), "run"),
+    "compare_model_performance.repository": (queries.COMPARE_MODEL_PERFORMANCE_FINAL, "run"),
+    "best_rl_agents.verbatim": (queries.BEST_RL_AGENTS.rstrip().rstrip(";"), "run"),
+    "best_rl_agents.repository": (queries.BEST_RL_AGENTS_FINAL, "run"),
+    "learning_curve.repository": (CURVE_SQL_RECORDS, "run"),
+    "learning_curve.arrow": (CURVE_SQL, "run"),
+    "learning_curve.sql_final": (CURVE_SQL, "run"),
+    "learning_curve.sql_no_final": (CURVE_SQL_NO_FINAL, "run"),
+    "learning_curve.repository_resumed_run": (CURVE_SQL_RECORDS, "resumed_run"),
+    "run_get.repository": (GET_SQL, "run"),
+    "learning_curve.repository_long_run": (CURVE_SQL_RECORDS, "long_run"),
+    "learning_curve.arrow_long_run": (CURVE_SQL, "long_run"),
+}
+"""Measured calls -> (the statement each sends, the run it reads). The long run has
+``--long-iterations`` points (100,000: the size of MLflow's reference read). Repository calls
+are compiled by SQLAlchemy; the statement here is the equivalent SQL. The names
+are the keys of the JSON results."""
+CASES = tuple(CASE_SQL)
+
+TARGETS = {
+    "compare_model_performance.verbatim": TARGET_SEED_MS,
+    "compare_model_performance.repository": TARGET_SEED_MS,
+    "best_rl_agents.verbatim": TARGET_SEED_MS,
+    "best_rl_agents.repository": TARGET_SEED_MS,
+    "learning_curve.repository": TARGET_CURVE_MS,
+    "learning_curve.arrow": TARGET_CURVE_MS,
+    "learning_curve.sql_final": TARGET_CURVE_MS,
+    "learning_curve.repository_resumed_run": TARGET_CURVE_MS,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _stats(seconds: list[float]) -> dict[str, Any]:
+    ms = np.array(seconds) * 1000
+    return {
+        "n": len(ms),
+        "median_ms": float(np.median(ms)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "min_ms": float(ms.min()),
+        "max_ms": float(ms.max()),
+    }
+
+
+def _uniform(salt: int) -> str:
+    """A reproducible uniform [0, 1) per run, from the run number ``r``."""
+    return f"(sipHash64(r, {salt}) / 18446744073709551616.0)"
+
+
+def evict_from_page_cache(path: Path) -> int:
+    """Evict every file under ``path`` from the OS page cache (a sync, then
+    ``POSIX_FADV_DONTNEED``), so that a cold call reads its data from disk. Only our
+    own files: the machine's page cache stays as it is for everything else."""
+    os.sync()
+    evicted = 0
+    for f in path.rglob("*"):
+        if not f.is_file() or f.is_symlink():
+            continue
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            evicted += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return evicted
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Share of the machine's CPU time spent busy over ``seconds`` (``/proc/stat``)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values), idle
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    total = max(total1 - total0, 1)
+    return 1 - (idle1 - idle0) / total
+
+
+def wait_for_quiet(threshold: float, max_wait_s: float) -> dict[str, float]:
+    """Wait (at most ``max_wait_s``) until other processes leave the CPUs mostly idle:
+    this machine is shared, and timings taken under load are mostly the load."""
+    start = time.perf_counter()
+    busy = cpu_busy()
+    while busy > threshold and time.perf_counter() - start < max_wait_s:
+        time.sleep(3)
+        busy = cpu_busy()
+    return {"waited_s": time.perf_counter() - start, "cpu_busy": busy}
+
+
+def _table_sizes(db: Database) -> dict[str, Any]:
+    rows = db.execute_mappings(
+        "SELECT table, count() AS parts, uniqExact(partition) AS partitions, "
+        "sum(rows) AS rows, sum(bytes_on_disk) AS bytes_on_disk, "
+        "sum(data_compressed_bytes) AS compressed_bytes, "
+        "sum(data_uncompressed_bytes) AS uncompressed_bytes "
+        "FROM system.parts WHERE active AND database = currentDatabase() "
+        "AND table IN ('training_runs', 'agent_training_runs', 'training_metrics') "
+        "GROUP BY table ORDER BY table"
+    )
+    return {r.pop("table"): {k: int(v) for k, v in r.items()} for r in rows}
+
+
+def _parts_by_partition(db: Database, table: str) -> dict[str, Any]:
+    rows = db.execute(
+        "SELECT partition, count(), sum(rows) FROM system.parts "
+        "WHERE active AND database = currentDatabase() AND table = %(t)s "
+        "GROUP BY partition ORDER BY partition",
+        {"t": table},
+    )
+    return {p: {"parts": int(n), "rows": int(r)} for p, n, r in rows}
+
+
+def _running_merges(db: Database) -> int:
+    return int(db.scalar("SELECT count() FROM system.merges WHERE database = currentDatabase()"))
+
+
+def wait_for_merges(db: Database, timeout_s: float, quiet_s: int = 3) -> float:
+    """Wait until no merge has run for ``quiet_s`` seconds; returns the wait."""
+    start = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - start < timeout_s:
+        quiet = quiet + 1 if _running_merges(db) == 0 else 0
+        if quiet >= quiet_s:
+            break
+        time.sleep(1)
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- generation
+def _runs_source(prefix: str, n: int, start: int) -> str:
+    span_ms = SPAN_DAYS * 86_400_000
+    return (
+        f"(SELECT number AS r, reinterpretAsUUID(sipHash128('{prefix}', r)) AS rid, "
+        f"toDateTime64({start}, 3, 'UTC') + toIntervalMillisecond(intDiv(r * {span_ms}, {n})) "
+        f"AS created FROM numbers({n}))"
+    )
+
+
+def _insert_versions(
+    db: Database,
+    table: str,
+    source: str,
+    common: dict[str, str],
+    versions: list[tuple[str, dict[str, str], str]],
+) -> dict[str, float]:
+    """One INSERT ... SELECT per status version (so one part per version)."""
+    seconds = {}
+    for name, extra, where in versions:
+        cols = {**common, **extra}
+        sql = (
+            f"INSERT INTO {table} ({', '.join(cols)}) "
+            f"SELECT {', '.join(cols.values())} FROM {source}"
+            + (f" WHERE {where}" if where else "")
+        )
+        t = time.perf_counter()
+        db.execute(sql)
+        seconds[name] = time.perf_counter() - t
+    return seconds
+
+
+def _generate_training_runs(db: Database, n: int, m: int, start: int) -> dict[str, float]:
+    u = _uniform
+    regression = "r % 4 = 0"
+    completed = "r % 20 NOT IN (1, 2)"
+    common = {
+        "run_id": "rid",
+        "model_type": "['xgboost', 'lightgbm', 'catboost', 'sklearn', 'other'][r % 5 + 1]",
+        "run_name": "concat(['xgb', 'lgbm', 'cb', 'sk', 'other'][r % 5 + 1], '-', toString(r))",
+        "task_type": f"if({regression}, 'regression', 'classification')",
+        "target_variable": "'target_return_1h'",
+        "features_used": "arrayMap(i -> concat('feature_', toString(i)), range(20 + r % 30))",
+        "train_start": "created - toIntervalDay(730)",
+        "train_end": "created - toIntervalDay(220)",
+        "val_start": "created - toIntervalDay(220)",
+        "val_end": "created - toIntervalDay(110)",
+        "test_start": "created - toIntervalDay(110)",
+        "test_end": "created - toIntervalDay(1)",
+        "train_ratio": "0.7",
+        "val_ratio": "0.15",
+        "test_ratio": "0.15",
+        "train_rows": "70000 + r % 1000",
+        "val_rows": "15000",
+        "test_rows": "15000",
+        "config_json": (
+            'concat(\'{"colsample_bytree": 0.8, "learning_rate": \', '
+            "toString(0.01 + (r % 10) / 100), ', \"max_depth\": ', toString(3 + r % 8), "
+            f'\', "n_estimators": {m}, "seed": \', toString(r), \', "subsample": 0.8}}\')'
+        ),
+        "git_commit_hash": "lower(hex(sipHash128('commit', intDiv(r, 500))))",
+        "created_at": "created",
+    }
+    started = "created + toIntervalSecond(1)"
+    finished = f"created + toIntervalSecond({m + 2})"
+    metric = f"if({completed}, {{}}, NULL)"
+    classification = f"if({completed} AND NOT {regression}, {{}}, NULL)"
+    reg = f"if({completed} AND {regression}, {{}}, NULL)"
+    terminal = {
+        "status": f"if({completed}, 'completed', 'failed')",
+        "started_at": started,
+        "completed_at": finished,
+        "duration_seconds": f"{m + 1}.0",
+        "error_message": f"if({completed}, '', 'RuntimeError: CUDA out of memory')",
+        "final_train_loss": metric.format(f"0.05 + 0.2 * {u(1)}"),
+        "final_val_loss": metric.format(f"0.1 + 0.3 * {u(2)}"),
+        "final_test_loss": metric.format(f"0.1 + 0.35 * {u(3)}"),
+        "final_train_accuracy": classification.format(f"0.6 + 0.39 * {u(4)}"),
+        "final_val_accuracy": classification.format(f"0.5 + 0.45 * {u(5)}"),
+        "final_test_accuracy": classification.format(f"0.5 + 0.45 * {u(6)}"),
+        "final_f1_score": classification.format(f"0.4 + 0.5 * {u(7)}"),
+        "final_auc_score": classification.format(f"0.5 + 0.45 * {u(8)}"),
+        "final_precision": classification.format(f"0.4 + 0.5 * {u(9)}"),
+        "final_recall": classification.format(f"0.4 + 0.5 * {u(10)}"),
+        "final_rmse": reg.format(f"0.01 + 0.05 * {u(11)}"),
+        "final_mae": reg.format(f"0.005 + 0.03 * {u(12)}"),
+        "final_r2": reg.format(f"-0.1 + 0.4 * {u(13)}"),
+        "final_direction_accuracy": reg.format(f"0.45 + 0.15 * {u(14)}"),
+        "updated_at": f"toDateTime64({finished}, 6, 'UTC')",
+    }
+    return _insert_versions(
+        db,
+        "training_runs",
+        _runs_source("train", n, start),
+        common,
+        [
+            (
+                "pending",
+                {"status": "'pending'", "updated_at": "toDateTime64(created, 6, 'UTC')"},
+                "",
+            ),
+            (
+                "running",
+                {
+                    "status": "'running'",
+                    "started_at": started,
+                    "updated_at": f"toDateTime64({started}, 6, 'UTC')",
+                },
+                "",
+            ),
+            ("terminal", terminal, "r % 20 != 0"),
+        ],
+    )
+
+
+def _generate_agent_runs(db: Database, n: int, start: int) -> dict[str, float]:
+    u = _uniform
+    completed = "r % 20 NOT IN (1, 2)"
+    common = {
+        "run_id": "rid",
+        "agent_type": "['ppo', 'a2c', 'ddpg', 'sac', 'td3'][r % 5 + 1]",
+        "run_name": "concat(['ppo', 'a2c', 'ddpg', 'sac', 'td3'][r % 5 + 1], '-', toString(r))",
+        "status": "'pending'",
+        "state_dim": "1 + 30 * 10",
+        "action_dim": "30",
+        "reward_function_type": (
+            "['portfolio_value_change', 'log_return', 'differential_sharpe', "
+            "'drawdown_penalized'][r % 4 + 1]"
+        ),
+        "tickers": "arrayMap(i -> concat('TICK', toString(i)), range(10 + r % 21))",
+        "initial_amount": "1000000.0",
+        "buy_cost_pct": "0.001",
+        "sell_cost_pct": "0.001",
+        "env_config_json": (
+            'concat(\'{"hmax": 100, "reward_scaling": 0.0001, "tech_indicators": '
+            '["macd", "rsi_30", "cci_30", "dx_30"], "seed": \', toString(r), \'}\')'
+        ),
+        "train_start": "created - toIntervalDay(1500)",
+        "train_end": "created - toIntervalDay(400)",
+        "trade_start": "created - toIntervalDay(400)",
+        "trade_end": "created - toIntervalDay(1)",
+        "config_json": (
+            'concat(\'{"batch_size": 64, "learning_rate": 0.0003, "n_steps": 2048, '
+            "\"seed\": ', toString(r), '}')"
+        ),
+        "git_commit_hash": "lower(hex(sipHash128('commit', intDiv(r, 500))))",
+        "created_at": "created",
+    }
+    started = "created + toIntervalSecond(1)"
+    finished = "created + toIntervalSecond(3600)"
+    metric = f"if({completed}, {{}}, NULL)"
+    terminal = {
+        "status": f"if({completed}, 'completed', 'failed')",
+        "started_at": started,
+        "completed_at": finished,
+        "duration_seconds": "3599.0",
+        "error_message": f"if({completed}, '', 'ValueError: NaN in observation')",
+        "total_timesteps": "100000 + r % 50000",
+        "total_episodes": "50 + r % 25",
+        "final_mean_reward": metric.format(f"-50 + 150 * {u(1)}"),
+        "final_sharpe_ratio": metric.format(f"-1 + 4 * {u(2)}"),
+        "final_total_return": metric.format(f"-0.3 + 0.9 * {u(3)}"),
+        "final_max_drawdown": metric.format(f"-0.05 - 0.4 * {u(4)}"),
+        "final_annual_volatility": metric.format(f"0.1 + 0.3 * {u(5)}"),
+        "final_sortino_ratio": metric.format(f"-1 + 5 * {u(6)}"),
+        "final_calmar_ratio": metric.format(f"-1 + 4 * {u(7)}"),
+        "updated_at": f"toDateTime64({finished}, 6, 'UTC')",
+    }
+    return _insert_versions(
+        db,
+        "agent_training_runs",
+        _runs_source("agent", n, start),
+        common,
+        [
+            ("pending", {"updated_at": "toDateTime64(created, 6, 'UTC')"}, ""),
+            (
+                "running",
+                {
+                    "status": "'running'",
+                    "started_at": started,
+                    "updated_at": f"toDateTime64({started}, 6, 'UTC')",
+                },
+                "",
+            ),
+            ("terminal", terminal, "r % 20 != 0"),
+        ],
+    )
+
+
+METRIC_COLUMNS = (
+    "run_id, iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
+    "learning_rate, gradient_norm, iteration_duration_ms, recorded_at"
+)
+
+
+def _metrics_select(
+    n: int, rows_source: str, start: int, salt: int, delay_s: int, span_days: int
+) -> str:
+    """Rows of ``training_metrics`` from a source with run ``r``, iteration ``it``."""
+    span_ms = span_days * 86_400_000
+    return (
+        "SELECT reinterpretAsUUID(sipHash128('train', r)), toUInt32(it), "
+        "exp(-it / 300.0) + n1 * 0.05, exp(-it / 350.0) + 0.1 + n2 * 0.05, "
+        "1 - exp(-it / 300.0) * 0.5 - n1 * 0.02, 1 - exp(-it / 350.0) * 0.5 - n2 * 0.02, "
+        "0.01 + (r % 10) / 100, if(r % 5 = 0, NULL, n3 * 2), 5 + n4 * 10, "
+        f"toDateTime64({start}, 3, 'UTC') + toIntervalMillisecond("
+        f"intDiv(r * {span_ms}, {n}) + 1000 + it * 1000 + {delay_s * 1000}) "
+        f"FROM (SELECT r, it, intHash64(number + {salt}) AS h, (h % 1000) / 1000.0 AS n1, "
+        "(intDiv(h, 1000) % 1000) / 1000.0 AS n2, (intDiv(h, 1000000) % 1000) / 1000.0 AS n3, "
+        f"(intDiv(h, 1000000000) % 1000) / 1000.0 AS n4 FROM {rows_source})"
+    )
+
+
+def _generate_metrics(
+    db: Database,
+    table: str,
+    n: int,
+    m: int,
+    start: int,
+    span_days: int = SPAN_DAYS,
+    resumed: bool = True,
+) -> dict[str, Any]:
+    """``n * m`` rows, plus the re-logged tail of every 100th run (``r % 100 = 7``)."""
+    settings = " SETTINGS max_insert_threads = 2"
+    out: dict[str, Any] = {}
+    t = time.perf_counter()
+    source = (
+        f"(SELECT intDiv(number, {m}) AS r, number % {m} + 1 AS it, number FROM numbers({n * m}))"
+    )
+    db.execute(
+        f"INSERT INTO {table} ({METRIC_COLUMNS}) "
+        + _metrics_select(n, source, start, 0, 0, span_days)
+        + settings
+    )
+    out["main_s"] = time.perf_counter() - t
+    out["main_rows"] = n * m
+    if resumed:
+        tail = m - (m * 9) // 10
+        resumed_runs = (n + 92) // 100
+        source = (
+            f"(SELECT 7 + 100 * intDiv(number, {tail}) AS r, "
+            f"{m - tail + 1} + number % {tail} AS it, number "
+            f"FROM numbers({resumed_runs * tail}) WHERE r < {n})"
+        )
+        t = time.perf_counter()
+        db.execute(
+            f"INSERT INTO {table} ({METRIC_COLUMNS}) "
+            + _metrics_select(n, source, start, 1 << 40, 3600, span_days)
+            + settings
+        )
+        out["resumed_s"] = time.perf_counter() - t
+        out["resumed_rows"] = int(db.scalar(f"SELECT count() FROM {table}")) - n * m
+    return out
+
+
+def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
+    url = args.url
+    n, m = args.runs, args.iterations
+    t = time.perf_counter()
+    migrations.upgrade(url)
+    out: dict[str, Any] = {"migrate_s": time.perf_counter() - t}
+    db = Database(url)
+    try:
+        start = int(time.time()) - SPAN_DAYS * 86_400
+        out["created_from"] = datetime.fromtimestamp(start, UTC).isoformat()
+        t = time.perf_counter()
+        out["training_runs"] = _generate_training_runs(db, n, m, start)
+        out["agent_training_runs"] = _generate_agent_runs(db, n, start)
+        out["runs_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out["training_metrics"] = _generate_metrics(db, "training_metrics", n, m, start)
+        long_n = args.long_iterations
+        source = f"(SELECT toUInt64({n}) AS r, number + 1 AS it, number FROM numbers({long_n}))"
+        t = time.perf_counter()
+        db.execute(
+            f"INSERT INTO training_metrics ({METRIC_COLUMNS}) "
+            # Run number n: its recorded_at would start now; shift it into the past.
+            + _metrics_select(n, source, start, 2 << 40, -(long_n + 3600), SPAN_DAYS)
+        )
+        out["long_run_s"] = time.perf_counter() - t
+        out["metrics_s"] = out["long_run_s"] + sum(
+            v for k, v in out["training_metrics"].items() if k.endswith("_s")
+        )
+        out["merges_running_after_insert"] = _running_merges(db)
+        out["parts_after_insert"] = _table_sizes(db)
+        out["settle_s"] = wait_for_merges(db, args.settle_timeout)
+        out["sizes"] = _table_sizes(db)
+        out["training_metrics_partitions"] = _parts_by_partition(db, "training_metrics")
+        out["status_counts"] = {
+            table: dict(
+                db.execute(
+                    f"SELECT status, count() FROM {table} FINAL GROUP BY status ORDER BY status"
+                )
+            )
+            for table in ("training_runs", "agent_training_runs")
+        }
+        out["status_versions_raw"] = {
+            table: int(db.scalar(f"SELECT count() FROM {table}"))
+            for table in ("training_runs", "agent_training_runs")
+        }
+        mid = (n // 2) // 100 * 100
+        picks = {"run": mid + 5, "resumed_run": mid + 7 if mid + 7 < n else 7}
+        picks["long_run"] = n
+        out["ids"] = {
+            name: str(db.scalar(f"SELECT reinterpretAsUUID(sipHash128('train', toUInt64({r})))"))
+            for name, r in picks.items()
+        }
+        out["run_numbers"] = picks
+        out["runs"], out["iterations"], out["long_iterations"] = n, m, long_n
+    finally:
+        db.close()
+    return out
+
+
+# --------------------------------------------------------------------------- measurement
+class Bench:
+    """The database, the repositories and the measured calls."""
+
+    def __init__(
+        self, url: str, ids: dict[str, str], iterations: int, long_iterations: int
+    ) -> None:
+        t = time.perf_counter()
+        self.db = Database(url)
+        self.runs = TrainingRunRepository(self.db)  # verifies the schema: first connection
+        self.agents = AgentRunRepository(self.db)
+        self.metrics = TrainingMetricRepository(self.db)
+        self.open_s = time.perf_counter() - t
+        self.ids = ids
+        self.iterations = iterations
+        self.long_iterations = long_iterations
+
+    def call(self, case: str) -> Any:
+        """Run one case once; checks what came back."""
+        db, run, m = self.db, self.ids["run"], self.iterations
+        if case == "compare_model_performance.verbatim":
+            out = db.execute_mappings(queries.COMPARE_MODEL_PERFORMANCE)
+            assert len(out) == 10, out
+        elif case == "compare_model_performance.repository":
+            out = self.runs.compare_model_performance()
+            assert len(out) == 10, out
+        elif case == "best_rl_agents.verbatim":
+            out = db.execute_mappings(queries.BEST_RL_AGENTS)
+            assert len(out) == 10, out
+        elif case == "best_rl_agents.repository":
+            out = self.agents.best_agents()
+            assert len(out) == 10, out
+        elif case == "learning_curve.repository":
+            out = self.metrics.learning_curve(run)
+            assert len(out) == m, len(out)
+        elif case == "learning_curve.arrow":
+            out = self.metrics.learning_curve_arrow(run)
+            assert out.num_rows == m, out.num_rows
+        elif case == "learning_curve.sql_final":
+            out = db.execute(CURVE_SQL, {"run_id": run})
+            assert len(out) == m, len(out)
+        elif case == "learning_curve.sql_no_final":
+            out = db.execute(CURVE_SQL_NO_FINAL, {"run_id": run})
+            assert len(out) == m, len(out)
+        elif case == "learning_curve.repository_resumed_run":
+            out = self.metrics.learning_curve(self.ids["resumed_run"])
+            assert len(out) == m, len(out)
+        elif case == "learning_curve.repository_long_run":
+            out = self.metrics.learning_curve(self.ids["long_run"])
+            assert len(out) == self.long_iterations, len(out)
+        elif case == "learning_curve.arrow_long_run":
+            out = self.metrics.learning_curve_arrow(self.ids["long_run"])
+            assert out.num_rows == self.long_iterations, out.num_rows
+        elif case == "run_get.repository":
+            out = self.runs.get(run)
+            assert out.status.value == "completed", out.status
+        else:
+            raise ValueError(case)
+        return out
+
+    def rendered(self, case: str) -> str:
+        sql, run = CASE_SQL[case]
+        return render(sql, {"limit": 10, "run_id": self.ids[run]})
+
+    def engine(self, case: str) -> dict[str, Any]:
+        """Send the case's statement bare through the driver: the engine's own time
+        and (server only) what it read."""
+        rendered = self.rendered(case)
+        with self.db.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            t = time.perf_counter()
+            if self.db.is_embedded:
+                result = raw.client.query(rendered)
+                wall = time.perf_counter() - t
+                # chDB's summary counts result rows as "read_rows": no read counters here.
+                return {
+                    "wall_s": wall,
+                    "engine_s": int(result.summary["elapsed_ns"]) / 1e9,
+                    "read_rows": None,
+                    "read_bytes": None,
+                }
+            client = raw.transport
+            client.execute(rendered)
+            wall = time.perf_counter() - t
+            progress = client.last_query.progress
+            elapsed_ns = getattr(progress, "elapsed_ns", 0)
+            return {
+                "wall_s": wall,
+                "engine_s": elapsed_ns / 1e9 if elapsed_ns else None,
+                "read_rows": int(progress.rows),
+                "read_bytes": int(progress.bytes),
+            }
+
+    def estimate(self, case: str) -> dict[str, int]:
+        return _estimate(self.db, self.rendered(case))
+
+    def explain(self, case: str) -> str:
+        rows = self.db.execute("EXPLAIN indexes = 1 " + self.rendered(case))
+        return "\n".join(r[0] for r in rows)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _estimate(db: Database, sql: str) -> dict[str, int]:
+    """Parts, rows and granules the primary key leaves to read (``EXPLAIN ESTIMATE``)."""
+    rows = db.execute_mappings("EXPLAIN ESTIMATE " + sql)
+    return {k: sum(int(r[k]) for r in rows) for k in ("parts", "rows", "marks")}
+
+
+def phase_cold(args: argparse.Namespace) -> dict[str, Any]:
+    gen = json.loads(Path(args.gen).read_text())
+    bench = Bench(args.url, gen["ids"], gen["iterations"], gen["long_iterations"])
+    try:
+        t = time.perf_counter()
+        bench.call(args.case)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        bench.call(args.case)
+        second = time.perf_counter() - t
+        return {"open_s": bench.open_s, "first_s": first, "second_s": second}
+    finally:
+        bench.close()
+
+
+def phase_measure(args: argparse.Namespace) -> dict[str, Any]:
+    """``reps`` rounds over all cases (so that load from elsewhere falls on all of
+    them alike); each timed call is followed by its bare statement (so both see the
+    same conditions). ``warmup`` untimed rounds first."""
+    gen = json.loads(Path(args.gen).read_text())
+    bench = Bench(args.url, gen["ids"], gen["iterations"], gen["long_iterations"])
+    try:
+        out: dict[str, Any] = {"open_s": bench.open_s, "merges_at_start": _running_merges(bench.db)}
+        for _ in range(args.warmup):
+            for case in CASES:
+                bench.call(case)
+                bench.engine(case)
+        gc.collect()
+        seconds: dict[str, list[float]] = {case: [] for case in CASES}
+        bare: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
+        for _ in range(args.reps):
+            for case in CASES:
+                t = time.perf_counter()
+                bench.call(case)
+                seconds[case].append(time.perf_counter() - t)
+                bare[case].append(bench.engine(case))
+        cases: dict[str, Any] = {}
+        for case in CASES:
+            engine_s = [b["engine_s"] for b in bare[case]]
+            c = _stats(seconds[case])
+            c["sql"] = CASE_SQL[case][0]
+            c["bare_statement_driver"] = _stats([b["wall_s"] for b in bare[case]])
+            if all(e is not None for e in engine_s):
+                c["engine"] = _stats(engine_s)
+                c["outside_engine_median_ms"] = float(
+                    np.median(
+                        [(a - e) * 1000 for a, e in zip(seconds[case], engine_s, strict=True)]
+                    )
+                )
+            else:
+                c["engine"] = None
+                c["outside_engine_median_ms"] = None
+            last = bare[case][-1]
+            c["read_rows"], c["read_bytes"] = last["read_rows"], last["read_bytes"]
+            c["estimate"] = bench.estimate(case)
+            c["explain"] = bench.explain(case)
+            cases[case] = c
+            engine_ms = c["engine"]["median_ms"] if c["engine"] else float("nan")
+            print(
+                f"  {case:42s} median {c['median_ms']:8.2f} ms (engine {engine_ms:6.2f} ms)",
+                flush=True,
+            )
+        out["cases"] = cases
+        out["merges_at_end"] = _running_merges(bench.db)
+        out["sizes"] = _table_sizes(bench.db)
+        return out
+    finally:
+        bench.close()
+
+
+# --------------------------------------------------------------------------- investigation
+class Variants:
+    """Timed alternatives of one statement, checked to return the same rows."""
+
+    def __init__(self, db: Database, reps: int, warmup: int) -> None:
+        self.db = db
+        self.reps = reps
+        self.warmup = warmup
+
+    def once(self, sql: str) -> list[tuple]:
+        with self.db.engine.connect() as conn:
+            return list(conn.connection.dbapi_connection.client.query(sql).result_rows)
+
+    def compare(self, variants: dict[str, str], reference: str) -> dict[str, Any]:
+        """Time the variants interleaved (one call of each per round), so that load
+        from elsewhere on the machine falls on all of them alike."""
+        rows: dict[str, list[tuple]] = {}
+        walls: dict[str, list[float]] = {name: [] for name in variants}
+        engines: dict[str, list[float]] = {name: [] for name in variants}
+        with self.db.engine.connect() as conn:
+            client = conn.connection.dbapi_connection.client
+            for i in range(self.warmup + self.reps):
+                for name, sql in variants.items():
+                    t = time.perf_counter()
+                    result = client.query(sql)
+                    wall = time.perf_counter() - t
+                    if i >= self.warmup:
+                        walls[name].append(wall)
+                        engines[name].append(int(result.summary["elapsed_ns"]) / 1e9)
+                    rows[name] = list(result.result_rows)
+        out: dict[str, Any] = {}
+        for name, sql in variants.items():
+            out[name] = {
+                "sql": sql,
+                "wall": _stats(walls[name]),
+                "engine": _stats(engines[name]),
+                "rows": len(rows[name]),
+                "estimate": _estimate(self.db, sql),
+                "same_rows_as_reference": (
+                    None if name == reference else rows[name] == rows[reference]
+                ),
+            }
+            print(f"    {name:56s} engine {out[name]['engine']['median_ms']:8.2f} ms", flush=True)
+        return out
+
+
+def _curve_variants(table: str, run_id: str) -> dict[str, str]:
+    where = f"run_id = '{run_id}'"
+    cols = CURVE_COLUMNS
+    v = {
+        "FINAL (as the repository)": (
+            f"SELECT {cols} FROM {table} FINAL WHERE {where} ORDER BY iteration_number"
+        ),
+        "FINAL + PREWHERE run_id": (
+            f"SELECT {cols} FROM {table} FINAL PREWHERE {where} ORDER BY iteration_number"
+        ),
+    }
+    v.update(
+        {
+            "FINAL + optimize_move_to_prewhere_if_final=1": (
+                f"SELECT {cols} FROM {table} FINAL WHERE {where} ORDER BY iteration_number "
+                "SETTINGS optimize_move_to_prewhere_if_final = 1"
+            ),
+            "FINAL + do_not_merge_across_partitions_select_final=1": (
+                f"SELECT {cols} FROM {table} FINAL WHERE {where} ORDER BY iteration_number "
+                "SETTINGS do_not_merge_across_partitions_select_final = 1"
+            ),
+            "FINAL + PREWHERE + do_not_merge_across_partitions": (
+                f"SELECT {cols} FROM {table} FINAL PREWHERE {where} ORDER BY iteration_number "
+                "SETTINGS do_not_merge_across_partitions_select_final = 1"
+            ),
+            "no FINAL, LIMIT 1 BY iteration (newest recorded_at)": (
+                f"SELECT {cols} FROM {table} WHERE {where} "
+                "ORDER BY iteration_number, recorded_at DESC LIMIT 1 BY iteration_number"
+            ),
+            "no FINAL (inexact: duplicates after a resume)": (
+                f"SELECT {cols} FROM {table} WHERE {where} ORDER BY iteration_number"
+            ),
+        }
+    )
+    return v
+
+
+def _get_variants(run_id: str) -> dict[str, str]:
+    where = f"run_id = '{run_id}'"
+    return {
+        "FINAL (as the repository)": f"SELECT * FROM training_runs FINAL WHERE {where} LIMIT 2",
+        "FINAL + PREWHERE run_id": f"SELECT * FROM training_runs FINAL PREWHERE {where} LIMIT 2",
+        "no FINAL, ORDER BY updated_at DESC LIMIT 1": (
+            f"SELECT * FROM training_runs WHERE {where} ORDER BY updated_at DESC LIMIT 1"
+        ),
+    }
+
+
+def _seed_variants() -> dict[str, str]:
+    final = queries.COMPARE_MODEL_PERFORMANCE_FINAL.replace("%(limit)s", "10")
+    cols = ("run_name", "model_type", "final_test_accuracy", "final_f1_score")
+    return {
+        "FINAL (as the repository)": final,
+        "no FINAL (the seed's statement, plus run_id)": final.replace(" FINAL", ""),
+        "no FINAL, LIMIT 1 BY run_id": final.replace(" FINAL", "").replace(
+            "LIMIT 10", "LIMIT 1 BY run_id LIMIT 10"
+        ),
+        "argMax per run_id, no FINAL": (
+            "SELECT run_id, "
+            + ", ".join(f"argMax({c}, updated_at) AS cur_{c}" for c in cols)
+            + " FROM training_runs GROUP BY run_id HAVING argMax(status, updated_at) = 'completed' "
+            "ORDER BY cur_final_test_accuracy DESC, run_id LIMIT 10"
+        ),
+        "FINAL + optimize_move_to_prewhere_if_final=1": (
+            final + " SETTINGS optimize_move_to_prewhere_if_final = 1"
+        ),
+    }
+
+
+def _status_check(v: Variants) -> dict[str, Any]:
+    """Whether optimize_move_to_prewhere_if_final moves a non-key condition before FINAL."""
+    sql = "SELECT count() FROM training_runs FINAL WHERE status = 'running'"
+    plain = v.once(sql)
+    moved = v.once(sql + " SETTINGS optimize_move_to_prewhere_if_final = 1")
+    return {
+        "sql": sql,
+        "running_runs": int(plain[0][0]),
+        "with_optimize_move_to_prewhere_if_final": int(moved[0][0]),
+    }
+
+
+def _skip_index_experiment(db: Database, v: Variants, run_id: str) -> dict[str, Any]:
+    """Add and materialize ``INDEX run_id_bf run_id TYPE bloom_filter GRANULARITY 1``,
+    time the curve with it, drop it again."""
+    out: dict[str, Any] = {}
+    t = time.perf_counter()
+    db.execute(
+        "ALTER TABLE training_metrics ADD INDEX run_id_bf run_id TYPE bloom_filter(0.01) "
+        "GRANULARITY 1"
+    )
+    db.execute("ALTER TABLE training_metrics MATERIALIZE INDEX run_id_bf")
+    out["materialize_s"] = time.perf_counter() - t
+    size = db.execute(
+        "SELECT data_compressed_bytes FROM system.data_skipping_indices "
+        "WHERE database = currentDatabase() AND table = 'training_metrics' AND name = 'run_id_bf'"
+    )
+    out["index_bytes"] = int(size[0][0]) if size else None
+    base = _curve_variants("training_metrics", run_id)
+    final, prewhere = base["FINAL (as the repository)"], base["FINAL + PREWHERE run_id"]
+    inexact = " SETTINGS use_skip_indexes_if_final_exact_mode = 0"
+    out["curve"] = v.compare(
+        {
+            "FINAL (as the repository)": final,
+            "FINAL + PREWHERE run_id": prewhere,
+            "FINAL, use_skip_indexes_if_final_exact_mode=0": final + inexact,
+            "FINAL + PREWHERE, use_skip_indexes_if_final_exact_mode=0": prewhere + inexact,
+            "no FINAL, LIMIT 1 BY iteration": base[
+                "no FINAL, LIMIT 1 BY iteration (newest recorded_at)"
+            ],
+        },
+        "FINAL (as the repository)",
+    )
+    db.execute("ALTER TABLE training_metrics DROP INDEX run_id_bf")
+    return out
+
+
+def phase_investigate(args: argparse.Namespace) -> dict[str, Any]:
+    gen = json.loads(Path(args.gen).read_text())
+    ids = gen["ids"]
+    n, m = gen["runs"], gen["iterations"]
+    db = Database(args.url)
+    v = Variants(db, args.reps, args.warmup)
+    out: dict[str, Any] = {}
+    try:
+        print("  learning curve, as generated", flush=True)
+        out["curve"] = v.compare(
+            _curve_variants("training_metrics", ids["run"]), "FINAL (as the repository)"
+        )
+        print("  learning curve of a resumed run, as generated", flush=True)
+        out["curve_resumed"] = v.compare(
+            _curve_variants("training_metrics", ids["resumed_run"]), "FINAL (as the repository)"
+        )
+        print("  learning curve of the long run, as generated", flush=True)
+        out["curve_long"] = v.compare(
+            _curve_variants("training_metrics", ids["long_run"]), "FINAL (as the repository)"
+        )
+        print("  current row of a run", flush=True)
+        out["get"] = v.compare(_get_variants(ids["run"]), "FINAL (as the repository)")
+        print("  Compare Model Performance", flush=True)
+        out["seed"] = v.compare(_seed_variants(), "FINAL (as the repository)")
+        out["prewhere_if_final_check"] = _status_check(v)
+
+        if not args.skip_one_partition:
+            print("  the same metrics in ONE monthly partition", flush=True)
+            db.execute("CREATE TABLE training_metrics_one_month AS training_metrics")
+            now = datetime.now(UTC)
+            month = datetime(now.year, now.month, 1, tzinfo=UTC)
+            previous = datetime(
+                month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1, tzinfo=UTC
+            )
+            one: dict[str, Any] = {}
+            t = time.perf_counter()
+            # The same runs and rows, all recorded within 25 days of the previous month.
+            one["generate"] = _generate_metrics(
+                db,
+                "training_metrics_one_month",
+                n,
+                m,
+                int(previous.timestamp()) + 3600,
+                span_days=25,
+                resumed=False,
+            )
+            one["generate_s"] = time.perf_counter() - t
+            one["settle_s"] = wait_for_merges(db, args.settle_timeout)
+            one["partitions"] = _parts_by_partition(db, "training_metrics_one_month")
+            one["curve"] = v.compare(
+                _curve_variants("training_metrics_one_month", ids["run"]),
+                "FINAL (as the repository)",
+            )
+            out["one_partition"] = one
+            db.execute("DROP TABLE training_metrics_one_month SYNC")
+
+        if not args.skip_skip_index:
+            print("  a bloom_filter skip index on run_id", flush=True)
+            out["skip_index"] = _skip_index_experiment(db, v, ids["run"])
+
+        print("  after OPTIMIZE TABLE ... FINAL", flush=True)
+        optimized: dict[str, Any] = {"optimize_s": {}}
+        for table in ("training_runs", "agent_training_runs", "training_metrics"):
+            t = time.perf_counter()
+            db.execute(f"OPTIMIZE TABLE {table} FINAL")
+            optimized["optimize_s"][table] = time.perf_counter() - t
+        optimized["sizes"] = _table_sizes(db)
+        optimized["curve"] = v.compare(
+            _curve_variants("training_metrics", ids["run"]), "FINAL (as the repository)"
+        )
+        optimized["get"] = v.compare(_get_variants(ids["run"]), "FINAL (as the repository)")
+        optimized["seed"] = v.compare(_seed_variants(), "FINAL (as the repository)")
+        out["optimized"] = optimized
+    finally:
+        db.close()
+    return out
+
+
+# --------------------------------------------------------------------------- orchestration
+class Runner:
+    """Runs the phases in child processes: a chDB data directory is locked to one
+    process, and a fresh process is what makes a call cold."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.data = work / "data"
+        self.embedded_url = f"clickhouse+chdb:///{self.data}/{DATABASE}"
+        self.gen_path = work / "generation.json"
+        self.env = {**os.environ, "SUHO_DATA_DIR": str(work / "suho")}
+        self._n = 0
+
+    def child(self, phase: str, url: str, *extra: str) -> dict[str, Any]:
+        self._n += 1
+        result = self.work / f"{phase}-{self._n}.json"
+        a = self.args
+        cmd = [
+            sys.executable, str(Path(__file__).resolve()), "--phase", phase,
+            "--url", url, "--gen", str(self.gen_path), "--result-file", str(result),
+            "--runs", str(a.runs), "--iterations", str(a.iterations),
+            "--long-iterations", str(a.long_iterations),
+            "--reps", str(a.reps), "--warmup", str(a.warmup), "--cold-reps", str(a.cold_reps),
+            "--settle-timeout", str(a.settle_timeout), *extra,
+        ]  # fmt: skip
+        if a.skip_one_partition:
+            cmd.append("--skip-one-partition")
+        if a.skip_skip_index:
+            cmd.append("--skip-skip-index")
+        proc = subprocess.run(cmd, env=self.env, check=False)
+        if proc.returncode != 0 or not result.exists():
+            raise RuntimeError(f"phase {phase} {' '.join(extra)} failed (exit {proc.returncode})")
+        return json.loads(result.read_text())
+
+    def cold(self, url_for: Callable[[], contextlib.AbstractContextManager[str]]) -> dict:
+        """First call of each case in a fresh process (for the server, a fresh server
+        too), ``--cold-reps`` times, cases taken in turn."""
+        out: dict[str, Any] = {case: {} for case in CASES}
+        modes = ["data_evicted", "page_cache_warm"]
+        for mode in modes:
+            for _ in range(self.args.cold_reps):
+                for case in CASES:
+                    if mode == "data_evicted":
+                        evict_from_page_cache(self.data)
+                    with url_for() as url:
+                        one = self.child("cold", url, "--case", case)
+                    cell = out[case].setdefault(mode, {"first_s": [], "second_s": [], "open_s": []})
+                    for key in cell:
+                        cell[key].append(one[key])
+                    print(
+                        f"  cold {mode:18s} {case:42s} {one['first_s'] * 1000:8.1f} ms",
+                        flush=True,
+                    )
+        return out
+
+    def quiet(self) -> dict[str, float]:
+        """Before a timed phase: wait for the machine to be quiet; what was seen."""
+        seen = wait_for_quiet(self.args.quiet_threshold, self.args.quiet_wait)
+        seen["loadavg_1min"] = os.getloadavg()[0]
+        print(
+            f"  (waited {seen['waited_s']:.0f}s for a quiet machine: "
+            f"CPU {seen['cpu_busy']:.0%} busy)",
+            flush=True,
+        )
+        return seen
+
+    @contextlib.contextmanager
+    def embedded(self):  # type: ignore[no-untyped-def]
+        yield self.embedded_url
+
+    @contextlib.contextmanager
+    def server(self):  # type: ignore[no-untyped-def]
+        with LocalServer(self.data, start_timeout=120) as server:
+            yield server.native_url(DATABASE)
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        import chdb
+
+        result: dict[str, Any] = {
+            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "parameters": {
+                "runs": a.runs,
+                "iterations": a.iterations,
+                "long_iterations": a.long_iterations,
+                "reps": a.reps,
+                "warmup": a.warmup,
+                "cold_reps": a.cold_reps,
+                "quiet_threshold": a.quiet_threshold,
+                "quiet_wait": a.quiet_wait,
+                "quick": a.quick,
+                "span_days": SPAN_DAYS,
+            },
+            "environment": {
+                "cpus": os.cpu_count(),
+                "memory_gb": round(
+                    os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+                ),
+                "python": platform.python_version(),
+                "chdb": chdb.__version__,
+                "platform": platform.platform(),
+                "loadavg_at_start": os.getloadavg(),
+            },
+            "mlflow_reference": MLFLOW_REFERENCE,
+        }
+        load = result["load"] = {}
+        print(f"[generate] {a.runs:,} runs x {a.iterations:,} iterations ...", flush=True)
+        load["generate"] = {"cpu_busy": cpu_busy(), "loadavg_1min": os.getloadavg()[0]}
+        t = time.perf_counter()
+        gen = self.child("generate", self.embedded_url)
+        gen["wall_s"] = time.perf_counter() - t
+        self.gen_path.write_text(json.dumps(gen))
+        result["generation"] = gen
+        print(f"[generate] done in {gen['wall_s']:.1f}s", flush=True)
+
+        print("[embedded] cold calls ...", flush=True)
+        load["embedded"] = self.quiet()
+        cold = self.cold(self.embedded)
+        print("[embedded] warm calls ...", flush=True)
+        result["embedded"] = {"url": "clickhouse+chdb", "cold": cold}
+        load["embedded_warm"] = self.quiet()
+        result["embedded"].update(self.child("measure", self.embedded_url))
+
+        if not a.skip_server:
+            try:
+                print("[server] cold calls ...", flush=True)
+                load["server"] = self.quiet()
+                cold = self.cold(self.server)
+                print("[server] warm calls ...", flush=True)
+                result["server"] = {"url": "clickhouse+native", "cold": cold}
+                with self.server() as url:
+                    load["server_warm"] = self.quiet()
+                    result["server"].update(self.child("measure", url))
+            except Exception as exc:  # report, keep the other numbers
+                result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                print(f"[server] failed: {exc}", flush=True)
+
+        if not a.skip_investigation:
+            print("[investigate] ...", flush=True)
+            load["investigation"] = self.quiet()
+            result["investigation"] = self.child("investigate", self.embedded_url)
+        result["targets"] = _targets(result)
+        return result
+
+
+# --------------------------------------------------------------------------- report
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.1f}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{n:,.0f} B"
+        n /= 1024
+    return str(n)
+
+
+def _pk_selection(explain: str) -> str:
+    """'parts a/b, granules c/d' of the PrimaryKey index in EXPLAIN indexes = 1."""
+    lines = explain.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "PrimaryKey":
+            parts = granules = "?"
+            for follow in lines[i + 1 : i + 8]:
+                text = follow.strip()
+                if text.startswith("Parts:"):
+                    parts = text.split(":", 1)[1].strip()
+                elif text.startswith("Granules:"):
+                    granules = text.split(":", 1)[1].strip()
+            return f"parts {parts}, granules {granules}"
+    return "full scan (no primary key condition)"
+
+
+def _targets(result: dict[str, Any]) -> list[str]:
+    out = []
+    for backend in ("embedded", "server"):
+        cases = result.get(backend, {}).get("cases")
+        if not cases:
+            continue
+        for case, target in TARGETS.items():
+            c = cases[case]
+            ok = "met" if c["median_ms"] < target else "NOT met"
+            p95 = "met" if c["p95_ms"] < target else "NOT met"
+            out.append(
+                f"{backend}, {case}: median {c['median_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms "
+                f"vs < {target:.0f} ms: median {ok}, p95 {p95}"
+            )
+    for backend in ("embedded", "server"):
+        cases = result.get(backend, {}).get("cases")
+        if not cases:
+            continue
+        n = result["parameters"]["long_iterations"]
+        for case in ("learning_curve.repository_long_run", "learning_curve.arrow_long_run"):
+            c = cases[case]
+            out.append(
+                f"{backend}, {case} ({n:,} points): median {c['median_ms']:.1f} ms, p95 "
+                f"{c['p95_ms']:.1f} ms; MLflow's reference for 100,000 points: "
+                f"{MLFLOW_REFERENCE_MS:.0f} ms ({MLFLOW_REFERENCE_MS / c['median_ms']:.1f}x ours)"
+            )
+    return out
+
+
+def _cold_ms(data: dict[str, Any], case: str, mode: str) -> float | None:
+    samples = data.get("cold", {}).get(case, {}).get(mode)
+    return float(np.median(samples["first_s"])) * 1000 if samples else None
+
+
+def _latency_table(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "| call | median ms | p95 ms | min ms | cold ms, data evicted | "
+        "cold ms, page cache warm | engine median ms | outside the engine ms | "
+        "candidate parts / rows | rows read | bytes read |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in CASES:
+        c = data["cases"][case]
+        est = c["estimate"]
+        cells = [
+            f"`{case}`",
+            f"{c['median_ms']:.1f}",
+            f"{c['p95_ms']:.1f}",
+            f"{c['min_ms']:.1f}",
+            _ms(_cold_ms(data, case, "data_evicted")),
+            _ms(_cold_ms(data, case, "page_cache_warm")),
+            _ms(c["engine"]["median_ms"] if c["engine"] else None),
+            _ms(c["outside_engine_median_ms"]),
+            f"{est['parts']} / {est['rows']:,}",
+            "–" if c["read_rows"] is None else f"{c['read_rows']:,}",
+            "–" if c["read_bytes"] is None else _size(c["read_bytes"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _variant_table(variants: dict[str, Any]) -> list[str]:
+    lines = [
+        "| variant | engine median ms | end-to-end median ms | p95 ms | rows | "
+        "candidate parts / rows | same rows as FINAL |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, v in variants.items():
+        same = {True: "yes", False: "**no**", None: "(reference)"}[v["same_rows_as_reference"]]
+        est = v["estimate"]
+        lines.append(
+            f"| {name} | {v['engine']['median_ms']:.1f} | {v['wall']['median_ms']:.1f} | "
+            f"{v['wall']['p95_ms']:.1f} | {v['rows']:,} | {est['parts']} / {est['rows']:,} | "
+            f"{same} |"
+        )
+    return lines
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    env, p, gen = result["environment"], result["parameters"], result["generation"]
+    m = p["iterations"]
+    lines = [
+        "# Query latency at scale",
+        "",
+        f"Run {result['when']} on {env['cpus']} CPUs / {env['memory_gb']} GB RAM, Python "
+        f"{env['python']}, chdb {env['chdb']}. {p['reps']} timed calls per case after "
+        f"{p['warmup']} warm-up calls; p95 is interpolated over those {p['reps']} calls. "
+        "*Cold* is the first call in a fresh process (the server: a fresh server too), "
+        "once with the database's files evicted from the OS page cache first, once with "
+        "them cached.",
+        "",
+        "This machine is shared: before each timed phase the benchmark waited (up to "
+        f"{p.get('quiet_wait', 0):.0f} s) for the CPUs to be at most "
+        f"{p.get('quiet_threshold', 0):.0%} busy. CPU busy when each phase started: "
+        + ", ".join(
+            f"{k} {v['cpu_busy']:.0%}"
+            + (f" (after {v['waited_s']:.0f} s)" if v.get("waited_s", 0) >= 1 else "")
+            for k, v in result["load"].items()
+        )
+        + ". Other processes still ran at times, so absolute times are noisy; cases are "
+        "timed in rounds and the investigation's variants interleaved, so comparisons "
+        "within one table hold better than single values.",
+        "",
+        "## Data",
+        "",
+        f"{p['runs']:,} supervised runs and {p['runs']:,} RL runs created over the last "
+        f"{p['span_days']} days, each written as status versions (pending, running, then "
+        "completed 85 % / failed 10 %; 5 % still running), one INSERT per version; "
+        f"{m:,} metric rows per supervised run, and 1 % of runs re-logged their last 10 % of "
+        "iterations (a resume); one more run has "
+        f"{p['long_iterations']:,} points (the size of MLflow's reference read). All generated "
+        "inside ClickHouse (`INSERT ... SELECT ... FROM numbers()`) into a freshly migrated "
+        "database.",
+        "",
+        "| table | rows stored | parts | partitions | on disk | uncompressed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for table, s in gen["sizes"].items():
+        lines.append(
+            f"| `{table}` | {s['rows']:,} | {s['parts']} | {s['partitions']} | "
+            f"{_size(s['bytes_on_disk'])} | {_size(s['uncompressed_bytes'])} |"
+        )
+    tm = gen["training_metrics"]
+    lines += [
+        "",
+        f"Generation: migrate {gen['migrate_s']:.1f} s; both run tables {gen['runs_s']:.1f} s; "
+        f"`training_metrics` {tm['main_rows']:,} rows in {tm['main_s']:.1f} s "
+        f"({tm['main_rows'] / tm['main_s']:,.0f} rows/s) plus {tm.get('resumed_rows', 0):,} "
+        f"re-logged rows in {tm.get('resumed_s', 0):.1f} s and the long run in "
+        f"{gen['long_run_s']:.1f} s; waiting for background merges "
+        f"{gen['settle_s']:.1f} s; {gen['wall_s']:.0f} s in all, process start to exit.",
+        f"Current rows (FINAL) by status: training_runs {gen['status_counts']['training_runs']}, "
+        f"agent_training_runs {gen['status_counts']['agent_training_runs']}; stored versions: "
+        f"{gen['status_versions_raw']}.",
+        "`training_metrics` parts per monthly partition: "
+        + ", ".join(
+            f"{k}: {v['parts']} ({v['rows']:,} rows)"
+            for k, v in gen["training_metrics_partitions"].items()
+        )
+        + ".",
+        "",
+    ]
+    lines += [
+        "## Latency",
+        "",
+        "*Engine*: the engine's own elapsed time for the statement the call sends, sent bare "
+        "right after each timed call (repository calls: the equivalent SQL). *Outside the "
+        "engine*: median of (call − engine) over those pairs: driver, decoding, SQLAlchemy, "
+        "records. *Candidate parts / rows*: what the primary key leaves to read "
+        "(`EXPLAIN ESTIMATE`, whole granules). Rows and bytes read: the server's counters "
+        "(chDB reports none). Cold: median of "
+        f"{p.get('cold_reps', 1)} fresh processes per cell.",
+        "",
+    ]
+    for backend, title in (("embedded", "Embedded (chDB in process)"), ("server", "Local server")):
+        data = result.get(backend)
+        if not data:
+            continue
+        lines += [f"### {title}", ""]
+        if "error" in data:
+            lines += [f"Failed: {data['error']}", ""]
+            continue
+        lines += _latency_table(data)
+        lines += [
+            "",
+            f"Opening the database (engine, first connection, schema check) took "
+            f"{data['open_s'] * 1000:.0f} ms in the measuring process; running merges at start "
+            f"/ end of the timed calls: {data['merges_at_start']} / {data['merges_at_end']}.",
+            "",
+        ]
+    lines += ["## Against the targets", ""]
+    lines += [f"- {line}" for line in result["targets"]]
+    lines += [
+        f"- Reference: {result['mlflow_reference']}.",
+        "",
+    ]
+    emb = result.get("embedded")
+    if emb and "cases" in emb:
+        lines += [
+            "## Where the time goes",
+            "",
+            "Primary-key selection (`EXPLAIN indexes = 1`), embedded:",
+            "",
+        ]
+        for case in CASES:
+            lines.append(f"- `{case}`: {_pk_selection(emb['cases'][case]['explain'])}")
+        lines.append("")
+        lines += _findings(result)
+    inv = result.get("investigation")
+    if inv:
+        lines += _investigation_markdown(inv)
+    return "\n".join(lines)
+
+
+def _eng(variants: dict[str, Any] | None, name: str) -> float | None:
+    v = (variants or {}).get(name)
+    return v["engine"]["median_ms"] if v else None
+
+
+def _findings(result: dict[str, Any]) -> list[str]:
+    """The main observations, computed from the numbers above."""
+    emb = result["embedded"]["cases"]
+    srv = result.get("server", {}).get("cases")
+    inv = result.get("investigation", {})
+    final, plain = emb["learning_curve.sql_final"], emb["learning_curve.sql_no_final"]
+    m = result["parameters"]["iterations"]
+    out = ["Observations:", ""]
+    line = (
+        f"- The learning curve's time is FINAL: embedded, the FINAL statement takes "
+        f"{final['engine']['median_ms']:.1f} ms in the engine, the same read without FINAL "
+        f"{plain['engine']['median_ms']:.1f} ms. The primary key leaves "
+        f"{final['estimate']['parts']} parts / {final['estimate']['rows']:,} rows of "
+        f"candidates for {m:,} rows: run_ids are random, so every part's key range spans "
+        "all runs and each part contributes a granule. Without FINAL, `run_id` is a "
+        "PREWHERE and the other columns are read for matching rows only; with FINAL the "
+        "condition is applied after the merge, so every column of every candidate granule "
+        "is read and merged"
+    )
+    if srv:
+        line += (
+            f" (server counters: {_size(srv['learning_curve.sql_final']['read_bytes'])} read "
+            f"with FINAL, {_size(srv['learning_curve.sql_no_final']['read_bytes'])} without)"
+        )
+    out.append(line + ".")
+    a, b = (
+        _eng(inv.get("curve"), "FINAL (as the repository)"),
+        _eng(inv.get("curve"), "FINAL + PREWHERE run_id"),
+    )
+    if a and b:
+        ra = _eng(inv.get("curve_resumed"), "FINAL (as the repository)")
+        rb = _eng(inv.get("curve_resumed"), "FINAL + PREWHERE run_id")
+        same = all(
+            v["same_rows_as_reference"] is not False
+            for key in ("curve", "curve_resumed")
+            for name, v in inv[key].items()
+            if name.startswith("FINAL")
+        )
+        out.append(
+            f"- Writing the key condition as `PREWHERE run_id = ...` keeps FINAL's semantics "
+            "(every version of a (run_id, iteration_number) key has that run_id, so nothing "
+            "newer is filtered out before the merge) and takes the engine time from "
+            f"{a:.1f} to {b:.1f} ms ({ra:.1f} to {rb:.1f} ms for the resumed run); rows "
+            + ("identical." if same else "**differ** (see the tables).")
+        )
+    s_final = _eng(inv.get("seed"), "FINAL (as the repository)")
+    s_plain = _eng(inv.get("seed"), "no FINAL (the seed's statement, plus run_id)")
+    s_by = _eng(inv.get("seed"), "no FINAL, LIMIT 1 BY run_id")
+    if s_final and s_plain:
+        line = (
+            f"- Compare Model Performance: FINAL over three unmerged versions per run takes "
+            f"{s_final:.1f} ms in the engine, the same scan without FINAL {s_plain:.1f} ms"
+            + (f" ({s_by:.1f} ms with `LIMIT 1 BY run_id`)" if s_by else "")
+        )
+        opt = inv.get("optimized")
+        if opt:
+            line += (
+                f"; after `OPTIMIZE TABLE training_runs FINAL` "
+                f"({opt['optimize_s']['training_runs']:.1f} s) FINAL takes "
+                f"{_eng(opt['seed'], 'FINAL (as the repository)'):.1f} ms"
+            )
+        out.append(line + ".")
+    parts = result["generation"]["sizes"]["training_metrics"]
+    one = inv.get("one_partition")
+    line = (
+        f"- Parts drive FINAL's cost: as generated, `training_metrics` has {parts['parts']} "
+        f"parts in {parts['partitions']} monthly partitions (merges never cross partitions)"
+    )
+    if one:
+        n_one = sum(p["parts"] for p in one["partitions"].values())
+        line += (
+            f"; the same rows in one partition settled at {n_one} parts and FINAL took "
+            f"{_eng(one['curve'], 'FINAL (as the repository)'):.1f} ms instead of {_ms(a)} ms"
+        )
+    opt = inv.get("optimized")
+    if opt:
+        line += (
+            f"; after `OPTIMIZE TABLE training_metrics FINAL` "
+            f"({opt['optimize_s']['training_metrics']:.0f} s, "
+            f"{opt['sizes']['training_metrics']['parts']} parts) "
+            f"{_eng(opt['curve'], 'FINAL (as the repository)'):.1f} ms, and "
+            f"{_eng(opt['curve'], 'FINAL + PREWHERE run_id'):.1f} ms with PREWHERE"
+        )
+    dn = _eng(inv.get("curve"), "FINAL + do_not_merge_across_partitions_select_final=1")
+    if dn:
+        line += f". `do_not_merge_across_partitions_select_final = 1` alone: {a:.1f} → {dn:.1f} ms"
+    out.append(line + ".")
+    si = inv.get("skip_index")
+    if si:
+        c = si["curve"]
+        base, exact = c["FINAL (as the repository)"], c["FINAL + PREWHERE run_id"]
+        loose = c["FINAL + PREWHERE, use_skip_indexes_if_final_exact_mode=0"]
+        out.append(
+            f"- A `bloom_filter` index on `run_id` ({si['materialize_s']:.0f} s to build, "
+            f"{_size(si['index_bytes'] or 0)}): candidates {base['estimate']['parts']} parts / "
+            f"{base['estimate']['rows']:,} rows with FINAL (exact mode); FINAL "
+            f"{base['engine']['median_ms']:.1f} ms, FINAL + PREWHERE "
+            f"{exact['engine']['median_ms']:.1f} ms, FINAL + PREWHERE without exact mode "
+            f"{loose['engine']['median_ms']:.1f} ms ({loose['estimate']['parts']} parts / "
+            f"{loose['estimate']['rows']:,} rows)."
+        )
+    rec = emb["learning_curve.repository"]
+    line = (
+        f"- Outside the engine, `learning_curve` (records) spends "
+        f"{rec['outside_engine_median_ms']:.1f} ms embedded"
+    )
+    if srv and srv["learning_curve.repository"]["outside_engine_median_ms"] is not None:
+        line += (
+            f", {srv['learning_curve.repository']['outside_engine_median_ms']:.1f} ms on the server"
+        )
+    out.append(
+        line + f" (decoding {m:,} rows with a DateTime64, SQLAlchemy rows, pydantic records)."
+    )
+    if srv:
+        out.append(
+            "- The first `learning_curve_arrow` in a process on the native driver (server) "
+            "builds Arrow arrays from Python lists, and pyarrow imports pandas to do so: "
+            "about 0.25 s once per process (see its cold column)."
+        )
+    out.append("")
+    return out
+
+
+def _investigation_markdown(inv: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Investigation (embedded, the benchmark's own database)",
+        "",
+        "Each variant timed like the cases above, through the embedded driver without "
+        "SQLAlchemy or records; *same rows* compares the full result with the FINAL reference.",
+        "",
+        "### One run's learning curve, as generated",
+        "",
+        *_variant_table(inv["curve"]),
+        "",
+        "### The same for a run that was resumed (re-logged iterations)",
+        "",
+        *_variant_table(inv["curve_resumed"]),
+        "",
+        "### The long run's learning curve",
+        "",
+        *_variant_table(inv["curve_long"]),
+        "",
+        "### One run's current row (`get`)",
+        "",
+        *_variant_table(inv["get"]),
+        "",
+        "### Compare Model Performance",
+        "",
+        *_variant_table(inv["seed"]),
+        "",
+    ]
+    chk = inv["prewhere_if_final_check"]
+    lines += [
+        f"`optimize_move_to_prewhere_if_final = 1` as a blanket setting: `{chk['sql']}` "
+        f"returns {chk['running_runs']:,} without it and "
+        f"{chk['with_optimize_move_to_prewhere_if_final']:,} with it"
+        + (
+            " — it moves a non-key condition before the merge, so stale versions match: "
+            "unsafe as a default; an explicit `PREWHERE` on the key is not."
+            if chk["running_runs"] != chk["with_optimize_move_to_prewhere_if_final"]
+            else " (same result here)."
+        ),
+        "",
+    ]
+    one = inv.get("one_partition")
+    if one:
+        lines += [
+            "### The same metrics in one monthly partition",
+            "",
+            f"{one['generate']['main_rows']:,} rows recorded within 25 days of one month "
+            f"(generated in {one['generate']['main_s']:.1f} s, merges settled after "
+            f"{one['settle_s']:.1f} s), parts: "
+            + ", ".join(f"{k}: {v['parts']}" for k, v in one["partitions"].items())
+            + ".",
+            "",
+            *_variant_table(one["curve"]),
+            "",
+        ]
+    si = inv.get("skip_index")
+    if si:
+        lines += [
+            "### A `bloom_filter` skip index on `run_id` (as generated)",
+            "",
+            "`ALTER TABLE training_metrics ADD INDEX run_id_bf run_id TYPE bloom_filter(0.01) "
+            f"GRANULARITY 1` + `MATERIALIZE INDEX`: {si['materialize_s']:.1f} s, "
+            f"{_size(si['index_bytes'] or 0)} on disk.",
+            "",
+            *_variant_table(si["curve"]),
+            "",
+        ]
+    opt = inv.get("optimized")
+    if opt:
+        lines += [
+            "### After `OPTIMIZE TABLE ... FINAL`",
+            "",
+            "OPTIMIZE took "
+            + ", ".join(f"`{t}` {s:.1f} s" for t, s in opt["optimize_s"].items())
+            + "; parts after: "
+            + ", ".join(f"`{t}` {s['parts']}" for t, s in opt["sizes"].items())
+            + ".",
+            "",
+            "Learning curve:",
+            "",
+            *_variant_table(opt["curve"]),
+            "",
+            "Current row:",
+            "",
+            *_variant_table(opt["get"]),
+            "",
+            "Compare Model Performance:",
+            "",
+            *_variant_table(opt["seed"]),
+            "",
+        ]
+    return lines
+
+
+# --------------------------------------------------------------------------- main
+PHASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "generate": phase_generate,
+    "cold": phase_cold,
+    "measure": phase_measure,
+    "investigate": phase_investigate,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100_000, help="runs per run table")
+    parser.add_argument("--iterations", type=int, default=1_000, help="metric rows per run")
+    parser.add_argument(
+        "--long-iterations", type=int, default=100_000, help="points of the one long run"
+    )
+    parser.add_argument("--reps", type=int, default=20, help="timed calls per case")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before them")
+    parser.add_argument("--cold-reps", type=int, default=3, help="fresh processes per cold cell")
+    parser.add_argument("--quick", action="store_true", help="small smoke run (2,000 x 100)")
+    parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--skip-investigation", action="store_true")
+    parser.add_argument(
+        "--skip-one-partition", action="store_true", help="skip regenerating into one partition"
+    )
+    parser.add_argument(
+        "--skip-skip-index", action="store_true", help="skip the bloom_filter index trial"
+    )
+    parser.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=0.3,
+        help="before each timed phase, wait until the CPUs are at most this busy (0.3)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=300.0, help="max wait for a quiet machine, s"
+    )
+    parser.add_argument("--settle-timeout", type=float, default=600.0, help="max merge wait, s")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the data here")
+    parser.add_argument("--out", type=Path, default=None, help="path stem of the results")
+    # Internal: one phase in a child process.
+    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--gen", help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.phase:
+        out = PHASES[args.phase](args)
+        args.result_file.write_text(json.dumps(out))
+        return 0
+
+    if args.quick:
+        args.runs, args.iterations = min(args.runs, 2_000), min(args.iterations, 100)
+        args.reps, args.warmup = min(args.reps, 5), min(args.warmup, 1)
+        args.cold_reps = 1
+        args.long_iterations = min(args.long_iterations, 10_000)
+    out_stem = args.out or (None if args.quick else RESULTS / "queries")
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-queries-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        result = Runner(args, work).run()
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report = _markdown(result)
+    if out_stem is not None:
+        out_stem.parent.mkdir(parents=True, exist_ok=True)
+        out_stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        out_stem.with_suffix(".md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ into a freshly migrated database):
   the run trained (so within the last ~5 months: the table's 6-month TTL keeps
   them), monthly partitions as in the schema. 1 % of the runs were "resumed"
   and re-logged their last 10 % of iterations later, so FINAL also matters here.
+  One more run has ``--long-iterations`` points (100,000: MLflow's reference read).
 
 What is measured, on the embedded default (chDB in process) and on the local
 server (``LocalServer``, the same engine in a subprocess, clickhouse-driver over
@@ -21,18 +22,21 @@ TCP; it serves the very same data directory):
 * the seed's two queries verbatim, and the repository methods that read
   current rows (``compare_model_performance()``, ``best_agents()``, FINAL);
 * one run's learning curve: ``TrainingMetricRepository.learning_curve`` (records),
-  ``.learning_curve_arrow`` (Arrow) and the raw SQL with and without FINAL;
+  ``.learning_curve_arrow`` (Arrow), the raw SQL with FINAL + WHERE (the
+  repository's first form) and without FINAL; the same for the long run;
 * one run's current row, ``TrainingRunRepository.get``.
 
 Per case: ``--reps`` timed calls after ``--warmup`` calls (median, p95, min), and
-the first call in a fresh process ("cold"), once with the database's files evicted
-from the OS page cache (``posix_fadvise(DONTNEED)``, our files only) and once with
-them cached. Next to
-the end-to-end times: the engine's own time for the same SQL, rows and bytes
-read, and ``EXPLAIN indexes = 1``. Then an investigation of what the FINAL reads
-cost and what would make them cheaper (PREWHERE on the key, dedup without FINAL,
-``do_not_merge_across_partitions_select_final``, OPTIMIZE, one partition vs many);
-it changes only the benchmark's own throw-away database.
+the first call in a fresh process ("cold"), once with the database's files
+evicted from the OS page cache (``posix_fadvise(DONTNEED)``, our files only) and
+once with them cached. Next to the end-to-end times: the engine's own time for
+the same SQL, rows and bytes read (server), candidate parts and rows
+(``EXPLAIN ESTIMATE``) and ``EXPLAIN indexes = 1``. Then an investigation of what
+the FINAL reads cost and what would make them cheaper (PREWHERE on the key, dedup
+without FINAL, ``do_not_merge_across_partitions_select_final``, a bloom_filter
+skip index, OPTIMIZE, one partition vs many); it changes only the benchmark's own
+throw-away database. The machine may be shared: each timed phase first waits
+(``--quiet-wait``) for the CPUs to be mostly idle.
 
 Usage: ``python bench/bench_queries.py [--runs N] [--iterations M] [--quick]``.
 Results go to ``bench/results/queries.json`` and ``queries.md`` (``--quick``
@@ -85,17 +89,15 @@ CURVE_COLUMNS = (
     "iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
     "learning_rate, gradient_norm, iteration_duration_ms"
 )
-CURVE_SQL = (
-    f"SELECT {CURVE_COLUMNS} FROM training_metrics FINAL "
-    "WHERE run_id = %(run_id)s ORDER BY iteration_number"
-)
-CURVE_SQL_RECORDS = (
+CURVE_SQL_WHERE = (
     f"SELECT {CURVE_COLUMNS}, recorded_at FROM training_metrics FINAL "
     "WHERE run_id = %(run_id)s ORDER BY iteration_number"
 )
-"""What ``learning_curve`` sends (every column but run_id)."""
+"""The curve as the repository first read it: FINAL with the run as a WHERE."""
+CURVE_SQL_REPOSITORY: str = getattr(TrainingMetricRepository, "_CURVE_SQL", CURVE_SQL_WHERE)
+"""What ``learning_curve`` and ``learning_curve_arrow`` send now."""
 CURVE_SQL_NO_FINAL = (
-    f"SELECT {CURVE_COLUMNS} FROM training_metrics "
+    f"SELECT {CURVE_COLUMNS}, recorded_at FROM training_metrics "
     "WHERE run_id = %(run_id)s ORDER BY iteration_number"
 )
 GET_SQL = "SELECT * FROM training_runs FINAL WHERE run_id = %(run_id)s LIMIT 2"
@@ -105,20 +107,24 @@ CASE_SQL: dict[str, tuple[str, str]] = {
     "compare_model_performance.repository": (queries.COMPARE_MODEL_PERFORMANCE_FINAL, "run"),
     "best_rl_agents.verbatim": (queries.BEST_RL_AGENTS.rstrip().rstrip(";"), "run"),
     "best_rl_agents.repository": (queries.BEST_RL_AGENTS_FINAL, "run"),
-    "learning_curve.repository": (CURVE_SQL_RECORDS, "run"),
-    "learning_curve.arrow": (CURVE_SQL, "run"),
-    "learning_curve.sql_final": (CURVE_SQL, "run"),
+    "learning_curve.repository": (CURVE_SQL_REPOSITORY, "run"),
+    "learning_curve.arrow": (CURVE_SQL_REPOSITORY, "run"),
+    "learning_curve.sql_final_where": (CURVE_SQL_WHERE, "run"),
     "learning_curve.sql_no_final": (CURVE_SQL_NO_FINAL, "run"),
-    "learning_curve.repository_resumed_run": (CURVE_SQL_RECORDS, "resumed_run"),
+    "learning_curve.repository_resumed_run": (CURVE_SQL_REPOSITORY, "resumed_run"),
     "run_get.repository": (GET_SQL, "run"),
-    "learning_curve.repository_long_run": (CURVE_SQL_RECORDS, "long_run"),
-    "learning_curve.arrow_long_run": (CURVE_SQL, "long_run"),
+    "learning_curve.repository_long_run": (CURVE_SQL_REPOSITORY, "long_run"),
+    "learning_curve.arrow_long_run": (CURVE_SQL_REPOSITORY, "long_run"),
 }
 """Measured calls -> (the statement each sends, the run it reads). The long run has
 ``--long-iterations`` points (100,000: the size of MLflow's reference read). Repository calls
 are compiled by SQLAlchemy; the statement here is the equivalent SQL. The names
 are the keys of the JSON results."""
 CASES = tuple(CASE_SQL)
+
+WHERE_FINAL = "FINAL + WHERE run_id (the earlier repository SQL)"
+PREWHERE_FINAL = "FINAL + PREWHERE run_id (the repository now)"
+AS_REPOSITORY = "FINAL (as the repository)"
 
 TARGETS = {
     "compare_model_performance.verbatim": TARGET_SEED_MS,
@@ -127,7 +133,7 @@ TARGETS = {
     "best_rl_agents.repository": TARGET_SEED_MS,
     "learning_curve.repository": TARGET_CURVE_MS,
     "learning_curve.arrow": TARGET_CURVE_MS,
-    "learning_curve.sql_final": TARGET_CURVE_MS,
+    "learning_curve.sql_final_where": TARGET_CURVE_MS,
     "learning_curve.repository_resumed_run": TARGET_CURVE_MS,
 }
 
@@ -590,8 +596,8 @@ class Bench:
         elif case == "learning_curve.arrow":
             out = self.metrics.learning_curve_arrow(run)
             assert out.num_rows == m, out.num_rows
-        elif case == "learning_curve.sql_final":
-            out = db.execute(CURVE_SQL, {"run_id": run})
+        elif case == "learning_curve.sql_final_where":
+            out = db.execute(CURVE_SQL_WHERE, {"run_id": run})
             assert len(out) == m, len(out)
         elif case == "learning_curve.sql_no_final":
             out = db.execute(CURVE_SQL_NO_FINAL, {"run_id": run})
@@ -725,11 +731,51 @@ def phase_measure(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
         out["cases"] = cases
+        if not bench.db.is_embedded and args.http_port:
+            out["alternatives"] = _arrow_alternatives(bench, args)
         out["merges_at_end"] = _running_merges(bench.db)
         out["sizes"] = _table_sizes(bench.db)
         return out
     finally:
         bench.close()
+
+
+def _arrow_alternatives(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """The long run's curve as Arrow from the server by other routes than the
+    repository's (native driver, Python objects copied into Arrow)."""
+    import clickhouse_connect
+    import pyarrow as pa
+
+    sql = bench.rendered("learning_curve.arrow_long_run")
+    http = clickhouse_connect.get_client(host="127.0.0.1", port=args.http_port, database=DATABASE)
+
+    def native_numpy() -> pa.Table:
+        with bench.db.engine.connect() as conn:
+            client = conn.connection.dbapi_connection.transport
+            cols, types = client.execute(
+                sql, with_column_types=True, columnar=True, settings={"use_numpy": True}
+            )
+        return pa.table({name: pa.array(col) for (name, _), col in zip(types, cols, strict=True)})
+
+    routes: dict[str, Callable[[], pa.Table]] = {
+        "Arrow over HTTP (clickhouse-connect query_arrow)": lambda: http.query_arrow(sql),
+        "native driver with use_numpy, then Arrow": native_numpy,
+    }
+    out: dict[str, Any] = {}
+    try:
+        for name, fn in routes.items():
+            for _ in range(args.warmup):
+                fn()
+            seconds = []
+            for _ in range(args.reps):
+                t = time.perf_counter()
+                table = fn()
+                seconds.append(time.perf_counter() - t)
+            assert table.num_rows == bench.long_iterations, table.num_rows
+            out[name] = _stats(seconds)
+    finally:
+        http.close()
+    return out
 
 
 # --------------------------------------------------------------------------- investigation
@@ -782,10 +828,8 @@ def _curve_variants(table: str, run_id: str) -> dict[str, str]:
     where = f"run_id = '{run_id}'"
     cols = CURVE_COLUMNS
     v = {
-        "FINAL (as the repository)": (
-            f"SELECT {cols} FROM {table} FINAL WHERE {where} ORDER BY iteration_number"
-        ),
-        "FINAL + PREWHERE run_id": (
+        WHERE_FINAL: (f"SELECT {cols} FROM {table} FINAL WHERE {where} ORDER BY iteration_number"),
+        PREWHERE_FINAL: (
             f"SELECT {cols} FROM {table} FINAL PREWHERE {where} ORDER BY iteration_number"
         ),
     }
@@ -818,7 +862,7 @@ def _curve_variants(table: str, run_id: str) -> dict[str, str]:
 def _get_variants(run_id: str) -> dict[str, str]:
     where = f"run_id = '{run_id}'"
     return {
-        "FINAL (as the repository)": f"SELECT * FROM training_runs FINAL WHERE {where} LIMIT 2",
+        AS_REPOSITORY: f"SELECT * FROM training_runs FINAL WHERE {where} LIMIT 2",
         "FINAL + PREWHERE run_id": f"SELECT * FROM training_runs FINAL PREWHERE {where} LIMIT 2",
         "no FINAL, ORDER BY updated_at DESC LIMIT 1": (
             f"SELECT * FROM training_runs WHERE {where} ORDER BY updated_at DESC LIMIT 1"
@@ -830,7 +874,7 @@ def _seed_variants() -> dict[str, str]:
     final = queries.COMPARE_MODEL_PERFORMANCE_FINAL.replace("%(limit)s", "10")
     cols = ("run_name", "model_type", "final_test_accuracy", "final_f1_score")
     return {
-        "FINAL (as the repository)": final,
+        AS_REPOSITORY: final,
         "no FINAL (the seed's statement, plus run_id)": final.replace(" FINAL", ""),
         "no FINAL, LIMIT 1 BY run_id": final.replace(" FINAL", "").replace(
             "LIMIT 10", "LIMIT 1 BY run_id LIMIT 10"
@@ -876,19 +920,19 @@ def _skip_index_experiment(db: Database, v: Variants, run_id: str) -> dict[str, 
     )
     out["index_bytes"] = int(size[0][0]) if size else None
     base = _curve_variants("training_metrics", run_id)
-    final, prewhere = base["FINAL (as the repository)"], base["FINAL + PREWHERE run_id"]
+    final, prewhere = base[WHERE_FINAL], base[PREWHERE_FINAL]
     inexact = " SETTINGS use_skip_indexes_if_final_exact_mode = 0"
     out["curve"] = v.compare(
         {
-            "FINAL (as the repository)": final,
-            "FINAL + PREWHERE run_id": prewhere,
+            WHERE_FINAL: final,
+            PREWHERE_FINAL: prewhere,
             "FINAL, use_skip_indexes_if_final_exact_mode=0": final + inexact,
             "FINAL + PREWHERE, use_skip_indexes_if_final_exact_mode=0": prewhere + inexact,
             "no FINAL, LIMIT 1 BY iteration": base[
                 "no FINAL, LIMIT 1 BY iteration (newest recorded_at)"
             ],
         },
-        "FINAL (as the repository)",
+        WHERE_FINAL,
     )
     db.execute("ALTER TABLE training_metrics DROP INDEX run_id_bf")
     return out
@@ -903,21 +947,19 @@ def phase_investigate(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         print("  learning curve, as generated", flush=True)
-        out["curve"] = v.compare(
-            _curve_variants("training_metrics", ids["run"]), "FINAL (as the repository)"
-        )
+        out["curve"] = v.compare(_curve_variants("training_metrics", ids["run"]), WHERE_FINAL)
         print("  learning curve of a resumed run, as generated", flush=True)
         out["curve_resumed"] = v.compare(
-            _curve_variants("training_metrics", ids["resumed_run"]), "FINAL (as the repository)"
+            _curve_variants("training_metrics", ids["resumed_run"]), WHERE_FINAL
         )
         print("  learning curve of the long run, as generated", flush=True)
         out["curve_long"] = v.compare(
-            _curve_variants("training_metrics", ids["long_run"]), "FINAL (as the repository)"
+            _curve_variants("training_metrics", ids["long_run"]), WHERE_FINAL
         )
         print("  current row of a run", flush=True)
-        out["get"] = v.compare(_get_variants(ids["run"]), "FINAL (as the repository)")
+        out["get"] = v.compare(_get_variants(ids["run"]), AS_REPOSITORY)
         print("  Compare Model Performance", flush=True)
-        out["seed"] = v.compare(_seed_variants(), "FINAL (as the repository)")
+        out["seed"] = v.compare(_seed_variants(), AS_REPOSITORY)
         out["prewhere_if_final_check"] = _status_check(v)
 
         if not args.skip_one_partition:
@@ -945,7 +987,7 @@ def phase_investigate(args: argparse.Namespace) -> dict[str, Any]:
             one["partitions"] = _parts_by_partition(db, "training_metrics_one_month")
             one["curve"] = v.compare(
                 _curve_variants("training_metrics_one_month", ids["run"]),
-                "FINAL (as the repository)",
+                WHERE_FINAL,
             )
             out["one_partition"] = one
             db.execute("DROP TABLE training_metrics_one_month SYNC")
@@ -961,11 +1003,9 @@ def phase_investigate(args: argparse.Namespace) -> dict[str, Any]:
             db.execute(f"OPTIMIZE TABLE {table} FINAL")
             optimized["optimize_s"][table] = time.perf_counter() - t
         optimized["sizes"] = _table_sizes(db)
-        optimized["curve"] = v.compare(
-            _curve_variants("training_metrics", ids["run"]), "FINAL (as the repository)"
-        )
-        optimized["get"] = v.compare(_get_variants(ids["run"]), "FINAL (as the repository)")
-        optimized["seed"] = v.compare(_seed_variants(), "FINAL (as the repository)")
+        optimized["curve"] = v.compare(_curve_variants("training_metrics", ids["run"]), WHERE_FINAL)
+        optimized["get"] = v.compare(_get_variants(ids["run"]), AS_REPOSITORY)
+        optimized["seed"] = v.compare(_seed_variants(), AS_REPOSITORY)
         out["optimized"] = optimized
     finally:
         db.close()
@@ -1103,9 +1143,12 @@ class Runner:
                 cold = self.cold(self.server)
                 print("[server] warm calls ...", flush=True)
                 result["server"] = {"url": "clickhouse+native", "cold": cold}
-                with self.server() as url:
+                with LocalServer(self.data, start_timeout=120) as server:
                     load["server_warm"] = self.quiet()
-                    result["server"].update(self.child("measure", url))
+                    url = server.native_url(DATABASE)
+                    result["server"].update(
+                        self.child("measure", url, "--http-port", str(server.http_port))
+                    )
             except Exception as exc:  # report, keep the other numbers
                 result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 print(f"[server] failed: {exc}", flush=True)
@@ -1310,6 +1353,13 @@ def _markdown(result: dict[str, Any]) -> str:
             lines += [f"Failed: {data['error']}", ""]
             continue
         lines += _latency_table(data)
+        if data.get("alternatives"):
+            n = result["parameters"]["long_iterations"]
+            lines += ["", f"The long run's {n:,}-point curve as Arrow by other routes:", ""]
+            lines += [
+                f"- {name}: median {st['median_ms']:.1f} ms, p95 {st['p95_ms']:.1f} ms"
+                for name, st in data["alternatives"].items()
+            ]
         lines += [
             "",
             f"Opening the database (engine, first connection, schema check) took "
@@ -1351,47 +1401,69 @@ def _findings(result: dict[str, Any]) -> list[str]:
     emb = result["embedded"]["cases"]
     srv = result.get("server", {}).get("cases")
     inv = result.get("investigation", {})
-    final, plain = emb["learning_curve.sql_final"], emb["learning_curve.sql_no_final"]
+    where, plain = emb["learning_curve.sql_final_where"], emb["learning_curve.sql_no_final"]
     m = result["parameters"]["iterations"]
     out = ["Observations:", ""]
     line = (
-        f"- The learning curve's time is FINAL: embedded, the FINAL statement takes "
-        f"{final['engine']['median_ms']:.1f} ms in the engine, the same read without FINAL "
-        f"{plain['engine']['median_ms']:.1f} ms. The primary key leaves "
-        f"{final['estimate']['parts']} parts / {final['estimate']['rows']:,} rows of "
+        f"- FINAL with the run as a WHERE (`learning_curve.sql_final_where`, the repository's "
+        f"first SQL) takes {where['engine']['median_ms']:.1f} ms in the engine, the same read "
+        f"without FINAL {plain['engine']['median_ms']:.1f} ms. The primary key leaves "
+        f"{where['estimate']['parts']} parts / {where['estimate']['rows']:,} rows of "
         f"candidates for {m:,} rows: run_ids are random, so every part's key range spans "
-        "all runs and each part contributes a granule. Without FINAL, `run_id` is a "
+        "all runs and each part contributes a granule. Without FINAL, `run_id` is moved to "
         "PREWHERE and the other columns are read for matching rows only; with FINAL the "
-        "condition is applied after the merge, so every column of every candidate granule "
-        "is read and merged"
+        "WHERE runs after the merge, so every column of every candidate granule is read "
+        "and merged"
     )
     if srv:
         line += (
-            f" (server counters: {_size(srv['learning_curve.sql_final']['read_bytes'])} read "
-            f"with FINAL, {_size(srv['learning_curve.sql_no_final']['read_bytes'])} without)"
+            f" (server counters: {_size(srv['learning_curve.sql_final_where']['read_bytes'])} "
+            f"read with FINAL, {_size(srv['learning_curve.sql_no_final']['read_bytes'])} "
+            "without)"
         )
     out.append(line + ".")
-    a, b = (
-        _eng(inv.get("curve"), "FINAL (as the repository)"),
-        _eng(inv.get("curve"), "FINAL + PREWHERE run_id"),
-    )
+    a, b = _eng(inv.get("curve"), WHERE_FINAL), _eng(inv.get("curve"), PREWHERE_FINAL)
     if a and b:
-        ra = _eng(inv.get("curve_resumed"), "FINAL (as the repository)")
-        rb = _eng(inv.get("curve_resumed"), "FINAL + PREWHERE run_id")
+        ra = _eng(inv.get("curve_resumed"), WHERE_FINAL)
+        rb = _eng(inv.get("curve_resumed"), PREWHERE_FINAL)
         same = all(
             v["same_rows_as_reference"] is not False
-            for key in ("curve", "curve_resumed")
-            for name, v in inv[key].items()
+            for key in ("curve", "curve_resumed", "curve_long")
+            for name, v in inv.get(key, {}).items()
             if name.startswith("FINAL")
         )
         out.append(
-            f"- Writing the key condition as `PREWHERE run_id = ...` keeps FINAL's semantics "
-            "(every version of a (run_id, iteration_number) key has that run_id, so nothing "
-            "newer is filtered out before the merge) and takes the engine time from "
+            "- `FINAL PREWHERE run_id = ...` (what the repository sends now) keeps FINAL's "
+            "result (every version of a (run_id, iteration_number) key has that run_id, so "
+            f"nothing newer is filtered out before the merge) and takes the engine time from "
             f"{a:.1f} to {b:.1f} ms ({ra:.1f} to {rb:.1f} ms for the resumed run); rows "
             + ("identical." if same else "**differ** (see the tables).")
         )
-    s_final = _eng(inv.get("seed"), "FINAL (as the repository)")
+    long_rec = emb.get("learning_curve.repository_long_run")
+    long_arrow = emb.get("learning_curve.arrow_long_run")
+    n_long = result["parameters"]["long_iterations"]
+    if long_rec and long_arrow:
+        per_point = (long_rec["median_ms"] - long_arrow["median_ms"]) * 1000 / n_long
+        line = (
+            f"- {n_long:,} points: `learning_curve_arrow` {long_arrow['median_ms']:.0f} ms "
+            f"embedded vs MLflow's {MLFLOW_REFERENCE_MS:.0f} ms; `learning_curve` (records) "
+            f"{long_rec['median_ms']:.0f} ms, about {per_point:.0f} µs per point more than "
+            "Arrow: one pydantic record per point (plus SQLAlchemy rows) is the cost, so "
+            "long curves want the Arrow call"
+        )
+        if srv:
+            s_arrow = srv["learning_curve.arrow_long_run"]
+            line += (
+                f". On the server, `learning_curve_arrow` takes {s_arrow['median_ms']:.0f} ms, "
+                f"{s_arrow['outside_engine_median_ms']:.0f} ms of it outside the engine: the "
+                "native driver returns Python objects that are then copied into Arrow"
+            )
+            alt = result.get("server", {}).get("alternatives", {})
+            if alt:
+                line += " (" + "; ".join(f"{k}: {v['median_ms']:.0f} ms" for k, v in alt.items())
+                line += ")"
+        out.append(line + ".")
+    s_final = _eng(inv.get("seed"), AS_REPOSITORY)
     s_plain = _eng(inv.get("seed"), "no FINAL (the seed's statement, plus run_id)")
     s_by = _eng(inv.get("seed"), "no FINAL, LIMIT 1 BY run_id")
     if s_final and s_plain:
@@ -1405,7 +1477,7 @@ def _findings(result: dict[str, Any]) -> list[str]:
             line += (
                 f"; after `OPTIMIZE TABLE training_runs FINAL` "
                 f"({opt['optimize_s']['training_runs']:.1f} s) FINAL takes "
-                f"{_eng(opt['seed'], 'FINAL (as the repository)'):.1f} ms"
+                f"{_eng(opt['seed'], AS_REPOSITORY):.1f} ms"
             )
         out.append(line + ".")
     parts = result["generation"]["sizes"]["training_metrics"]
@@ -1417,8 +1489,8 @@ def _findings(result: dict[str, Any]) -> list[str]:
     if one:
         n_one = sum(p["parts"] for p in one["partitions"].values())
         line += (
-            f"; the same rows in one partition settled at {n_one} parts and FINAL took "
-            f"{_eng(one['curve'], 'FINAL (as the repository)'):.1f} ms instead of {_ms(a)} ms"
+            f"; the same rows in one partition settled at {n_one} parts, and FINAL + WHERE "
+            f"took {_eng(one['curve'], WHERE_FINAL):.1f} ms instead of {_ms(a)} ms"
         )
     opt = inv.get("optimized")
     if opt:
@@ -1426,39 +1498,33 @@ def _findings(result: dict[str, Any]) -> list[str]:
             f"; after `OPTIMIZE TABLE training_metrics FINAL` "
             f"({opt['optimize_s']['training_metrics']:.0f} s, "
             f"{opt['sizes']['training_metrics']['parts']} parts) "
-            f"{_eng(opt['curve'], 'FINAL (as the repository)'):.1f} ms, and "
-            f"{_eng(opt['curve'], 'FINAL + PREWHERE run_id'):.1f} ms with PREWHERE"
+            f"{_eng(opt['curve'], WHERE_FINAL):.1f} ms, and "
+            f"{_eng(opt['curve'], PREWHERE_FINAL):.1f} ms with PREWHERE"
         )
     dn = _eng(inv.get("curve"), "FINAL + do_not_merge_across_partitions_select_final=1")
-    if dn:
+    if dn and a:
         line += f". `do_not_merge_across_partitions_select_final = 1` alone: {a:.1f} → {dn:.1f} ms"
     out.append(line + ".")
     si = inv.get("skip_index")
     if si:
         c = si["curve"]
-        base, exact = c["FINAL (as the repository)"], c["FINAL + PREWHERE run_id"]
-        loose = c["FINAL + PREWHERE, use_skip_indexes_if_final_exact_mode=0"]
+        base, pre = c[WHERE_FINAL], c[PREWHERE_FINAL]
         out.append(
             f"- A `bloom_filter` index on `run_id` ({si['materialize_s']:.0f} s to build, "
-            f"{_size(si['index_bytes'] or 0)}): candidates {base['estimate']['parts']} parts / "
-            f"{base['estimate']['rows']:,} rows with FINAL (exact mode); FINAL "
+            f"{_size(si['index_bytes'] or 0)}) leaves {base['estimate']['parts']} part(s) / "
+            f"{base['estimate']['rows']:,} candidate rows even with FINAL: FINAL + WHERE "
             f"{base['engine']['median_ms']:.1f} ms, FINAL + PREWHERE "
-            f"{exact['engine']['median_ms']:.1f} ms, FINAL + PREWHERE without exact mode "
-            f"{loose['engine']['median_ms']:.1f} ms ({loose['estimate']['parts']} parts / "
-            f"{loose['estimate']['rows']:,} rows)."
+            f"{pre['engine']['median_ms']:.1f} ms."
         )
     rec = emb["learning_curve.repository"]
     line = (
-        f"- Outside the engine, `learning_curve` (records) spends "
-        f"{rec['outside_engine_median_ms']:.1f} ms embedded"
+        f"- Outside the engine, `learning_curve` (records, {m:,} points) spends "
+        f"{_ms(rec['outside_engine_median_ms'])} ms embedded"
     )
-    if srv and srv["learning_curve.repository"]["outside_engine_median_ms"] is not None:
-        line += (
-            f", {srv['learning_curve.repository']['outside_engine_median_ms']:.1f} ms on the server"
-        )
-    out.append(
-        line + f" (decoding {m:,} rows with a DateTime64, SQLAlchemy rows, pydantic records)."
-    )
+    if srv:
+        outside = srv["learning_curve.repository"]["outside_engine_median_ms"]
+        line += f", {_ms(outside)} ms on the server"
+    out.append(line + " (decoding, SQLAlchemy rows, pydantic records).")
     if srv:
         out.append(
             "- The first `learning_curve_arrow` in a process on the native driver (server) "
@@ -1609,6 +1675,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen", help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--http-port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.phase:

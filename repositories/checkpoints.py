@@ -600,6 +600,12 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         for info in infos:
             if info.storage is not StorageKind.INLINE and info.storage_uri:
                 self._delete_object(info.checkpoint_id, info.storage_uri)
+            for uri in self._companion_uris(info):
+                self._delete_object(info.checkpoint_id, uri)
+
+    def _companion_uris(self, info: InfoT) -> list[str]:
+        """Objects that belong to a checkpoint besides its own bytes: deleted with it."""
+        return []
 
     def _delete_object(self, checkpoint_id: uuid.UUID, uri: str) -> None:
         try:
@@ -717,7 +723,7 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
         """Save an agent of an RL run (SB3 agents: the bytes of ``model.save()``'s zip).
 
         ``agent_type`` is the run's; deployment is keyed on it. ``replay_buffer_uri``
-        is only recorded (off-policy resume).
+        (off-policy resume) is recorded, and its object is deleted with the checkpoint.
         """
         run = self.runs.get(run_id)
         if not isinstance(replay_buffer_uri, str):
@@ -733,6 +739,10 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
             steps={"episode_number": episode_number, "timestep": timestep},
             columns={"agent_type": run.agent_type.value, "replay_buffer_uri": replay_buffer_uri},
         )
+
+    def _companion_uris(self, info: AgentCheckpointInfo) -> list[str]:
+        """The replay buffer goes with its checkpoint: nothing else can resume from it."""
+        return [info.replay_buffer_uri] if info.replay_buffer_uri else []
 
 
 # --------------------------------------------------------------------------- helpers

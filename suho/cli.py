@@ -190,6 +190,9 @@ def train_supervised(
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Save the model every N iterations.")
     ] = None,
+    keep_checkpoints: Annotated[
+        int | None, typer.Option(min=1, help="Intermediate checkpoints kept per run.")
+    ] = None,
     resume: Annotated[
         str | None, typer.Option(help="Continue this crashed or interrupted run.")
     ] = None,
@@ -222,6 +225,7 @@ def train_supervised(
         "run_name": run_name,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints,
     }
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     options["progress"] = not quiet
@@ -252,6 +256,9 @@ def train_rl(
         ),
     ] = None,
     checkpoint_every_episodes: Annotated[int | None, typer.Option(min=1)] = None,
+    keep_checkpoints: Annotated[
+        int | None, typer.Option(min=1, help="Intermediate checkpoints kept per run.")
+    ] = None,
     resume: Annotated[str | None, typer.Option(help="Run id to continue.")] = None,
     tune: Annotated[int | None, typer.Option(min=0, help="Optuna trials.")] = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated tickers.")] = None,
@@ -273,6 +280,7 @@ def train_rl(
             "timesteps": timesteps,
             "reward": reward,
             "checkpoint_every_episodes": checkpoint_every_episodes,
+            "keep_checkpoints": keep_checkpoints,
             "resume": resume,
             "tune": tune,
             "symbols": symbols.split(",") if symbols else None,

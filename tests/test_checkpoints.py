@@ -45,6 +45,7 @@ from repositories.object_store import (
 from repositories.runs import AgentRunRepository, TrainingRunRepository
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, DeploymentStatus, ModelFormat, StorageKind
+from trainers.rl.store import get_replay_buffer, put_replay_buffer
 
 THRESHOLD = 1024
 SMALL = b"s" * 100
@@ -735,6 +736,40 @@ def test_prune_keeps_newest_best_and_deployed(
     assert models.prune(run_id, keep_last=0) == [ids[6], ids[5], ids[1]]
     with pytest.raises(NotFoundError):
         models.prune(uuid.uuid4())
+
+
+def test_agent_replay_buffers_go_with_their_checkpoints(
+    db: Database,
+    agents: AgentCheckpointRepository,
+    local_store: LocalObjectStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run_id = new_agent_run(db, "sac")
+    saved = []
+    for episode in (1, 2, 3):
+        uri = put_replay_buffer(local_store, run_id, episode * 100, bytes([episode]) * 64)
+        saved.append(
+            agents.save_checkpoint(
+                run_id, SMALL, "sb3_zip", episode_number=episode, replay_buffer_uri=uri
+            )
+        )
+    buffer = [local_store.path_of(c.replay_buffer_uri) for c in saved]
+    assert all(path.exists() for path in buffer)
+
+    assert agents.prune(run_id, keep_last=2) == [saved[0].checkpoint_id]
+    assert [path.exists() for path in buffer] == [False, True, True]
+    agents.delete(saved[1].checkpoint_id)
+    assert [path.exists() for path in buffer] == [False, False, True]
+    assert get_replay_buffer(local_store, saved[2].replay_buffer_uri) == bytes([3]) * 64
+
+    # A buffer in a store this repository does not serve is left, with a warning.
+    foreign = agents.save_checkpoint(
+        run_id, SMALL, "sb3_zip", episode_number=4, replay_buffer_uri="s3://elsewhere/rb.pkl"
+    )
+    with caplog.at_level("WARNING"):
+        agents.delete(foreign.checkpoint_id)
+    assert "s3://elsewhere/rb.pkl left behind" in caplog.text
+    assert [i.checkpoint_id for i in agents.list(run_id)] == [saved[2].checkpoint_id]
 
 
 def test_seaweed_start_time(seaweed: SeaweedS3) -> None:

@@ -51,7 +51,7 @@ from trainers.rl.evaluation import evaluate_agent
 from trainers.rl.finrl_env import finrl_available
 from trainers.rl.metrics import episode_sharpe, performance_metrics
 from trainers.rl.report import trade_equity_curves
-from trainers.rl.store import get_replay_buffer
+from trainers.rl.store import REPLAY_BUFFER_PREFIX, get_replay_buffer
 from trainers.rl.trainer import RLTrainer
 
 pytestmark = pytest.mark.skipif(not finrl_available(), reason="FinRL not installed")
@@ -116,7 +116,10 @@ def check_reward_history(db: Database, run_id: uuid.UUID, total_timesteps: int) 
 @pytest.mark.parametrize("agent", ["ppo", "a2c", "sac", "td3", "ddpg"])
 def test_train_tracks_everything(features_db: Database, agent: str) -> None:
     db = features_db
-    result = RLTrainer(config(agent), db).run()
+    off_policy = agent in ("sac", "td3", "ddpg")
+    # Off-policy runs keep one checkpoint: the pruned one's replay buffer must go too.
+    keep = 1 if off_policy else 3
+    result = RLTrainer(config(agent, keep_checkpoints=keep), db).run()
     run = AgentRunRepository(db).get(result.run.run_id)
     assert run.status is RunStatus.COMPLETED and run.agent_type is AgentType(agent)
     assert (run.state_dim, run.action_dim) == (STATE_DIM, 2)
@@ -150,19 +153,26 @@ def test_train_tracks_everything(features_db: Database, agent: str) -> None:
     assert any(s.policy_loss is not None and s.value_loss is not None for s in steps)
     assert steps[0].policy_loss is None  # no update before the first step
 
-    # Checkpoints every 2 episodes, then the final agent.
+    # Checkpoints every 2 episodes (the last `keep` kept), then the final agent.
+    store = AgentCheckpointRepository(db).store
     checkpoints = AgentCheckpointRepository(db).list(run.run_id)
     intermediate = [c for c in checkpoints if c.kind is CheckpointKind.INTERMEDIATE]
-    assert [c.episode_number for c in intermediate] == [2, 4]
-    assert [c.timestep for c in intermediate] == [2 * TRAIN_DAYS, 4 * TRAIN_DAYS]
+    episodes = [4] if off_policy else [2, 4]
+    assert [c.episode_number for c in intermediate] == episodes
+    assert [c.timestep for c in intermediate] == [e * TRAIN_DAYS for e in episodes]
     curve = RewardHistoryRepository(db).reward_curve(run.run_id)
-    assert intermediate[0].mean_reward == pytest.approx(
-        np.mean([e.episode_final_reward for e in curve[:2]])
+    assert intermediate[-1].mean_reward == pytest.approx(
+        np.mean([e.episode_final_reward for e in curve[2:4]])
     )
     for c in intermediate:
-        assert bool(c.replay_buffer_uri) == (agent in ("sac", "td3", "ddpg"))
+        assert bool(c.replay_buffer_uri) == off_policy
         if c.replay_buffer_uri:
-            assert get_replay_buffer(AgentCheckpointRepository(db).store, c.replay_buffer_uri)
+            assert get_replay_buffer(store, c.replay_buffer_uri)
+    if off_policy:  # only the kept checkpoint's buffer is left in the store
+        buffers = store.root / REPLAY_BUFFER_PREFIX / str(run.run_id)
+        assert [p.name for p in buffers.iterdir()] == [
+            c.replay_buffer_uri.rsplit("/", 1)[-1] for c in intermediate
+        ]
     (final,) = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
     assert (final.episode_number, final.timestep) == (run.total_episodes, T)
     assert final.checkpoint_id == result.checkpoint_id

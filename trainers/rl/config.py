@@ -34,7 +34,14 @@ rsi_30, cci_30, dx_30, close_30_sma, close_60_sma; ``natr_14`` stands in for dx_
 8 indicators keep the state small (2 tickers: 21 values) and training fast."""
 
 RESUME_OVERRIDABLE = frozenset(
-    {"timesteps", "checkpoint_every_episodes", "verbose", "torch_threads", "save_replay_buffer"}
+    {
+        "timesteps",
+        "checkpoint_every_episodes",
+        "keep_checkpoints",
+        "verbose",
+        "torch_threads",
+        "save_replay_buffer",
+    }
 )
 """Fields a resumed run may change; everything else comes from the stored config."""
 
@@ -81,6 +88,9 @@ class RLConfig(BaseModel):
     """Weight of the drawdown in drawdown_penalized."""
     checkpoint_every_episodes: int = Field(default=100, gt=0)
     """Save the agent every K training episodes (the seed's 100)."""
+    keep_checkpoints: int = Field(default=3, ge=1)
+    """Intermediate checkpoints kept per run (with their replay buffers); deployed ones
+    and the final agent are always kept."""
     resume: uuid.UUID | None = None
     """Continue this crashed or interrupted run from its latest checkpoint."""
     run_name: str | None = None

@@ -68,7 +68,7 @@ class RLTrainingResult:
     checkpoint_id: uuid.UUID | None
     """The final checkpoint (kind ``final``)."""
     checkpoints: list[uuid.UUID] = field(default_factory=list)
-    """Intermediate checkpoints saved by this process, oldest first."""
+    """Intermediate checkpoints saved by this process and still kept, oldest first."""
     resumed_from: AgentCheckpointInfo | None = None
 
     @property
@@ -208,6 +208,8 @@ class RLTrainer:
                 info = self._checkpoint(run_id, config, model, callback, rewards)
                 if info is not None:
                     saved.append(info.checkpoint_id)
+                    pruned = self.checkpoints.prune(run_id, keep_last=config.keep_checkpoints)
+                    saved[:] = [i for i in saved if i not in pruned]
 
             callback = RewardHistoryCallback(
                 rewards,

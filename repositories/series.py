@@ -107,10 +107,8 @@ class TrainingMetricRepository(Repository[MetricPoint]):
                 writer.log(run_id=key, **r.model_dump(exclude_none=True))
         return len(records)
 
-    # FINAL applies a WHERE after merging every candidate granule of every part;
-    # as PREWHERE the run filter runs first, which keeps FINAL's result (all
-    # versions of a key share its run_id) and took bench_queries' 100M-row curve
-    # from 80 ms to 11 ms in the engine.
+    # PREWHERE on the run, as Repository._final does for the ORM reads (all versions
+    # of a row share run_id, so FINAL's result is unchanged).
     _CURVE_SQL = (
         "SELECT iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
         "learning_rate, gradient_norm, iteration_duration_ms, recorded_at "
@@ -142,7 +140,7 @@ class TrainingMetricRepository(Repository[MetricPoint]):
 
     def last_iteration(self, run_id: uuid.UUID | str) -> int | None:
         value = self.db.scalar(
-            "SELECT max(iteration_number) FROM training_metrics FINAL WHERE run_id = %(r)s "
+            "SELECT max(iteration_number) FROM training_metrics FINAL PREWHERE run_id = %(r)s "
             "HAVING count() > 0",
             {"r": _uuid(run_id, "run_id")},
         )
@@ -219,7 +217,7 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         """(episode_number, timestep_number) of the last stored step, for resume."""
         rows = self.db.execute(
             "SELECT episode_number, timestep_number FROM reward_history FINAL "
-            "WHERE run_id = %(r)s ORDER BY timestep_number DESC LIMIT 1",
+            "PREWHERE run_id = %(r)s ORDER BY timestep_number DESC LIMIT 1",
             {"r": _uuid(run_id, "run_id")},
         )
         return (int(rows[0][0]), int(rows[0][1])) if rows else None

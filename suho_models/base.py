@@ -82,6 +82,15 @@ def detailed_series_engine(
     )
 
 
+def sorting_key_columns(table: Any) -> frozenset[str]:
+    """Names of the columns in a table's ORDER BY. Every version of a row shares
+    them, so only filters on these may run before FINAL's merge (PREWHERE)."""
+    order_by = getattr(getattr(table, "engine", None), "order_by", None)
+    if order_by is None:
+        return frozenset()
+    return frozenset(e.name for e in order_by.get_expressions_or_columns() if isinstance(e, Column))
+
+
 def retention_ttl(time_column: str = "recorded_at", keep_where: str | None = None) -> str:
     """The TTL clause for detailed rows; ``keep_where`` spares summary rows forever."""
     clause = f"{time_column} + toIntervalMonth({DETAILED_RETENTION_MONTHS})"

@@ -9,10 +9,11 @@ import pytest
 from clickhouse_sqlalchemy import select
 from clickhouse_sqlalchemy.drivers.native.base import ClickHouseDialect_native
 from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.exc import CompileError
 
 from suho_models import HyperparameterTrial, TrainingMetric, TrainingRun
 from suho_models.db import Database
-from suho_models.db.compat import ClickHouseAlembicImpl
+from suho_models.db.compat import ClickHouseAlembicImpl, final_prewhere
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -37,6 +38,38 @@ def test_stock_compiler_drops_orm_final() -> None:
     ours = str(stmt.compile(dialect=create_engine("clickhouse+native://h:1/x").dialect))
     assert "FINAL" not in stock
     assert "FINAL" in ours
+
+
+def test_final_prewhere_filters_before_the_merge(db: Database) -> None:
+    run_id = uuid.uuid4()
+    seen = _captured_sql(db)
+    stmt = final_prewhere(
+        select(TrainingMetric.iteration_number), TrainingMetric.run_id == run_id
+    ).where(TrainingMetric.train_loss > 0.5)
+    with db.engine.connect() as conn:
+        assert conn.execute(stmt).all() == []
+    sql = " ".join(seen[-1].split())
+    assert "FROM training_metrics FINAL PREWHERE training_metrics.run_id = %(run_id_1)s " in sql
+    assert sql.endswith("WHERE training_metrics.train_loss > %(train_loss_1)s")
+    # Through the ORM's rebuilt select too, and inside a subquery: PREWHERE stays
+    # with the FINAL of its own select.
+    with db.session() as session:
+        session.execute(final_prewhere(select(TrainingMetric), TrainingMetric.run_id == run_id))
+    assert "FINAL PREWHERE training_metrics.run_id" in " ".join(seen[-1].split())
+    inner = final_prewhere(
+        select(TrainingMetric.iteration_number), TrainingMetric.iteration_number > 3
+    ).subquery()
+    outer = select(inner.c.iteration_number).select_from(inner).final()
+    sql = " ".join(str(outer.compile(dialect=db.engine.dialect)).split())
+    assert sql.count("PREWHERE") == 1 and "FINAL PREWHERE training_metrics.iteration_number" in sql
+    assert sql.endswith(") AS anon_1 FINAL")
+
+
+def test_prewhere_without_final_is_refused(db: Database) -> None:
+    stmt = select(TrainingMetric.iteration_number)
+    stmt._prewhere_criteria = (TrainingMetric.run_id == uuid.uuid4(),)
+    with pytest.raises(CompileError, match="PREWHERE criteria without FINAL"):
+        stmt.compile(dialect=db.engine.dialect)
 
 
 def test_orm_flush_without_preset_keys_works(db: Database) -> None:

@@ -6,6 +6,7 @@ import math
 import uuid
 
 import pytest
+from sqlalchemy import event
 
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.runs import AgentRunRepository, TrainingRunRepository
@@ -86,6 +87,37 @@ def test_reward_curve_and_steps(db: Database, agent_run_id: uuid.UUID) -> None:
     assert repo.count(agent_run_id) == 6 and repo.last_step(agent_run_id) == (2, 6)
     with pytest.raises(NotFoundError):
         repo.logger(uuid.uuid4())
+
+
+def test_reads_filter_keys_before_final_and_other_columns_after(
+    db: Database, agent_run_id: uuid.UUID
+) -> None:
+    """A step first logged as an episode end and then re-logged as an ordinary step
+    (a resume replaying it) must leave the reward curve: ``is_episode_end`` is not a
+    key column, so it has to be filtered after FINAL picks the newest version."""
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    repo = RewardHistoryRepository(db)
+    other = AgentRunRepository(db).create({"run_name": "b", "agent_type": "sac"}).run_id
+    for run in (agent_run_id, other):
+        with repo.logger(run) as log:
+            log.log(
+                1, 1, step_reward=1.0, episode_cumulative_reward=1.0,
+                episode_final_reward=1.0, is_episode_end=1,
+            )  # fmt: skip
+    with repo.logger(agent_run_id) as log:
+        log.log(1, 1, step_reward=2.0, episode_cumulative_reward=2.0, is_episode_end=0)
+
+    assert repo.reward_curve(agent_run_id) == []
+    sql = " ".join(seen[-1].split())
+    assert "FROM reward_history FINAL PREWHERE reward_history.run_id =" in sql
+    assert "WHERE reward_history.is_episode_end =" in sql.split("PREWHERE", 1)[1]
+    assert [s.step_reward for s in repo.steps(agent_run_id, episode_number=1)] == [2.0]
+    assert "PREWHERE reward_history.run_id = %(run_id_1)s AND reward_history.episode_number" in (
+        " ".join(seen[-1].split())
+    )
+    assert repo.count(agent_run_id) == 1 and repo.count(other) == 1
+    assert [e.episode_number for e in repo.reward_curve(other)] == [1]
 
 
 def test_trials_best_and_relog(db: Database, run_id: uuid.UUID) -> None:

@@ -28,6 +28,13 @@ a test in ``tests/test_compat.py`` that fails without it:
    looked changed to Alembic autogenerate.
 8. The ClickHouse ``Select`` leaves FINAL etc. out of its cache key; we mark it
    uncacheable explicitly (correct, and silences SQLAlchemy's warning on every use).
+
+One addition rather than a fix: clickhouse-sqlalchemy cannot write PREWHERE.
+``final_prewhere`` builds ``FROM t FINAL PREWHERE <key filter>``: FINAL merges
+every candidate granule before a WHERE runs, while PREWHERE filters first. That
+is only correct for sorting-key columns (all versions of a row share them), and
+ClickHouse does not move such filters by itself under FINAL
+(``optimize_move_to_prewhere_if_final`` is off by default).
 """
 
 from __future__ import annotations
@@ -39,13 +46,34 @@ from clickhouse_sqlalchemy.drivers.compilers.sqlcompiler import ClickHouseSQLCom
 from clickhouse_sqlalchemy.engines.base import Engine as _TableEngine
 from clickhouse_sqlalchemy.sql.selectable import Select as _ClickHouseSelect
 from sqlalchemy import Column, MetaData, String, Table, func
-from sqlalchemy.sql import dml
+from sqlalchemy.exc import CompileError
+from sqlalchemy.sql import ColumnElement, dml
 
-_CLICKHOUSE_SELECT_EXTRAS = ("_final_clause", "_sample_clause", "_limit_by_clause", "_array_join")
+_CLICKHOUSE_SELECT_EXTRAS = (
+    "_final_clause",
+    "_sample_clause",
+    "_limit_by_clause",
+    "_array_join",
+    "_prewhere_criteria",
+)
+
+
+def final_prewhere(stmt: _ClickHouseSelect, *criteria: ColumnElement[bool]) -> _ClickHouseSelect:
+    """``stmt`` with FINAL, and ``criteria`` applied before FINAL's merge (PREWHERE).
+
+    Give only conditions on the table's sorting-key columns: a condition on any
+    other column, applied before the merge, can pick an outdated row version.
+    """
+    stmt = stmt.final()
+    if criteria:
+        stmt = stmt._generate()
+        stmt._prewhere_criteria = (*(getattr(stmt, "_prewhere_criteria", None) or ()), *criteria)
+    return stmt
 
 
 class FinalPreservingCompiler(ClickHouseSQLCompiler):
-    """Carry FINAL/SAMPLE/LIMIT BY/ARRAY JOIN from an ORM select to what is compiled."""
+    """Carry FINAL/SAMPLE/LIMIT BY/ARRAY JOIN from an ORM select to what is compiled,
+    and write ``final_prewhere``'s PREWHERE."""
 
     def _compose_select_body(self, text, select, compile_state, *args, **kwargs):  # type: ignore[override]
         original = getattr(compile_state, "select_statement", None)
@@ -54,7 +82,29 @@ class FinalPreservingCompiler(ClickHouseSQLCompiler):
                 value = getattr(original, attr, None)
                 if value is not None and getattr(select, attr, None) is None:
                     setattr(select, attr, value)
-        return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
+        if getattr(select, "_prewhere_criteria", None) and not getattr(
+            select, "_final_clause", None
+        ):
+            raise CompileError("PREWHERE criteria without FINAL would be dropped")
+        # The element kwargs SQLAlchemy compiles WHERE with (its last positional argument).
+        element_kw = kwargs.get("kwargs", args[-1] if args else {})
+        self._prewhere_kwargs = [*getattr(self, "_prewhere_kwargs", []), element_kw]
+        try:
+            return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
+        finally:
+            self._prewhere_kwargs.pop()
+
+    def final_clause(self) -> str:
+        # Called right after FROM for the select on top of the stack (subqueries in
+        # FROM have been compiled and popped by then).
+        text = super().final_clause()
+        select = self.stack[-1]["selectable"] if self.stack else None
+        criteria = getattr(select, "_prewhere_criteria", None)
+        if criteria:
+            text += " \nPREWHERE " + self._generate_delimited_and_list(
+                criteria, **self._prewhere_kwargs[-1]
+            )
+        return text
 
 
 class NamedPkConstraintMixin:

@@ -133,7 +133,8 @@ def db_serve(
     data = path or get_settings().embedded_path
     console.print(
         f"serving {data} on {host}: native {tcp_port}, http {http_port} "
-        f"(SUHO_DATABASE_URL=clickhouse+native://{host}:{tcp_port}/suho_analytics)"
+        f"(SUHO_DATABASE_URL=clickhouse+native://{host}:{tcp_port}/suho_analytics"
+        f"?http_port={http_port})"
     )
     serve(data, tcp_port=tcp_port, http_port=http_port, host=host, password=password)
 

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,9 @@ import pytest
 from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
+from repositories.runs import TrainingRunRepository
+from repositories.series import TrainingMetricRepository
+from suho_models.db import Database, migrations
 from suho_models.db.server import (
     PASSWORD_ENV,
     LocalServer,
@@ -117,11 +121,13 @@ def test_cli_refuses_non_loopback_without_password(tmp_path: Path, caplog) -> No
 
 def test_urls_without_starting(tmp_path: Path) -> None:
     srv = LocalServer(tmp_path, tcp_port=19001, http_port=18124)
-    assert srv.native_url() == "clickhouse+native://127.0.0.1:19001/suho_analytics"
-    assert srv.native_url("other") == "clickhouse+native://127.0.0.1:19001/other"
+    assert srv.native_url() == (
+        "clickhouse+native://127.0.0.1:19001/suho_analytics?http_port=18124"
+    )
+    assert srv.native_url("other", http=False) == "clickhouse+native://127.0.0.1:19001/other"
     assert srv.http_url() == "http://127.0.0.1:18124"
     srv = LocalServer(tmp_path, tcp_port=19001, http_port=18124, password="p@ss/w:rd")
-    assert srv.native_url() == (
+    assert srv.native_url(http=False) == (
         "clickhouse+native://default:p%40ss%2Fw%3Ard@127.0.0.1:19001/suho_analytics"
     )
     auto = LocalServer(tmp_path)
@@ -311,3 +317,44 @@ def test_port_in_use_fails_clearly(tmp_path: Path) -> None:
         clash = LocalServer(tmp_path / "b", tcp_port=first.tcp_port)
         with pytest.raises(ServerError, match=f"port {first.tcp_port} .* already in use"):
             clash.start()
+
+
+# --------------------------------------------------------------------------- Arrow over HTTP
+def test_arrow_reads_over_http_equal_the_native_drivers(local_server: LocalServer) -> None:
+    """With ``http_port`` in the URL, Arrow comes from ClickHouse over HTTP; the values
+    are the same as the native driver's (the path without it)."""
+    name = f"arrow_{uuid.uuid4().hex[:8]}"
+    url = local_server.native_url(name)
+    migrations.upgrade(url)  # the dialect keeps http_port away from clickhouse-driver
+    with Database(url) as db, Database(local_server.native_url(name, http=False)) as native:
+        assert (db.http_port, native.http_port) == (local_server.http_port, None)
+        run_id = (
+            TrainingRunRepository(db)
+            .create({"run_name": "r", "model_type": "xgboost", "target_variable": "t"})
+            .run_id
+        )
+        points = [
+            {"iteration_number": i, "train_loss": 1 / i, "val_accuracy": None if i % 2 else 0.5}
+            for i in range(1, 51)
+        ]
+        TrainingMetricRepository(db).log_many(run_id, points)
+        over_http = TrainingMetricRepository(db).learning_curve_arrow(run_id)
+        through_driver = TrainingMetricRepository(native).learning_curve_arrow(run_id)
+        assert db._http is not None and native._http is None  # which path each took
+    assert over_http.column_names == through_driver.column_names
+    assert over_http.num_rows == 50
+    for name in over_http.column_names:
+        assert over_http.column(name).to_pylist() == through_driver.column(name).to_pylist(), name
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "70000", "80.5"])
+def test_bad_http_port_is_refused(value: str) -> None:
+    with pytest.raises(
+        ValueError, match=rf"http_port: expected a port number 1-65535 \(got '{value}'\)"
+    ):
+        Database(f"clickhouse+native://127.0.0.1:9000/x?http_port={value}")
+
+
+def test_http_port_on_an_embedded_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="http_port: only server URLs take it"):
+        Database(f"clickhouse+chdb:///{tmp_path}/db?http_port=8123")

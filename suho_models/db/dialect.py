@@ -100,6 +100,11 @@ class ChdbDialect(
         return f(sql, kwargs)
 
 
+HTTP_PORT_PARAM = "http_port"
+"""URL query parameter of ``clickhouse+native`` URLs: the server's HTTP port, over
+which :meth:`Database.query_arrow` reads Arrow (the native protocol has no Arrow)."""
+
+
 class NativeCompiler(FinalPreservingCompiler, ClickHouseNativeSQLCompiler):
     pass
 
@@ -116,6 +121,11 @@ class NativeDialect(
     statement_compiler = NativeCompiler
     execution_ctx_cls = NativeExecutionContext
     supports_statement_cache = True
+
+    def create_connect_args(self, url: Any) -> Any:
+        # ``http_port`` is ours (Database's Arrow reads); clickhouse-driver would send
+        # it to the server as an unknown setting.
+        return super().create_connect_args(url.difference_update_query([HTTP_PORT_PARAM]))
 
 
 def register() -> None:

@@ -737,14 +737,14 @@ class LocalServer:
     def ready_path(self) -> Path:
         return self.path / SERVER_DIR_NAME / "ready.json"
 
-    def native_url(self, database: str = "suho_analytics") -> str:
-        """SQLAlchemy URL for clickhouse-sqlalchemy's native (TCP) driver."""
+    def native_url(self, database: str = "suho_analytics", *, http: bool = True) -> str:
+        """SQLAlchemy URL for the native (TCP) driver; with ``http``, it also names the
+        HTTP port, over which ``Database.query_arrow`` reads."""
         creds = ""
         if self.password is not None:
             creds = f"default:{urllib.parse.quote(self.password, safe='')}@"
-        return (
-            f"clickhouse+native://{creds}{_url_host(self.client_host)}:{self.tcp_port}/{database}"
-        )
+        url = f"clickhouse+native://{creds}{_url_host(self.client_host)}:{self.tcp_port}/{database}"
+        return f"{url}?http_port={self.http_port}" if http else url
 
     def http_url(self) -> str:
         """Base HTTP URL (no credentials), e.g. for ``/ping`` or an HTTP client."""

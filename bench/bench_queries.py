@@ -100,7 +100,10 @@ CURVE_SQL_NO_FINAL = (
     f"SELECT {CURVE_COLUMNS}, recorded_at FROM training_metrics "
     "WHERE run_id = %(run_id)s ORDER BY iteration_number"
 )
-GET_SQL = "SELECT * FROM training_runs FINAL WHERE run_id = %(run_id)s LIMIT 2"
+GET_SQL_WHERE = "SELECT * FROM training_runs FINAL WHERE run_id = %(run_id)s LIMIT 2"
+"""One run as the repository first read it: FINAL with the run as a WHERE."""
+GET_SQL = "SELECT * FROM training_runs FINAL PREWHERE run_id = %(run_id)s LIMIT 2"
+"""What ``runs.get`` sends now (``Repository._final``: key filters as PREWHERE)."""
 
 CASE_SQL: dict[str, tuple[str, str]] = {
     "compare_model_performance.verbatim": (queries.COMPARE_MODEL_PERFORMANCE.rstrip(";"), "run"),
@@ -113,6 +116,7 @@ CASE_SQL: dict[str, tuple[str, str]] = {
     "learning_curve.sql_no_final": (CURVE_SQL_NO_FINAL, "run"),
     "learning_curve.repository_resumed_run": (CURVE_SQL_REPOSITORY, "resumed_run"),
     "run_get.repository": (GET_SQL, "run"),
+    "run_get.sql_final_where": (GET_SQL_WHERE, "run"),
     "learning_curve.repository_long_run": (CURVE_SQL_REPOSITORY, "long_run"),
     "learning_curve.arrow_long_run": (CURVE_SQL_REPOSITORY, "long_run"),
 }
@@ -614,6 +618,9 @@ class Bench:
         elif case == "run_get.repository":
             out = self.runs.get(run)
             assert out.status.value == "completed", out.status
+        elif case == "run_get.sql_final_where":
+            out = db.execute_mappings(GET_SQL_WHERE, {"run_id": run})
+            assert len(out) == 1 and out[0]["status"] == "completed", out
         else:
             raise ValueError(case)
         return out
@@ -741,13 +748,13 @@ def phase_measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _arrow_alternatives(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    """The long run's curve as Arrow from the server by other routes than the
-    repository's (native driver, Python objects copied into Arrow)."""
-    import clickhouse_connect
+    """The long run's curve as Arrow from the server by routes other than the
+    repository's (its URL names the HTTP port, so ClickHouse writes the Arrow):
+    what a URL without ``http_port`` gets, and the native driver's numpy mode."""
     import pyarrow as pa
 
     sql = bench.rendered("learning_curve.arrow_long_run")
-    http = clickhouse_connect.get_client(host="127.0.0.1", port=args.http_port, database=DATABASE)
+    native = Database(bench.db.url.difference_update_query(["http_port"]))
 
     def native_numpy() -> pa.Table:
         with bench.db.engine.connect() as conn:
@@ -758,7 +765,9 @@ def _arrow_alternatives(bench: Bench, args: argparse.Namespace) -> dict[str, Any
         return pa.table({name: pa.array(col) for (name, _), col in zip(types, cols, strict=True)})
 
     routes: dict[str, Callable[[], pa.Table]] = {
-        "Arrow over HTTP (clickhouse-connect query_arrow)": lambda: http.query_arrow(sql),
+        "native driver, Python objects into Arrow (a URL without http_port)": (
+            lambda: native.query_arrow(sql)
+        ),
         "native driver with use_numpy, then Arrow": native_numpy,
     }
     out: dict[str, Any] = {}
@@ -774,7 +783,7 @@ def _arrow_alternatives(bench: Bench, args: argparse.Namespace) -> dict[str, Any
             assert table.num_rows == bench.long_iterations, table.num_rows
             out[name] = _stats(seconds)
     finally:
-        http.close()
+        native.close()
     return out
 
 
@@ -1455,8 +1464,8 @@ def _findings(result: dict[str, Any]) -> list[str]:
             s_arrow = srv["learning_curve.arrow_long_run"]
             line += (
                 f". On the server, `learning_curve_arrow` takes {s_arrow['median_ms']:.0f} ms, "
-                f"{s_arrow['outside_engine_median_ms']:.0f} ms of it outside the engine: the "
-                "native driver returns Python objects that are then copied into Arrow"
+                f"{s_arrow['outside_engine_median_ms']:.0f} ms of it outside the engine "
+                "(Arrow over HTTP, as the URL names the server's HTTP port)"
             )
             alt = result.get("server", {}).get("alternatives", {})
             if alt:
@@ -1527,9 +1536,9 @@ def _findings(result: dict[str, Any]) -> list[str]:
     out.append(line + " (decoding, SQLAlchemy rows, pydantic records).")
     if srv:
         out.append(
-            "- The first `learning_curve_arrow` in a process on the native driver (server) "
-            "builds Arrow arrays from Python lists, and pyarrow imports pandas to do so: "
-            "about 0.25 s once per process (see its cold column)."
+            "- The first `learning_curve_arrow` in a process on the server also opens the "
+            "HTTP client (clickhouse-connect asks the server for its version and settings); "
+            "see its cold column."
         )
     out.append("")
     return out

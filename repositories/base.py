@@ -2,7 +2,8 @@
 
 ClickHouse specifics the subclasses rely on, kept here:
 - mutable rows are re-inserted with a newer version column; reads go through
-  FINAL, so callers always see one current row per key;
+  FINAL, so callers always see one current row per key; filters on sorting-key
+  columns run before FINAL's merge (PREWHERE), any other filter after it;
 - writes are plain INSERTs (there are no transactions), batched where possible.
 """
 
@@ -80,12 +81,12 @@ class Repository(Generic[R]):
         (PREWHERE) and the rest after it (WHERE): same rows, far less merging on the
         large tables (bench_queries' 100M-row learning curve: 80 ms to 11 ms)."""
         key = sorting_key_columns(self.table)
-        early = [c for c in where if _only_columns(c, self.table, key)]
-        stmt = final_prewhere(stmt, *early)
+        early: list[ColumnElement[bool]] = []
+        late: list[ColumnElement[bool]] = []
         for clause in where:
-            if not any(clause is e for e in early):
-                stmt = stmt.where(clause)
-        return stmt
+            (early if _only_columns(clause, self.table, key) else late).append(clause)
+        stmt = final_prewhere(stmt, *early)
+        return stmt.where(*late) if late else stmt
 
     def _select(
         self,

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from repositories.errors import InvalidInputError
+from suho_models.base import engine_merges_versions, sorting_key_names
 from suho_models.db import Database
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -103,22 +104,56 @@ class FeatureTable:
         symbols: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Only ``columns`` within [start, end], one row per (symbol, time)."""
-        names = ", ".join(f"`{_identifier(c, 'column')}`" for c in columns)
-        where, params = [], {}
-        if start is not None:
-            where.append(f"`{self.time_column}` >= %(start)s")
-            params["start"] = start
-        if end is not None:
-            where.append(f"`{self.time_column}` <= %(end)s")
-            params["end"] = end
-        if symbols:
-            where.append(f"has(%(symbols)s, `{self.symbol_column}`)")
-            params["symbols"] = list(symbols)
-        sql = f"SELECT {names} FROM `{self.table}` FINAL"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY `{self.time_column}`, `{self.symbol_column}`"
+        sql, params = self.read_sql(columns, start, end, symbols)
         frame = self.db.query_arrow(sql, params).to_pandas()
         if self.time_column in frame:
             frame[self.time_column] = pd.to_datetime(frame[self.time_column], utc=True)
         return frame
+
+    def read_sql(
+        self,
+        columns: Sequence[str],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        symbols: Sequence[str] | None = None,
+    ) -> tuple[str, dict[str, object]]:
+        """The statement :meth:`read` sends, shaped by the table's engine and key.
+
+        FINAL only where the engine merges row versions (a plain MergeTree rejects
+        it); under FINAL, filters on sorting-key columns run before the merge
+        (PREWHERE), others after it.
+        """
+        names = ", ".join(f"`{_identifier(c, 'column')}`" for c in columns)
+        final, key = self._layout()
+        conditions: list[tuple[str, str]] = []
+        params: dict[str, object] = {}
+        if start is not None:
+            conditions.append((self.time_column, f"`{self.time_column}` >= %(start)s"))
+            params["start"] = start
+        if end is not None:
+            conditions.append((self.time_column, f"`{self.time_column}` <= %(end)s"))
+            params["end"] = end
+        if symbols:
+            conditions.append((self.symbol_column, f"has(%(symbols)s, `{self.symbol_column}`)"))
+            params["symbols"] = list(symbols)
+        early = [sql for column, sql in conditions if final and column in key]
+        late = [sql for column, sql in conditions if not (final and column in key)]
+        sql = f"SELECT {names} FROM `{self.table}`" + (" FINAL" if final else "")
+        if early:
+            sql += " PREWHERE " + " AND ".join(early)
+        if late:
+            sql += " WHERE " + " AND ".join(late)
+        sql += f" ORDER BY `{self.time_column}`, `{self.symbol_column}`"
+        return sql, params
+
+    def _layout(self) -> tuple[bool, frozenset[str]]:
+        """(read with FINAL?, plain columns of the sorting key), from ``system.tables``."""
+        rows = self.db.execute(
+            "SELECT engine, sorting_key FROM system.tables "
+            "WHERE database = currentDatabase() AND name = %(t)s",
+            {"t": self.table},
+        )
+        if not rows:
+            raise InvalidInputError(f"feature table {self.table!r} does not exist")
+        engine, sorting_key = rows[0]
+        return engine_merges_versions(engine), sorting_key_names(sorting_key)

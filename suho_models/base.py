@@ -91,6 +91,23 @@ def sorting_key_columns(table: Any) -> frozenset[str]:
     return frozenset(e.name for e in order_by.get_expressions_or_columns() if isinstance(e, Column))
 
 
+PLAIN_MERGE_TREE_ENGINES = frozenset({"MergeTree", "ReplicatedMergeTree", "SharedMergeTree"})
+
+
+def engine_merges_versions(engine: str) -> bool:
+    """Whether a table with this engine (``system.tables.engine``) is read with FINAL:
+    the *MergeTree engines that replace, collapse, sum or aggregate rows when parts
+    merge. Plain MergeTree rejects FINAL; views and other engines are read as they are."""
+    return engine.endswith("MergeTree") and engine not in PLAIN_MERGE_TREE_ENGINES
+
+
+def sorting_key_names(sorting_key: str) -> frozenset[str]:
+    """Plain column names in a ``system.tables.sorting_key`` string (``"symbol, time"``);
+    expressions such as ``toDate(time)`` are left out."""
+    names = (part.strip().strip("`") for part in sorting_key.split(","))
+    return frozenset(n for n in names if n.isidentifier())
+
+
 def retention_ttl(time_column: str = "recorded_at", keep_where: str | None = None) -> str:
     """The TTL clause for detailed rows; ``keep_where`` spares summary rows forever."""
     clause = f"{time_column} + toIntervalMonth({DETAILED_RETENTION_MONTHS})"

@@ -160,11 +160,16 @@ def _uuid_array(values: Sequence[Any]) -> pa.Array:
     Deduplicated by object identity (C-speed ``id``; ``UUID.__hash__`` is Python code).
     """
     ids = list(map(id, values))
-    mapping = {i: _uuid_value(v) for i, v in dict(zip(ids, values, strict=True)).items()}
-    converted = list(map(mapping.__getitem__, ids))
+    storage_type = pa.string() if _UUID_AS_STRING else pa.binary(16)
+    if ids and values[0] is not None and ids.count(ids[0]) == len(ids):
+        # One logger's rows: the same UUID object throughout (3x less sealing time).
+        one = pa.array([_uuid_value(values[0])], storage_type)
+        storage = one.take(pa.array(np.zeros(len(ids), dtype=np.int64)))
+    else:
+        mapping = {i: _uuid_value(v) for i, v in dict(zip(ids, values, strict=True)).items()}
+        storage = pa.array(list(map(mapping.__getitem__, ids)), storage_type)
     if _UUID_AS_STRING:
-        return pa.array(converted, pa.string())
-    storage = pa.array(converted, pa.binary(16))
+        return storage
     return pa.ExtensionArray.from_storage(UUID_ARROW_TYPE, storage)
 
 
@@ -624,18 +629,18 @@ def log_row(row):
         now = _utc_now()
         try:
             table = pa.Table.from_arrays(
-                [self._values_to_arrow(data[i], f, now) for i, f in enumerate(self.schema)],
+                [self._values_to_arrow(data[i], f) for i, f in enumerate(self.schema)],
                 schema=self.schema,
             )
         except (pa.ArrowException, ValueError, TypeError, OverflowError, AttributeError):
             return self._rows_to_table_one_by_one(list(zip(*data, strict=True)), now)
         return self._validated(table, now)
 
-    def _values_to_arrow(self, values: list[Any], field: pa.Field, now: dt.datetime) -> pa.Array:
+    def _values_to_arrow(self, values: list[Any], field: pa.Field) -> pa.Array:
         if field.type == UUID_ARROW_TYPE:
             return _uuid_array(values)
-        if field.name == RECORDED_AT:
-            values = [now if v is None else v for v in values]
+        # recorded_at left out stays NULL here; _validated fills it in one Arrow call
+        # (building 1M datetime objects first took 0.25 s).
         return pa.array(values, type=field.type, from_pandas=False)
 
     def _rows_to_table_one_by_one(self, rows: list[Any], now: dt.datetime) -> pa.Table:
@@ -647,10 +652,7 @@ def log_row(row):
                 columns = [[value] for value in row]
                 good.append(
                     pa.Table.from_arrays(
-                        [
-                            self._values_to_arrow(columns[i], f, now)
-                            for i, f in enumerate(self.schema)
-                        ],
+                        [self._values_to_arrow(columns[i], f) for i, f in enumerate(self.schema)],
                         schema=self.schema,
                     )
                 )

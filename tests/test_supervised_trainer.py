@@ -160,6 +160,22 @@ def test_unsupported_model_type_is_a_clear_error() -> None:
         booster_for("prophet")
 
 
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_config_file_sections_merge_with_overrides(tmp_path, suffix: str) -> None:
+    """``--tune N`` over a file's tuning section keeps its other tuning settings."""
+    path = tmp_path / f"run{suffix}"
+    if suffix == ".yaml":
+        path.write_text("rounds: 7\ntuning:\n  trials: 3\n  timeout_seconds: 60\n")
+    else:
+        path.write_text("rounds = 7\n[tuning]\ntrials = 3\ntimeout_seconds = 60\n")
+    config = SupervisedConfig.from_file(path, tuning={"trials": 5}, seed=1)
+    assert (config.rounds, config.seed) == (7, 1)
+    assert (config.tuning.trials, config.tuning.timeout_seconds) == (5, 60)
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"expected .toml, .yaml or .yml \(got 'run.json'\)"):
+        SupervisedConfig.from_file(tmp_path / "run.json")
+
+
 def test_parquet_source_and_yaml_config(features_db: Database, tmp_path) -> None:
     frame = generate_ml_features(("EURUSD",), periods=500, start=START, seed=11)
     frame.to_parquet(tmp_path / "features.parquet")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tomllib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suho_models.enums import AgentType, RewardFunctionType
+from trainers.config_file import read_config_file
 from trainers.data.spec import FeatureSpec
 from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 
@@ -170,23 +170,7 @@ class RLConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> RLConfig:
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ValueError(f"config file: expected .toml, .yaml or .yml (got {path.name!r})")
-        merged = dict(data)
-        for key, value in overrides.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}  # e.g. tuning.trials from the CLI
-            else:
-                merged[key] = value
-        return cls.model_validate(merged)
+        return cls.model_validate(read_config_file(path, overrides))
 
     @classmethod
     def from_cli_options(

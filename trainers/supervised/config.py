@@ -4,13 +4,13 @@ YAML/TOML file, or CLI options."""
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suho_models.enums import ModelFormat, ModelType, TaskType
+from trainers.config_file import read_config_file
 from trainers.data.spec import FeatureSpec
 
 
@@ -92,17 +92,7 @@ class SupervisedConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> SupervisedConfig:
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ValueError(f"config file: expected .toml, .yaml or .yml (got {path.name!r})")
-        return cls.model_validate({**data, **overrides})
+        return cls.model_validate(read_config_file(path, overrides))
 
 
 SplitName = Literal["train", "val", "test"]

@@ -312,18 +312,34 @@ app.add_typer(checkpoints_app, name="checkpoints")
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+def _print_json(data: Any) -> None:
+    import json
+
+    console.print_json(json.dumps(data, default=str))
+
+
 def _emit(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[str]) -> None:
     """Rows as JSON (for scripts) or as a table (for people)."""
     if as_json:
-        import json
-
-        console.print_json(json.dumps(rows, default=str))
+        _print_json(rows)
         return
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _show(data: dict[str, Any], as_json: bool, title: str, hidden: tuple[str, ...]) -> None:
+    """One record as JSON, or as a key/value table without the ``hidden`` keys."""
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in data.items():
+        if key not in hidden:
+            table.add_row(key, _cell(value))
     console.print(table)
 
 
@@ -384,14 +400,9 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
         data["metric_rows"] = TrainingMetricRepository(db).count(run.run_id)
         data["trials"] = len(HyperparameterTrialRepository(db).list(run.run_id))
         data["checkpoints"] = [_dump(c) for c in ModelCheckpointRepository(db).list(run.run_id)]
+    _show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
     if as_json:
-        _emit(data, True, "", [])  # type: ignore[arg-type]
         return
-    table = Table(title=f"run {run.run_id}", show_header=False)
-    for key, value in data.items():
-        if key not in ("checkpoints", "config_json"):
-            table.add_row(key, _cell(value))
-    console.print(table)
     for c in data["checkpoints"]:
         console.print(
             f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "
@@ -456,14 +467,9 @@ def agents_show(run_id: str, as_json: JsonOption = False) -> None:
         data = _dump(run)
         data["episodes_logged"] = len(RewardHistoryRepository(db).reward_curve(run.run_id))
         data["checkpoints"] = [_dump(c) for c in AgentCheckpointRepository(db).list(run.run_id)]
-    if as_json:
-        _emit(data, True, "", [])  # type: ignore[arg-type]
-        return
-    table = Table(title=f"agent run {run.run_id}", show_header=False)
-    for key, value in data.items():
-        if key not in ("checkpoints", "config_json", "env_config_json"):
-            table.add_row(key, _cell(value))
-    console.print(table)
+    _show(
+        data, as_json, f"agent run {run.run_id}", ("checkpoints", "config_json", "env_config_json")
+    )
 
 
 @agents_app.command("best")

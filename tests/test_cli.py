@@ -85,6 +85,27 @@ def test_runs_list_show_compare(cli, trained) -> None:
     assert compare[0]["run_name"] == "cli-run"
     assert compare[0]["final_test_accuracy"] == rows[0]["final_test_accuracy"]
     assert "Compare Model Performance" in cli("runs", "compare").output
+    table = cli("runs", "show", trained).output
+    assert "cli-run" in table and "metric_rows" in table and "config_json" not in table
+    assert "checkpoint " in table and " best iteration " in table
+
+
+def test_agents_show(cli, embedded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repositories.runs import AgentRunRepository
+    from suho_models.db import Database
+
+    own = f"clickhouse+chdb:///{embedded_dir}/cli_agents_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(own)  # not the module's store: its agent tables stay empty
+    monkeypatch.setenv("SUHO_DATABASE_URL", own)
+    get_settings.cache_clear()
+    with Database(own) as db:
+        run = AgentRunRepository(db).create({"run_name": "cli-agent", "agent_type": "ppo"})
+    shown = json.loads(cli("agents", "show", str(run.run_id), "--json").output)
+    assert shown["run_name"] == "cli-agent" and shown["agent_type"] == "ppo"
+    assert shown["episodes_logged"] == 0 and shown["checkpoints"] == []
+    table = cli("agents", "show", str(run.run_id)).output
+    assert "cli-agent" in table and "episodes_logged" in table
+    assert "env_config_json" not in table and "checkpoints" not in table
 
 
 def test_unknown_run_is_one_clear_error(cli, trained) -> None:

@@ -28,9 +28,7 @@ trials replace the rows of the same numbers.
 from __future__ import annotations
 
 import json
-import logging
 import math
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -46,9 +44,7 @@ from trainers.rl.environment import make_vec_env
 from trainers.rl.evaluation import evaluate_agent
 from trainers.rl.finrl_env import MarketData, split_periods
 from trainers.rl.metrics import PerformanceMetrics
-from trainers.supervised.tuning import suggest
-
-log = logging.getLogger(__name__)
+from trainers.study import optimize_remaining, suggest, trial_state
 
 _ON_POLICY_STEPS = [32, 64, 128, 256, 512, 1024, 2048]
 _TRAIN_FREQS = [1, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -228,10 +224,7 @@ def tune(
         return metrics.mean_reward
 
     def record(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        state = {
-            optuna.trial.TrialState.COMPLETE: TrialState.COMPLETE,
-            optuna.trial.TrialState.PRUNED: TrialState.PRUNED,
-        }.get(frozen.state, TrialState.FAILED)
+        state = trial_state(frozen)
         attrs = frozen.user_attrs
         mean = frozen.value if state is TrialState.COMPLETE else attrs.get("mean_reward")
         trials.log(
@@ -260,21 +253,7 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         load_if_exists=True,
     )
-    remaining = tuning.trials - len(study.trials)
-    started = time.perf_counter()
-    if remaining > 0:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=tuning.timeout_seconds,
-            callbacks=[record],
-            catch=(Exception,),
-            gc_after_trial=False,
-        )
-    log.info(
-        "study %s: %d trials in %.1fs", study_name, len(study.trials), time.perf_counter() - started
-    )
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    completed = optimize_remaining(study, objective, tuning.trials, tuning.timeout_seconds, record)
     if not completed:
         return dict(config.agent_params)
     return dict(study.best_trial.user_attrs["params"])

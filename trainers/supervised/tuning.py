@@ -10,8 +10,6 @@ goes to ``hyperparameters_log`` with its fold scores.
 from __future__ import annotations
 
 import json
-import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,23 +19,10 @@ import numpy as np
 from repositories.trials import HyperparameterTrialRepository
 from suho_models.enums import TaskType, TrialState, TuningMethod
 from trainers.data.split import time_series_cv
+from trainers.study import optimize_remaining, suggest, trial_state
 from trainers.supervised.boosters import Booster
 from trainers.supervised.config import SupervisedConfig
 from trainers.supervised.metrics import classification_metrics, regression_metrics
-
-log = logging.getLogger(__name__)
-
-
-def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
-    """One search-space override: {"type": "int"|"float"|"categorical", ...}."""
-    kind = spec.get("type")
-    if kind == "int":
-        return trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
-    if kind == "float":
-        return trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
-    if kind == "categorical":
-        return trial.suggest_categorical(name, spec["choices"])
-    raise ValueError(f"search_space.{name}.type: expected int, float or categorical (got {kind!r})")
 
 
 def fold_loss(booster: Booster, model: Any, X: np.ndarray, y: np.ndarray, task: TaskType) -> float:
@@ -121,10 +106,7 @@ def tune(
     def record(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         if frozen.number in already:  # a resumed study: logged by the earlier process
             return
-        state = {
-            optuna.trial.TrialState.COMPLETE: TrialState.COMPLETE,
-            optuna.trial.TrialState.PRUNED: TrialState.PRUNED,
-        }.get(frozen.state, TrialState.FAILED)
+        state = trial_state(frozen)
         duration = frozen.duration.total_seconds() if frozen.duration else 0.0
         trials.log(
             run_id,
@@ -156,21 +138,9 @@ def tune(
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
         record(study, study.trials[stale.number])
-    remaining = config.tuning.trials - len(study.trials)
-    started = time.perf_counter()
-    if remaining > 0:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=config.tuning.timeout_seconds,
-            callbacks=[record],
-            catch=(Exception,),
-            gc_after_trial=False,
-        )
-    log.info(
-        "study %s: %d trials in %.1fs", study_name, len(study.trials), time.perf_counter() - started
+    completed = optimize_remaining(
+        study, objective, config.tuning.trials, config.tuning.timeout_seconds, record
     )
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         return base
     return {**base, **study.best_trial.params}

@@ -86,23 +86,19 @@ class FinalPreservingCompiler(ClickHouseSQLCompiler):
             select, "_final_clause", None
         ):
             raise CompileError("PREWHERE criteria without FINAL would be dropped")
-        # The element kwargs SQLAlchemy compiles WHERE with (its last positional argument).
-        element_kw = kwargs.get("kwargs", args[-1] if args else {})
-        self._prewhere_kwargs = [*getattr(self, "_prewhere_kwargs", []), element_kw]
-        try:
-            return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
-        finally:
-            self._prewhere_kwargs.pop()
+        if self.stack:  # keep the kwargs SQLAlchemy compiles WHERE with, for PREWHERE
+            self.stack[-1]["prewhere_kw"] = kwargs.get("kwargs", args[-1] if args else {})
+        return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
 
     def final_clause(self) -> str:
         # Called right after FROM for the select on top of the stack (subqueries in
         # FROM have been compiled and popped by then).
         text = super().final_clause()
-        select = self.stack[-1]["selectable"] if self.stack else None
-        criteria = getattr(select, "_prewhere_criteria", None)
+        entry = self.stack[-1] if self.stack else {}
+        criteria = getattr(entry.get("selectable"), "_prewhere_criteria", None)
         if criteria:
             text += " \nPREWHERE " + self._generate_delimited_and_list(
-                criteria, **self._prewhere_kwargs[-1]
+                criteria, **entry.get("prewhere_kw", {})
             )
         return text
 

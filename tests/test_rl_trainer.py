@@ -507,3 +507,7 @@ def test_cli_options_and_resume_overrides() -> None:
     assert resumed.resume == run_id
     with pytest.raises(ValueError):
         RLConfig(indicators=["rsi_14", "rsi_14"])
+    with pytest.raises(ValueError, match=r"keep_checkpoints\n.*greater than or equal to 1"):
+        RLConfig(keep_checkpoints=0)
+    kept = RLConfig(resume=run_id, keep_checkpoints=1).for_resume(stored)
+    assert kept.keep_checkpoints == 1  # a resumed run may change how many it keeps

@@ -133,6 +133,7 @@ class CheckpointRecord(Record):
     deployed_at: UtcDatetime | None = None
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    signature: str = ""
 
     # Table-neutral names, for code that handles both tables.
     @property
@@ -327,7 +328,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             name: _counter(steps.get(name, 0), name, high) for name, high in self.step_columns
         }
         values = _metrics(metrics)
-        if self.kind_column is None and KIND_METRIC_KEY in values:
+        if KIND_METRIC_KEY in values:  # read back as the pre-0002 kind, so reserved
             raise InvalidInputError(f"metrics: {KIND_METRIC_KEY!r} is reserved, pass kind= instead")
         run_key = _uuid(run_id, "run_id")
         payload = _serialize(obj_or_bytes, fmt)
@@ -348,6 +349,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             "metrics_json": json.dumps(stored, sort_keys=True, allow_nan=True),
             "deployment_status": DeploymentStatus.NOT_DEPLOYED.value,
             "deployed_at": None,
+            "signature": "",
             "created_at": _millis(now),
             "updated_at": now,
         }
@@ -440,8 +442,9 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         data = {k: v for k, v in row.items() if k != self.binary_column}
         raw = data.pop("metrics_json", "") or "{}"
         metrics = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        legacy_kind = metrics.pop(KIND_METRIC_KEY, CheckpointKind.INTERMEDIATE)  # before 0002
         if self.kind_column is None:
-            data["checkpoint_kind"] = metrics.pop(KIND_METRIC_KEY, CheckpointKind.INTERMEDIATE)
+            data["checkpoint_kind"] = legacy_kind
         data["metrics"] = metrics
         return self.record.model_validate(data)  # type: ignore[return-value]
 
@@ -705,7 +708,7 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
     binary_column = "agent_binary"
     format_column = "agent_format"
     name_column = "agent_type"
-    kind_column = None
+    kind_column = "checkpoint_kind"
     step_columns = (("episode_number", UINT32_MAX), ("timestep", UINT64_MAX))
 
     def save_checkpoint(

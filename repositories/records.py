@@ -148,6 +148,7 @@ class TrainingRun(TrainingRunCreate, SupervisedFinalMetrics):
     error_message: str = ""
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    heartbeat_at: UtcDatetime | None = None
 
 
 class AgentTrainingRunCreate(Record):
@@ -193,6 +194,7 @@ class AgentTrainingRun(AgentTrainingRunCreate, AgentFinalMetrics):
     error_message: str = ""
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    heartbeat_at: UtcDatetime | None = None
 
 
 # --------------------------------------------------------------------------- series

@@ -75,6 +75,9 @@ class TrainingRun(Base):
     git_commit_hash = column(Str, "Commit of the code that trained, empty outside git")
     created_at = column(Timestamp, "When the run was created")
     updated_at = column(Version, "Row version: the newest row per run_id is current")
+    heartbeat_at = column(
+        NullableTimestamp, "Last sign of life of the training process; stale while running: it died"
+    )
 
 
 class ModelCheckpoint(Base):
@@ -106,6 +109,9 @@ class ModelCheckpoint(Base):
     deployed_at = column(NullableTimestamp, "When it last entered staging or production")
     created_at = column(Timestamp, "When the checkpoint was saved")
     updated_at = column(Version, "Row version: the newest row per checkpoint is current")
+    signature = column(
+        Str, "HMAC-SHA256 of the raw bytes with the checkpoint key, empty if unsigned"
+    )
 
 
 class TrainingMetric(Base):

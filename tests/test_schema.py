@@ -119,6 +119,7 @@ def _full_rows() -> list[object]:
         config_json='{"a": [1, 2]}',
         created_at=NOW,
         updated_at=later,
+        heartbeat_at=NOW,
     )
     return [
         TrainingRun(
@@ -177,6 +178,7 @@ def _full_rows() -> list[object]:
             deployed_at=NOW,
             created_at=NOW,
             updated_at=later,
+            signature="ab" * 32,
         ),
         TrainingMetric(
             run_id=run_id,
@@ -250,6 +252,8 @@ def _full_rows() -> list[object]:
             deployed_at=None,
             created_at=NOW,
             updated_at=later,
+            checkpoint_kind="final",
+            signature="",
         ),
         RewardStep(
             run_id=agent_run,

@@ -61,7 +61,8 @@ def downgrade() -> None:
     # Put the kind back where revision 0001's code reads it before dropping the column.
     op.execute(
         "ALTER TABLE agent_checkpoints UPDATE metrics_json = "
-        "if(metrics_json IN ('', '{}'), concat('{\"checkpoint_kind\": \"', checkpoint_kind, '\"}'), "
+        "if(metrics_json IN ('', '{}'), "
+        "concat('{\"checkpoint_kind\": \"', checkpoint_kind, '\"}'), "
         "concat('{\"checkpoint_kind\": \"', checkpoint_kind, '\", ', substring(metrics_json, 2))) "
         "WHERE NOT JSONHas(metrics_json, 'checkpoint_kind') SETTINGS mutations_sync = 2"
     )

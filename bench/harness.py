@@ -165,12 +165,14 @@ def run_pairs(
     max_others: float,
     quiet_wait: float,
     deadline: float | None = None,
+    max_pairs: int | None = None,
     offset: int = 0,
     label: str = "",
 ) -> list[dict[str, Any]]:
     """Adjacent runs of every arm (one "pair"), order per :func:`abba_order`, until
     ``wanted`` pairs are clean (others used at most ``max_others`` of the CPUs in every
-    run of the pair) or the next pair would end after ``deadline`` (perf_counter).
+    run of the pair), ``max_pairs`` ran, or the next pair would end after ``deadline``
+    (a ``time.perf_counter()`` value).
 
     Each arm returns a dict of figures; the harness adds ``others_cpu_share`` to it.
     A pair records its order, the wait for quiet before it and whether it was clean.
@@ -178,6 +180,8 @@ def run_pairs(
     pairs: list[dict[str, Any]] = []
     last_s = 0.0
     while sum(p["clean"] for p in pairs) < wanted:
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
         if deadline is not None and time.perf_counter() + last_s > deadline:
             break
         quiet = wait_for_quiet(max_others, quiet_wait)
@@ -204,6 +208,12 @@ def run_pairs(
             flush=True,
         )
     return pairs
+
+
+def clean_or_all(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The clean pairs, or every pair where none was clean (the count of clean pairs is
+    reported next to the figures)."""
+    return [p for p in pairs if p["clean"]] or list(pairs)
 
 
 # --------------------------------------------------------------------------- Markdown

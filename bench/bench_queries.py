@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,8 @@ def sent_statement(db: Database, call: Callable[[], Any]) -> tuple[str, Any]:
     once it exists; until then this observes what the public methods send."""
     sent: list[tuple[str, Any]] = []
 
-    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def before_cursor_execute(*args: Any) -> None:
+        _conn, _cursor, statement, parameters, _context, _executemany = args
         sent.append((statement, parameters))
 
     query_arrow = db.query_arrow
@@ -172,7 +173,7 @@ def sent_statement(db: Database, call: Callable[[], Any]) -> tuple[str, Any]:
         return query_arrow(sql, params)
 
     event.listen(db.engine, "before_cursor_execute", before_cursor_execute)
-    db.query_arrow = observed_query_arrow  # type: ignore[method-assign]
+    db.query_arrow = observed_query_arrow
     try:
         call()
     finally:
@@ -1120,11 +1121,11 @@ class Runner:
         )
 
     @contextlib.contextmanager
-    def embedded(self):  # type: ignore[no-untyped-def]
+    def embedded(self) -> Iterator[str]:
         yield self.embedded_url
 
     @contextlib.contextmanager
-    def server(self):  # type: ignore[no-untyped-def]
+    def server(self) -> Iterator[str]:
         with LocalServer(self.data, start_timeout=120) as server:
             yield server.native_url(DATABASE)
 
@@ -1500,7 +1501,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.runs, args.iterations = min(args.runs, 2_000), min(args.iterations, 100)
         args.reps, args.warmup = min(args.reps, 5), min(args.warmup, 1)
-        args.cold_reps = 1
+        args.cold_reps = min(args.cold_reps, 1)
         args.long_iterations = min(args.long_iterations, 10_000)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-queries-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,8 @@ order (ABBA), until each library has ``--reps`` clean pairs: pairs during which
 other processes used at most ``--max-others`` of the machine's CPUs (from
 /proc/stat; with 2 training threads on a small machine, a busy neighbour slows a
 fit by up to 10x and swamps a 3% effect). Before each pair it waits up to
-``--quiet-wait`` s for quiet; no pair starts after ``--budget`` s. Optionally
+``--quiet-wait`` s for quiet; after warm-up, no pair starts after ``--budget`` s
+(each library gets one pair at least). Optionally
 (``--arms``) a third arm ``noop`` runs the adapter's callback with an
 ``on_iteration`` that does nothing (arms then rotate through the positions),
 which separates the library's cost of calling back into Python from ours.
@@ -47,7 +48,7 @@ and of those where it ran second, each averaged on its own. CPU times come from
 
 Usage: ``python bench/bench_training.py [--quick] [--reps R] [--libs ...]
 [--results-dir DIR] [--name STEM]``. Results go to ``bench/results/training.json``
-and ``training.md`` (``--quick``: 50k rows, 50 rounds, 2 pairs, about 1-2 minutes;
+and ``training.md`` (``--quick``: 10k rows, 30 rounds, 1 pair, about a minute;
 writes nothing unless ``--results-dir`` is given). About 5 minutes on a quiet 2-CPU
 machine.
 """
@@ -456,8 +457,9 @@ def run_all_pairs(
                 max_pairs=1,
                 max_others=args.max_others,
                 quiet_wait=args.quiet_wait,
-                deadline=deadline - last.get(lib, 0.0),
+                deadline=deadline - last[lib] if lib in last else None,  # one pair at least
                 offset=len(pairs[lib]) + libs.index(lib),
+                first_number=len(pairs[lib]) + 1,
                 label=f"{lib:8s}",
             )
             if new:
@@ -720,11 +722,11 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=float, default=540.0, help="seconds after which no new pair starts"
     )
     parser.add_argument("--micro-calls", type=int, default=20_000)
-    add_results_arguments(parser, "training", "50k rows, 50 rounds, 2 reps: about a minute")
+    add_results_arguments(parser, "training", "10k rows, 30 rounds, 1 pair: about a minute")
     args = parser.parse_args(argv)
     if args.quick:
-        args.symbols, args.periods, args.rounds, args.reps = 4, 12_600, 50, 2
-        args.micro_calls, args.budget, args.quiet_wait = 5_000, 150.0, 10.0
+        args.symbols, args.periods, args.rounds, args.reps = 2, 5_100, 30, 1
+        args.micro_calls, args.budget, args.quiet_wait = 2_000, 60.0, 5.0
     args.task = (
         TaskType.CLASSIFICATION.value
         if args.target == "target_direction"
@@ -739,7 +741,6 @@ def main(argv: list[str] | None = None) -> int:
     import lightgbm
     import xgboost
 
-    started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
     os.environ["SUHO_DATA_DIR"] = str(work / "suho")
     results = Results(
@@ -783,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
                     ARMS[arm](bench, lib, 5)
                 print(f"warm-up {lib}: {time.perf_counter() - t:.1f}s", flush=True)
 
-            pairs = run_all_pairs(bench, libs, arms, args, deadline=started + args.budget)
+            deadline = time.perf_counter() + args.budget
+            pairs = run_all_pairs(bench, libs, arms, args, deadline)
             results["pairs"] = pairs
             summary: dict[str, Any] = {}
             for lib in libs:

@@ -167,6 +167,7 @@ def run_pairs(
     deadline: float | None = None,
     max_pairs: int | None = None,
     offset: int = 0,
+    first_number: int = 1,
     label: str = "",
 ) -> list[dict[str, Any]]:
     """Adjacent runs of every arm (one "pair"), order per :func:`abba_order`, until
@@ -197,7 +198,7 @@ def run_pairs(
         pair["clean"] = all(pair[a]["others_cpu_share"] <= max_others for a in arms)
         pairs.append(pair)
         print(
-            f"pair {len(pairs)} {label} "
+            f"pair {first_number + len(pairs) - 1} {label} "
             + ", ".join(
                 f"{a} {pair[a].get('seconds', float('nan')):.3f}s "
                 f"(others {pair[a]['others_cpu_share']:.0%})"

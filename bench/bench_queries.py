@@ -36,7 +36,7 @@ the FINAL reads cost and what would make them cheaper (PREWHERE on the key, dedu
 without FINAL, ``do_not_merge_across_partitions_select_final``, a bloom_filter
 skip index, OPTIMIZE, one partition vs many); it changes only the benchmark's own
 throw-away database. The machine may be shared: each timed phase first waits
-(``--quiet-wait``) for the CPUs to be mostly idle.
+(``--quiet-wait``) until other processes use at most ``--max-others`` of the CPUs.
 
 Usage: ``python bench/bench_queries.py [--runs N] [--iterations M] [--quick] [--results-dir DIR]``.
 Results go to ``bench/results/queries.json`` and ``queries.md`` (``--quick``

@@ -300,7 +300,7 @@ def _markdown(r: Results) -> list[str]:
             f"{TARGET_MLFLOW_RATIO}x",
             f"{m['rows_per_s']:,.0f}",
         ]
-        + [num(m.get("ratio_vs_mlflow_per_row"), ",.0f") + "x"]
+        + [num(m.get("ratio_vs_mlflow_per_row"), ",.0f")]
         for method in ("log", "log_columns")
         if (m := r.data.get("embedded", {}).get(method))
     ]

@@ -36,11 +36,11 @@ the FINAL reads cost and what would make them cheaper (PREWHERE on the key, dedu
 without FINAL, ``do_not_merge_across_partitions_select_final``, a bloom_filter
 skip index, OPTIMIZE, one partition vs many); it changes only the benchmark's own
 throw-away database. The machine may be shared: each timed phase first waits
-(``--quiet-wait``) for the CPUs to be mostly idle.
+(``--quiet-wait``) until other processes use at most ``--max-others`` of the CPUs.
 
-Usage: ``python bench/bench_queries.py [--runs N] [--iterations M] [--quick]``.
+Usage: ``python bench/bench_queries.py [--runs N] [--iterations M] [--quick] [--results-dir DIR]``.
 Results go to ``bench/results/queries.json`` and ``queries.md`` (``--quick``
-writes nothing unless ``--out`` is given).
+writes nothing unless ``--results-dir`` is given).
 """
 
 from __future__ import annotations
@@ -50,30 +50,37 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import (
+    Results,
+    add_quiet_arguments,
+    add_results_arguments,
+    num,
+    others_share,
+    size,
+    summary,
+    table,
+    wait_for_quiet,
+)
+from sqlalchemy import event
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from repositories import queries
+from repositories.runs import AgentRunRepository, TrainingRunRepository
+from repositories.series import TrainingMetricRepository
+from suho_models.db import Database, migrations
+from suho_models.db.chdb_dbapi import render
+from suho_models.db.server import LocalServer
 
-from repositories import queries  # noqa: E402
-from repositories.runs import AgentRunRepository, TrainingRunRepository  # noqa: E402
-from repositories.series import TrainingMetricRepository  # noqa: E402
-from suho_models.db import Database, migrations  # noqa: E402
-from suho_models.db.chdb_dbapi import render  # noqa: E402
-from suho_models.db.server import LocalServer  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
 DATABASE = "bench_q"
 SPAN_DAYS = 150
 """Runs are created evenly over this many days before generation (TTL is 6 months)."""
@@ -94,41 +101,44 @@ CURVE_SQL_WHERE = (
     "WHERE run_id = %(run_id)s ORDER BY iteration_number"
 )
 """The curve as the repository first read it: FINAL with the run as a WHERE."""
-CURVE_SQL_REPOSITORY: str = getattr(TrainingMetricRepository, "_CURVE_SQL", CURVE_SQL_WHERE)
-"""What ``learning_curve`` and ``learning_curve_arrow`` send now."""
 CURVE_SQL_NO_FINAL = (
     f"SELECT {CURVE_COLUMNS}, recorded_at FROM training_metrics "
     "WHERE run_id = %(run_id)s ORDER BY iteration_number"
 )
 GET_SQL_WHERE = "SELECT * FROM training_runs FINAL WHERE run_id = %(run_id)s LIMIT 2"
 """One run as the repository first read it: FINAL with the run as a WHERE."""
-GET_SQL = "SELECT * FROM training_runs FINAL PREWHERE run_id = %(run_id)s LIMIT 2"
-"""What ``runs.get`` sends now (``Repository._final``: key filters as PREWHERE)."""
 
-CASE_SQL: dict[str, tuple[str, str]] = {
+CASES = (
+    "compare_model_performance.verbatim",
+    "compare_model_performance.repository",
+    "best_rl_agents.verbatim",
+    "best_rl_agents.repository",
+    "learning_curve.repository",
+    "learning_curve.arrow",
+    "learning_curve.sql_final_where",
+    "learning_curve.sql_no_final",
+    "learning_curve.repository_resumed_run",
+    "run_get.repository",
+    "run_get.sql_final_where",
+    "learning_curve.repository_long_run",
+    "learning_curve.arrow_long_run",
+)
+"""The measured calls, the keys of the JSON results. The long run has
+``--long-iterations`` points (100,000: the size of MLflow's reference read)."""
+OWN_SQL: dict[str, tuple[str, str]] = {
     "compare_model_performance.verbatim": (queries.COMPARE_MODEL_PERFORMANCE.rstrip(";"), "run"),
-    "compare_model_performance.repository": (queries.COMPARE_MODEL_PERFORMANCE_FINAL, "run"),
     "best_rl_agents.verbatim": (queries.BEST_RL_AGENTS.rstrip().rstrip(";"), "run"),
-    "best_rl_agents.repository": (queries.BEST_RL_AGENTS_FINAL, "run"),
-    "learning_curve.repository": (CURVE_SQL_REPOSITORY, "run"),
-    "learning_curve.arrow": (CURVE_SQL_REPOSITORY, "run"),
     "learning_curve.sql_final_where": (CURVE_SQL_WHERE, "run"),
     "learning_curve.sql_no_final": (CURVE_SQL_NO_FINAL, "run"),
-    "learning_curve.repository_resumed_run": (CURVE_SQL_REPOSITORY, "resumed_run"),
-    "run_get.repository": (GET_SQL, "run"),
     "run_get.sql_final_where": (GET_SQL_WHERE, "run"),
-    "learning_curve.repository_long_run": (CURVE_SQL_REPOSITORY, "long_run"),
-    "learning_curve.arrow_long_run": (CURVE_SQL_REPOSITORY, "long_run"),
 }
-"""Measured calls -> (the statement each sends, the run it reads). The long run has
-``--long-iterations`` points (100,000: the size of MLflow's reference read). Repository calls
-are compiled by SQLAlchemy; the statement here is the equivalent SQL. The names
-are the keys of the JSON results."""
-CASES = tuple(CASE_SQL)
+"""Cases that send the benchmark's own SQL -> (that SQL, the run it reads). Every other
+case calls a repository method, and its statement is the one that call sends
+(:func:`sent_statement`), so a change in the repository is measured as such."""
 
 WHERE_FINAL = "FINAL + WHERE run_id (the earlier repository SQL)"
-PREWHERE_FINAL = "FINAL + PREWHERE run_id (the repository now)"
-AS_REPOSITORY = "FINAL (as the repository)"
+PREWHERE_FINAL = "FINAL + PREWHERE run_id"
+REPOSITORY = "the repository's statement"
 
 TARGETS = {
     "compare_model_performance.verbatim": TARGET_SEED_MS,
@@ -143,15 +153,35 @@ TARGETS = {
 
 
 # --------------------------------------------------------------------------- helpers
-def _stats(seconds: list[float]) -> dict[str, Any]:
-    ms = np.array(seconds) * 1000
-    return {
-        "n": len(ms),
-        "median_ms": float(np.median(ms)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "min_ms": float(ms.min()),
-        "max_ms": float(ms.max()),
-    }
+def sent_statement(db: Database, call: Callable[[], Any]) -> tuple[str, Any]:
+    """The one statement ``call`` sends, with its parameters, as the driver gets it
+    (SQLAlchemy's cursor events; ``Database.query_arrow`` for the Arrow reads). Raises
+    unless exactly one was sent: a benchmark must not measure a statement it guessed.
+
+    Issue 11: replace by the repositories' public way to get a compiled statement
+    once it exists; until then this observes what the public methods send."""
+    sent: list[tuple[str, Any]] = []
+
+    def before_cursor_execute(*args: Any) -> None:
+        _conn, _cursor, statement, parameters, _context, _executemany = args
+        sent.append((statement, parameters))
+
+    query_arrow = db.query_arrow
+
+    def observed_query_arrow(sql: str, params: dict[str, Any] | None = None) -> Any:
+        sent.append((sql, params))
+        return query_arrow(sql, params)
+
+    event.listen(db.engine, "before_cursor_execute", before_cursor_execute)
+    db.query_arrow = observed_query_arrow
+    try:
+        call()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before_cursor_execute)
+        del db.query_arrow
+    if len(sent) != 1:
+        raise RuntimeError(f"expected the call to send one statement, it sent {sent!r}")
+    return sent[0]
 
 
 def _uniform(salt: int) -> str:
@@ -180,33 +210,6 @@ def evict_from_page_cache(path: Path) -> int:
         finally:
             os.close(fd)
     return evicted
-
-
-def cpu_busy(seconds: float = 2.0) -> float:
-    """Share of the machine's CPU time spent busy over ``seconds`` (``/proc/stat``)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return sum(values), idle
-
-    total0, idle0 = sample()
-    time.sleep(seconds)
-    total1, idle1 = sample()
-    total = max(total1 - total0, 1)
-    return 1 - (idle1 - idle0) / total
-
-
-def wait_for_quiet(threshold: float, max_wait_s: float) -> dict[str, float]:
-    """Wait (at most ``max_wait_s``) until other processes leave the CPUs mostly idle:
-    this machine is shared, and timings taken under load are mostly the load."""
-    start = time.perf_counter()
-    busy = cpu_busy()
-    while busy > threshold and time.perf_counter() - start < max_wait_s:
-        time.sleep(3)
-        busy = cpu_busy()
-    return {"waited_s": time.perf_counter() - start, "cpu_busy": busy}
 
 
 def _table_sizes(db: Database) -> dict[str, Any]:
@@ -578,6 +581,7 @@ class Bench:
         self.ids = ids
         self.iterations = iterations
         self.long_iterations = long_iterations
+        self._statements: dict[str, tuple[str, Any]] = {}
 
     def call(self, case: str) -> Any:
         """Run one case once; checks what came back."""
@@ -625,9 +629,18 @@ class Bench:
             raise ValueError(case)
         return out
 
+    def statement(self, case: str) -> tuple[str, Any]:
+        """The SQL the case sends and its parameters: the benchmark's own, or what the
+        repository call sent (observed once, after the timed calls' warm-up)."""
+        if case in OWN_SQL:
+            sql, run = OWN_SQL[case]
+            return sql, {"limit": 10, "run_id": self.ids[run]}
+        if case not in self._statements:
+            self._statements[case] = sent_statement(self.db, lambda: self.call(case))
+        return self._statements[case]
+
     def rendered(self, case: str) -> str:
-        sql, run = CASE_SQL[case]
-        return render(sql, {"limit": 10, "run_id": self.ids[run]})
+        return render(*self.statement(case))
 
     def engine(self, case: str) -> dict[str, Any]:
         """Send the case's statement bare through the driver: the engine's own time
@@ -714,11 +727,11 @@ def phase_measure(args: argparse.Namespace) -> dict[str, Any]:
         cases: dict[str, Any] = {}
         for case in CASES:
             engine_s = [b["engine_s"] for b in bare[case]]
-            c = _stats(seconds[case])
-            c["sql"] = CASE_SQL[case][0]
-            c["bare_statement_driver"] = _stats([b["wall_s"] for b in bare[case]])
+            c = summary(seconds[case])
+            c["sql"] = bench.rendered(case)
+            c["bare_statement_driver"] = summary([b["wall_s"] for b in bare[case]])
             if all(e is not None for e in engine_s):
-                c["engine"] = _stats(engine_s)
+                c["engine"] = summary(engine_s)
                 c["outside_engine_median_ms"] = float(
                     np.median(
                         [(a - e) * 1000 for a, e in zip(seconds[case], engine_s, strict=True)]
@@ -781,7 +794,7 @@ def _arrow_alternatives(bench: Bench, args: argparse.Namespace) -> dict[str, Any
                 table = fn()
                 seconds.append(time.perf_counter() - t)
             assert table.num_rows == bench.long_iterations, table.num_rows
-            out[name] = _stats(seconds)
+            out[name] = summary(seconds)
     finally:
         native.close()
     return out
@@ -821,8 +834,8 @@ class Variants:
         for name, sql in variants.items():
             out[name] = {
                 "sql": sql,
-                "wall": _stats(walls[name]),
-                "engine": _stats(engines[name]),
+                "wall": summary(walls[name]),
+                "engine": summary(engines[name]),
                 "rows": len(rows[name]),
                 "estimate": _estimate(self.db, sql),
                 "same_rows_as_reference": (
@@ -833,9 +846,11 @@ class Variants:
         return out
 
 
-def _curve_variants(table: str, run_id: str) -> dict[str, str]:
+def _curve_variants(table: str, run_id: str, repository: str | None = None) -> dict[str, str]:
+    """Ways to read one run's curve from ``table``; ``repository``: the rendered
+    statement ``learning_curve`` sends (for ``training_metrics`` only)."""
     where = f"run_id = '{run_id}'"
-    cols = CURVE_COLUMNS
+    cols = f"{CURVE_COLUMNS}, recorded_at"
     v = {
         WHERE_FINAL: (f"SELECT {cols} FROM {table} FINAL WHERE {where} ORDER BY iteration_number"),
         PREWHERE_FINAL: (
@@ -865,25 +880,31 @@ def _curve_variants(table: str, run_id: str) -> dict[str, str]:
             ),
         }
     )
+    if repository is not None:
+        v[REPOSITORY] = repository
     return v
 
 
-def _get_variants(run_id: str) -> dict[str, str]:
+def _get_variants(run_id: str, repository: str) -> dict[str, str]:
+    """Ways to read one run's current row; ``repository``: what ``runs.get`` sends."""
     where = f"run_id = '{run_id}'"
     return {
-        AS_REPOSITORY: f"SELECT * FROM training_runs FINAL WHERE {where} LIMIT 2",
-        "FINAL + PREWHERE run_id": f"SELECT * FROM training_runs FINAL PREWHERE {where} LIMIT 2",
+        WHERE_FINAL: f"SELECT * FROM training_runs FINAL WHERE {where} LIMIT 2",
+        PREWHERE_FINAL: f"SELECT * FROM training_runs FINAL PREWHERE {where} LIMIT 2",
+        REPOSITORY: repository,
         "no FINAL, ORDER BY updated_at DESC LIMIT 1": (
             f"SELECT * FROM training_runs WHERE {where} ORDER BY updated_at DESC LIMIT 1"
         ),
     }
 
 
-def _seed_variants() -> dict[str, str]:
-    final = queries.COMPARE_MODEL_PERFORMANCE_FINAL.replace("%(limit)s", "10")
+def _seed_variants(repository: str) -> dict[str, str]:
+    """Compare Model Performance: what ``compare_model_performance()`` sends, and
+    variants of it."""
+    final = repository
     cols = ("run_name", "model_type", "final_test_accuracy", "final_f1_score")
     return {
-        AS_REPOSITORY: final,
+        REPOSITORY: final,
         "no FINAL (the seed's statement, plus run_id)": final.replace(" FINAL", ""),
         "no FINAL, LIMIT 1 BY run_id": final.replace(" FINAL", "").replace(
             "LIMIT 10", "LIMIT 1 BY run_id LIMIT 10"
@@ -953,22 +974,33 @@ def phase_investigate(args: argparse.Namespace) -> dict[str, Any]:
     n, m = gen["runs"], gen["iterations"]
     db = Database(args.url)
     v = Variants(db, args.reps, args.warmup)
+    runs, metrics = TrainingRunRepository(db), TrainingMetricRepository(db)
+
+    def sent(call: Callable[[], Any]) -> str:
+        return render(*sent_statement(db, call))
+
+    def curve(run: str) -> dict[str, str]:
+        repository = sent(lambda: metrics.learning_curve(ids[run]))
+        return _curve_variants("training_metrics", ids[run], repository)
+
+    def get() -> dict[str, str]:
+        return _get_variants(ids["run"], sent(lambda: runs.get(ids["run"])))
+
+    def seed() -> dict[str, str]:
+        return _seed_variants(sent(runs.compare_model_performance))
+
     out: dict[str, Any] = {}
     try:
         print("  learning curve, as generated", flush=True)
-        out["curve"] = v.compare(_curve_variants("training_metrics", ids["run"]), WHERE_FINAL)
+        out["curve"] = v.compare(curve("run"), WHERE_FINAL)
         print("  learning curve of a resumed run, as generated", flush=True)
-        out["curve_resumed"] = v.compare(
-            _curve_variants("training_metrics", ids["resumed_run"]), WHERE_FINAL
-        )
+        out["curve_resumed"] = v.compare(curve("resumed_run"), WHERE_FINAL)
         print("  learning curve of the long run, as generated", flush=True)
-        out["curve_long"] = v.compare(
-            _curve_variants("training_metrics", ids["long_run"]), WHERE_FINAL
-        )
+        out["curve_long"] = v.compare(curve("long_run"), WHERE_FINAL)
         print("  current row of a run", flush=True)
-        out["get"] = v.compare(_get_variants(ids["run"]), AS_REPOSITORY)
+        out["get"] = v.compare(get(), WHERE_FINAL)
         print("  Compare Model Performance", flush=True)
-        out["seed"] = v.compare(_seed_variants(), AS_REPOSITORY)
+        out["seed"] = v.compare(seed(), REPOSITORY)
         out["prewhere_if_final_check"] = _status_check(v)
 
         if not args.skip_one_partition:
@@ -1012,9 +1044,9 @@ def phase_investigate(args: argparse.Namespace) -> dict[str, Any]:
             db.execute(f"OPTIMIZE TABLE {table} FINAL")
             optimized["optimize_s"][table] = time.perf_counter() - t
         optimized["sizes"] = _table_sizes(db)
-        optimized["curve"] = v.compare(_curve_variants("training_metrics", ids["run"]), WHERE_FINAL)
-        optimized["get"] = v.compare(_get_variants(ids["run"]), AS_REPOSITORY)
-        optimized["seed"] = v.compare(_seed_variants(), AS_REPOSITORY)
+        optimized["curve"] = v.compare(curve("run"), WHERE_FINAL)
+        optimized["get"] = v.compare(get(), WHERE_FINAL)
+        optimized["seed"] = v.compare(seed(), REPOSITORY)
         out["optimized"] = optimized
     finally:
         db.close()
@@ -1026,8 +1058,9 @@ class Runner:
     """Runs the phases in child processes: a chDB data directory is locked to one
     process, and a fresh process is what makes a call cold."""
 
-    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+    def __init__(self, args: argparse.Namespace, work: Path, results: Results) -> None:
         self.args = args
+        self.results = results
         self.work = work
         self.data = work / "data"
         self.embedded_url = f"clickhouse+chdb:///{self.data}/{DATABASE}"
@@ -1077,112 +1110,71 @@ class Runner:
                     )
         return out
 
-    def quiet(self) -> dict[str, float]:
-        """Before a timed phase: wait for the machine to be quiet; what was seen."""
-        seen = wait_for_quiet(self.args.quiet_threshold, self.args.quiet_wait)
-        seen["loadavg_1min"] = os.getloadavg()[0]
+    def quiet(self, phase: str) -> None:
+        """Before a timed phase: wait for the machine to be quiet; records what was seen."""
+        seen = wait_for_quiet(self.args.max_others, self.args.quiet_wait)
+        self.results["quiet"][phase] = seen
         print(
             f"  (waited {seen['waited_s']:.0f}s for a quiet machine: "
-            f"CPU {seen['cpu_busy']:.0%} busy)",
+            f"others used {seen['others_share']:.0%} of the CPUs)",
             flush=True,
         )
-        return seen
 
     @contextlib.contextmanager
-    def embedded(self):  # type: ignore[no-untyped-def]
+    def embedded(self) -> Iterator[str]:
         yield self.embedded_url
 
     @contextlib.contextmanager
-    def server(self):  # type: ignore[no-untyped-def]
+    def server(self) -> Iterator[str]:
         with LocalServer(self.data, start_timeout=120) as server:
             yield server.native_url(DATABASE)
 
-    def run(self) -> dict[str, Any]:
-        a = self.args
-        import chdb
-
-        result: dict[str, Any] = {
-            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "parameters": {
-                "runs": a.runs,
-                "iterations": a.iterations,
-                "long_iterations": a.long_iterations,
-                "reps": a.reps,
-                "warmup": a.warmup,
-                "cold_reps": a.cold_reps,
-                "quiet_threshold": a.quiet_threshold,
-                "quiet_wait": a.quiet_wait,
-                "quick": a.quick,
-                "span_days": SPAN_DAYS,
-            },
-            "environment": {
-                "cpus": os.cpu_count(),
-                "memory_gb": round(
-                    os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-                ),
-                "python": platform.python_version(),
-                "chdb": chdb.__version__,
-                "platform": platform.platform(),
-                "loadavg_at_start": os.getloadavg(),
-            },
-            "mlflow_reference": MLFLOW_REFERENCE,
-        }
-        load = result["load"] = {}
+    def run(self) -> None:
+        a, results = self.args, self.results
+        results["parameters"]["span_days"] = SPAN_DAYS
+        results["mlflow_reference_ms"] = MLFLOW_REFERENCE_MS
+        results["mlflow_reference"] = MLFLOW_REFERENCE
+        results["quiet"] = {"generate": {"waited_s": 0.0, "others_share": others_share(1.0)}}
         print(f"[generate] {a.runs:,} runs x {a.iterations:,} iterations ...", flush=True)
-        load["generate"] = {"cpu_busy": cpu_busy(), "loadavg_1min": os.getloadavg()[0]}
         t = time.perf_counter()
         gen = self.child("generate", self.embedded_url)
         gen["wall_s"] = time.perf_counter() - t
         self.gen_path.write_text(json.dumps(gen))
-        result["generation"] = gen
+        results["generation"] = gen
         print(f"[generate] done in {gen['wall_s']:.1f}s", flush=True)
 
         print("[embedded] cold calls ...", flush=True)
-        load["embedded"] = self.quiet()
+        self.quiet("embedded")
         cold = self.cold(self.embedded)
         print("[embedded] warm calls ...", flush=True)
-        result["embedded"] = {"url": "clickhouse+chdb", "cold": cold}
-        load["embedded_warm"] = self.quiet()
-        result["embedded"].update(self.child("measure", self.embedded_url))
+        results["embedded"] = {"url": "clickhouse+chdb", "cold": cold}
+        self.quiet("embedded_warm")
+        results["embedded"].update(self.child("measure", self.embedded_url))
 
         if not a.skip_server:
             try:
                 print("[server] cold calls ...", flush=True)
-                load["server"] = self.quiet()
+                self.quiet("server")
                 cold = self.cold(self.server)
                 print("[server] warm calls ...", flush=True)
-                result["server"] = {"url": "clickhouse+native", "cold": cold}
+                results["server"] = {"url": "clickhouse+native", "cold": cold}
                 with LocalServer(self.data, start_timeout=120) as server:
-                    load["server_warm"] = self.quiet()
+                    self.quiet("server_warm")
                     url = server.native_url(DATABASE)
-                    result["server"].update(
+                    results["server"].update(
                         self.child("measure", url, "--http-port", str(server.http_port))
                     )
             except Exception as exc:  # report, keep the other numbers
-                result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                results["server"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 print(f"[server] failed: {exc}", flush=True)
 
         if not a.skip_investigation:
             print("[investigate] ...", flush=True)
-            load["investigation"] = self.quiet()
-            result["investigation"] = self.child("investigate", self.embedded_url)
-        result["targets"] = _targets(result)
-        return result
+            self.quiet("investigation")
+            results["investigation"] = self.child("investigate", self.embedded_url)
 
 
 # --------------------------------------------------------------------------- report
-def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.1f}"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.1f} {unit}" if unit != "B" else f"{n:,.0f} B"
-        n /= 1024
-    return str(n)
-
-
 def _pk_selection(explain: str) -> str:
     """'parts a/b, granules c/d' of the PrimaryKey index in EXPLAIN indexes = 1."""
     lines = explain.splitlines()
@@ -1199,162 +1191,137 @@ def _pk_selection(explain: str) -> str:
     return "full scan (no primary key condition)"
 
 
-def _targets(result: dict[str, Any]) -> list[str]:
-    out = []
-    for backend in ("embedded", "server"):
-        cases = result.get(backend, {}).get("cases")
-        if not cases:
-            continue
-        for case, target in TARGETS.items():
-            c = cases[case]
-            ok = "met" if c["median_ms"] < target else "NOT met"
-            p95 = "met" if c["p95_ms"] < target else "NOT met"
-            out.append(
-                f"{backend}, {case}: median {c['median_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms "
-                f"vs < {target:.0f} ms: median {ok}, p95 {p95}"
-            )
-    for backend in ("embedded", "server"):
-        cases = result.get(backend, {}).get("cases")
-        if not cases:
-            continue
-        n = result["parameters"]["long_iterations"]
-        for case in ("learning_curve.repository_long_run", "learning_curve.arrow_long_run"):
-            c = cases[case]
-            out.append(
-                f"{backend}, {case} ({n:,} points): median {c['median_ms']:.1f} ms, p95 "
-                f"{c['p95_ms']:.1f} ms; MLflow's reference for 100,000 points: "
-                f"{MLFLOW_REFERENCE_MS:.0f} ms ({MLFLOW_REFERENCE_MS / c['median_ms']:.1f}x ours)"
-            )
-    return out
-
-
 def _cold_ms(data: dict[str, Any], case: str, mode: str) -> float | None:
     samples = data.get("cold", {}).get(case, {}).get(mode)
     return float(np.median(samples["first_s"])) * 1000 if samples else None
 
 
 def _latency_table(data: dict[str, Any]) -> list[str]:
-    lines = [
-        "| call | median ms | p95 ms | min ms | cold ms, data evicted | "
-        "cold ms, page cache warm | engine median ms | outside the engine ms | "
-        "candidate parts / rows | rows read | bytes read |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["call", "median ms", "p95 ms", "min ms", "cold ms, data evicted"]
+    header += ["cold ms, page cache warm", "engine median ms", "outside the engine ms"]
+    header += ["candidate parts / rows", "rows read", "bytes read", "primary key selects"]
+    rows = []
     for case in CASES:
         c = data["cases"][case]
         est = c["estimate"]
-        cells = [
-            f"`{case}`",
-            f"{c['median_ms']:.1f}",
-            f"{c['p95_ms']:.1f}",
-            f"{c['min_ms']:.1f}",
-            _ms(_cold_ms(data, case, "data_evicted")),
-            _ms(_cold_ms(data, case, "page_cache_warm")),
-            _ms(c["engine"]["median_ms"] if c["engine"] else None),
-            _ms(c["outside_engine_median_ms"]),
-            f"{est['parts']} / {est['rows']:,}",
-            "–" if c["read_rows"] is None else f"{c['read_rows']:,}",
-            "–" if c["read_bytes"] is None else _size(c["read_bytes"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(
+            [
+                f"`{case}`",
+                f"{c['median_ms']:.1f}",
+                f"{c['p95_ms']:.1f}",
+                f"{c['min_ms']:.1f}",
+                num(_cold_ms(data, case, "data_evicted")),
+                num(_cold_ms(data, case, "page_cache_warm")),
+                num(c["engine"]["median_ms"] if c["engine"] else None),
+                num(c["outside_engine_median_ms"]),
+                f"{est['parts']} / {est['rows']:,}",
+                num(c["read_rows"], ",d"),
+                size(c["read_bytes"]),
+                _pk_selection(c["explain"]),
+            ]
+        )
+    return table(header, rows)
 
 
 def _variant_table(variants: dict[str, Any]) -> list[str]:
-    lines = [
-        "| variant | engine median ms | end-to-end median ms | p95 ms | rows | "
-        "candidate parts / rows | same rows as FINAL |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
+    header = ["variant", "engine median ms", "end-to-end median ms", "p95 ms", "rows"]
+    header += ["candidate parts / rows", "same rows as the reference"]
+    rows = []
     for name, v in variants.items():
         same = {True: "yes", False: "**no**", None: "(reference)"}[v["same_rows_as_reference"]]
         est = v["estimate"]
-        lines.append(
-            f"| {name} | {v['engine']['median_ms']:.1f} | {v['wall']['median_ms']:.1f} | "
-            f"{v['wall']['p95_ms']:.1f} | {v['rows']:,} | {est['parts']} / {est['rows']:,} | "
-            f"{same} |"
+        rows.append(
+            [
+                name,
+                f"{v['engine']['median_ms']:.1f}",
+                f"{v['wall']['median_ms']:.1f}",
+                f"{v['wall']['p95_ms']:.1f}",
+                f"{v['rows']:,}",
+                f"{est['parts']} / {est['rows']:,}",
+                same,
+            ]
         )
-    return lines
+    return table(header, rows)
 
 
-def _markdown(result: dict[str, Any]) -> str:
-    env, p, gen = result["environment"], result["parameters"], result["generation"]
-    m = p["iterations"]
-    lines = [
-        "# Query latency at scale",
-        "",
-        f"Run {result['when']} on {env['cpus']} CPUs / {env['memory_gb']} GB RAM, Python "
-        f"{env['python']}, chdb {env['chdb']}. {p['reps']} timed calls per case after "
-        f"{p['warmup']} warm-up calls; p95 is interpolated over those {p['reps']} calls. "
-        "*Cold* is the first call in a fresh process (the server: a fresh server too), "
-        "once with the database's files evicted from the OS page cache first, once with "
-        "them cached.",
-        "",
-        "This machine is shared: before each timed phase the benchmark waited (up to "
-        f"{p.get('quiet_wait', 0):.0f} s) for the CPUs to be at most "
-        f"{p.get('quiet_threshold', 0):.0%} busy. CPU busy when each phase started: "
-        + ", ".join(
-            f"{k} {v['cpu_busy']:.0%}"
-            + (f" (after {v['waited_s']:.0f} s)" if v.get("waited_s", 0) >= 1 else "")
-            for k, v in result["load"].items()
-        )
-        + ". Other processes still ran at times, so absolute times are noisy; cases are "
-        "timed in rounds and the investigation's variants interleaved, so comparisons "
-        "within one table hold better than single values.",
+def _targets_table(r: Results) -> list[str]:
+    rows = []
+    for backend in ("embedded", "server"):
+        cases = r.data.get(backend, {}).get("cases")
+        if not cases:
+            continue
+        for case, target in TARGETS.items():
+            c = cases[case]
+            rows.append(
+                [backend, f"`{case}`", f"< {target:.0f}", f"{c['median_ms']:.1f}"]
+                + [f"{c['p95_ms']:.1f}"]
+            )
+        for case in ("learning_curve.repository_long_run", "learning_curve.arrow_long_run"):
+            c = cases[case]
+            rows.append(
+                [backend, f"`{case}`", f"MLflow {MLFLOW_REFERENCE_MS:.0f} (quoted)"]
+                + [f"{c['median_ms']:.1f}", f"{c['p95_ms']:.1f}"]
+            )
+    return table(["backend", "call", "target ms", "median ms", "p95 ms"], rows, numeric_from=2)
+
+
+def _markdown(r: Results) -> list[str]:
+    p, gen = r["parameters"], r["generation"]
+    tm = gen["training_metrics"]
+    lines = r.header("Query latency at scale")
+    lines += [
+        "What each case and column means: the module docstring of `bench/bench_queries.py`. "
+        f"MLflow reference: {r['mlflow_reference']}.",
         "",
         "## Data",
         "",
-        f"{p['runs']:,} supervised runs and {p['runs']:,} RL runs created over the last "
-        f"{p['span_days']} days, each written as status versions (pending, running, then "
-        "completed 85 % / failed 10 %; 5 % still running), one INSERT per version; "
-        f"{m:,} metric rows per supervised run, and 1 % of runs re-logged their last 10 % of "
-        "iterations (a resume); one more run has "
-        f"{p['long_iterations']:,} points (the size of MLflow's reference read). All generated "
-        "inside ClickHouse (`INSERT ... SELECT ... FROM numbers()`) into a freshly migrated "
-        "database.",
+        *table(
+            ["table", "rows stored", "parts", "partitions", "on disk", "uncompressed"],
+            [
+                [f"`{t}`", f"{s['rows']:,}", s["parts"], s["partitions"]]
+                + [size(s["bytes_on_disk"]), size(s["uncompressed_bytes"])]
+                for t, s in gen["sizes"].items()
+            ],
+        ),
         "",
-        "| table | rows stored | parts | partitions | on disk | uncompressed |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for table, s in gen["sizes"].items():
-        lines.append(
-            f"| `{table}` | {s['rows']:,} | {s['parts']} | {s['partitions']} | "
-            f"{_size(s['bytes_on_disk'])} | {_size(s['uncompressed_bytes'])} |"
-        )
-    tm = gen["training_metrics"]
-    lines += [
+        *table(
+            ["step", "seconds", "rows"],
+            [
+                ["migrate", f"{gen['migrate_s']:.1f}", "–"],
+                ["both run tables", f"{gen['runs_s']:.1f}", "–"],
+                ["`training_metrics`", f"{tm['main_s']:.1f}", f"{tm['main_rows']:,}"],
+                ["re-logged (resumed runs)", f"{tm.get('resumed_s', 0):.1f}"]
+                + [f"{tm.get('resumed_rows', 0):,}"],
+                ["the long run", f"{gen['long_run_s']:.1f}", f"{gen['long_iterations']:,}"],
+                ["waiting for merges", f"{gen['settle_s']:.1f}", "–"],
+                ["all, process start to exit", f"{gen['wall_s']:.0f}", "–"],
+            ],
+        ),
         "",
-        f"Generation: migrate {gen['migrate_s']:.1f} s; both run tables {gen['runs_s']:.1f} s; "
-        f"`training_metrics` {tm['main_rows']:,} rows in {tm['main_s']:.1f} s "
-        f"({tm['main_rows'] / tm['main_s']:,.0f} rows/s) plus {tm.get('resumed_rows', 0):,} "
-        f"re-logged rows in {tm.get('resumed_s', 0):.1f} s and the long run in "
-        f"{gen['long_run_s']:.1f} s; waiting for background merges "
-        f"{gen['settle_s']:.1f} s; {gen['wall_s']:.0f} s in all, process start to exit.",
-        f"Current rows (FINAL) by status: training_runs {gen['status_counts']['training_runs']}, "
-        f"agent_training_runs {gen['status_counts']['agent_training_runs']}; stored versions: "
-        f"{gen['status_versions_raw']}.",
-        "`training_metrics` parts per monthly partition: "
-        + ", ".join(
-            f"{k}: {v['parts']} ({v['rows']:,} rows)"
-            for k, v in gen["training_metrics_partitions"].items()
-        )
-        + ".",
+        *table(
+            ["table", "current rows (FINAL) by status", "stored versions"],
+            [
+                [f"`{t}`", gen["status_counts"][t], gen["status_versions_raw"][t]]
+                for t in ("training_runs", "agent_training_runs")
+            ],
+        ),
         "",
-    ]
-    lines += [
+        *table(
+            ["`training_metrics` partition", "parts", "rows"],
+            [
+                [k, v["parts"], f"{v['rows']:,}"]
+                for k, v in gen["training_metrics_partitions"].items()
+            ],
+        ),
+        "",
         "## Latency",
         "",
-        "*Engine*: the engine's own elapsed time for the statement the call sends, sent bare "
-        "right after each timed call (repository calls: the equivalent SQL). *Outside the "
-        "engine*: median of (call − engine) over those pairs: driver, decoding, SQLAlchemy, "
-        "records. *Candidate parts / rows*: what the primary key leaves to read "
-        "(`EXPLAIN ESTIMATE`, whole granules). Rows and bytes read: the server's counters "
-        "(chDB reports none). Cold: median of "
-        f"{p.get('cold_reps', 1)} fresh processes per cell.",
+        f"{p['reps']} timed calls per case after {p['warmup']} warm-up calls; cold: median of "
+        f"{p['cold_reps']} fresh processes per cell.",
         "",
     ]
     for backend, title in (("embedded", "Embedded (chDB in process)"), ("server", "Local server")):
-        data = result.get(backend)
+        data = r.data.get(backend)
         if not data:
             continue
         lines += [f"### {title}", ""]
@@ -1363,193 +1330,35 @@ def _markdown(result: dict[str, Any]) -> str:
             continue
         lines += _latency_table(data)
         if data.get("alternatives"):
-            n = result["parameters"]["long_iterations"]
-            lines += ["", f"The long run's {n:,}-point curve as Arrow by other routes:", ""]
             lines += [
-                f"- {name}: median {st['median_ms']:.1f} ms, p95 {st['p95_ms']:.1f} ms"
-                for name, st in data["alternatives"].items()
+                "",
+                *table(
+                    ["the long run's curve as Arrow", "median ms", "p95 ms"],
+                    [
+                        [name, f"{st['median_ms']:.1f}", f"{st['p95_ms']:.1f}"]
+                        for name, st in data["alternatives"].items()
+                    ],
+                ),
             ]
         lines += [
             "",
-            f"Opening the database (engine, first connection, schema check) took "
-            f"{data['open_s'] * 1000:.0f} ms in the measuring process; running merges at start "
-            f"/ end of the timed calls: {data['merges_at_start']} / {data['merges_at_end']}.",
+            *table(
+                ["opening the database ms", "merges running at start", "at end"],
+                [[f"{data['open_s'] * 1000:.0f}", data["merges_at_start"], data["merges_at_end"]]],
+                numeric_from=0,
+            ),
             "",
         ]
-    lines += ["## Against the targets", ""]
-    lines += [f"- {line}" for line in result["targets"]]
-    lines += [
-        f"- Reference: {result['mlflow_reference']}.",
-        "",
-    ]
-    emb = result.get("embedded")
-    if emb and "cases" in emb:
-        lines += [
-            "## Where the time goes",
-            "",
-            "Primary-key selection (`EXPLAIN indexes = 1`), embedded:",
-            "",
-        ]
-        for case in CASES:
-            lines.append(f"- `{case}`: {_pk_selection(emb['cases'][case]['explain'])}")
-        lines.append("")
-        lines += _findings(result)
-    inv = result.get("investigation")
+    lines += ["## Against the targets", "", *_targets_table(r), ""]
+    inv = r.data.get("investigation")
     if inv:
         lines += _investigation_markdown(inv)
-    return "\n".join(lines)
-
-
-def _eng(variants: dict[str, Any] | None, name: str) -> float | None:
-    v = (variants or {}).get(name)
-    return v["engine"]["median_ms"] if v else None
-
-
-def _findings(result: dict[str, Any]) -> list[str]:
-    """The main observations, computed from the numbers above."""
-    emb = result["embedded"]["cases"]
-    srv = result.get("server", {}).get("cases")
-    inv = result.get("investigation", {})
-    where, plain = emb["learning_curve.sql_final_where"], emb["learning_curve.sql_no_final"]
-    m = result["parameters"]["iterations"]
-    out = ["Observations:", ""]
-    line = (
-        f"- FINAL with the run as a WHERE (`learning_curve.sql_final_where`, the repository's "
-        f"first SQL) takes {where['engine']['median_ms']:.1f} ms in the engine, the same read "
-        f"without FINAL {plain['engine']['median_ms']:.1f} ms. The primary key leaves "
-        f"{where['estimate']['parts']} parts / {where['estimate']['rows']:,} rows of "
-        f"candidates for {m:,} rows: run_ids are random, so every part's key range spans "
-        "all runs and each part contributes a granule. Without FINAL, `run_id` is moved to "
-        "PREWHERE and the other columns are read for matching rows only; with FINAL the "
-        "WHERE runs after the merge, so every column of every candidate granule is read "
-        "and merged"
-    )
-    if srv:
-        line += (
-            f" (server counters: {_size(srv['learning_curve.sql_final_where']['read_bytes'])} "
-            f"read with FINAL, {_size(srv['learning_curve.sql_no_final']['read_bytes'])} "
-            "without)"
-        )
-    out.append(line + ".")
-    a, b = _eng(inv.get("curve"), WHERE_FINAL), _eng(inv.get("curve"), PREWHERE_FINAL)
-    if a and b:
-        ra = _eng(inv.get("curve_resumed"), WHERE_FINAL)
-        rb = _eng(inv.get("curve_resumed"), PREWHERE_FINAL)
-        same = all(
-            v["same_rows_as_reference"] is not False
-            for key in ("curve", "curve_resumed", "curve_long")
-            for name, v in inv.get(key, {}).items()
-            if name.startswith("FINAL")
-        )
-        out.append(
-            "- `FINAL PREWHERE run_id = ...` (what the repository sends now) keeps FINAL's "
-            "result (every version of a (run_id, iteration_number) key has that run_id, so "
-            f"nothing newer is filtered out before the merge) and takes the engine time from "
-            f"{a:.1f} to {b:.1f} ms ({ra:.1f} to {rb:.1f} ms for the resumed run); rows "
-            + ("identical." if same else "**differ** (see the tables).")
-        )
-    long_rec = emb.get("learning_curve.repository_long_run")
-    long_arrow = emb.get("learning_curve.arrow_long_run")
-    n_long = result["parameters"]["long_iterations"]
-    if long_rec and long_arrow:
-        per_point = (long_rec["median_ms"] - long_arrow["median_ms"]) * 1000 / n_long
-        line = (
-            f"- {n_long:,} points: `learning_curve_arrow` {long_arrow['median_ms']:.0f} ms "
-            f"embedded vs MLflow's {MLFLOW_REFERENCE_MS:.0f} ms; `learning_curve` (records) "
-            f"{long_rec['median_ms']:.0f} ms, about {per_point:.0f} µs per point more than "
-            "Arrow: one pydantic record per point (plus SQLAlchemy rows) is the cost, so "
-            "long curves want the Arrow call"
-        )
-        if srv:
-            s_arrow = srv["learning_curve.arrow_long_run"]
-            line += (
-                f". On the server, `learning_curve_arrow` takes {s_arrow['median_ms']:.0f} ms, "
-                f"{s_arrow['outside_engine_median_ms']:.0f} ms of it outside the engine "
-                "(Arrow over HTTP, as the URL names the server's HTTP port)"
-            )
-            alt = result.get("server", {}).get("alternatives", {})
-            if alt:
-                line += " (" + "; ".join(f"{k}: {v['median_ms']:.0f} ms" for k, v in alt.items())
-                line += ")"
-        out.append(line + ".")
-    s_final = _eng(inv.get("seed"), AS_REPOSITORY)
-    s_plain = _eng(inv.get("seed"), "no FINAL (the seed's statement, plus run_id)")
-    s_by = _eng(inv.get("seed"), "no FINAL, LIMIT 1 BY run_id")
-    if s_final and s_plain:
-        line = (
-            f"- Compare Model Performance: FINAL over three unmerged versions per run takes "
-            f"{s_final:.1f} ms in the engine, the same scan without FINAL {s_plain:.1f} ms"
-            + (f" ({s_by:.1f} ms with `LIMIT 1 BY run_id`)" if s_by else "")
-        )
-        opt = inv.get("optimized")
-        if opt:
-            line += (
-                f"; after `OPTIMIZE TABLE training_runs FINAL` "
-                f"({opt['optimize_s']['training_runs']:.1f} s) FINAL takes "
-                f"{_eng(opt['seed'], AS_REPOSITORY):.1f} ms"
-            )
-        out.append(line + ".")
-    parts = result["generation"]["sizes"]["training_metrics"]
-    one = inv.get("one_partition")
-    line = (
-        f"- Parts drive FINAL's cost: as generated, `training_metrics` has {parts['parts']} "
-        f"parts in {parts['partitions']} monthly partitions (merges never cross partitions)"
-    )
-    if one:
-        n_one = sum(p["parts"] for p in one["partitions"].values())
-        line += (
-            f"; the same rows in one partition settled at {n_one} parts, and FINAL + WHERE "
-            f"took {_eng(one['curve'], WHERE_FINAL):.1f} ms instead of {_ms(a)} ms"
-        )
-    opt = inv.get("optimized")
-    if opt:
-        line += (
-            f"; after `OPTIMIZE TABLE training_metrics FINAL` "
-            f"({opt['optimize_s']['training_metrics']:.0f} s, "
-            f"{opt['sizes']['training_metrics']['parts']} parts) "
-            f"{_eng(opt['curve'], WHERE_FINAL):.1f} ms, and "
-            f"{_eng(opt['curve'], PREWHERE_FINAL):.1f} ms with PREWHERE"
-        )
-    dn = _eng(inv.get("curve"), "FINAL + do_not_merge_across_partitions_select_final=1")
-    if dn and a:
-        line += f". `do_not_merge_across_partitions_select_final = 1` alone: {a:.1f} → {dn:.1f} ms"
-    out.append(line + ".")
-    si = inv.get("skip_index")
-    if si:
-        c = si["curve"]
-        base, pre = c[WHERE_FINAL], c[PREWHERE_FINAL]
-        out.append(
-            f"- A `bloom_filter` index on `run_id` ({si['materialize_s']:.0f} s to build, "
-            f"{_size(si['index_bytes'] or 0)}) leaves {base['estimate']['parts']} part(s) / "
-            f"{base['estimate']['rows']:,} candidate rows even with FINAL: FINAL + WHERE "
-            f"{base['engine']['median_ms']:.1f} ms, FINAL + PREWHERE "
-            f"{pre['engine']['median_ms']:.1f} ms."
-        )
-    rec = emb["learning_curve.repository"]
-    line = (
-        f"- Outside the engine, `learning_curve` (records, {m:,} points) spends "
-        f"{_ms(rec['outside_engine_median_ms'])} ms embedded"
-    )
-    if srv:
-        outside = srv["learning_curve.repository"]["outside_engine_median_ms"]
-        line += f", {_ms(outside)} ms on the server"
-    out.append(line + " (decoding, SQLAlchemy rows, pydantic records).")
-    if srv:
-        out.append(
-            "- The first `learning_curve_arrow` in a process on the server also opens the "
-            "HTTP client (clickhouse-connect asks the server for its version and settings); "
-            "see its cold column."
-        )
-    out.append("")
-    return out
+    return lines
 
 
 def _investigation_markdown(inv: dict[str, Any]) -> list[str]:
     lines = [
         "## Investigation (embedded, the benchmark's own database)",
-        "",
-        "Each variant timed like the cases above, through the embedded driver without "
-        "SQLAlchemy or records; *same rows* compares the full result with the FINAL reference.",
         "",
         "### One run's learning curve, as generated",
         "",
@@ -1574,14 +1383,12 @@ def _investigation_markdown(inv: dict[str, Any]) -> list[str]:
     ]
     chk = inv["prewhere_if_final_check"]
     lines += [
-        f"`optimize_move_to_prewhere_if_final = 1` as a blanket setting: `{chk['sql']}` "
-        f"returns {chk['running_runs']:,} without it and "
-        f"{chk['with_optimize_move_to_prewhere_if_final']:,} with it"
-        + (
-            " — it moves a non-key condition before the merge, so stale versions match: "
-            "unsafe as a default; an explicit `PREWHERE` on the key is not."
-            if chk["running_runs"] != chk["with_optimize_move_to_prewhere_if_final"]
-            else " (same result here)."
+        *table(
+            ["statement", "rows counted", "with optimize_move_to_prewhere_if_final = 1"],
+            [
+                [f"`{chk['sql']}`", f"{chk['running_runs']:,}"]
+                + [f"{chk['with_optimize_move_to_prewhere_if_final']:,}"]
+            ],
         ),
         "",
     ]
@@ -1590,11 +1397,15 @@ def _investigation_markdown(inv: dict[str, Any]) -> list[str]:
         lines += [
             "### The same metrics in one monthly partition",
             "",
-            f"{one['generate']['main_rows']:,} rows recorded within 25 days of one month "
-            f"(generated in {one['generate']['main_s']:.1f} s, merges settled after "
-            f"{one['settle_s']:.1f} s), parts: "
-            + ", ".join(f"{k}: {v['parts']}" for k, v in one["partitions"].items())
-            + ".",
+            *table(
+                ["rows", "generated s", "merges settled after s", "parts per partition"],
+                [
+                    [f"{one['generate']['main_rows']:,}", f"{one['generate']['main_s']:.1f}"]
+                    + [f"{one['settle_s']:.1f}"]
+                    + [", ".join(f"{k}: {v['parts']}" for k, v in one["partitions"].items())]
+                ],
+                numeric_from=0,
+            ),
             "",
             *_variant_table(one["curve"]),
             "",
@@ -1602,11 +1413,13 @@ def _investigation_markdown(inv: dict[str, Any]) -> list[str]:
     si = inv.get("skip_index")
     if si:
         lines += [
-            "### A `bloom_filter` skip index on `run_id` (as generated)",
+            "### A `bloom_filter(0.01)` skip index on `run_id` (as generated)",
             "",
-            "`ALTER TABLE training_metrics ADD INDEX run_id_bf run_id TYPE bloom_filter(0.01) "
-            f"GRANULARITY 1` + `MATERIALIZE INDEX`: {si['materialize_s']:.1f} s, "
-            f"{_size(si['index_bytes'] or 0)} on disk.",
+            *table(
+                ["ADD + MATERIALIZE INDEX s", "index on disk"],
+                [[f"{si['materialize_s']:.1f}", size(si["index_bytes"])]],
+                numeric_from=0,
+            ),
             "",
             *_variant_table(si["curve"]),
             "",
@@ -1616,11 +1429,13 @@ def _investigation_markdown(inv: dict[str, Any]) -> list[str]:
         lines += [
             "### After `OPTIMIZE TABLE ... FINAL`",
             "",
-            "OPTIMIZE took "
-            + ", ".join(f"`{t}` {s:.1f} s" for t, s in opt["optimize_s"].items())
-            + "; parts after: "
-            + ", ".join(f"`{t}` {s['parts']}" for t, s in opt["sizes"].items())
-            + ".",
+            *table(
+                ["table", "OPTIMIZE s", "parts after"],
+                [
+                    [f"`{t}`", f"{sec:.1f}", opt["sizes"][t]["parts"]]
+                    for t, sec in opt["optimize_s"].items()
+                ],
+            ),
             "",
             "Learning curve:",
             "",
@@ -1657,7 +1472,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=20, help="timed calls per case")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before them")
     parser.add_argument("--cold-reps", type=int, default=3, help="fresh processes per cold cell")
-    parser.add_argument("--quick", action="store_true", help="small smoke run (2,000 x 100)")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--skip-investigation", action="store_true")
     parser.add_argument(
@@ -1666,18 +1480,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-skip-index", action="store_true", help="skip the bloom_filter index trial"
     )
-    parser.add_argument(
-        "--quiet-threshold",
-        type=float,
-        default=0.3,
-        help="before each timed phase, wait until the CPUs are at most this busy (0.3)",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=300.0, help="max wait for a quiet machine, s"
-    )
+    add_quiet_arguments(parser, threshold=0.3, patience_s=300.0)
     parser.add_argument("--settle-timeout", type=float, default=600.0, help="max merge wait, s")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data here")
-    parser.add_argument("--out", type=Path, default=None, help="path stem of the results")
+    add_results_arguments(parser, "queries", "small smoke run (2,000 x 100)")
     # Internal: one phase in a child process.
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -1695,22 +1501,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.runs, args.iterations = min(args.runs, 2_000), min(args.iterations, 100)
         args.reps, args.warmup = min(args.reps, 5), min(args.warmup, 1)
-        args.cold_reps = 1
+        args.cold_reps = min(args.cold_reps, 1)
         args.long_iterations = min(args.long_iterations, 10_000)
-    out_stem = args.out or (None if args.quick else RESULTS / "queries")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-queries-"))
     work.mkdir(parents=True, exist_ok=True)
+    results = Results(args)
     try:
-        result = Runner(args, work).run()
+        Runner(args, work, results).run()
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    report = _markdown(result)
-    if out_stem is not None:
-        out_stem.parent.mkdir(parents=True, exist_ok=True)
-        out_stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        out_stem.with_suffix(".md").write_text(report)
-    print(report)
+    results.write(_markdown)
     return 0
 
 

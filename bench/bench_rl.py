@@ -11,33 +11,48 @@ seed, same env, same steps) runs twice, side by side in one process:
   ``LossWriter`` logger, ``log_interval=1``; timed until the writer's
   ``close()`` returned with every row inserted (checked with ``count() FINAL``).
 
-Runs alternate plain/tracked ``--repeats`` times; the overhead is the ratio of
-the median times. Checkpoints are measured on their own (one save: SB3 zip and,
-off-policy, the replay buffer) and amortized over the default cadence of 100
-episodes. Also reported: the callback's cost per step in isolation.
+Plain and tracked run as adjacent pairs in alternating order (ABBA), each pair
+after waiting for a quiet machine, until ``--repeats`` pairs per algorithm are clean
+(other processes used at most ``--max-others`` of the CPUs) or ``--max-pairs`` ran.
+Figures (medians over the clean pairs):
+
+* wall / CPU overhead: tracked over plain wall time and process CPU time (all
+  threads, chDB's included), median of the pairs' ratios;
+* attributed overhead: time inside our code over the rest of the tracked run: the
+  callback's wall time plus the CPU time of the batch writer's sealing and inserts
+  (in its background thread or at close). chDB's work on its own threads is only in
+  the CPU column.
+
+Checkpoints are measured on their own (one save: SB3 zip and, off-policy, the
+replay buffer) and amortized over the default cadence of 100 episodes. Also
+reported: the callback's cost per step in isolation.
 
 Usage: ``python bench/bench_rl.py [--on-policy-steps N] [--off-policy-steps M]
-[--repeats R] [--agents ppo,a2c,...]``. Results go to ``bench/results/rl.json``
-and ``rl.md``.
+[--repeats R] [--agents ppo,a2c,...] [--quick] [--results-dir DIR]``. Results go
+to ``bench/results/rl.json`` and ``rl.md`` (``--quick``: PPO and SAC, a few hundred
+steps, one pair, under 2 minutes; writes nothing unless ``--results-dir`` is given).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
-import statistics
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import (
+    Results,
+    add_quiet_arguments,
+    add_results_arguments,
+    clean_or_all,
+    median,
+    paired_ratios,
+    run_pairs,
+    table,
+)
 
 TARGET_OVERHEAD_PCT = 3.0
 EPISODES_PER_CHECKPOINT = 100
@@ -74,7 +89,7 @@ def _plain(agent: str, market: Any, config: Any, steps: int) -> dict[str, float]
     model.learn(total_timesteps=steps)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert model.num_timesteps >= steps
-    return {"wall": wall, "cpu": cpu}
+    return {"seconds": wall, "cpu_seconds": cpu}
 
 
 class _Stopwatch:
@@ -123,7 +138,12 @@ def _tracked(agent: str, market: Any, config: Any, steps: int, db: Any) -> dict[
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rows = RewardHistoryRepository(db).count(run.run_id)
     assert rows == model.num_timesteps, (rows, model.num_timesteps)
-    return {"wall": wall, "cpu": cpu, "callback": in_callback.seconds, "writer": in_writer.seconds}
+    return {
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "callback": in_callback.seconds,
+        "writer": in_writer.seconds,
+    }
 
 
 def _checkpoint_seconds(agent: str, market: Any, config: Any, db: Any) -> dict[str, float]:
@@ -155,7 +175,7 @@ def _checkpoint_seconds(agent: str, market: Any, config: Any, db: Any) -> dict[s
     }
 
 
-def _callback_us_per_step(db: Any, n: int = 200_000) -> float:
+def _callback_us_per_step(db: Any, n: int) -> float:
     """The callback's own cost per step (fake SB3 locals, real batch writer)."""
     import numpy as np
 
@@ -190,169 +210,162 @@ def _callback_us_per_step(db: Any, n: int = 200_000) -> float:
     return (elapsed - loop) / n * 1e6
 
 
+def bench_agent(
+    agent: str, steps: int, market: Any, config: Any, db: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    _plain(agent, market, config, min(steps, 256))  # warm-up: imports, allocator
+    pairs = run_pairs(
+        {
+            "plain": lambda: _plain(agent, market, config, steps),
+            "tracked": lambda: _tracked(agent, market, config, steps, db),
+        },
+        wanted=args.repeats,
+        max_pairs=args.max_pairs,
+        max_others=args.max_others,
+        quiet_wait=args.quiet_wait,
+        label=agent,
+    )
+    used = clean_or_all(pairs)
+    plain, tracked = [p["plain"] for p in used], [p["tracked"] for p in used]
+
+    def overhead_pct(key: str) -> float:
+        ratios = paired_ratios([t[key] for t in tracked], [p[key] for p in plain])
+        return (median(ratios) - 1) * 100
+
+    attributed = [
+        (t["callback"] + t["writer"]) / (t["seconds"] - t["callback"] - t["writer"]) * 100
+        for t in tracked
+    ]
+    ckpt = _checkpoint_seconds(agent, market, config, db)
+    steps_per_s = steps / median(t["seconds"] for t in tracked)
+    per_ckpt = ckpt["agent_seconds"] + ckpt["replay_buffer_seconds"]
+    episode_s = market.train_days / steps_per_s
+    return {
+        "steps": steps,
+        "pairs": pairs,
+        "pairs_clean": sum(p["clean"] for p in pairs),
+        "plain_steps_per_s": steps / median(p["seconds"] for p in plain),
+        "tracked_steps_per_s": steps_per_s,
+        "overhead_wall_pct": overhead_pct("seconds"),
+        "overhead_cpu_pct": overhead_pct("cpu_seconds"),
+        "overhead_attributed_pct": median(attributed),
+        "callback_us_per_step": median(t["callback"] / steps * 1e6 for t in tracked),
+        "writer_us_per_step": median(t["writer"] / steps * 1e6 for t in tracked),
+        "checkpoint": ckpt,
+        "checkpoint_amortized_pct": per_ckpt / (EPISODES_PER_CHECKPOINT * episode_s) * 100,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--on-policy-steps", type=int, default=4096)
     parser.add_argument("--off-policy-steps", type=int, default=600)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=4, help="clean pairs per algorithm")
+    parser.add_argument("--max-pairs", type=int, default=8, help="pairs per algorithm at most")
     parser.add_argument("--agents", default="ppo,a2c,sac,td3,ddpg")
+    parser.add_argument("--callback-steps", type=int, default=200_000, help="callback alone")
+    add_quiet_arguments(parser, threshold=0.10, patience_s=45.0)
+    add_results_arguments(parser, "rl", "PPO and SAC, a few hundred steps, one pair")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.agents, args.on_policy_steps, args.off_policy_steps = "ppo,sac", 256, 120
+        args.repeats, args.max_pairs, args.quiet_wait = 1, 1, 5.0
+        args.callback_steps = 20_000
 
+    import stable_baselines3
     import torch
 
     torch.set_num_threads(1)
-    agents = args.agents.split(",")
-    load_start = list(os.getloadavg())
+    results = Results(
+        args,
+        torch=torch.__version__,
+        torch_threads=str(torch.get_num_threads()),
+        stable_baselines3=stable_baselines3.__version__,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="bench_rl_"))
     db, config, market = _setup(tmp)
-    episode_steps = market.train_days
-    results: dict[str, Any] = {}
-    for agent in agents:
+    results["data"] = {
+        "tickers": market.tickers,
+        "indicators": market.indicators,
+        "state_dim": market.state_dim,
+        "episode_steps": market.train_days,
+    }
+    results["target_overhead_pct"] = TARGET_OVERHEAD_PCT
+    agents = results["agents"] = {}
+    for agent in args.agents.split(","):
         steps = args.on_policy_steps if agent in ("ppo", "a2c") else args.off_policy_steps
-        _plain(agent, market, config, min(steps, 256))  # warm-up: imports, allocator
-        plain: list[dict[str, float]] = []
-        tracked: list[dict[str, float]] = []
-        for r in range(args.repeats):
-            order = ("plain", "tracked") if r % 2 == 0 else ("tracked", "plain")
-            for mode in order:
-                if mode == "plain":
-                    plain.append(_plain(agent, market, config, steps))
-                else:
-                    tracked.append(_tracked(agent, market, config, steps, db))
-        med = statistics.median
-        p_wall, t_wall = med(x["wall"] for x in plain), med(x["wall"] for x in tracked)
-        wall_pct = [(t["wall"] / p["wall"] - 1) * 100 for p, t in zip(plain, tracked, strict=True)]
-        cpu_pct = [(t["cpu"] / p["cpu"] - 1) * 100 for p, t in zip(plain, tracked, strict=True)]
-        ours = [
-            (t["callback"] + t["writer"]) / (t["wall"] - t["callback"] - t["writer"]) * 100
-            for t in tracked
-        ]
-        ckpt = _checkpoint_seconds(agent, market, config, db)
-        steps_per_s = steps / t_wall
-        per_ckpt = ckpt["agent_seconds"] + ckpt["replay_buffer_seconds"]
-        amortized = per_ckpt / (EPISODES_PER_CHECKPOINT * episode_steps / steps_per_s) * 100
-        results[agent] = {
-            "steps": steps,
-            "plain": plain,
-            "tracked": tracked,
-            "plain_steps_per_s": steps / p_wall,
-            "tracked_steps_per_s": steps_per_s,
-            "overhead_wall_pct": med(wall_pct),
-            "overhead_cpu_pct": med(cpu_pct),
-            "overhead_attributed_pct": med(ours),
-            "callback_us_per_step": med(t["callback"] / steps * 1e6 for t in tracked),
-            "writer_us_per_step": med(t["writer"] / steps * 1e6 for t in tracked),
-            "checkpoint": ckpt,
-            "checkpoint_amortized_pct": amortized,
-        }
+        agents[agent] = r = bench_agent(agent, steps, market, config, db, args)
         print(
-            f"{agent}: plain {steps / p_wall:,.0f} steps/s, tracked {steps_per_s:,.0f} steps/s, "
-            f"wall {med(wall_pct):+.2f}%, cpu {med(cpu_pct):+.2f}%, "
-            f"attributed {med(ours):.2f}%",
+            f"{agent}: plain {r['plain_steps_per_s']:,.0f} steps/s, tracked "
+            f"{r['tracked_steps_per_s']:,.0f} steps/s, wall {r['overhead_wall_pct']:+.2f}%, "
+            f"cpu {r['overhead_cpu_pct']:+.2f}%, attributed {r['overhead_attributed_pct']:.2f}%",
             flush=True,
         )
-    callback_us = _callback_us_per_step(db)
+    results["callback_us_per_step"] = _callback_us_per_step(db, args.callback_steps)
     db.close()
-
-    import chdb
-    import stable_baselines3
-
-    report = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "environment": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "stable_baselines3": stable_baselines3.__version__,
-            "chdb": chdb.__version__,
-            "platform": platform.platform(),
-            "loadavg_at_start": load_start,
-            "loadavg_at_end": list(os.getloadavg()),
-        },
-        "data": {
-            "tickers": market.tickers,
-            "indicators": market.indicators,
-            "state_dim": market.state_dim,
-            "episode_steps": episode_steps,
-        },
-        "repeats": args.repeats,
-        "target_overhead_pct": TARGET_OVERHEAD_PCT,
-        "callback_us_per_step": callback_us,
-        "agents": results,
-    }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rl.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "rl.md").write_text(_markdown(report))
-    print(_markdown(report))
+    results.write(_markdown)
     return 0
 
 
-def _markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
-    data = report["data"]
-    load = ", ".join(f"{x:.1f}" for x in env["loadavg_at_start"])
-    load_end = ", ".join(f"{x:.1f}" for x in env["loadavg_at_end"])
-    lines = [
-        "# RL training: tracked vs plain",
-        "",
-        f"Run {report['when']} on {env['cpus']} CPUs (load average {load} at the start, "
-        f"{load_end} at the end), Python {env['python']}, torch {env['torch']} "
-        f"({env['torch_threads']} thread), SB3 {env['stable_baselines3']}, chdb {env['chdb']}. "
+def _markdown(r: Results) -> list[str]:
+    data = r["data"]
+    lines = r.header("RL training: tracked vs plain")
+    lines += [
         f"FinRL StockTradingEnv, {len(data['tickers'])} tickers, {len(data['indicators'])} "
         f"indicators (state {data['state_dim']}), {data['episode_steps']}-step episodes; the "
-        f"trainer's defaults (FinRL's) per algorithm; {report['repeats']} alternating "
-        "plain/tracked pairs each, medians.",
+        "trainer's defaults per algorithm. Figures are medians over the clean pairs (all "
+        "pairs where none was clean); definitions in the module docstring.",
         "",
-        "| agent | steps | plain steps/s | tracked steps/s | wall overhead | CPU overhead | "
-        "attributed overhead | callback µs/step | writer µs/step |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for agent, r in report["agents"].items():
-        lines.append(
-            f"| {agent} | {r['steps']:,} | {r['plain_steps_per_s']:,.0f} | "
-            f"{r['tracked_steps_per_s']:,.0f} | {r['overhead_wall_pct']:+.2f}% | "
-            f"{r['overhead_cpu_pct']:+.2f}% | {r['overhead_attributed_pct']:.2f}% | "
-            f"{r['callback_us_per_step']:.1f} | {r['writer_us_per_step']:.1f} |"
+    rows = [
+        [
+            agent,
+            f"{a['steps']:,}",
+            f"{a['pairs_clean']} of {len(a['pairs'])}",
+            f"{a['plain_steps_per_s']:,.0f}",
+            f"{a['tracked_steps_per_s']:,.0f}",
+            f"{a['overhead_wall_pct']:+.2f}%",
+            f"{a['overhead_cpu_pct']:+.2f}%",
+            f"{a['overhead_attributed_pct']:.2f}%",
+            f"{a['callback_us_per_step']:.1f}",
+            f"{a['writer_us_per_step']:.1f}",
+        ]
+        for agent, a in r["agents"].items()
+    ]
+    header = ["agent", "steps", "clean pairs", "plain steps/s", "tracked steps/s"]
+    header += ["wall overhead", "CPU overhead", "attributed overhead"]
+    header += ["callback µs/step", "writer µs/step"]
+    lines += table(header, rows)
+    rows = []
+    for agent, a in r["agents"].items():
+        ck = a["checkpoint"]
+        rows.append(
+            [
+                agent,
+                f"{ck['agent_seconds'] * 1000:.0f}",
+                f"{ck['agent_bytes'] / 1e3:.0f}",
+                f"{ck['replay_buffer_seconds'] * 1000:.0f}" if ck["replay_buffer_bytes"] else "–",
+                f"{ck['replay_buffer_bytes'] / 1e6:.2f}" if ck["replay_buffer_bytes"] else "–",
+                f"{a['checkpoint_amortized_pct']:.3f}%",
+            ]
         )
     lines += [
         "",
-        "- **wall / CPU overhead**: tracked vs plain wall time and process CPU time (all "
-        "threads, chDB's included), median of the pairs' ratios. Both swing by several % "
-        "between identical runs when other work shares the 2 cores.",
-        "- **attributed overhead**: time inside our code over the rest of the tracked run: "
-        "the callback's wall time plus the CPU time of the batch writer's sealing and "
-        "inserts (in its background thread or at close). What tracking adds, measured "
-        "directly, so far less sensitive to that noise; chDB work on its own threads is "
-        "only in the CPU column.",
+        "Checkpoint save after 1,000 steps (replay buffer compressed), amortized over "
+        f"{EPISODES_PER_CHECKPOINT} episodes:",
         "",
-        "| agent | checkpoint save | amortized at 100 episodes |",
-        "|---|---:|---:|",
+        *table(
+            ["agent", "agent ms", "agent kB", "replay buffer ms", "replay buffer MB", "amortized"],
+            rows,
+        ),
+        "",
+        *table(
+            ["callback alone µs/step", "target attributed overhead"],
+            [[f"{r['callback_us_per_step']:.2f}", f"≤ {r['target_overhead_pct']:g}%"]],
+            numeric_from=0,
+        ),
     ]
-    for agent, r in report["agents"].items():
-        ck = r["checkpoint"]
-        save = f"{ck['agent_seconds'] * 1000:.0f} ms (agent {ck['agent_bytes'] / 1e3:.0f} kB)"
-        if ck["replay_buffer_bytes"]:
-            save += (
-                f" + replay buffer {ck['replay_buffer_seconds'] * 1000:.0f} ms "
-                f"({ck['replay_buffer_bytes'] / 1e6:.2f} MB compressed, 1,000 steps)"
-            )
-        lines.append(f"| {agent} | {save} | {r['checkpoint_amortized_pct']:.3f}% |")
-    target = report["target_overhead_pct"]
-    met = [a for a, r in report["agents"].items() if r["overhead_attributed_pct"] <= target]
-    missed = [a for a in report["agents"] if a not in met]
-    lines += [
-        "",
-        f"Callback alone, no environment: {report['callback_us_per_step']:.2f} µs per step "
-        "(one reward_history row into the batch writer).",
-        "",
-        f"Target overhead ≤ {target:g}% (attributed): met for {', '.join(met) or 'none'}"
-        + (f"; NOT met for {', '.join(missed)}" if missed else "")
-        + ".",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ order (ABBA), until each library has ``--reps`` clean pairs: pairs during which
 other processes used at most ``--max-others`` of the machine's CPUs (from
 /proc/stat; with 2 training threads on a small machine, a busy neighbour slows a
 fit by up to 10x and swamps a 3% effect). Before each pair it waits up to
-``--quiet-wait`` s for quiet; no pair starts after ``--budget`` s. Optionally
+``--quiet-wait`` s for quiet; after warm-up, no pair starts after ``--budget`` s
+(each library gets one pair at least). Optionally
 (``--arms``) a third arm ``noop`` runs the adapter's callback with an
 ``on_iteration`` that does nothing (arms then rotate through the positions),
 which separates the library's cost of calling back into Python from ours.
@@ -38,45 +39,59 @@ library's own per-iteration structures captured from a real fit
 (``evals_log``, ``evaluation_result_list``, CatBoost's ``info.metrics``), once
 with a no-op ``on_iteration`` and once with the real logger.
 
-Usage: ``python bench/bench_training.py [--quick] [--reps R] [--libs ...]``.
-Results go to ``bench/results/training.json`` and ``training.md`` (``--quick``:
-50k rows, 50 rounds, 2 pairs, about 1-2 minutes; writes nothing unless ``--out``).
-About 5 minutes on a quiet 2-CPU machine.
+The work the logging adds (``accounted``): the callback's own CPU on the training
+thread, the BatchWriter thread, ClickHouse threads beyond their idle rate in the
+``without`` arm, and opening + closing the logger, as a share of the rest of the
+run. Order-balanced ratio: the geometric mean of the pairs where ``with`` ran first
+and of those where it ran second, each averaged on its own. CPU times come from
+/proc in clock ticks (10 ms).
+
+Usage: ``python bench/bench_training.py [--quick] [--reps R] [--libs ...]
+[--results-dir DIR] [--name STEM]``. Results go to ``bench/results/training.json``
+and ``training.md`` (``--quick``: 10k rows, 30 rounds, 1 pair, about a minute;
+writes nothing unless ``--results-dir`` is given). About 5 minutes on a quiet 2-CPU
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import types
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from harness import (
+    OthersMeter,
+    Results,
+    add_quiet_arguments,
+    add_results_arguments,
+    clean_or_all,
+    median,
+    order_balanced,
+    own_cpu_s,
+    paired_ratios,
+    pct,
+    position_effect,
+    run_pairs,
+    table,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from repositories.runs import TrainingRunRepository
+from repositories.series import TrainingMetricRepository
+from suho_models.db import Database, migrations
+from suho_models.enums import TaskType
+from trainers.data.split import chronological_split
+from trainers.data.synth import FEATURE_COLUMNS, generate_ml_features
+from trainers.supervised import boosters as B
 
-from repositories.runs import TrainingRunRepository  # noqa: E402
-from repositories.series import TrainingMetricRepository  # noqa: E402
-from suho_models.db import Database, migrations  # noqa: E402
-from suho_models.enums import TaskType  # noqa: E402
-from trainers.data.split import chronological_split  # noqa: E402
-from trainers.data.synth import FEATURE_COLUMNS, generate_ml_features  # noqa: E402
-from trainers.supervised import boosters as B  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
 TARGET_OVERHEAD = 0.03
 LIBRARIES = ("xgboost", "lightgbm", "catboost")
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AUDUSD", "USDCAD", "NZDUSD")
@@ -85,17 +100,6 @@ SEED = 42
 
 
 # --------------------------------------------------------------------------- load
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (all CPUs, from /proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,7 +136,8 @@ class Meter:
         self.writer_tids: set[int] = set()
 
     def start(self) -> Meter:
-        self.busy0, self.cpu0 = _machine_busy_s(), _own_cpu_s()
+        self.others = OthersMeter().start()
+        self.cpu0 = own_cpu_s()
         self.threads0 = _threads_cpu()
         self.main_comm = self.threads0.get(os.getpid(), ("python", 0.0))[0]
         self.t0 = time.perf_counter()
@@ -141,10 +146,8 @@ class Meter:
     def stop(self) -> Meter:
         self.seconds = time.perf_counter() - self.t0
         threads1 = _threads_cpu()
-        self.cpu_seconds = _own_cpu_s() - self.cpu0
-        others = (_machine_busy_s() - self.busy0) - self.cpu_seconds
-        # Share of the machine's CPUs used by other processes during the span.
-        self.others_share = max(others, 0.0) / (self.seconds * (os.cpu_count() or 1))
+        self.cpu_seconds = own_cpu_s() - self.cpu0
+        self.others_share = self.others.share()
         kinds = {"training": 0.0, "writer": 0.0, "chdb": 0.0}
         for tid, (comm, cpu) in threads1.items():
             delta = cpu - self.threads0.get(tid, (comm, 0.0))[1]
@@ -171,11 +174,6 @@ class Meter:
             "others_cpu_share": self.others_share,
             "cpu_by_thread": self.kinds,
         }
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 # --------------------------------------------------------------------------- data
@@ -298,7 +296,7 @@ class Bench:
         others = meter.others_share
         return {
             "seconds": end - start,
-            "cpu_seconds": _own_cpu_s() - meter.cpu0,
+            "cpu_seconds": own_cpu_s() - meter.cpu0,
             "others_cpu_share": others,
             "cpu_by_thread": kinds_fit,  # open + fit (not close)
             "open_seconds": opened - start,
@@ -438,103 +436,67 @@ def micro(bench: Bench, lib: str, captured: Any, n: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- schedule
-def others_busy(seconds: float) -> float:
-    """Share of the machine's CPUs other processes use over the next ``seconds``."""
-    busy0, cpu0, t0 = _machine_busy_s(), _own_cpu_s(), time.perf_counter()
-    time.sleep(seconds)
-    elapsed = time.perf_counter() - t0
-    others = (_machine_busy_s() - busy0) - (_own_cpu_s() - cpu0)
-    return max(others, 0.0) / (elapsed * (os.cpu_count() or 1))
-
-
-def wait_for_quiet(threshold: float, patience: float) -> float:
-    """Wait (at most ``patience`` s) until other processes leave the CPUs; seconds waited."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < patience and others_busy(1.0) > threshold:
-        pass
-    return time.perf_counter() - t0
-
-
-def run_pairs(
+def run_all_pairs(
     bench: Bench, libs: list[str], arms: list[str], args: argparse.Namespace, deadline: float
 ) -> dict[str, list[dict[str, Any]]]:
-    """Adjacent (without, with[, noop]) pairs per library, in alternating order, until each
-    library has ``args.reps`` clean pairs (other processes used at most ``args.max_others``
-    of the machine in every run of the pair) or the time budget would be exceeded."""
+    """Pairs of the arms per library, libraries in turn (so that a change of load falls
+    on all of them), until each has ``args.reps`` clean pairs or the time is up."""
     pairs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
     last: dict[str, float] = {}
-
-    def clean(lib: str) -> int:
-        return sum(p["clean"] for p in pairs[lib])
-
     while True:
-        todo = [lib for lib in libs if clean(lib) < args.reps]
-        if not todo:
-            return pairs
-        started_any = False
+        todo = [lib for lib in libs if sum(p["clean"] for p in pairs[lib]) < args.reps]
+        ran = False
         for lib in todo:
-            if time.perf_counter() + last.get(lib, 0.0) > deadline:
-                continue
-            waited = wait_for_quiet(args.max_others, args.quiet_wait)
-            n = len(pairs[lib])
-            k = n + libs.index(lib)
-            if len(arms) == 2:  # ABBA: as many pairs with `with` first as second
-                order = arms if k % 2 == 0 else arms[::-1]
-            else:  # rotate, so that every arm takes every position equally often
-                order = arms[k % len(arms) :] + arms[: k % len(arms)]
             t0 = time.perf_counter()
-            pair: dict[str, Any] = {"order": order, "waited_s": waited}
-            for arm in order:
-                pair[arm] = ARMS[arm](bench, lib, args.rounds)
-            last[lib] = time.perf_counter() - t0
-            pair["clean"] = all(pair[a]["others_cpu_share"] <= args.max_others for a in arms)
-            pairs[lib].append(pair)
-            started_any = True
-            print(
-                f"pair {n + 1} {lib:8s} "
-                + ", ".join(
-                    f"{a} {pair[a]['seconds']:.3f}s (others {pair[a]['others_cpu_share']:.0%})"
-                    for a in order
-                )
-                + ("" if pair["clean"] else "  [not clean]")
-                + (f"  (waited {waited:.0f}s)" if waited >= 2 else ""),
-                flush=True,
+            new = run_pairs(
+                {
+                    arm: (lambda arm=arm, lib=lib: ARMS[arm](bench, lib, args.rounds))
+                    for arm in arms
+                },
+                wanted=1,
+                max_pairs=1,
+                max_others=args.max_others,
+                quiet_wait=args.quiet_wait,
+                deadline=deadline - last[lib] if lib in last else None,  # one pair at least
+                offset=len(pairs[lib]) + libs.index(lib),
+                first_number=len(pairs[lib]) + 1,
+                label=f"{lib:8s}",
             )
-        if not started_any:
+            if new:
+                last[lib] = time.perf_counter() - t0
+                pairs[lib] += new
+                ran = True
+        if not ran:
             return pairs
 
 
 # --------------------------------------------------------------------------- summary
-def _med(values: Any) -> float:
-    return statistics.median(list(values))
-
-
 def summarise(times: dict[str, list[dict[str, Any]]], rounds: int) -> dict[str, Any]:
     s: dict[str, Any] = {}
     for arm, reps in times.items():
         secs = [r["seconds"] for r in reps]
         s[arm] = {
-            "median_s": _med(secs),
+            "median_s": median(secs),
             "min_s": min(secs),
             "max_s": max(secs),
             "all_s": secs,
-            "median_cpu_s": _med(r["cpu_seconds"] for r in reps),
+            "median_cpu_s": median(r["cpu_seconds"] for r in reps),
             "max_others_cpu_share": max(r["others_cpu_share"] for r in reps),
-            "median_others_cpu_share": _med(r["others_cpu_share"] for r in reps),
+            "median_others_cpu_share": median(r["others_cpu_share"] for r in reps),
             "median_cpu_by_thread_s": {
-                k: _med(r["cpu_by_thread"][k] for r in reps) for k in reps[0]["cpu_by_thread"]
+                k: median(r["cpu_by_thread"][k] for r in reps) for k in reps[0]["cpu_by_thread"]
             },
         }
     base = s["without"]["median_s"]
     for arm in s:
         if arm == "without":
             continue
-        paired = [
-            w["seconds"] / b["seconds"] for w, b in zip(times[arm], times["without"], strict=True)
-        ]
+        paired = paired_ratios(
+            [w["seconds"] for w in times[arm]], [b["seconds"] for b in times["without"]]
+        )
         s[arm]["ratio_of_medians"] = s[arm]["median_s"] / base
         s[arm]["ratio_of_mins"] = s[arm]["min_s"] / s["without"]["min_s"]
-        s[arm]["median_paired_ratio"] = _med(paired)
+        s[arm]["median_paired_ratio"] = median(paired)
         s[arm]["paired_ratios"] = paired
         s[arm]["overhead"] = s[arm]["ratio_of_medians"] - 1.0
         s[arm]["extra_us_per_iter"] = (s[arm]["median_s"] - base) / rounds * 1e6
@@ -542,18 +504,18 @@ def summarise(times: dict[str, list[dict[str, Any]]], rounds: int) -> dict[str, 
     if "with" in times:
         w = times["with"]
         sw = s["with"]
-        sw["in_on_iteration_us_per_iter"] = _med(r["in_on_iteration_us_per_iter"] for r in w)
-        sw["in_on_iteration_cpu_us_per_iter"] = _med(
+        sw["in_on_iteration_us_per_iter"] = median(r["in_on_iteration_us_per_iter"] for r in w)
+        sw["in_on_iteration_cpu_us_per_iter"] = median(
             r["in_on_iteration_cpu_us_per_iter"] for r in w
         )
-        sw["open_ms"] = _med(r["open_seconds"] for r in w) * 1e3
-        sw["close_ms"] = _med(r["close_seconds"] for r in w) * 1e3
+        sw["open_ms"] = median(r["open_seconds"] for r in w) * 1e3
+        sw["close_ms"] = median(r["close_seconds"] for r in w) * 1e3
         sw["inserts"] = [r["inserts"] for r in w]
         # Work our logging adds, from CPU accounting (robust to other processes), per
         # `with` run: the callback's CPU on the training thread, the writer thread,
         # ClickHouse threads beyond their idle rate in the `without` arm, and the logger's
         # open + close (sequential, on the main thread); as a share of the rest of that run.
-        base_rate = _med(
+        base_rate = median(
             (r["cpu_by_thread"]["chdb"] + r["cpu_by_thread"]["exited"]) / r["seconds"]
             for r in times["without"]
         )
@@ -568,270 +530,169 @@ def summarise(times: dict[str, list[dict[str, Any]]], rounds: int) -> dict[str, 
             }
             total = sum(parts.values())
             per_run.append({**parts, "total_s": total, "share": total / (r["seconds"] - total)})
-        sw["accounted"] = {key: _med(p[key] for p in per_run) for key in per_run[0]}
+        sw["accounted"] = {key: median(p[key] for p in per_run) for key in per_run[0]}
         sw["accounted"]["per_run"] = per_run
     return s
 
 
-def _gmean(values: list[float]) -> float:
-    return float(np.exp(np.mean(np.log(values))))
+def _f(x: float | None, fmt: str = ".4f") -> str:
+    return "–" if x is None else format(x, fmt)
 
 
-def order_balanced(pairs: list[dict[str, Any]]) -> float | None:
-    """with/without, averaging the pairs where `with` ran first and those where it ran
-    second separately, so that a slower second run (see position_effect) cancels out."""
-    groups: dict[bool, list[float]] = {True: [], False: []}
-    for p in pairs:
-        first = p["order"].index("with") < p["order"].index("without")
-        groups[first].append(p["with"]["seconds"] / p["without"]["seconds"])
-    if not groups[True] or not groups[False]:
-        return None
-    return _gmean([_gmean(groups[True]), _gmean(groups[False])])
-
-
-def position_effect(pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How much slower the last fit of a pair is than the first, whatever the arms."""
-    ratios = [p[p["order"][-1]]["seconds"] / p[p["order"][0]]["seconds"] for p in pairs]
-    if not ratios:
-        return None
-    return {
-        "pairs": len(ratios),
-        "last_over_first_gmean": _gmean(ratios),
-        "last_slower_in": sum(r > 1 for r in ratios),
-    }
-
-
-def _ratio(x: float | None) -> str:
-    return "–" if x is None else f"{x:.4f}"
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:+.2f}%"
-
-
-def _markdown(result: dict[str, Any]) -> str:
-    env, cfg, data = result["environment"], result["config"], result["data"]
+def _markdown(r: Results) -> list[str]:
+    cfg, data, libs = r["config"], r["data"], r["libraries"]
     arms = cfg["arms"]
-    libs = result["libraries"]
-    lines = [
-        "# Training with per-iteration logging vs without",
-        "",
-        f"Run {result['when']} on {env['cpus']} CPUs (load average at start "
-        f"{env['loadavg_at_start'][0]:.2f}), Python {env['python']}, chdb {env['chdb']}, "
-        + ", ".join(f"{k} {v}" for k, v in env["libraries"].items())
-        + f"; {result['total_seconds']:.0f} s in all.",
-        "",
+    lines = r.header("Training with per-iteration logging vs without")
+    lines += [
         f"Data: `generate_ml_features` ({cfg['symbols']} symbols x {cfg['periods']:,} bars) = "
         f"{data['rows']:,} rows x {data['features']} features, chronological split "
-        f"{data['train_rows']:,} / {data['val_rows']:,} / {data['test_rows']:,}; "
-        f"target `{cfg['target']}` ({cfg['task']}); train and val evaluated every iteration. "
-        f"{cfg['rounds']} rounds, {cfg['threads']} threads, seed {SEED}, no early stopping; "
-        f"{cfg['reps']} clean adjacent pairs per library wanted (order alternating, ABBA; "
-        f"others ≤ {cfg['max_others']:.0%} of the CPUs; waiting up to {cfg['quiet_wait']:.0f} s "
-        f"for quiet before a pair, none started after {cfg['budget']:.0f} s), after an untimed "
-        "warm-up." + (" **Quick mode.**" if cfg["quick"] else ""),
-        "",
-        "`without`: `on_iteration=None`. `with`: the trainer's wiring, "
-        "`TrainingMetricRepository.logger(run_id)` around the fit and "
-        "`logger.log(iteration, **metrics)` per iteration into embedded ClickHouse; the timed "
-        "span includes opening the logger and its final flush (`close()`); every run's "
-        "rows were checked with `count() ... FINAL`."
-        + (
-            f" Writer option for this run: `max_seconds={cfg['writer_max_seconds']}`."
-            if cfg.get("writer_max_seconds") is not None
-            else " The writer runs with its defaults (flush every 2 s or 50,000 rows)."
-        )
-        + (
-            " `noop`: the adapter's callback with an `on_iteration` that does nothing."
-            if "noop" in arms
-            else ""
-        ),
+        f"{data['train_rows']:,} / {data['val_rows']:,} / {data['test_rows']:,}; target "
+        f"`{cfg['target']}` ({cfg['task']}); {cfg['rounds']} rounds, {cfg['threads']} threads, "
+        f"seed {SEED}. Arms and figures are defined in the module docstring; statistics use "
+        "the clean pairs (all pairs where none was clean)."
+        + (" **Quick mode.**" if cfg["quick"] else ""),
         "",
         "## Wall time",
         "",
     ]
-    header = "| library | " + " | ".join(f"{a} median (s)" for a in arms)
-    header += (
-        " | with / without (medians) | median paired ratio | order-balanced | min / min "
-        "| others' CPU | clean pairs |"
-    )
-    lines += [header, "|---|" + "---:|" * (len(arms) + 6)]
+    header = ["library", *(f"{a} median s" for a in arms), "with / without (medians)"]
+    header += ["median paired ratio", "stdev of paired ratios", "order-balanced", "min / min"]
+    header += ["max others' CPU", "clean pairs"]
+    rows = []
     for lib, s in libs.items():
         w = s["with"]
-        others = max(s[a]["max_others_cpu_share"] for a in arms)
-        row = f"| {lib} | " + " | ".join(f"{s[a]['median_s']:.3f}" for a in arms)
-        row += (
-            f" | {w['ratio_of_medians']:.4f} ({_pct(w['overhead'])}) | "
-            f"{w['median_paired_ratio']:.4f} | {_ratio(w['order_balanced_ratio'])} | "
-            f"{w['ratio_of_mins']:.4f} | ≤ {others:.0%} | "
-            f"{s['pairs_clean']} of {s['pairs_run']} |"
+        paired = w["paired_ratios"]
+        rows.append(
+            [
+                lib,
+                *(f"{s[a]['median_s']:.3f}" for a in arms),
+                f"{w['ratio_of_medians']:.4f}",
+                f"{w['median_paired_ratio']:.4f}",
+                _f(statistics.stdev(paired) if len(paired) > 1 else None),
+                _f(w["order_balanced_ratio"]),
+                f"{w['ratio_of_mins']:.4f}",
+                f"{max(s[a]['max_others_cpu_share'] for a in arms):.0%}",
+                f"{s['pairs_clean']} of {s['pairs_run']}",
+            ]
         )
-        lines.append(row)
-    lines += [
-        "",
-        "Order-balanced: the geometric mean of the pairs where `with` ran first and of those "
-        "where it ran second, each averaged on its own, so that a systematic difference "
-        "between the first and the second fit of a pair does not count as overhead."
-        + (
-            f" Position effect over all {result['position_effect']['pairs']} clean pairs: the "
-            "last fit of a pair took "
-            f"{_pct(result['position_effect']['last_over_first_gmean'] - 1)} (geometric mean) "
-            "relative to the first, and was slower in "
-            f"{result['position_effect']['last_slower_in']}."
-            if result.get("position_effect")
-            else ""
-        ),
-        "",
-        "Others' CPU: the largest share of the machine's CPUs that other processes used "
-        "during any timed fit (from /proc/stat). When it is far from 0 the wall-time ratios "
-        "measure the neighbours as much as the logging; the CPU accounting below does not "
-        "depend on them.",
-        "",
-        "Every pair, in run order (seconds, others' CPU share; statistics above use the "
-        f"clean pairs, where others used ≤ {cfg['max_others']:.0%} in every run of the pair, "
-        "or all pairs where none was clean):",
-        "",
-    ]
-    for lib, s in libs.items():
-        lines.append(f"- {lib}: {s['pairs_clean']} clean of {s['pairs_run']}:")
-        for p in result["pairs"][lib]:
-            runs = ", ".join(
-                f"{a} {p[a]['seconds']:.2f} ({p[a]['others_cpu_share']:.0%})" for a in p["order"]
-            )
-            lines.append(f"  - {runs}" + ("" if p["clean"] else " — not clean"))
+    lines += table(header, rows)
+    effect = r.data.get("position_effect")
+    if effect:
+        lines += [
+            "",
+            *table(
+                ["clean pairs", "last / first run of a pair (gmean)", "last slower in"],
+                [
+                    [
+                        effect["pairs"],
+                        _f(effect["last_over_first_gmean"]),
+                        effect["last_slower_in"],
+                    ]
+                ],
+                numeric_from=0,
+            ),
+        ]
     if "noop" in arms:
-        lines += ["", "Where the difference goes (medians):", ""]
-        for lib, s in libs.items():
-            lines.append(
-                f"- {lib}: library calling back into Python + adapter (noop - without) "
-                f"{(s['noop']['median_s'] - s['without']['median_s']) * 1e3:+.1f} ms; "
-                f"our logging (with - noop) "
-                f"{(s['with']['median_s'] - s['noop']['median_s']) * 1e3:+.1f} ms"
+        lines += [
+            "",
+            *table(
+                ["library", "noop - without ms", "with - noop ms"],
+                [
+                    [
+                        lib,
+                        f"{(s['noop']['median_s'] - s['without']['median_s']) * 1e3:+.1f}",
+                        f"{(s['with']['median_s'] - s['noop']['median_s']) * 1e3:+.1f}",
+                    ]
+                    for lib, s in libs.items()
+                ],
+            ),
+        ]
+    rows = []
+    for lib in libs:
+        for n, p in enumerate(r["pairs"][lib], 1):
+            runs = ", ".join(
+                f"{a} {p[a]['seconds']:.2f} s ({p[a]['others_cpu_share']:.0%})" for a in p["order"]
             )
+            rows.append([lib, n, runs, f"{p['waited_s']:.0f}", "yes" if p["clean"] else "no"])
     lines += [
         "",
-        "## CPU accounting (independent of other processes)",
+        "Every pair, in run order (seconds, others' share of the CPUs):",
         "",
-        "CPU seconds per fit by thread (medians), and the work the logging adds: the "
-        "callback's own CPU on the training thread (`time.thread_time`), the BatchWriter "
-        "thread, ClickHouse threads beyond their use in the `without` arm, and opening + "
-        "closing the logger (sequential, on the main thread). With 2 training threads on "
-        f"{env['cpus']} CPUs, any extra CPU work delays training by at most about as much, "
-        "so the total, as a share of the rest of the run, bounds the overhead (medians over "
-        "the `with` runs used above; ClickHouse's idle rate in the `without` runs is "
-        "subtracted).",
+        *table(["library", "pair", "runs", "waited for quiet s", "clean"], rows, numeric_from=1),
         "",
-        "| library | arm | training threads | writer thread | ClickHouse threads (+exited) |",
-        "|---|---|---:|---:|---:|",
+        "## CPU accounting",
+        "",
+        "CPU seconds per fit by thread (medians):",
+        "",
     ]
-    for lib, s in libs.items():
-        for a in arms:
-            k = s[a]["median_cpu_by_thread_s"]
-            lines.append(
-                f"| {lib} | {a} | {k['training']:.2f} | {k['writer']:.3f} | "
-                f"{k['chdb']:.3f} (+{k['exited']:.3f}) |"
-            )
-    lines += [
-        "",
-        "| library | callback CPU | writer thread | ClickHouse extra | open + close | "
-        "total | share of the fit |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    rows = [
+        [
+            lib,
+            a,
+            f"{(k := s[a]['median_cpu_by_thread_s'])['training']:.2f}",
+            f"{k['writer']:.3f}",
+            f"{k['chdb']:.3f}",
+            f"{k['exited']:.3f}",
+        ]
+        for lib, s in libs.items()
+        for a in arms
     ]
+    header = ["library", "arm", "training threads", "writer thread", "ClickHouse threads"]
+    lines += table([*header, "exited threads"], rows, numeric_from=2)
+    rows = []
     for lib, s in libs.items():
         acc = s["with"]["accounted"]
-        lines.append(
-            f"| {lib} | {acc['callback_cpu_s'] * 1e3:.1f} ms | "
-            f"{acc['writer_thread_cpu_s'] * 1e3:.1f} ms | "
-            f"{acc['chdb_threads_extra_cpu_s'] * 1e3:+.1f} ms | {acc['open_close_s'] * 1e3:.1f} ms "
-            f"| {acc['total_s'] * 1e3:.1f} ms | {acc['share'] * 100:.2f}% |"
+        rows.append(
+            [
+                lib,
+                f"{acc['callback_cpu_s'] * 1e3:.1f}",
+                f"{acc['writer_thread_cpu_s'] * 1e3:.1f}",
+                f"{acc['chdb_threads_extra_cpu_s'] * 1e3:+.1f}",
+                f"{acc['open_close_s'] * 1e3:.1f}",
+                f"{acc['total_s'] * 1e3:.1f}",
+                f"{acc['share'] * 100:.2f}%",
+            ]
         )
-    lines += [
-        "",
-        "CPU times come from /proc in clock ticks (10 ms), so the per-thread figures are "
-        "coarse; ClickHouse's are summed over its pool threads.",
-        "",
-        "## Per-iteration cost of the callback",
-        "",
-        "| library | `on_iteration` in real fits (wall / CPU) | adapter callback, no-op "
-        "`on_iteration` | adapter + `logger.log` | of which `logger.log` | amortised incl. "
-        "open + close | logger open / close in fits |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["library", "callback CPU ms", "writer thread ms", "ClickHouse extra ms"]
+    header += ["open + close ms", "total ms", "share of the fit"]
+    lines += ["", "Work the logging adds (medians over the `with` runs):", ""]
+    lines += table(header, rows)
+    rows = []
     for lib, s in libs.items():
-        m, w = result["micro"][lib], s["with"]
-        lines.append(
-            f"| {lib} | {w['in_on_iteration_us_per_iter']:.1f} / "
-            f"{w['in_on_iteration_cpu_us_per_iter']:.1f} µs | {m['adapter_noop_us']:.2f} µs "
-            f"| {m['adapter_logger_us']:.2f} µs | {m['logger_us']:.2f} µs | "
-            f"{m['amortised_us']:.2f} µs | {w['open_ms']:.1f} / {w['close_ms']:.1f} ms |"
+        m, w = r["micro"][lib], s["with"]
+        rows.append(
+            [
+                lib,
+                f"{w['in_on_iteration_us_per_iter']:.1f}",
+                f"{w['in_on_iteration_cpu_us_per_iter']:.1f}",
+                f"{m['adapter_noop_us']:.2f}",
+                f"{m['adapter_logger_us']:.2f}",
+                f"{m['logger_us']:.2f}",
+                f"{m['amortised_us']:.2f}",
+                f"{w['open_ms']:.1f} / {w['close_ms']:.1f}",
+                f"{m['calls']:,}",
+            ]
         )
+    header = ["library", "on_iteration in fits µs", "its CPU µs", "adapter, no-op µs"]
+    header += ["adapter + logger.log µs", "logger.log µs", "amortised incl. open + close µs"]
+    header += ["open / close in fits ms", "micro calls"]
+    lines += ["", "## Per-iteration cost of the callback", "", *table(header, rows)]
+    rows = [
+        [
+            lib,
+            f"{TARGET_OVERHEAD:.0%}",
+            pct(s["with"]["median_paired_ratio"] - 1),
+            f"{s['with']['accounted']['share'] * 100:.2f}%",
+        ]
+        for lib, s in libs.items()
+    ]
     lines += [
         "",
-        f"Micro-benchmark: {result['micro'][next(iter(result['micro']))]['calls']:,} direct "
-        "calls of each adapter's callback, fed the library's own per-iteration structure "
-        "captured from a real fit (`evals_log`, `evaluation_result_list`, CatBoost's "
-        f"`info.metrics`, histories grown to {cfg['rounds']} values); amortised = (open + "
-        "calls + close) / calls. In real fits the call is slower than in the tight loop "
-        "(cold caches after each boosting round); the CPU column excludes time the thread "
-        "was descheduled.",
+        "## Target",
         "",
-        "## Against the target",
-        "",
+        *table(["library", "target", "median paired overhead", "accounted share"], rows),
     ]
-    lines += [f"- {t}" for t in result["targets"]]
-    lines.append("")
-    if result.get("notes"):
-        lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
-    return "\n".join(lines)
-
-
-def _notes(result: dict[str, Any]) -> list[str]:
-    spreads = []
-    for lib, s in result["libraries"].items():
-        paired = s["with"]["paired_ratios"]
-        if len(paired) > 1:
-            spreads.append(
-                f"{lib} {statistics.stdev(paired) * 100:.1f}% "
-                f"({min(paired) - 1:+.1%} to {max(paired) - 1:+.1%})"
-            )
-    if not spreads:
-        return []
-    return [
-        "Noise floor: standard deviation (and range) of the paired with/without ratios: "
-        + "; ".join(spreads)
-        + ". A wall-time difference smaller than about twice that over the square root of "
-        "the number of pairs is not resolved; the CPU accounting is the finer measure."
-    ]
-
-
-def _targets(result: dict[str, Any]) -> list[str]:
-    out = []
-    rounds = result["config"]["rounds"]
-    for lib, s in result["libraries"].items():
-        w = s["with"]
-        acc = w["accounted"]
-        per_iter = w["in_on_iteration_cpu_us_per_iter"]
-        # Verdict on the median of the paired ratios: each pair is adjacent in time (drift
-        # cancels), the order alternates, and one disturbed pair cannot move a median.
-        wall_ok = "met" if w["median_paired_ratio"] - 1 <= TARGET_OVERHEAD else "NOT met"
-        wall_ok += " (judged on the median paired ratio"
-        if s["pairs_clean"] < result["config"]["reps"]:
-            wall_ok += (
-                f"; only {s['pairs_clean']} clean pair(s) of {s['pairs_run']}: other processes "
-                "loaded the machine, so this figure is not reliable"
-            )
-        wall_ok += ")"
-        acc_ok = "met" if acc["share"] <= TARGET_OVERHEAD else "NOT met"
-        out.append(
-            f"{lib}: wall time {_pct(w['overhead'])} (ratio of medians; paired "
-            f"{_pct(w['median_paired_ratio'] - 1)}, order-balanced "
-            + ("–" if w["order_balanced_ratio"] is None else _pct(w["order_balanced_ratio"] - 1))
-            + f", mins {_pct(w['ratio_of_mins'] - 1)}) "
-            f"vs ≤{TARGET_OVERHEAD:.0%}: {wall_ok}; accounted work "
-            f"{acc['share'] * 100:.2f}% of the fit: {acc_ok}. The callback itself: "
-            f"{per_iter:.1f} µs CPU x {rounds} iterations = {per_iter * rounds / 1e3:.1f} ms."
-        )
-    return out
+    return lines
 
 
 # --------------------------------------------------------------------------- main
@@ -856,32 +717,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="BatchWriter max_seconds for the `with` arm (default: the trainer's, i.e. none)",
     )
-    parser.add_argument(
-        "--max-others",
-        type=float,
-        default=0.10,
-        help="a pair is clean when other processes used at most this share of the CPUs",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=45.0, help="seconds to wait for quiet before a pair"
-    )
+    add_quiet_arguments(parser, threshold=0.10, patience_s=45.0)
     parser.add_argument(
         "--budget", type=float, default=540.0, help="seconds after which no new pair starts"
     )
     parser.add_argument("--micro-calls", type=int, default=20_000)
-    parser.add_argument(
-        "--quick", action="store_true", help="50k rows, 50 rounds, 2 reps: about a minute"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="path stem (default bench/results/training; --quick writes nothing unless given)",
-    )
+    add_results_arguments(parser, "training", "10k rows, 30 rounds, 1 pair: about a minute")
     args = parser.parse_args(argv)
     if args.quick:
-        args.symbols, args.periods, args.rounds, args.reps = 4, 12_600, 50, 2
-        args.micro_calls, args.budget, args.quiet_wait = 5_000, 150.0, 10.0
+        args.symbols, args.periods, args.rounds, args.reps = 2, 5_100, 30, 1
+        args.micro_calls, args.budget, args.quiet_wait = 2_000, 60.0, 5.0
     args.task = (
         TaskType.CLASSIFICATION.value
         if args.target == "target_direction"
@@ -893,44 +738,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--arms must start with without,with (optionally followed by noop)")
 
     import catboost
-    import chdb
     import lightgbm
     import xgboost
 
-    started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
     os.environ["SUHO_DATA_DIR"] = str(work / "suho")
-    result: dict[str, Any] = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "config": {
-            "rounds": args.rounds,
-            "reps": args.reps,
-            "threads": args.threads,
-            "symbols": args.symbols,
-            "periods": args.periods,
-            "target": args.target,
-            "task": args.task,
-            "arms": arms,
-            "writer_max_seconds": args.max_seconds,
-            "max_others": args.max_others,
-            "quiet_wait": args.quiet_wait,
-            "budget": args.budget,
-            "quick": args.quick,
-            "seed": SEED,
-        },
-        "environment": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "chdb": chdb.__version__,
-            "libraries": {
-                "xgboost": xgboost.__version__,
-                "lightgbm": lightgbm.__version__,
-                "catboost": catboost.__version__,
-            },
-            "numpy": np.__version__,
-            "platform": platform.platform(),
-            "loadavg_at_start": os.getloadavg(),
-        },
+    results = Results(
+        args,
+        xgboost=xgboost.__version__,
+        lightgbm=lightgbm.__version__,
+        catboost=catboost.__version__,
+    )
+    results["config"] = {
+        "rounds": args.rounds,
+        "reps": args.reps,
+        "threads": args.threads,
+        "symbols": args.symbols,
+        "periods": args.periods,
+        "target": args.target,
+        "task": args.task,
+        "arms": arms,
+        "writer_max_seconds": args.max_seconds,
+        "max_others": args.max_others,
+        "quick": args.quick,
+        "seed": SEED,
     }
     try:
         url = f"clickhouse+chdb:///{work}/suho/clickhouse/suho_analytics"
@@ -940,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             data = make_data(args.symbols, args.periods, args.target)
             print(f"data: {data['rows']:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
-            result["data"] = {k: v for k, v in data.items() if not k.startswith(("X_", "y_"))}
+            results["data"] = {k: v for k, v in data.items() if not k.startswith(("X_", "y_"))}
             bench = Bench(db, data, args)
 
             captured: dict[str, Any] = {}
@@ -953,24 +784,26 @@ def main(argv: list[str] | None = None) -> int:
                     ARMS[arm](bench, lib, 5)
                 print(f"warm-up {lib}: {time.perf_counter() - t:.1f}s", flush=True)
 
-            pairs = run_pairs(bench, libs, arms, args, deadline=started + args.budget)
-            result["pairs"] = pairs
-            result["libraries"] = {}
+            deadline = time.perf_counter() + args.budget
+            pairs = run_all_pairs(bench, libs, arms, args, deadline)
+            results["pairs"] = pairs
+            summary: dict[str, Any] = {}
             for lib in libs:
-                clean = [p for p in pairs[lib] if p["clean"]]
-                used = clean or pairs[lib]  # no clean pair at all: use them all, flagged
+                used = clean_or_all(pairs[lib])
                 times = {arm: [p[arm] for p in used] for arm in arms}
-                result["libraries"][lib] = summarise(times, args.rounds)
-                result["libraries"][lib]["pairs_run"] = len(pairs[lib])
-                result["libraries"][lib]["pairs_clean"] = len(clean)
-                result["libraries"][lib]["with"]["order_balanced_ratio"] = order_balanced(used)
-            result["position_effect"] = position_effect(
-                [p for lib in libs for p in pairs[lib] if p["clean"]]
+                summary[lib] = summarise(times, args.rounds)
+                summary[lib]["pairs_run"] = len(pairs[lib])
+                summary[lib]["pairs_clean"] = sum(p["clean"] for p in pairs[lib])
+                summary[lib]["with"]["order_balanced_ratio"] = order_balanced(
+                    used, "with", "without", "seconds"
+                )
+            results["libraries"] = summary
+            results["position_effect"] = position_effect(
+                [p for lib in libs for p in pairs[lib] if p["clean"]], "seconds"
             )
-            result["micro"] = {}
+            results["micro"] = {}
             for lib in libs:
-                result["micro"][lib] = micro(bench, lib, captured[lib], args.micro_calls)
-                m = result["micro"][lib]
+                m = results["micro"][lib] = micro(bench, lib, captured[lib], args.micro_calls)
                 print(
                     f"micro {lib}: adapter {m['adapter_noop_us']:.2f} µs, + logger "
                     f"{m['adapter_logger_us']:.2f} µs",
@@ -978,22 +811,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
         finally:
             db.close()
-        result["targets"] = _targets(result)
-        result["notes"] = _notes(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result["environment"]["loadavg_at_end"] = os.getloadavg()
-    result["total_seconds"] = time.perf_counter() - started
-
-    out = args.out if args.out is not None or args.quick else RESULTS / "training"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        out.with_suffix(".md").write_text(_markdown(result))
-    print(_markdown(result))
-    print(f"total {result['total_seconds']:.0f}s")
+    results.write(_markdown)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

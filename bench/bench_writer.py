@@ -13,37 +13,42 @@ every row inserted, checked with ``count() ... FINAL``):
   time, so the per-row ratio understates our advantage by about 6x (both
   ratios are reported).
 
-Usage: ``python bench/bench_writer.py [--rows N] [--mlflow-rows M]``. Results go
-to ``bench/results/writer.json`` and ``writer.md``.
+Each measurement first waits for a quiet machine (``--max-others``, ``--quiet-wait``).
+The per-metric-value ratio is the per-row one times 6.
+
+Usage: ``python bench/bench_writer.py [--rows N] [--mlflow-rows M] [--quick]
+[--results-dir DIR]``. Results go to ``bench/results/writer.json`` and ``writer.md``
+(``--quick``: seconds, writes nothing unless ``--results-dir`` is given).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import (
+    Results,
+    add_quiet_arguments,
+    add_results_arguments,
+    num,
+    table,
+    wait_for_quiet,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from repositories.batch_writer import training_metrics_writer
+from suho_models.db import Database, migrations
+from suho_models.db.server import LocalServer
 
-from repositories.batch_writer import training_metrics_writer  # noqa: E402
-from suho_models.db import Database, migrations  # noqa: E402
-from suho_models.db.server import LocalServer  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
 TARGET_EMBEDDED_ROWS_S = 1_000_000
 TARGET_MLFLOW_RATIO = 100
 
@@ -174,7 +179,7 @@ def run_backend(label: str, url: str, args: argparse.Namespace, work: Path) -> d
         )
         print(f"[{label}]   {out['log_columns']['rows_per_s']:,.0f} rows/s", flush=True)
         if label == "embedded":
-            out["log_call"] = bench_log_call_cost(db, 200_000, work / "spool-call")
+            out["log_call"] = bench_log_call_cost(db, args.call_rows, work / "spool-call")
             print(
                 f"[{label}] log() call: {out['log_call']['beyond_call_us']:.2f} us beyond an "
                 f"empty call of the same signature ({out['log_call']['empty_call_us']:.2f} us)"
@@ -222,143 +227,141 @@ def bench_mlflow(rows: int, work: Path, budget_s: float) -> dict[str, Any]:
         "seconds": elapsed,
         "rows_per_s": done / elapsed,
         "metrics_per_call": per_call,
+        "calls": -(-done // per_call),
         "store": "sqlite",
     }
 
 
-def _markdown(result: dict[str, Any]) -> str:
-    env = result["environment"]
-    lines = [
-        "# BatchWriter throughput (`training_metrics`)",
-        "",
-        f"Run {result['when']} on {env['cpus']} CPUs, Python {env['python']}, "
-        f"chdb {env['chdb']}; {result['rows']:,} rows per measurement "
-        "(end to end: first row logged until `close()` returned, count checked with FINAL).",
-        "",
-        "| backend | method | rows | seconds | rows/s | inserts | vs MLflow (per row) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    ml = result.get("mlflow", {})
-    ml_rate = ml.get("rows_per_s")
+def _markdown(r: Results) -> list[str]:
+    lines = r.header("BatchWriter throughput (`training_metrics`)")
+    ml = r.data.get("mlflow", {})
+    rows = []
     for backend in ("embedded", "server"):
-        data = result.get(backend)
-        if not data or "error" in data:
-            if data:
-                lines.append(f"| {backend} | – | – | – | failed: {data['error']} | – | – |")
+        data = r.data.get(backend)
+        if not data:
+            continue
+        if "error" in data:
+            rows.append([backend, "failed", data["error"], "–", "–", "–", "–", "–"])
             continue
         for method in ("log", "log_columns"):
             m = data[method]
             name = "log()" if method == "log" else f"log_columns({m['chunk']:,}-row chunks)"
-            ratio = f"{m['rows_per_s'] / ml_rate:,.0f}x" if ml_rate else "–"
-            lines.append(
-                f"| {backend} | {name} | {m['rows']:,} | {m['seconds']:.2f} | "
-                f"{m['rows_per_s']:,.0f} | {m['inserts']} | {ratio} |"
+            rows.append(
+                [
+                    backend,
+                    name,
+                    f"{m['rows']:,}",
+                    f"{m['seconds']:.2f}",
+                    f"{m['rows_per_s']:,.0f}",
+                    m["inserts"],
+                    num(m.get("ratio_vs_mlflow_per_row"), ",.0f"),
+                    num(m.get("ratio_vs_mlflow_per_value"), ",.0f"),
+                ]
             )
-    if ml_rate:
-        lines.append(
-            f"| MLflow {ml['version']} (SQLite) | log_batch, {ml['metrics_per_call']:,}/call | "
-            f"{ml['rows']:,} | {ml['seconds']:.2f} | {ml_rate:,.0f} | {ml['rows'] // 1000} | 1x |"
+    if "rows_per_s" in ml:
+        rows.append(
+            [
+                f"MLflow {ml['version']} ({ml['store']})",
+                f"log_batch, {ml['metrics_per_call']:,}/call",
+                f"{ml['rows']:,}",
+                f"{ml['seconds']:.2f}",
+                f"{ml['rows_per_s']:,.0f}",
+                ml["calls"],
+                "1",
+                "1",
+            ]
         )
-    else:
-        lines.append(f"| MLflow | – | – | – | {ml.get('skipped', 'not run')} | – | – |")
-    lines.append("")
-    call = result.get("embedded", {}).get("log_call")
+    elif ml:
+        rows.append(["MLflow", "skipped", ml["skipped"], "–", "–", "–", "–", "–"])
+    header = ["backend", "method", "rows", "seconds", "rows/s", "inserts"]
+    header += ["x MLflow per row", "x MLflow per metric value"]
+    lines += table(header, rows, numeric_from=2)
+    call = r.data.get("embedded", {}).get("log_call")
     if call:
-        lines.append(
-            f"`log()` costs {call['beyond_call_us']:.2f} µs per row beyond an empty Python call "
-            f"with the same keyword arguments ({call['empty_call_us']:.2f} µs), "
-            "buffering only (no flush)."
-        )
-        lines.append("")
-    lines += ["## Against the targets", ""]
-    for line in result["targets"]:
-        lines.append(f"- {line}")
+        lines += [
+            "",
+            *table(
+                ["calls", "log() µs", "empty call, same keywords µs", "log() beyond it µs"],
+                [
+                    [
+                        f"{call['rows']:,}",
+                        f"{call['log_call_us']:.2f}",
+                        f"{call['empty_call_us']:.2f}",
+                        f"{call['beyond_call_us']:.2f}",
+                    ]
+                ],
+                numeric_from=0,
+            ),
+        ]
+    targets = [
+        [
+            method,
+            f"{TARGET_EMBEDDED_ROWS_S:,}",
+            f"{TARGET_MLFLOW_RATIO}x",
+            f"{m['rows_per_s']:,.0f}",
+        ]
+        + [num(m.get("ratio_vs_mlflow_per_row"), ",.0f")]
+        for method in ("log", "log_columns")
+        if (m := r.data.get("embedded", {}).get(method))
+    ]
     lines += [
         "",
-        "Per row vs per value: an MLflow row is one metric value; one of our rows carries "
-        "six metrics and the iteration time, so per metric value the ratios are about 6x "
-        "larger than in the table.",
+        "Targets (embedded):",
         "",
+        *table(["method", "target rows/s", "target x MLflow", "rows/s", "x MLflow"], targets),
     ]
-    return "\n".join(lines)
-
-
-def _targets(result: dict[str, Any]) -> list[str]:
-    out = []
-    emb = result.get("embedded", {})
-    ml_rate = result.get("mlflow", {}).get("rows_per_s")
-    for method in ("log", "log_columns"):
-        m = emb.get(method)
-        if not m:
-            continue
-        rate = m["rows_per_s"]
-        ok = "met" if rate >= TARGET_EMBEDDED_ROWS_S else "NOT met"
-        line = f"embedded {method}(): {rate:,.0f} rows/s vs ≥{TARGET_EMBEDDED_ROWS_S:,}: {ok}"
-        if ml_rate:
-            ratio = rate / ml_rate
-            ok = "met" if ratio >= TARGET_MLFLOW_RATIO else "NOT met"
-            line += f"; {ratio:,.0f}x MLflow per row (≥{TARGET_MLFLOW_RATIO}x: {ok})"
-        out.append(line)
-    return out
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per measurement")
     parser.add_argument("--chunk", type=int, default=10_000, help="rows per log_columns call")
+    parser.add_argument("--call-rows", type=int, default=200_000, help="log() calls, no flush")
     parser.add_argument("--mlflow-rows", type=int, default=100_000, help="MLflow metrics")
     parser.add_argument("--mlflow-budget", type=float, default=60.0, help="MLflow seconds cap")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--skip-mlflow", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS / "writer", help="path stem")
+    add_quiet_arguments(parser, threshold=0.10, patience_s=45.0)
+    add_results_arguments(parser, "writer", "20,000 rows, 5,000 MLflow metrics: seconds")
     args = parser.parse_args(argv)
-
-    import chdb
+    if args.quick:
+        args.rows, args.chunk, args.call_rows = 20_000, 2_000, 20_000
+        args.mlflow_rows, args.quiet_wait = 5_000, 5.0
 
     work = Path(tempfile.mkdtemp(prefix="bench-writer-"))
     os.environ["SUHO_DATA_DIR"] = str(work / "suho")
-    result: dict[str, Any] = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "rows": args.rows,
-        "environment": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "chdb": chdb.__version__,
-            "platform": platform.platform(),
-            "loadavg_at_start": os.getloadavg(),
-        },
-    }
+    results = Results(args)
+    quiet = results["quiet"] = {}
     try:
         # The embedded default: chDB in this process, a path like the default one.
         embedded_url = f"clickhouse+chdb:///{work}/suho/clickhouse/suho_analytics"
-        result["embedded"] = run_backend("embedded", embedded_url, args, work)
+        quiet["embedded"] = wait_for_quiet(args.max_others, args.quiet_wait)
+        results["embedded"] = run_backend("embedded", embedded_url, args, work)
         if not args.skip_server:
             try:
                 with LocalServer(work / "server") as server:
-                    result["server"] = run_backend(
+                    quiet["server"] = wait_for_quiet(args.max_others, args.quiet_wait)
+                    results["server"] = run_backend(
                         "server", server.native_url("suho_analytics"), args, work
                     )
             except Exception as exc:  # report, keep the other numbers
-                result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                results["server"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
                 print(f"[server] failed: {exc}", flush=True)
         if not args.skip_mlflow:
-            result["mlflow"] = bench_mlflow(args.mlflow_rows, work, args.mlflow_budget)
-        ml_rate = result.get("mlflow", {}).get("rows_per_s")
+            quiet["mlflow"] = wait_for_quiet(args.max_others, args.quiet_wait)
+            results["mlflow"] = bench_mlflow(args.mlflow_rows, work, args.mlflow_budget)
+        ml_rate = results.data.get("mlflow", {}).get("rows_per_s")
         if ml_rate:
             for backend in ("embedded", "server"):
                 for method in ("log", "log_columns"):
-                    m = result.get(backend, {}).get(method)
+                    m = results.data.get(backend, {}).get(method)
                     if m:
                         m["ratio_vs_mlflow_per_row"] = m["rows_per_s"] / ml_rate
                         m["ratio_vs_mlflow_per_value"] = m["rows_per_s"] * 6 / ml_rate
-        result["targets"] = _targets(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(_markdown(result))
-    print(_markdown(result))
+    results.write(_markdown)
     return 0
 
 

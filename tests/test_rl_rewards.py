@@ -6,20 +6,16 @@ import math
 import sys
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-
-pytest.importorskip("stable_baselines3", reason="RL dependencies not installed")
-
-import gymnasium as gym
 
 from suho_models.enums import RewardFunctionType
 from trainers.data.synth import generate_ml_features
 from trainers.rl.config import DEFAULT_INDICATORS
 from trainers.rl.finrl_env import (
     EnvConfig,
-    finrl_available,
     make_finrl_env,
     split_periods,
     state_space,
@@ -34,8 +30,6 @@ from trainers.rl.rewards import (
     PortfolioValueChange,
     wrap_reward,
 )
-
-pytestmark = pytest.mark.skipif(not finrl_available(), reason="FinRL not installed")
 
 PATH = [100.0, 110.0, 99.0, 108.9]  # returns +10 %, -10 %, +10 %
 

@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("stable_baselines3", reason="RL dependencies not installed")
-
 from repositories.checkpoints import AgentCheckpointRepository
 from repositories.errors import InvalidTransitionError
 from repositories.features import FeatureTable
@@ -48,13 +46,10 @@ from trainers.rl.callbacks import RewardHistoryCallback
 from trainers.rl.deploy import deploy_best_agent, load_deployed_agent
 from trainers.rl.environment import make_env
 from trainers.rl.evaluation import evaluate_agent
-from trainers.rl.finrl_env import finrl_available
 from trainers.rl.metrics import episode_sharpe, performance_metrics
 from trainers.rl.report import trade_equity_curves
 from trainers.rl.store import REPLAY_BUFFER_PREFIX, get_replay_buffer
 from trainers.rl.trainer import RLTrainer
-
-pytestmark = pytest.mark.skipif(not finrl_available(), reason="FinRL not installed")
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SYMBOLS = ("EURUSD", "XAUUSD")

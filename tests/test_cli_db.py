@@ -88,6 +88,7 @@ def test_driver_and_connect_read_a_row_written_through_sqlalchemy(local_server) 
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_serve_without_a_password_generates_one_and_refuses_clients_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -304,6 +304,7 @@ def test_password_required(tmp_path: Path) -> None:
     assert srv.returncode == 0  # the stop's KILL QUERY authenticated itself
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_without_a_given_password_clients_need_the_generated_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -25,6 +25,9 @@ def main() -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if sys.stdin.isatty():
+        log.error("this is the process LocalServer starts; to serve a store run `suho db serve`")
+        return 2
     spec = json.loads(sys.stdin.read())
     try:
         serve(

@@ -119,22 +119,32 @@ def db_serve(
         "127.0.0.1"
     ),
     password: Annotated[
-        str | None, typer.Option(envvar="SUHO_SERVER_PASSWORD", help="Password of user default.")
+        str | None,
+        typer.Option(
+            help="Password of user default (prefer SUHO_SERVER_PASSWORD: arguments show in "
+            "`ps`). Unset on loopback: generated once into <path>/server/password (0600)."
+        ),
     ] = None,
 ) -> None:
     """Serve the store as a real ClickHouse server (until Ctrl-C or SIGTERM)."""
     import logging
 
-    from suho_models.db.server import serve
-    from suho_models.settings import get_settings
+    from suho_models.db.server import native_url, resolve_password, serve
+    from suho_models.settings import DATABASE_NAME, get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    data = path or get_settings().embedded_path
+    settings = get_settings()
+    data = path or settings.embedded_path
+    if password is None and settings.server_password is not None:
+        password = settings.server_password.get_secret_value()
+    password = resolve_password(data, host, password)
+    url = native_url(host, tcp_port, DATABASE_NAME, password=password, http_port=http_port)
     console.print(
-        f"serving {data} on {host}: native {tcp_port}, http {http_port} "
-        f"(SUHO_DATABASE_URL=clickhouse+native://{host}:{tcp_port}/suho_analytics"
-        f"?http_port={http_port})"
+        f"serving {data} on {host}: native {tcp_port}, http {http_port}\nSUHO_DATABASE_URL={url}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     serve(data, tcp_port=tcp_port, http_port=http_port, host=host, password=password)
 

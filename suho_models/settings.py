@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATABASE_NAME = "suho_analytics"
@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint for MinIO/SeaweedFS (unset: AWS)."
+    )
+    server_password: SecretStr | None = Field(
+        default=None,
+        description="Password of `suho db serve`'s user default, and of loopback server URLs "
+        "that name none (wins over the password file).",
+    )
+    server_password_file: Path | None = Field(
+        default=None,
+        description="Password file of the local server that loopback URLs without a password "
+        "use (unset: the one `suho db serve` generates under the embedded store's path).",
     )
 
     @property

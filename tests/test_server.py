@@ -8,7 +8,9 @@ subprocess on free loopback ports and talks to it with clickhouse-driver
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,34 +23,45 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import clickhouse_connect
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
 from repositories.runs import TrainingRunRepository
 from repositories.series import TrainingMetricRepository
-from suho_models.db import Database, migrations
+from suho_models.db import Database, migrations, native_dbapi
 from suho_models.db.server import (
-    PASSWORD_ENV,
     LocalServer,
     ServerError,
     free_port,
     is_loopback,
-    main,
+    local_server_password,
+    password_file,
     serve,
 )
+from suho_models.db.server.auth import AuthServer, ensure_password_file
+from suho_models.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _driver(srv: LocalServer, password: str | None = None) -> Client:
-    return Client(srv.client_host, port=srv.tcp_port, password=password or "")
+    """A plain clickhouse-driver client; with the server's password unless one is given."""
+    return Client(srv.client_host, port=srv.tcp_port, password=_pw(srv, password))
 
 
 def _http(srv: LocalServer, password: str | None = None):
     return clickhouse_connect.get_client(
-        host=srv.client_host, port=srv.http_port, password=password or ""
+        host=srv.client_host, port=srv.http_port, password=_pw(srv, password)
     )
+
+
+def _pw(srv: LocalServer, password: str | None) -> str:
+    chosen = srv.password if password is None else password
+    assert chosen is not None
+    return chosen
 
 
 def _create_and_fill(client: Client, rows: int) -> None:
@@ -98,33 +111,33 @@ def test_serve_rejects_bad_ports(tmp_path: Path) -> None:
         serve(tmp_path, tcp_port=0, http_port=9123)
 
 
-def test_cli_refuses_non_loopback_without_password(tmp_path: Path, caplog) -> None:
-    # In process: main() returns 2 and says why.
-    args = ["--path", str(tmp_path / "db"), "--host", "0.0.0.0", "--tcp-port", "19999"]
-    code = main([*args, "--http-port", "18999"])
-    assert code == 2
-    assert "without a password" in caplog.text
-
-    # As the real command line.
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop(PASSWORD_ENV, None)
+def test_cli_refuses_non_loopback_without_password(tmp_path: Path) -> None:
+    """`suho db serve` is the one command line; the engine process takes no options."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUHO_DATA_DIR": str(tmp_path)}
+    env.pop("SUHO_SERVER_PASSWORD", None)
+    args = ["db", "serve", "--host", "0.0.0.0", "--tcp-port", "19999", "--http-port", "18999"]
     proc = subprocess.run(
-        [sys.executable, "-m", "suho_models.db.server", *args, "--http-port", "18999"],
+        [sys.executable, "-c", "from suho.cli import main; main()", *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "refusing to listen on '0.0.0.0' without a password" in proc.stderr
+    assert not (tmp_path / "clickhouse").exists()  # refused before touching anything
 
 
 def test_urls_without_starting(tmp_path: Path) -> None:
     srv = LocalServer(tmp_path, tcp_port=19001, http_port=18124)
+    generated = srv.password  # loopback without a password: the data folder's, made once
+    assert generated and (tmp_path / "server" / "password").read_text().strip() == generated
     assert srv.native_url() == (
-        "clickhouse+native://127.0.0.1:19001/suho_analytics?http_port=18124"
+        f"clickhouse+native://default:{generated}@127.0.0.1:19001/suho_analytics?http_port=18124"
     )
-    assert srv.native_url("other", http=False) == "clickhouse+native://127.0.0.1:19001/other"
+    assert srv.native_url("other", http=False) == (
+        f"clickhouse+native://default:{generated}@127.0.0.1:19001/other"
+    )
     assert srv.http_url() == "http://127.0.0.1:18124"
     srv = LocalServer(tmp_path, tcp_port=19001, http_port=18124, password="p@ss/w:rd")
     assert srv.native_url(http=False) == (
@@ -133,26 +146,57 @@ def test_urls_without_starting(tmp_path: Path) -> None:
     auto = LocalServer(tmp_path)
     assert auto.tcp_port != auto.http_port
     assert auto.pid is None and auto.returncode is None
+    assert auto.password == generated  # the same file
+
+
+def test_password_file_is_private_and_reused(tmp_path: Path) -> None:
+    first = ensure_password_file(tmp_path)
+    file = password_file(tmp_path)
+    assert file.stat().st_mode & 0o777 == 0o600
+    assert len(first) >= 32
+    assert ensure_password_file(tmp_path) == first
+    assert ensure_password_file(tmp_path / "elsewhere") != first
+    file.chmod(0o644)  # others could have read it: refused, not used
+    with pytest.raises(PermissionError, match=r"readable by other users \(mode 644\)"):
+        ensure_password_file(tmp_path)
+    file.chmod(0o600)
+    file.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        ensure_password_file(tmp_path)
+
+
+def test_local_server_password_only_for_the_live_server_on_that_port(tmp_path: Path) -> None:
+    password = ensure_password_file(tmp_path)
+    file = password_file(tmp_path)
+    assert local_server_password("127.0.0.1", 9000, file) is None  # no ready.json: not serving
+    ready = file.parent / "ready.json"
+    ready.write_text(json.dumps({"pid": os.getpid(), "tcp_port": 9000, "http_port": 8123}))
+    assert local_server_password("127.0.0.1", 9000, file) == password
+    assert local_server_password("localhost", 8123, file) == password
+    assert local_server_password("127.0.0.1", 9001, file) is None  # another server's port
+    assert local_server_password("10.0.0.5", 9000, file) is None  # never beyond loopback
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    ready.write_text(json.dumps({"pid": int(dead), "tcp_port": 9000, "http_port": 8123}))
+    assert local_server_password("127.0.0.1", 9000, file) is None  # stale: server is gone
 
 
 def test_auth_server_allows_password_and_one_empty_login_until_sealed() -> None:
-    from suho_models.db.server import _AuthServer
-
     def basic(user: str, password: str) -> str:
         return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
-    auth = _AuthServer("pw:1")
+    auth = AuthServer("pw:1")
     path = urllib.parse.urlsplit(auth.uri).path
     try:
-        assert auth._allowed(path, basic("default", "pw:1"))
-        assert not auth._allowed(path, basic("default", "wrong"))
-        assert not auth._allowed(path, basic("other", "pw:1"))
-        assert not auth._allowed("/not-the-token", basic("default", ""))
-        assert auth._allowed(path, basic("default", ""))  # the engine's own login
-        assert not auth._allowed(path, basic("default", ""))  # only once
-        sealed = _AuthServer("pw")
+        assert auth.allowed(path, basic("default", "pw:1"))
+        assert not auth.allowed(path, basic("default", "wrong"))
+        assert not auth.allowed(path, basic("other", "pw:1"))
+        assert not auth.allowed("/not-the-token", basic("default", ""))
+        assert auth.allowed(path, basic("default", ""))  # the engine's own login
+        assert not auth.allowed(path, basic("default", ""))  # only once
+        sealed = AuthServer("pw")
         sealed.seal()  # the engine seals before it opens its ports
-        assert not sealed._allowed(urllib.parse.urlsplit(sealed.uri).path, basic("default", ""))
+        assert not sealed.allowed(urllib.parse.urlsplit(sealed.uri).path, basic("default", ""))
     finally:
         auth.close()
 
@@ -244,11 +288,11 @@ def test_password_required(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"{srv.http_url()}/ping", timeout=5) as resp:
             assert resp.read() == b"Ok.\n"
         with pytest.raises(ServerException, match="Authentication failed"):
-            _driver(srv).execute("SELECT 1")
+            _driver(srv, "").execute("SELECT 1")
         with pytest.raises(ServerException, match="Authentication failed"):
             _driver(srv, "wrong").execute("SELECT 1")
         with pytest.raises(Exception, match="Authentication failed"):
-            _http(srv).query("SELECT 1")
+            _http(srv, "").query("SELECT 1")
         assert _driver(srv, pw).execute("SELECT currentUser()") == [("default",)]
         assert _http(srv, pw).command("SELECT 40 + 2") == 42
         assert "default:s3cret%20pass%3Aword@" in srv.native_url()
@@ -258,6 +302,78 @@ def test_password_required(tmp_path: Path) -> None:
         cmdline = Path(f"/proc/{srv.pid}/cmdline").read_bytes().decode()
         assert pw not in cmdline
     assert srv.returncode == 0  # the stop's KILL QUERY authenticated itself
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_without_a_given_password_clients_need_the_generated_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "clickhouse"
+    with LocalServer(path) as srv:
+        generated = srv.password
+        assert generated
+        file = path / "server" / "password"
+        assert file.stat().st_mode & 0o777 == 0o600
+        assert file.read_text().strip() == generated
+        # Any other local user (no password, or a wrong one) is refused, over TCP and HTTP.
+        with pytest.raises(ServerException, match="Authentication failed"):
+            _driver(srv, "").execute("SELECT 1")
+        with pytest.raises(Exception, match="Authentication failed"):
+            _http(srv, "").query("SELECT 1")
+        bare = f"clickhouse+native://127.0.0.1:{srv.tcp_port}/default"
+        with (
+            Database(bare) as stranger,  # our settings name no file of this server
+            pytest.raises(sa.exc.DatabaseError, match=r"Code: 516\. DB::Exception: default: "),
+        ):
+            stranger.scalar("SELECT 1")
+        # Our own clients: the URL carries the password (native reads, Arrow over HTTP).
+        with Database(srv.native_url("default")) as db:
+            assert db.scalar("SELECT currentUser()") == "default"
+            assert db.query_arrow("SELECT 42 AS x").column("x").to_pylist() == [42]
+        # A URL without one takes it from the file of the server we started there.
+        monkeypatch.setenv("SUHO_DATA_DIR", str(tmp_path))  # its embedded path is `path`
+        get_settings.cache_clear()
+        with Database(f"{bare}?http_port={srv.http_port}") as db:
+            assert db.url.password == generated
+            assert db.scalar("SELECT 1") == 1
+            assert db.query_arrow("SELECT 7 AS x").column("x").to_pylist() == [7]
+            assert generated not in db.safe_url
+        monkeypatch.setenv("SUHO_SERVER_PASSWORD", "not-the-password")  # wins over the file
+        get_settings.cache_clear()
+        with Database(bare) as db, pytest.raises(sa.exc.DatabaseError, match="Authentication"):
+            db.scalar("SELECT 1")
+        monkeypatch.delenv("SUHO_SERVER_PASSWORD")
+        get_settings.cache_clear()
+    assert srv.returncode == 0
+    assert Database(bare).url.password is None  # stopped: the password goes nowhere
+    with LocalServer(path) as again:  # a second start reuses the file
+        assert again.password == generated
+        assert _driver(again, generated).execute("SELECT 1") == [(1,)]
+
+
+def test_a_bad_query_says_what_clickhouse_said(db: Database) -> None:
+    """The first line (what the CLI prints) has ClickHouse's message, on both backends."""
+    with pytest.raises(sa.exc.DatabaseError) as caught:
+        db.execute("SELECT no_such_column FROM training_runs")
+    first = str(caught.value).splitlines()[0]
+    assert "Code: 47. DB::Exception: Unknown expression identifier `no_such_column`" in first
+    assert first.endswith("(UNKNOWN_IDENTIFIER)")
+    assert "Stack trace" not in str(caught.value)
+
+
+def test_columnar_calls_to_the_server_say_what_clickhouse_said(local_server: LocalServer) -> None:
+    with Database(local_server.native_url("default", http=False)) as db:
+        with pytest.raises(native_dbapi.DatabaseError) as caught:
+            db.insert_arrow("no_such_table", pa.table({"x": [1]}))
+        assert re.fullmatch(
+            r"Code: 60\. DB::Exception: .*no_such_table.* \(UNKNOWN_TABLE\)", str(caught.value)
+        )
+        assert caught.value.code == 60
+        with pytest.raises(
+            native_dbapi.DatabaseError, match=r"^Code: 47\. DB::Exception: Unknown "
+        ):
+            db.query_arrow("SELECT no_such_column")
 
 
 @pytest.mark.server

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
 from suho_models.db.dialect import HTTP_PORT_PARAM
+from suho_models.db.native_dbapi import translated_errors
 from suho_models.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,9 @@ class Database:
     """An engine plus the ClickHouse-specific fast paths the repositories need."""
 
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
-        self.url = make_url(url or get_settings().resolved_database_url())
+        self.url = _with_local_server_password(
+            make_url(url or get_settings().resolved_database_url())
+        )
         self.http_port = _http_port(self.url)
         self.engine: Engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=False)
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
@@ -140,14 +143,15 @@ class Database:
             else:
                 columns = ", ".join(f"`{n}`" for n in data.column_names)
                 scales = self._datetime64_scales(table)
-                raw.transport.execute(
-                    f"INSERT INTO `{table}` ({columns}) VALUES",
-                    [
-                        _native_column(data.column(i), scales.get(name))
-                        for i, name in enumerate(data.column_names)
-                    ],
-                    columnar=True,
-                )
+                with translated_errors():
+                    raw.transport.execute(
+                        f"INSERT INTO `{table}` ({columns}) VALUES",
+                        [
+                            _native_column(data.column(i), scales.get(name))
+                            for i, name in enumerate(data.column_names)
+                        ],
+                        columnar=True,
+                    )
 
     def _datetime64_scales(self, table: str) -> dict[str, int]:
         """DateTime64 scale per column, so timestamps can travel as integer ticks."""
@@ -178,7 +182,8 @@ class Database:
                 return raw.client.query_arrow(rendered)
             # No HTTP port given: decode through Python objects (about 6x slower for
             # a 100k-row curve, bench_queries).
-            rows, types = raw.transport.execute(rendered, with_column_types=True, columnar=True)
+            with translated_errors():
+                rows, types = raw.transport.execute(rendered, with_column_types=True, columnar=True)
             names = [name for name, _ in types]
             return pa.table(
                 {n: list(col) for n, col in zip(names, rows, strict=True)}
@@ -238,6 +243,27 @@ class Database:
 
 
 _TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+
+
+def _with_local_server_password(url: URL) -> URL:
+    """A loopback server URL without a password gets ``SUHO_SERVER_PASSWORD``, else the
+    password of the server we started there (its 0600 file, see ``db.server.auth``)."""
+    if url.get_driver_name() == "chdb" or url.password is not None:
+        return url
+    if url.username not in (None, "default"):
+        return url
+    from suho_models.db.server import is_loopback, local_server_password, password_file
+
+    host = url.host or "localhost"
+    if not is_loopback(host):
+        return url
+    settings = get_settings()
+    if settings.server_password is not None:
+        password: str | None = settings.server_password.get_secret_value()
+    else:
+        file = settings.server_password_file or password_file(settings.embedded_path)
+        password = local_server_password(host, url.port or 9000, file)
+    return url if password is None else url.set(username="default", password=password)
 
 
 def _http_port(url: URL) -> int | None:

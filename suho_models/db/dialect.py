@@ -21,7 +21,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import TextClause
 
-from suho_models.db import chdb_dbapi
+from suho_models.db import chdb_dbapi, native_dbapi
 from suho_models.db.compat import (
     FinalPreservingCompiler,
     NamedPkConstraintMixin,
@@ -121,6 +121,10 @@ class NativeDialect(
     statement_compiler = NativeCompiler
     execution_ctx_cls = NativeExecutionContext
     supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        return native_dbapi  # errors carry ClickHouse's message
 
     def create_connect_args(self, url: Any) -> Any:
         # ``http_port`` is ours (Database's Arrow reads); clickhouse-driver would send

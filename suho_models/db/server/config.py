@@ -1,0 +1,216 @@
+"""What the engine is told before it starts: checked settings, ``config.xml`` and ``users.xml``.
+
+Everything here is refused or written before the engine runs, because the engine
+itself only prints an error and exits when a port is taken or a path is locked.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+SERVER_DIR_NAME = "server"
+"""Subfolder of the data path with the generated config, the password and ``ready.json``
+(the engine's cwd)."""
+
+READY_FILE_NAME = "ready.json"
+"""``{"pid", "host", "tcp_port", "http_port"}`` of the server serving this path, while it runs."""
+
+AUTH_SERVER_NAME = "suho_auth"
+
+
+class ServerError(RuntimeError):
+    """The server could not start, or stopped on its own."""
+
+
+def server_dir(path: Path) -> Path:
+    return Path(path) / SERVER_DIR_NAME
+
+
+# ---------------------------------------------------------------------------
+# Hosts, ports and URLs
+# ---------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def client_host(host: str) -> str:
+    """The address a client on this machine uses to reach a server bound to ``host``."""
+    bare = host.strip("[]")
+    if bare.lower() == "localhost" or bare in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if bare == "::":
+        return "::1"
+    return bare
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def native_url(
+    host: str,
+    tcp_port: int,
+    database: str,
+    *,
+    password: str | None = None,
+    http_port: int | None = None,
+) -> str:
+    """SQLAlchemy URL of a server bound to ``host``, as a client on this machine writes it."""
+    creds = f"default:{urllib.parse.quote(password, safe='')}@" if password is not None else ""
+    url = f"clickhouse+native://{creds}{url_host(client_host(host))}:{tcp_port}/{database}"
+    return f"{url}?http_port={http_port}" if http_port is not None else url
+
+
+def refuse_open_network(host: str, password: str | None) -> None:
+    """Beyond loopback the ``default`` user would be open to the network without a password."""
+    if password is None and not is_loopback(host):
+        raise ValueError(
+            f"refusing to listen on {host!r} without a password: the default user would "
+            "be open to the network. Bind a loopback address (127.0.0.1, ::1, localhost) "
+            "or set a password (--password or SUHO_SERVER_PASSWORD)."
+        )
+
+
+def validate(host: str, tcp_port: int, http_port: int, password: str | None) -> None:
+    """Raise ``ValueError`` for settings that must never reach the engine."""
+    if not host or not host.strip():
+        raise ValueError("host must not be empty")
+    for name, port in (("tcp_port", tcp_port), ("http_port", http_port)):
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"{name} must be an integer in 1..65535, got {port!r}")
+    if tcp_port == http_port:
+        raise ValueError(f"tcp_port and http_port must differ (both are {tcp_port})")
+    if password is not None and password == "":
+        raise ValueError("password must not be empty (pass None for no password)")
+    refuse_open_network(host, password)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host`` (another process may still take it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host.strip("[]"), 0))
+        return int(sock.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early and clearly when a port is taken (the engine would only print an error)."""
+    bare = host.strip("[]")
+    if bare.lower() == "localhost":
+        bare = "127.0.0.1"
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bare, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServerError(f"port {port} on {host} is already in use") from exc
+            raise ServerError(f"cannot bind {host}:{port}: {exc}") from exc
+
+
+def check_path_unlocked(path: Path) -> None:
+    """Fail early when another engine holds ``<path>/status`` (clickhouse-local flocks it)."""
+    status = path / "status"
+    if not status.exists():
+        return
+    import fcntl
+
+    with open(status, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise ServerError(
+                f"{path} is in use by another ClickHouse/chDB process ({status} is locked)"
+            ) from exc
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------
+# Configuration files
+# ---------------------------------------------------------------------------
+
+
+def config_xml(host: str, tcp_port: int, http_port: int, auth_uri: str) -> str:
+    """Listeners, and the endpoint that checks every login (see :mod:`.auth`)."""
+    auth = f"""
+  <http_authentication_servers>
+    <{AUTH_SERVER_NAME}>
+      <uri>{escape(auth_uri)}</uri>
+      <connection_timeout_ms>2000</connection_timeout_ms>
+      <receive_timeout_ms>5000</receive_timeout_ms>
+      <send_timeout_ms>2000</send_timeout_ms>
+      <max_tries>3</max_tries>
+      <retry_initial_backoff_ms>50</retry_initial_backoff_ms>
+      <retry_max_backoff_ms>500</retry_max_backoff_ms>
+    </{AUTH_SERVER_NAME}>
+  </http_authentication_servers>"""
+    return f"""<?xml version="1.0"?>
+<!-- Written by suho_models.db.server on every start; edits are overwritten. -->
+<clickhouse>
+  <listen_host>{escape(host.strip("[]"))}</listen_host>
+  <tcp_port>{tcp_port}</tcp_port>
+  <http_port>{http_port}</http_port>
+  <users_config>users.xml</users_config>
+  <!-- Idle keep-alive HTTP connections must end before the engine's shutdown
+       wait (5 s), or it exits forcefully with status 1. -->
+  <keep_alive_timeout>3</keep_alive_timeout>{auth}
+</clickhouse>
+"""
+
+
+def users_xml() -> str:
+    """The one user, ``default``, whose logins the authentication endpoint decides."""
+    auth = (
+        f"<http_authentication><server>{AUTH_SERVER_NAME}</server>"
+        "<scheme>basic</scheme></http_authentication>"
+    )
+    return f"""<?xml version="1.0"?>
+<!-- Written by suho_models.db.server on every start; edits are overwritten. -->
+<clickhouse>
+  <profiles>
+    <default>
+      <!-- Idle native connections notice a stop within 1 s (10 s by default,
+           longer than the engine's 5 s shutdown wait). -->
+      <poll_interval>1</poll_interval>
+    </default>
+  </profiles>
+  <users>
+    <default>
+      {auth}
+      <networks>
+        <ip>::/0</ip>
+      </networks>
+      <profile>default</profile>
+      <quota>default</quota>
+      <named_collection_control>1</named_collection_control>
+    </default>
+  </users>
+  <quotas>
+    <default></default>
+  </quotas>
+</clickhouse>
+"""
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only, replacing it atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

@@ -58,7 +58,8 @@ class FeatureTable:
         return bool(self.db.scalar(f"EXISTS TABLE `{self.table}`"))
 
     def count(self) -> int:
-        return int(self.db.scalar(f"SELECT count() FROM `{self.table}`")) if self.exists() else 0
+        """Rows as :meth:`read` sees them (one per key where the engine merges versions)."""
+        return Query(self.db, self._source()).count() if self.exists() else 0
 
     def drop(self) -> None:
         self.db.execute(f"DROP TABLE IF EXISTS `{self.table}`")

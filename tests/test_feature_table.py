@@ -76,6 +76,7 @@ def test_own_table_reads_each_row_once_filtering_keys_before_final(db: Database)
     assert list(got["symbol"]) == ["XAUUSD"] * 3
     assert list(got["time"]) == [pd.Timestamp(START + dt.timedelta(hours=h)) for h in range(3)]
     assert list(got["f1"]) == [2.0, 6.0, 10.0]
+    assert table.count() == 12  # as read: the second write replaced the first
     final, prewhere, where = clauses(table, start=START, end=end, symbols=["XAUUSD"])
     assert final
     assert prewhere == (

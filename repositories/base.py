@@ -12,7 +12,7 @@ ClickHouse specifics the subclasses rely on, kept here:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -50,26 +50,27 @@ def row_of(record: BaseModel, table: Any) -> dict[str, Any]:
     ClickHouse would fill it with its type's zero ('' / 0 / NULL), silently.
     """
     values = record.model_dump()
-    columns = {c.name: c for c in table.columns}
-    extra = sorted(set(values) - set(columns))
-    missing = sorted(
-        name
-        for name, c in columns.items()
-        if name not in values and c.default is None and c.server_default is None
-    )
-    if extra or missing:
-        raise SchemaMismatchError(
-            f"{type(record).__name__} -> {table.name}: "
-            + "; ".join(
-                part
-                for part in (
-                    extra and f"fields without a column: {', '.join(extra)}",
-                    missing and f"columns not supplied: {', '.join(missing)}",
-                )
-                if part
-            )
-        )
+    missing = {
+        c.name
+        for c in table.columns
+        if c.name not in values and c.default is None and c.server_default is None
+    }
+    check_fields(type(record), table, values, missing)
     return values
+
+
+def check_fields(
+    record: type[BaseModel], table: Any, fields: Iterable[str], missing: Iterable[str] = ()
+) -> None:
+    """SchemaMismatchError naming each of ``fields`` that ``table`` has no column
+    for, and each column in ``missing``."""
+    problems = []
+    if extra := sorted(set(fields) - set(table.c.keys())):
+        problems.append(f"fields without a column: {', '.join(extra)}")
+    if missing := sorted(missing):
+        problems.append(f"columns not supplied: {', '.join(missing)}")
+    if problems:
+        raise SchemaMismatchError(f"{record.__name__} -> {table.name}: " + "; ".join(problems))
 
 
 class Repository(Generic[R]):
@@ -107,14 +108,8 @@ class Repository(Generic[R]):
     def record_columns(self, record: type[BaseModel]) -> list[Any]:
         """The table's columns for ``record``'s fields, in table order; a field with no
         column is a :class:`SchemaMismatchError`, not a silently shorter SELECT."""
-        c = self.table.c
-        unknown = sorted(set(record.model_fields) - set(c.keys()))
-        if unknown:
-            raise SchemaMismatchError(
-                f"{record.__name__} -> {self.table.name}: fields without a column: "
-                + ", ".join(unknown)
-            )
-        return [col for col in self.table.columns if col.name in record.model_fields]
+        check_fields(record, self.table, record.model_fields)
+        return [c for c in self.table.columns if c.name in record.model_fields]
 
     def _select(
         self,

@@ -134,7 +134,7 @@ class FeatureTable:
         wanted = [_identifier(c, "column") for c in columns]
         source = self._source()
         c = source.table.c
-        unknown = [name for name in wanted if name not in c]
+        unknown = [n for n in (*wanted, self.time_column, self.symbol_column) if n not in c]
         if unknown:
             raise InvalidInputError(
                 f"feature table {self.table!r}: no column {unknown[0]!r} "

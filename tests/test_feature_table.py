@@ -121,3 +121,5 @@ def test_missing_table_and_bad_names_are_named(db: Database) -> None:
         table.read(["f1`"])
     with pytest.raises(InvalidInputError, match=r"no column 'f2' \(has time, symbol, f1\)"):
         table.read(["f2"])
+    with pytest.raises(InvalidInputError, match=r"no column 'ts' \(has time, symbol, f1\)"):
+        FeatureTable(db, table.table, time_column="ts").read(["f1"])

@@ -20,7 +20,7 @@ from repositories.records import TrainingRun
 from repositories.runs import AgentRunRepository, TrainingRunRepository
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
-from suho_models.db import Database
+from suho_models.db import Database, migrations
 from suho_models.db.drift import schema_drift
 
 
@@ -45,6 +45,25 @@ def test_drift_in_ttl_codec_or_comment_is_reported(db: Database) -> None:
 def test_a_missing_table_is_reported(db: Database) -> None:
     db.execute("DROP TABLE rl_hyperparameters SYNC")
     assert schema_drift(db) == {"rl_hyperparameters": f"missing from database {db.database_name}"}
+
+
+def test_revision_0001_is_frozen(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0001 writes its engines out: today's engine helpers may change, it may not."""
+    import suho_models.base as base
+
+    def changed(*args: object, **kwargs: object) -> object:
+        raise AssertionError("revision 0001 called an engine helper of suho_models.base")
+
+    for name in ("current_row_engine", "detailed_series_engine", "retention_ttl"):
+        monkeypatch.setattr(base, name, changed)
+    migrations.upgrade(url, "0001_training_tables")
+    db = Database(url)
+    try:
+        assert db.current_revision() == "0001_training_tables"
+        ttl = db.scalar("SHOW CREATE TABLE reward_history")
+        assert "TTL recorded_at + toIntervalMonth(6) WHERE NOT (is_episode_end = 1)" in ttl
+    finally:
+        db.close()
 
 
 # --------------------------------------------------------------------------- records

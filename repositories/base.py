@@ -2,9 +2,11 @@
 
 ClickHouse specifics the subclasses rely on, kept here:
 - mutable rows are re-inserted with a newer version column; reads go through
-  FINAL, so callers always see one current row per key; filters on sorting-key
-  columns run before FINAL's merge (PREWHERE), any other filter after it;
-- writes are plain INSERTs (there are no transactions), batched where possible.
+  :mod:`repositories.query` (FINAL, and key filters before its merge), so callers
+  always see one current row per key;
+- writes are plain INSERTs (there are no transactions), batched where possible;
+  a row is exactly the table's columns (:func:`row_of`), no field dropped or
+  column left to ClickHouse's implicit zero.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from clickhouse_sqlalchemy import select
 from pydantic import BaseModel
-from sqlalchemy import Column, func, insert
+from sqlalchemy import insert
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.visitors import iterate
 
-from suho_models.base import Base, sorting_key_columns
+from repositories.errors import SchemaMismatchError
+from repositories.query import Query, Source
+from suho_models.base import Base
 from suho_models.db import Database
-from suho_models.db.compat import final_prewhere
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -41,14 +42,40 @@ def next_version(previous: dt.datetime | None) -> dt.datetime:
     return now
 
 
-def _only_columns(clause: ColumnElement[bool], table: Any, names: frozenset[str]) -> bool:
-    """Whether ``clause`` reads columns of ``table`` and only those named."""
-    columns = [e for e in iterate(clause) if isinstance(e, Column)]
-    return bool(columns) and all(c.table is table and c.name in names for c in columns)
+def row_of(record: BaseModel, table: Any) -> dict[str, Any]:
+    """The INSERT row of ``record``: every column of ``table``, nothing else.
+
+    A record field without a column would be lost, so it is an error. So is a
+    column the record does not supply, unless the model declares a default for it:
+    ClickHouse would fill it with its type's zero ('' / 0 / NULL), silently.
+    """
+    values = record.model_dump()
+    missing = {
+        c.name
+        for c in table.columns
+        if c.name not in values and c.default is None and c.server_default is None
+    }
+    check_fields(type(record), table, values, missing)
+    return values
+
+
+def check_fields(
+    record: type[BaseModel], table: Any, fields: Iterable[str], missing: Iterable[str] = ()
+) -> None:
+    """SchemaMismatchError naming each of ``fields`` that ``table`` has no column
+    for, and each column in ``missing``."""
+    problems = []
+    if extra := sorted(set(fields) - set(table.c.keys())):
+        problems.append(f"fields without a column: {', '.join(extra)}")
+    if missing := sorted(missing):
+        problems.append(f"columns not supplied: {', '.join(missing)}")
+    if problems:
+        raise SchemaMismatchError(f"{record.__name__} -> {table.name}: " + "; ".join(problems))
 
 
 class Repository(Generic[R]):
-    """Typed access to one table: ``add_many``, ``get_one_or_none``, ``list_and_count``."""
+    """Typed access to one table: ``get_one_or_none``, ``list_and_count`` and the
+    :meth:`read` every query of a subclass starts from."""
 
     model: ClassVar[type[Base]]
     record: ClassVar[type[BaseModel]]
@@ -56,6 +83,7 @@ class Repository(Generic[R]):
     def __init__(self, db: Database) -> None:
         db.verify_schema()
         self.db = db
+        self.source = Source.of_model(self.model)
 
     @property
     def table(self) -> Any:
@@ -68,25 +96,20 @@ class Repository(Generic[R]):
         with self.db.engine.connect() as conn:
             conn.execute(insert(self.table), list(rows))
 
-    def add_many(self, records: Iterable[R]) -> None:
-        self._insert_rows([self._to_row(r) for r in records])
-
     def _to_row(self, record: BaseModel) -> dict[str, Any]:
-        names = {c.name for c in self.table.columns}
-        return {k: v for k, v in record.model_dump().items() if k in names}
+        return row_of(record, self.table)
 
     # ------------------------------------------------------------------ reads
-    def _final(self, stmt: Any, where: Sequence[ColumnElement[bool]]) -> Any:
-        """``stmt`` FINAL, with filters on sorting-key columns applied before the merge
-        (PREWHERE) and the rest after it (WHERE): same rows, far less merging on the
-        large tables (bench_queries' 100M-row learning curve: 80 ms to 11 ms)."""
-        key = sorting_key_columns(self.table)
-        early: list[ColumnElement[bool]] = []
-        late: list[ColumnElement[bool]] = []
-        for clause in where:
-            (early if _only_columns(clause, self.table, key) else late).append(clause)
-        stmt = final_prewhere(stmt, *early)
-        return stmt.where(*late) if late else stmt
+    def read(self, *where: ColumnElement[bool], columns: Sequence[Any] = ()) -> Query:
+        """A query on this table (all columns unless ``columns``); see
+        :mod:`repositories.query`. Its ``sql()`` is the statement a method sends."""
+        return Query(self.db, self.source, tuple(columns), tuple(where))
+
+    def record_columns(self, record: type[BaseModel]) -> list[Any]:
+        """The table's columns for ``record``'s fields, in table order; a field with no
+        column is a :class:`SchemaMismatchError`, not a silently shorter SELECT."""
+        check_fields(record, self.table, record.model_fields)
+        return [c for c in self.table.columns if c.name in record.model_fields]
 
     def _select(
         self,
@@ -96,26 +119,32 @@ class Repository(Generic[R]):
         offset: int | None = None,
         columns: Sequence[Any] | None = None,
     ) -> list[Any]:
-        stmt = self._final(select(*(columns or self.table.columns)).select_from(self.table), where)
-        if order_by:
-            stmt = stmt.order_by(*order_by)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        if offset:
-            stmt = stmt.offset(offset)
-        with self.db.engine.connect() as conn:
-            return list(conn.execute(stmt).mappings())
+        query = self.read(*where, columns=columns or ()).order_by(*order_by)
+        return query.limit(limit).offset(offset).rows()
 
     def _count(self, *where: ColumnElement[bool]) -> int:
-        stmt = self._final(select(func.count()).select_from(self.table), where)
-        with self.db.engine.connect() as conn:
-            return int(conn.execute(stmt).scalar() or 0)
+        return self.read(*where).count()
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
         return self.record.model_validate(dict(row))  # type: ignore[return-value]
 
+    def _list(
+        self,
+        *where: ColumnElement[bool],
+        order_by: Sequence[Any] = (),
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[R]:
+        """Matching records; one query (no count)."""
+        rows = self._select(*where, order_by=order_by, limit=limit, offset=offset)
+        return [self._to_record(r) for r in rows]
+
+    def get_one_query(self, *where: ColumnElement[bool]) -> Query:
+        """What :meth:`get_one_or_none` sends (two rows at most: one more is an error)."""
+        return self.read(*where).limit(2)
+
     def get_one_or_none(self, *where: ColumnElement[bool]) -> R | None:
-        rows = self._select(*where, limit=2)
+        rows = self.get_one_query(*where).rows()
         if len(rows) > 1:
             raise LookupError(f"{self.table.name}: more than one row matches")
         return self._to_record(rows[0]) if rows else None
@@ -127,5 +156,8 @@ class Repository(Generic[R]):
         limit: int | None = None,
         offset: int | None = None,
     ) -> tuple[list[R], int]:
-        rows = self._select(*where, order_by=order_by, limit=limit, offset=offset)
-        return [self._to_record(r) for r in rows], self._count(*where)
+        """A page of matching records and the number of all matching rows (two
+        queries: use :meth:`_list` when the count is not needed)."""
+        return self._list(*where, order_by=order_by, limit=limit, offset=offset), self._count(
+            *where
+        )

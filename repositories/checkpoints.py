@@ -471,14 +471,13 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             if deployment_status is None
             else _enum(DeploymentStatus, deployment_status, "deployment_status")
         )
-        rows = self._select(self.table.c.run_id == key, columns=self._info_columns)
-        infos = [self._to_info(r) for r in rows]
-        infos = [
-            i
-            for i in infos
-            if (wanted_kind is None or i.kind is wanted_kind)
-            and (wanted_status is None or i.deployment_status is wanted_status)
-        ]
+        c = self.table.c
+        where = [c.run_id == key]
+        if wanted_kind is not None:
+            where.append(c.checkpoint_kind == wanted_kind.value)
+        if wanted_status is not None:
+            where.append(c.deployment_status == wanted_status.value)
+        infos = [self._to_info(r) for r in self._select(*where, columns=self._info_columns)]
         return sorted(infos, key=lambda i: (*i.order_key, str(i.checkpoint_id)))
 
     def latest(self, run_id: uuid.UUID | str) -> InfoT | None:

@@ -23,6 +23,11 @@ class InvalidTransitionError(RepositoryError):
     """A status change the run lifecycle does not allow."""
 
 
+class SchemaMismatchError(RepositoryError):
+    """A record and its table disagree (a field without a column, or a column a
+    write leaves out): a code defect, never bad user input; nothing was written."""
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from repositories.errors import InvalidInputError
-from suho_models.base import engine_merges_versions, sorting_key_names
+from repositories.query import Query, Source
 from suho_models.db import Database
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -58,7 +58,8 @@ class FeatureTable:
         return bool(self.db.scalar(f"EXISTS TABLE `{self.table}`"))
 
     def count(self) -> int:
-        return int(self.db.scalar(f"SELECT count() FROM `{self.table}`")) if self.exists() else 0
+        """Rows as :meth:`read` sees them (one per key where the engine merges versions)."""
+        return Query(self.db, self._source()).count() if self.exists() else 0
 
     def drop(self) -> None:
         self.db.execute(f"DROP TABLE IF EXISTS `{self.table}`")
@@ -104,8 +105,7 @@ class FeatureTable:
         symbols: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Only ``columns`` within [start, end], one row per (symbol, time)."""
-        sql, params = self.read_sql(columns, start, end, symbols)
-        frame = self.db.query_arrow(sql, params).to_pandas()
+        frame = self.query(columns, start, end, symbols).arrow().to_pandas()
         if self.time_column in frame:
             frame[self.time_column] = pd.to_datetime(frame[self.time_column], utc=True)
         return frame
@@ -117,37 +117,43 @@ class FeatureTable:
         end: dt.datetime | None = None,
         symbols: Sequence[str] | None = None,
     ) -> tuple[str, dict[str, object]]:
-        """The statement :meth:`read` sends, shaped by the table's engine and key.
+        """The statement :meth:`read` sends, and its parameters (none: the values are
+        rendered into the SQL)."""
+        return self.query(columns, start, end, symbols).sql(), {}
 
-        FINAL only where the engine merges row versions (a plain MergeTree rejects
-        it); under FINAL, filters on sorting-key columns run before the merge
-        (PREWHERE), others after it.
-        """
-        names = ", ".join(f"`{_identifier(c, 'column')}`" for c in columns)
-        final, key = self._layout()
-        conditions: list[tuple[str, str]] = []
-        params: dict[str, object] = {}
+    def query(
+        self,
+        columns: Sequence[str],
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        symbols: Sequence[str] | None = None,
+    ) -> Query:
+        """The read as a :class:`~repositories.query.Query`, shaped by the table's
+        engine and sorting key as ``system.tables`` reports them (FINAL only where
+        the engine merges row versions; key filters before the merge)."""
+        wanted = [_identifier(c, "column") for c in columns]
+        source = self._source()
+        c = source.table.c
+        unknown = [n for n in (*wanted, self.time_column, self.symbol_column) if n not in c]
+        if unknown:
+            raise InvalidInputError(
+                f"feature table {self.table!r}: no column {unknown[0]!r} "
+                f"(has {', '.join(c.keys())})"
+            )
+        time, symbol = c[self.time_column], c[self.symbol_column]
+        where = []
         if start is not None:
-            conditions.append((self.time_column, f"`{self.time_column}` >= %(start)s"))
-            params["start"] = start
+            where.append(time >= start)
         if end is not None:
-            conditions.append((self.time_column, f"`{self.time_column}` <= %(end)s"))
-            params["end"] = end
+            where.append(time <= end)
         if symbols:
-            conditions.append((self.symbol_column, f"has(%(symbols)s, `{self.symbol_column}`)"))
-            params["symbols"] = list(symbols)
-        early = [sql for column, sql in conditions if final and column in key]
-        late = [sql for column, sql in conditions if not (final and column in key)]
-        sql = f"SELECT {names} FROM `{self.table}`" + (" FINAL" if final else "")
-        if early:
-            sql += " PREWHERE " + " AND ".join(early)
-        if late:
-            sql += " WHERE " + " AND ".join(late)
-        sql += f" ORDER BY `{self.time_column}`, `{self.symbol_column}`"
-        return sql, params
+            where.append(symbol.in_(list(symbols)))
+        return Query(self.db, source, tuple(c[name] for name in wanted), tuple(where)).order_by(
+            time, symbol
+        )
 
-    def _layout(self) -> tuple[bool, frozenset[str]]:
-        """(read with FINAL?, plain columns of the sorting key), from ``system.tables``."""
+    def _source(self) -> Source:
+        """The table as ``system.tables`` / ``system.columns`` describe it."""
         rows = self.db.execute(
             "SELECT engine, sorting_key FROM system.tables "
             "WHERE database = currentDatabase() AND name = %(t)s",
@@ -156,4 +162,4 @@ class FeatureTable:
         if not rows:
             raise InvalidInputError(f"feature table {self.table!r} does not exist")
         engine, sorting_key = rows[0]
-        return engine_merges_versions(engine), sorting_key_names(sorting_key)
+        return Source.of_existing(self.table, self.schema(), engine=engine, sorting_key=sorting_key)

@@ -119,13 +119,12 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         if order_by not in c:
             raise ValueError(f"order_by: unknown column {order_by!r}")
         column = c[order_by]
-        rows, _ = self.list_and_count(
+        return self._list(
             *where,
             order_by=[column.desc() if descending else column.asc(), c.run_id],
             limit=limit,
             offset=offset,
         )
-        return rows
 
     # ------------------------------------------------------------------ transitions
     def start(self, run_id: uuid.UUID | str) -> RunT:

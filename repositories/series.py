@@ -12,10 +12,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy import func
 
 from repositories.base import Repository
 from repositories.batch_writer import BatchWriter, reward_history_writer, training_metrics_writer
 from repositories.errors import InvalidInputError, validate
+from repositories.query import Query
 from repositories.records import EpisodeSummary, MetricPoint, RewardPoint
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _uuid
 from suho_models import RewardStep, TrainingMetric
@@ -107,22 +109,21 @@ class TrainingMetricRepository(Repository[MetricPoint]):
                 writer.log(run_id=key, **r.model_dump(exclude_none=True))
         return len(records)
 
-    # PREWHERE on the run, as Repository._final does for the ORM reads (all versions
-    # of a row share run_id, so FINAL's result is unchanged).
-    _CURVE_SQL = (
-        "SELECT iteration_number, train_loss, val_loss, train_accuracy, val_accuracy, "
-        "learning_rate, gradient_norm, iteration_duration_ms, recorded_at "
-        "FROM training_metrics FINAL PREWHERE run_id = %(run_id)s ORDER BY iteration_number"
-    )
+    def learning_curve_query(self, run_id: uuid.UUID | str) -> Query:
+        """What :meth:`learning_curve` and :meth:`learning_curve_arrow` send; its
+        ``sql()`` is the statement as SQL text (benches measure exactly that)."""
+        c = self.table.c
+        return self.read(
+            c.run_id == _uuid(run_id, "run_id"), columns=self.record_columns(MetricPoint)
+        ).order_by(c.iteration_number)
 
     def learning_curve(self, run_id: uuid.UUID | str) -> list[MetricPoint]:
         """Every iteration of a run, in order, one row per iteration."""
-        rows = self.db.execute_mappings(self._CURVE_SQL, {"run_id": _uuid(run_id, "run_id")})
-        return [MetricPoint.model_validate(r) for r in rows]
+        return [MetricPoint.model_validate(r) for r in self.learning_curve_query(run_id).rows()]
 
     def learning_curve_arrow(self, run_id: uuid.UUID | str) -> pa.Table:
         """The same curve as Arrow columns (plots, large runs)."""
-        return self.db.query_arrow(self._CURVE_SQL, {"run_id": _uuid(run_id, "run_id")})
+        return self.learning_curve_query(run_id).arrow()
 
     def count(self, run_id: uuid.UUID | str) -> int:
         return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
@@ -139,11 +140,10 @@ class TrainingMetricRepository(Repository[MetricPoint]):
         )
 
     def last_iteration(self, run_id: uuid.UUID | str) -> int | None:
-        value = self.db.scalar(
-            "SELECT max(iteration_number) FROM training_metrics FINAL PREWHERE run_id = %(r)s "
-            "HAVING count() > 0",
-            {"r": _uuid(run_id, "run_id")},
-        )
+        c = self.table.c
+        value = self.read(
+            c.run_id == _uuid(run_id, "run_id"), columns=[func.maxOrNull(c.iteration_number)]
+        ).scalar()
         return None if value is None else int(value)
 
 
@@ -180,9 +180,7 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         if episode_number is not None:
             where.append(c.episode_number == episode_number)
         rows = self._select(
-            *where,
-            order_by=[c.timestep_number],
-            columns=[col for col in self.table.columns if col.name != "run_id"],
+            *where, order_by=[c.timestep_number], columns=self.record_columns(RewardPoint)
         )
         return [RewardPoint.model_validate(dict(r)) for r in rows]
 
@@ -193,13 +191,7 @@ class RewardHistoryRepository(Repository[RewardPoint]):
             c.run_id == _uuid(run_id, "run_id"),
             c.is_episode_end == 1,
             order_by=[c.episode_number],
-            columns=[
-                c.episode_number,
-                c.timestep_number,
-                c.episode_final_reward,
-                c.sharpe_ratio,
-                c.account_value,
-            ],
+            columns=self.record_columns(EpisodeSummary),
         )
         return [EpisodeSummary.model_validate(dict(r)) for r in rows]
 
@@ -215,9 +207,11 @@ class RewardHistoryRepository(Repository[RewardPoint]):
 
     def last_step(self, run_id: uuid.UUID | str) -> tuple[int, int] | None:
         """(episode_number, timestep_number) of the last stored step, for resume."""
-        rows = self.db.execute(
-            "SELECT episode_number, timestep_number FROM reward_history FINAL "
-            "PREWHERE run_id = %(r)s ORDER BY timestep_number DESC LIMIT 1",
-            {"r": _uuid(run_id, "run_id")},
+        c = self.table.c
+        rows = self._select(
+            c.run_id == _uuid(run_id, "run_id"),
+            order_by=[c.timestep_number.desc()],
+            limit=1,
+            columns=[c.episode_number, c.timestep_number],
         )
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+        return (int(rows[0]["episode_number"]), int(rows[0]["timestep_number"])) if rows else None

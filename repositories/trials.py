@@ -47,10 +47,7 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
 
     def list(self, run_id: uuid.UUID | str) -> list[TrialT]:
         c = self.table.c
-        rows, _ = self.list_and_count(
-            c.run_id == _uuid(run_id, "run_id"), order_by=[c.trial_number]
-        )
-        return rows
+        return self._list(c.run_id == _uuid(run_id, "run_id"), order_by=[c.trial_number])
 
     def best(
         self,
@@ -63,7 +60,7 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
             raise InvalidInputError(f"direction: must be maximize or minimize (got {direction!r})")
         c = self.table.c
         objective = c[self.objective_column]
-        rows, _ = self.list_and_count(
+        return self._list(
             c.run_id == _uuid(run_id, "run_id"),
             c.state == TrialState.COMPLETE.value,
             objective.isnot(None),
@@ -73,11 +70,12 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
             ],
             limit=n,
         )
-        return rows
 
     def finished_numbers(self, run_id: uuid.UUID | str) -> set[int]:
         """Trial numbers already logged: a resumed study skips them."""
-        return {t.trial_number for t in self.list(run_id)}  # type: ignore[attr-defined]
+        c = self.table.c
+        rows = self._select(c.run_id == _uuid(run_id, "run_id"), columns=[c.trial_number])
+        return {int(r["trial_number"]) for r in rows}
 
 
 class HyperparameterTrialRepository(_TrialRepository[Trial]):

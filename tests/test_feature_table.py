@@ -4,6 +4,7 @@ tables an upstream pipeline made with other engines and keys."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 import pandas as pd
@@ -41,6 +42,20 @@ def user_table(db: Database, engine: str, order_by: str) -> FeatureTable:
     return table
 
 
+def clauses(table: FeatureTable, **filters: object) -> tuple[bool, str, str]:
+    """(FINAL?, PREWHERE conditions, WHERE conditions) of the SQL ``read`` sends."""
+    sql, params = table.read_sql(["f1"], **filters)  # type: ignore[arg-type]
+    assert params == {}  # the values are in the SQL
+    sql = " ".join(sql.split()).replace(f'"{table.table}".', "").replace('"', "")
+    prewhere = re.search(r" PREWHERE (.*?)(?: WHERE | ORDER BY )", sql)
+    where = re.search(r"(?<!PRE)WHERE (.*?) ORDER BY ", sql)
+    return (
+        " FINAL " in sql,
+        prewhere.group(1) if prewhere else "",
+        where.group(1) if where else "",
+    )
+
+
 def test_engine_and_key_helpers() -> None:
     assert engine_merges_versions("ReplacingMergeTree")
     assert engine_merges_versions("ReplicatedCollapsingMergeTree")
@@ -61,9 +76,14 @@ def test_own_table_reads_each_row_once_filtering_keys_before_final(db: Database)
     assert list(got["symbol"]) == ["XAUUSD"] * 3
     assert list(got["time"]) == [pd.Timestamp(START + dt.timedelta(hours=h)) for h in range(3)]
     assert list(got["f1"]) == [2.0, 6.0, 10.0]
-    sql, _ = table.read_sql(["f1"], start=START, end=end, symbols=["XAUUSD"])
-    assert " FINAL PREWHERE `time` >= %(start)s AND `time` <= %(end)s AND has(" in sql
-    assert " WHERE " not in sql
+    assert table.count() == 12  # as read: the second write replaced the first
+    final, prewhere, where = clauses(table, start=START, end=end, symbols=["XAUUSD"])
+    assert final
+    assert prewhere == (
+        f"time >= '{START:%Y-%m-%d %H:%M:%S.%f}' AND time <= '{end:%Y-%m-%d %H:%M:%S.%f}' "
+        "AND symbol IN ('XAUUSD')"
+    )
+    assert where == ""
 
 
 def test_plain_merge_tree_is_read_without_final(db: Database) -> None:
@@ -71,19 +91,21 @@ def test_plain_merge_tree_is_read_without_final(db: Database) -> None:
     table = user_table(db, "MergeTree", "time")
     got = table.read(["symbol", "f1"], symbols=["EURUSD"])
     assert list(got["f1"]) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
-    sql, _ = table.read_sql(["f1"], symbols=["EURUSD"])
-    assert "FINAL" not in sql and "PREWHERE" not in sql and " WHERE has(" in sql
+    assert clauses(table, symbols=["EURUSD"]) == (False, "", "symbol IN ('EURUSD')")
 
 
 def test_other_keys_move_only_their_own_columns_before_final(db: Database) -> None:
     table = user_table(db, "ReplacingMergeTree", "time, symbol")
-    sql, _ = table.read_sql(["f1"], start=START, symbols=["EURUSD"])
-    assert " FINAL PREWHERE `time` >= %(start)s AND has(" in sql
+    since = f"time >= '{START:%Y-%m-%d %H:%M:%S.%f}'"
+    assert clauses(table, start=START, symbols=["EURUSD"]) == (
+        True,
+        f"{since} AND symbol IN ('EURUSD')",
+        "",
+    )
     # Versions of a row share (symbol, hour) but not necessarily `time`: the time
     # filter has to wait until FINAL has picked the newest version.
     other = user_table(db, "ReplacingMergeTree", "symbol, toStartOfHour(time)")
-    sql, _ = other.read_sql(["f1"], start=START, symbols=["EURUSD"])
-    assert " FINAL PREWHERE has(%(symbols)s, `symbol`) WHERE `time` >= %(start)s " in sql
+    assert clauses(other, start=START, symbols=["EURUSD"]) == (True, "symbol IN ('EURUSD')", since)
     assert list(other.read(["f1"], start=START, symbols=["EURUSD"])["f1"]) == [
         0.0, 2.0, 4.0, 6.0, 8.0, 10.0,
     ]  # fmt: skip
@@ -97,3 +119,7 @@ def test_missing_table_and_bad_names_are_named(db: Database) -> None:
     table = user_table(db, "MergeTree", "time")
     with pytest.raises(InvalidInputError, match=r"column: not a plain identifier \(got 'f1`'\)"):
         table.read(["f1`"])
+    with pytest.raises(InvalidInputError, match=r"no column 'f2' \(has time, symbol, f1\)"):
+        table.read(["f2"])
+    with pytest.raises(InvalidInputError, match=r"no column 'ts' \(has time, symbol, f1\)"):
+        FeatureTable(db, table.table, time_column="ts").read(["f1"])

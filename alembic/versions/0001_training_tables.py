@@ -4,9 +4,10 @@ Revision ID: 0001_training_tables
 Revises:
 Create Date: 2026-11-27
 
-Engines and the TTL come from suho_models/base.py (the reasoning is there, and
-the retention period is set once, as DETAILED_RETENTION_MONTHS); later changes
-to them are explicit ALTERs in later revisions.
+Frozen: engines, ORDER BY, PARTITION BY and TTL are written out literally, as
+they shipped, so no later change to suho_models/base.py (where the reasoning
+lives) can alter what this revision creates. Changes are ALTERs in later
+revisions; tests/test_schema_contract.py compares the models with the result.
 
 - runs, checkpoints and trials: ReplacingMergeTree with a version column, one
   current row per key read with FINAL;
@@ -18,9 +19,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from clickhouse_sqlalchemy import engines
 from clickhouse_sqlalchemy import types as ch
-
-from suho_models.base import current_row_engine, detailed_series_engine, retention_ttl
 
 revision: str = "0001_training_tables"
 down_revision: str | None = None
@@ -119,12 +119,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Row version: the newest row per checkpoint is current",
         ),
-        current_row_engine(
-            order_by=(
-                "run_id",
-                "checkpoint_id",
-            )
-        ),
+        engines.ReplacingMergeTree(version="updated_at", order_by=("run_id", "checkpoint_id")),
         comment="Saved RL agents (policy and value networks), inline or object store",
     )
     op.create_table(
@@ -308,7 +303,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Row version: the newest row per run_id is current",
         ),
-        current_row_engine(order_by=("run_id",)),
+        engines.ReplacingMergeTree(version="updated_at", order_by=("run_id",)),
         comment="RL agent experiment tracking: one current row per run_id",
     )
     op.create_table(
@@ -358,13 +353,7 @@ def upgrade() -> None:
             nullable=False,
             comment="When the trial finished",
         ),
-        current_row_engine(
-            order_by=(
-                "run_id",
-                "trial_number",
-            ),
-            version="recorded_at",
-        ),
+        engines.ReplacingMergeTree(version="recorded_at", order_by=("run_id", "trial_number")),
         comment="Hyperparameter tuning trials of supervised runs, kept forever",
     )
     op.create_table(
@@ -466,12 +455,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Row version: the newest row per checkpoint is current",
         ),
-        current_row_engine(
-            order_by=(
-                "run_id",
-                "checkpoint_id",
-            )
-        ),
+        engines.ReplacingMergeTree(version="updated_at", order_by=("run_id", "checkpoint_id")),
         comment="Saved supervised model binaries (base64 inline, or object-store URI)",
     )
     op.create_table(
@@ -531,9 +515,11 @@ def upgrade() -> None:
             nullable=False,
             comment="When it was logged: drives TTL and row version",
         ),
-        detailed_series_engine(
+        engines.ReplacingMergeTree(
+            version="recorded_at",
+            partition_by=sa.text("toYYYYMM(recorded_at)"),
             order_by=("run_id", "episode_number", "timestep_number"),
-            ttl=retention_ttl(keep_where="is_episode_end = 1"),
+            ttl=sa.text("recorded_at + toIntervalMonth(6) DELETE WHERE NOT (is_episode_end = 1)"),
         ),
         comment="RL rewards per step; episode-end summary rows never expire",
     )
@@ -630,13 +616,7 @@ def upgrade() -> None:
             nullable=False,
             comment="When the trial finished",
         ),
-        current_row_engine(
-            order_by=(
-                "run_id",
-                "trial_number",
-            ),
-            version="recorded_at",
-        ),
+        engines.ReplacingMergeTree(version="recorded_at", order_by=("run_id", "trial_number")),
         comment="RL hyperparameter tuning trials, kept forever",
     )
     op.create_table(
@@ -697,7 +677,12 @@ def upgrade() -> None:
             nullable=False,
             comment="When it was logged: drives TTL and row version",
         ),
-        detailed_series_engine(order_by=("run_id", "iteration_number"), ttl=retention_ttl()),
+        engines.ReplacingMergeTree(
+            version="recorded_at",
+            partition_by=sa.text("toYYYYMM(recorded_at)"),
+            order_by=("run_id", "iteration_number"),
+            ttl=sa.text("recorded_at + toIntervalMonth(6)"),
+        ),
         comment="Per-iteration training metrics, detailed rows expire by TTL",
     )
     op.create_table(
@@ -920,7 +905,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Row version: the newest row per run_id is current",
         ),
-        current_row_engine(order_by=("run_id",)),
+        engines.ReplacingMergeTree(version="updated_at", order_by=("run_id",)),
         comment="Supervised ML experiment tracking: one current row per run_id",
     )
 

@@ -34,7 +34,9 @@ One addition rather than a fix: clickhouse-sqlalchemy cannot write PREWHERE.
 every candidate granule before a WHERE runs, while PREWHERE filters first. That
 is only correct for sorting-key columns (all versions of a row share them), and
 ClickHouse does not move such filters by itself under FINAL
-(``optimize_move_to_prewhere_if_final`` is off by default).
+(``optimize_move_to_prewhere_if_final`` is off by default). ``literal_sql`` compiles
+a statement to one SQL string for what takes text (Arrow reads). Repositories use
+both through ``repositories.query``, never by hand.
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ def final_prewhere(stmt: _ClickHouseSelect, *criteria: ColumnElement[bool]) -> _
         stmt = stmt._generate()
         stmt._prewhere_criteria = (*(getattr(stmt, "_prewhere_criteria", None) or ()), *criteria)
     return stmt
+
+
+def literal_sql(stmt: Any, dialect: Any) -> str:
+    """``stmt`` compiled for ``dialect`` as one SQL string, its values rendered as
+    literals the way the embedded driver renders every parameter (SQLAlchemy's own
+    ``literal_binds`` would write UUIDs as bare hex and datetimes with an offset).
+
+    For what takes SQL text rather than a statement (Arrow reads, benches)."""
+    from suho_models.db.chdb_dbapi import render_literal
+
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    # Always substitute, even without values: that also turns ``%%`` back into ``%``.
+    return str(compiled) % {k: render_literal(v) for k, v in compiled.params.items()}
 
 
 class FinalPreservingCompiler(ClickHouseSQLCompiler):

@@ -103,7 +103,9 @@ def test_flushes_after_max_seconds_without_more_rows(db: Database, tmp_path: Pat
         for i in range(10):
             w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
         assert _wait_for(lambda: _count(db, run) == 10, timeout=10)
-        assert w.pending_rows == 0 and w.flush_count >= 1
+        # The insert lands a moment before the writer books it: wait for that too.
+        assert _wait_for(lambda: w.pending_rows == 0, timeout=10)
+        assert w.flush_count >= 1
     finally:
         w.close()
 

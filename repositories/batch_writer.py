@@ -8,19 +8,29 @@ them as one columnar Arrow INSERT per batch.
 
 Why the design is what it is:
 
-* **Cheap per row.** ``log()``/``log_row()`` take a lock and append each value
-  to its column's list (code generated per schema, no loop, no per-row object
-  kept). Conversion to Arrow happens once per batch ("sealing").
-  ``log_columns()`` takes whole numpy/Arrow columns: the fast path for bulk.
+* **Cheap per row, checked per row.** ``log()``/``log_row()`` check each value
+  against its column (:mod:`repositories.arrow_schema`) and raise at once, naming
+  the field and the value; then they take a lock and append each value to its
+  column's list. Both are compiled per schema (no loop over the columns), which
+  measured about twice as fast as a plain loop (``bench/results/writer_appenders.md``).
+  Conversion to Arrow happens once per batch ("sealing"). ``log_columns()`` takes
+  whole numpy/Arrow columns: the fast path for bulk.
 * **Flushes** happen at ``max_rows`` (in the logging thread, which gives
   back-pressure), ``max_seconds`` after the oldest unflushed row (a daemon
   thread), on ``flush()``/``close()``, and at interpreter exit (``atexit``).
-* **Never drop rows.** A failed insert leaves its batches queued, in order; they
-  are retried with exponential backoff. Past ``max_buffered_rows`` the oldest
-  batches go to Arrow IPC files in ``spool_dir`` (written to a temporary name
-  and renamed, so a file is either complete or absent). Spooled files are
+* **Never drop rows.** A batch whose insert fails goes to an Arrow IPC file in
+  ``spool_dir`` at once (write-ahead, :mod:`repositories.spool`), and while the
+  database keeps failing every newly sealed batch does too. Spooled files are
   replayed first, in order, and deleted only after their insert succeeded; a new
-  writer for the same table replays files a crashed process left behind.
+  writer for the same table replays files a crashed process left behind. Failed
+  inserts are retried with exponential backoff, and while the server cannot be
+  reached a cheap TCP probe every ``probe_interval`` seconds notices its return,
+  so rows arrive within about that long after it is back.
+* **What a kill -9 can lose:** only rows not yet acknowledged by an INSERT or a
+  spool file: those logged since the last seal (fewer than ``max_rows``, logged
+  within the last ``max_seconds``) and, while the database answers, the sealed
+  batch whose first INSERT is in flight. Everything sealed during an outage is on
+  disk.
 * **Exactly once as readers see it.** Both tables are ReplacingMergeTree on
   their natural key, read with ``FINAL``; a retried batch that partially landed,
   or a spool file replayed twice, only re-inserts identical rows. A batch is
@@ -35,23 +45,33 @@ import atexit
 import contextlib
 import datetime as dt
 import logging
-import os
-import re
+import socket
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from clickhouse_sqlalchemy import types as ch
-from sqlalchemy.types import TypeEngine
 
+from repositories.arrow_schema import (
+    RECORDED_AT,
+    REWARD_HISTORY_SCHEMA,
+    TRAINING_METRICS_SCHEMA,
+    UUID_ARROW_TYPE,
+    ColumnRule,
+    InvalidRowError,
+    RowsRejectedError,
+    arrow_schema,
+    column_rules,
+    column_to_arrow,
+    is_scalar,
+    values_to_arrow,
+)
+from repositories.spool import SpoolDir
 from suho_models.db.database import Database
 from suho_models.rl import RewardStep
 from suho_models.settings import get_settings
@@ -59,159 +79,9 @@ from suho_models.supervised import TrainingMetric
 
 logger = logging.getLogger(__name__)
 
-_UUID_AS_STRING = not hasattr(pa, "uuid")  # pyarrow < 18 has no arrow.uuid type
-UUID_ARROW_TYPE: pa.DataType = pa.string() if _UUID_AS_STRING else pa.uuid()
-"""Arrow type for ClickHouse ``UUID``.
-
-Measured on chdb-core 26.9 / pyarrow 26: the canonical ``arrow.uuid`` extension
-type (16 bytes) is accepted by both insert paths (embedded Arrow format, and
-clickhouse-driver via ``to_pylist`` -> ``uuid.UUID``) and inserts 1M rows about
-2.4x faster embedded than 36-character strings. Plain ``fixed_size_binary(16)``
-works embedded but not on the native path (``to_pylist`` gives ``bytes``).
-"""
-
-RECORDED_AT = "recorded_at"
-_SPOOL_SUFFIX = ".arrow"
-_SPOOL_NAME = re.compile(r"^(\d{20})-(\d+)-(\d{6})-(\d+)r\.arrow$")
-_TMP_NAME = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
 _IDLE_WAIT_S = 1.0
-
-
-# --------------------------------------------------------------------------- schemas
-def _arrow_type(type_: TypeEngine) -> tuple[pa.DataType, bool]:
-    """(Arrow type, nullable) for a clickhouse-sqlalchemy column type."""
-    if isinstance(type_, ch.Nullable):
-        inner, _ = _arrow_type(_instance(type_.nested_type))
-        return inner, True
-    if isinstance(type_, ch.LowCardinality):
-        return _arrow_type(_instance(type_.nested_type))
-    if isinstance(type_, ch.UUID):
-        return UUID_ARROW_TYPE, False
-    if isinstance(type_, ch.DateTime64):
-        precision = type_.precision if type_.precision is not None else 3
-        unit = {0: "s", 3: "ms", 6: "us", 9: "ns"}.get(precision)
-        if unit is None:
-            raise TypeError(f"no Arrow unit for DateTime64({precision})")
-        return pa.timestamp(unit, tz=type_.timezone or "UTC"), False
-    if isinstance(type_, ch.Array):
-        inner, _ = _arrow_type(_instance(type_.item_type))
-        return pa.list_(inner), False
-    simple = {
-        ch.UInt8: pa.uint8(),
-        ch.UInt16: pa.uint16(),
-        ch.UInt32: pa.uint32(),
-        ch.UInt64: pa.uint64(),
-        ch.Int8: pa.int8(),
-        ch.Int16: pa.int16(),
-        ch.Int32: pa.int32(),
-        ch.Int64: pa.int64(),
-        ch.Float32: pa.float32(),
-        ch.Float64: pa.float64(),
-        ch.String: pa.string(),
-    }
-    for cls, arrow in simple.items():
-        if type(type_) is cls:
-            return arrow, False
-    raise TypeError(f"no Arrow type for ClickHouse type {type_!r}")
-
-
-def _instance(type_: TypeEngine | type[TypeEngine]) -> TypeEngine:
-    return type_() if isinstance(type_, type) else type_
-
-
-def arrow_schema(model: type) -> pa.Schema:
-    """The Arrow schema of a model's table, column order as declared.
-
-    ``Nullable(T)`` columns are nullable fields; all others are not, and a row
-    with no value for them (other than ``recorded_at``) is rejected at sealing.
-    """
-    fields = []
-    for column in model.__table__.columns:
-        arrow, nullable = _arrow_type(column.type)
-        fields.append(pa.field(column.name, arrow, nullable=nullable))
-    return pa.schema(fields)
-
-
-TRAINING_METRICS_SCHEMA: pa.Schema = arrow_schema(TrainingMetric)
-"""``training_metrics``: run_id uuid, iteration_number uint32, six nullable float64
-metrics, iteration_duration_ms float64, recorded_at timestamp[ms, UTC]."""
-
-REWARD_HISTORY_SCHEMA: pa.Schema = arrow_schema(RewardStep)
-"""``reward_history``: run_id uuid, episode_number uint32, timestep_number uint64,
-float64 rewards, nullable float64 extras, is_episode_end uint8, recorded_at."""
-
-
-# --------------------------------------------------------------------------- conversion
-def _uuid_value(value: Any) -> Any:
-    """One UUID-ish value (UUID, str, 16 bytes) in the storage form of UUID_ARROW_TYPE."""
-    if value is None:
-        return None
-    if not isinstance(value, uuid.UUID):
-        if isinstance(value, bytes | bytearray) and len(value) == 16:
-            value = uuid.UUID(bytes=bytes(value))
-        else:
-            value = uuid.UUID(str(value))
-    return str(value) if _UUID_AS_STRING else value.bytes
-
-
-def _uuid_array(values: Sequence[Any]) -> pa.Array:
-    """UUID column from Python values; runs have few distinct ids, so convert each once.
-
-    Deduplicated by object identity (C-speed ``id``; ``UUID.__hash__`` is Python code).
-    """
-    ids = list(map(id, values))
-    storage_type = pa.string() if _UUID_AS_STRING else pa.binary(16)
-    if ids and values[0] is not None and ids.count(ids[0]) == len(ids):
-        # One logger's rows: the same UUID object throughout (3x less sealing time).
-        one = pa.array([_uuid_value(values[0])], storage_type)
-        storage = one.take(pa.array(np.zeros(len(ids), dtype=np.int64)))
-    else:
-        mapping = {i: _uuid_value(v) for i, v in dict(zip(ids, values, strict=True)).items()}
-        storage = pa.array(list(map(mapping.__getitem__, ids)), storage_type)
-    if _UUID_AS_STRING:
-        return storage
-    return pa.ExtensionArray.from_storage(UUID_ARROW_TYPE, storage)
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(
-        value, str | bytes | uuid.UUID | int | float | dt.datetime | np.generic
-    )
-
-
-def _column_to_arrow(values: Any, field: pa.Field, length: int | None) -> pa.Array:
-    """A whole column (Arrow, numpy, pandas, list, or a scalar to broadcast) as ``field.type``."""
-    target = field.type
-    if _is_scalar(values):
-        one = _column_to_arrow([values], field, 1)
-        return one.take(pa.array(np.zeros(length or 0, dtype=np.int64)))
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if isinstance(values, pa.Array):
-        if values.type == target:
-            return values
-        if target == UUID_ARROW_TYPE and not _UUID_AS_STRING:
-            if values.type == pa.binary(16):
-                return pa.ExtensionArray.from_storage(UUID_ARROW_TYPE, values)
-            return _uuid_array(values.to_pylist())
-        return _cast(values, target)
-    if target == UUID_ARROW_TYPE:
-        return _uuid_array(list(values))
-    if hasattr(values, "__arrow_array__") or type(values).__module__.startswith("pandas"):
-        # pandas: NaN stays NaN and only a missing value (None, pd.NA, NaT) is NULL.
-        return _cast(pa.array(values, from_pandas=False), target)
-    if isinstance(values, np.ndarray) and values.dtype != object:
-        return _cast(pa.array(values, from_pandas=False), target)
-    return pa.array(list(values), type=target, from_pandas=False)
-
-
-def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
-    if array.type == target:
-        return array
-    if pa.types.is_timestamp(target) and pa.types.is_timestamp(array.type):
-        # Finer clocks (ns from numpy) truncate to the column's precision.
-        return array.cast(target, safe=False)
-    return array.cast(target)
+_DEFAULT_PORTS = {"native": 9000}  # other network drivers speak HTTP
+_CONVERSION_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, AttributeError)
 
 
 class _Batch:
@@ -234,6 +104,18 @@ class BatchWriter:
     writer still flushes at interpreter exit.
     """
 
+    log: Callable[..., None]
+    """``log(**row)``: queue one row given by column name. A Nullable column left
+    out is NULL, a column with a default (``iteration_duration_ms``,
+    ``is_episode_end``) takes it, ``recorded_at`` is "now"; any other missing value,
+    an unknown column, or a value its column cannot hold raises
+    :class:`InvalidRowError` naming the field and the value, and nothing of the row
+    is kept. Compiled per instance (:meth:`_compile_appenders`)."""
+
+    log_row: Callable[[Sequence[Any]], None]
+    """``log_row(values)``: the same with one value per column in schema order
+    (``None`` for NULL / default)."""
+
     def __init__(
         self,
         db: Database,
@@ -246,6 +128,7 @@ class BatchWriter:
         spool_dir: Path | None = None,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        probe_interval: float = 1.0,
     ) -> None:
         if max_rows < 1 or max_buffered_rows < 1:
             raise ValueError("max_rows and max_buffered_rows must be positive")
@@ -257,17 +140,20 @@ class BatchWriter:
         self.max_buffered_rows = max_buffered_rows
         self.retry_initial = retry_initial
         self.retry_max = retry_max
-        self.spool_dir = Path(
+        self.probe_interval = probe_interval
+        self._spool_files = SpoolDir(
             spool_dir
             if spool_dir is not None
             else get_settings().data_dir / "spool" / db.store_key / table
-        ).resolve()
+        )
+        self.spool_dir = self._spool_files.path
 
         self._names = tuple(schema.names)
         self._name_set = frozenset(self._names)
         self._width = len(self._names)
+        self._rules: list[ColumnRule] = column_rules(table, schema)
         self._has_recorded_at = RECORDED_AT in self._name_set
-        self._required = tuple(f.name for f in schema if not f.nullable and f.name != RECORDED_AT)
+        self._required = tuple(r.field.name for r in self._rules if not r.may_be_none)
 
         # Guarded by _lock, which is held only for list operations, never for I/O.
         self._lock = threading.Lock()
@@ -281,23 +167,26 @@ class BatchWriter:
         self._spool: deque[tuple[Path, int]] = deque()
         self._spool_rows = 0
         self._closed = False
-        self._rows_taken = 0  # rows that left the queue, plus log_columns rows
+        self._rows_taken = 0  # rows that left the open columns, plus log_columns rows
         self._rows_flushed = 0
         self._rows_rejected = 0
+        self._first_rejection: str | None = None
         self._flush_count = 0
-        self._failures = 0
+        self._failures = 0  # failed attempts since the last success
+        self._backoff_step = 0  # the same, restarted when the server comes back
         self._retry_at = 0.0
+        self._down = False  # the probe found the server unreachable
+        self._probe_at = 0.0
         self._last_error: BaseException | None = None
 
         self._sealing_rows = 0  # rows being converted outside _lock
         self._seal_lock = threading.Lock()  # batches enter the queue in logging order
         self._flush_lock = threading.Lock()  # one insert loop at a time
         self._spool_lock = threading.Lock()  # spool files are written in order
-        self._spool_seq = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
 
-        self.log, self.log_row = self._compile_appenders()  # type: ignore[method-assign]
+        self.log, self.log_row = self._compile_appenders()
         self._warm_up()
         self._adopt_spool_leftovers()
         self._thread = threading.Thread(target=self._run, name=f"batch-writer-{table}", daemon=True)
@@ -305,47 +194,15 @@ class BatchWriter:
         atexit.register(self._at_exit)
 
     # ------------------------------------------------------------------ logging
-    # log() and log_row() below are the reference implementation; each instance
-    # replaces them with equivalents compiled for its schema (_compile_appenders),
-    # which append to each column without a loop.
-    def log(self, **row: Any) -> None:
-        """Queue one row given by column name; missing Nullable columns become NULL."""
-        if not self._name_set.issuperset(row):
-            self._unknown_columns(row)
-        with self._lock:
-            if self._closed:
-                self._raise_closed()
-            for column, name in zip(self._columns, self._names, strict=True):
-                column.append(row.get(name))
-            n = len(self._columns[0])
-            if n == 1:
-                self._rows_first_at = time.monotonic()
-        if n == 1:
-            self._wake.set()
-        if n >= self.max_rows:
-            self._on_full()
-
-    def log_row(self, row: Sequence[Any]) -> None:
-        """Queue one row as a tuple in schema column order (``None`` for NULL / default)."""
-        if len(row) != self._width:
-            self._wrong_width(row)
-        with self._lock:
-            if self._closed:
-                self._raise_closed()
-            for column, value in zip(self._columns, row, strict=True):
-                column.append(value)
-            n = len(self._columns[0])
-            if n == 1:
-                self._rows_first_at = time.monotonic()
-        if n == 1:
-            self._wake.set()
-        if n >= self.max_rows:
-            self._on_full()
-
     def _compile_appenders(self) -> tuple[Any, Any]:
-        """log/log_row specialised to this schema: one bound ``append`` per column."""
+        """log/log_row specialised to this schema: each column's check inlined (a
+        class test, plus a range test for integers; anything else goes through its
+        :class:`ColumnRule`), then one bound ``append`` per column under the lock."""
         width = self._width
         namespace: dict[str, Any] = {f"a{i}": c.append for i, c in enumerate(self._columns)}
+        for i, rule in enumerate(self._rules):
+            namespace[f"c{i}"] = rule.check
+            namespace[f"t{i}"] = rule.fast
         namespace.update(
             writer=self,
             lock=self._lock,
@@ -356,11 +213,14 @@ class BatchWriter:
             width=width,
             max_rows=self.max_rows,
         )
-        by_name = "\n".join(f"        a{i}(get({n!r}))" for i, n in enumerate(self._names))
-        by_position = "\n".join(f"        a{i}(v{i})" for i in range(width))
+        checks = "".join(_inline_check(i, rule) for i, rule in enumerate(self._rules))
+        by_name = "".join(f"    v{i} = get({n!r})\n" for i, n in enumerate(self._names))
         unpack = "".join(f"v{i}, " for i in range(width))
-        tail = """
-        n = len(first)
+        appends = "".join(f"        a{i}(v{i})\n" for i in range(width))
+        tail = f"""    with lock:
+        if writer._closed:
+            writer._raise_closed()
+{appends}        n = len(first)
         if n == 1:
             writer._rows_first_at = monotonic()
     if n == 1:
@@ -373,23 +233,15 @@ def log(**row):
     if not names_ge(row):
         writer._unknown_columns(row)
     get = row.get
-    with lock:
-        if writer._closed:
-            writer._raise_closed()
-{by_name}{tail}
+{by_name}{checks}{tail}
 def log_row(row):
     if len(row) != width:
         writer._wrong_width(row)
     {unpack}= row
-    with lock:
-        if writer._closed:
-            writer._raise_closed()
-{by_position}{tail}
+{checks}{tail}
 """
         exec(compile(source, f"<BatchWriter {self.table}>", "exec"), namespace)
-        log, log_row = namespace["log"], namespace["log_row"]
-        log.__doc__, log_row.__doc__ = BatchWriter.log.__doc__, BatchWriter.log_row.__doc__
-        return log, log_row
+        return namespace["log"], namespace["log_row"]
 
     def _warm_up(self) -> None:
         """Convert and serialise an empty batch now, so that the lazy imports behind
@@ -402,12 +254,13 @@ def log_row(row):
 
     def _unknown_columns(self, row: Mapping[str, Any]) -> None:
         unknown = sorted(set(row) - self._name_set)
-        raise TypeError(f"{self.table} has no column(s) {', '.join(unknown)}")
+        values = ", ".join(f"{name}={row[name]!r:.200}" for name in unknown)
+        raise InvalidRowError(f"{self.table} has no column(s) {', '.join(unknown)} (got {values})")
 
     def _wrong_width(self, row: Sequence[Any]) -> None:
-        raise ValueError(
+        raise InvalidRowError(
             f"{self.table} rows have {self._width} values ({', '.join(self._names)}), "
-            f"got {len(row)}"
+            f"got {len(row)}: {tuple(row)!r:.300}"
         )
 
     def _raise_closed(self) -> None:
@@ -416,37 +269,37 @@ def log_row(row):
     def log_columns(self, columns: Mapping[str, Any]) -> None:
         """Queue a columnar batch: column -> sequence / numpy / Arrow array, or a scalar
         to broadcast (e.g. the run id). The fast path for bulk: no per-row Python work.
+
+        All or nothing: a value a column cannot hold, or a missing required value,
+        raises :class:`InvalidRowError` naming the field, the value and its index,
+        and no row of the batch is kept.
         """
         unknown = set(columns) - self._name_set
         if unknown:
-            raise TypeError(f"{self.table} has no column(s) {', '.join(sorted(unknown))}")
+            self._unknown_columns(columns)
         length = None
         for values in columns.values():
-            if not _is_scalar(values):
+            if not is_scalar(values):
                 n = len(values)
                 if length is not None and n != length:
-                    raise ValueError("log_columns: columns have different lengths")
+                    raise InvalidRowError(
+                        f"log_columns({self.table}): columns have different lengths"
+                    )
                 length = n
         if length is None:
             length = 1  # all scalars: one row
         if length == 0:
             return
-        arrays = []
-        for field in self.schema:
-            if field.name in columns:
-                arrays.append(_column_to_arrow(columns[field.name], field, length))
-            else:
-                arrays.append(pa.nulls(length, field.type))
-        table = self._validated(pa.Table.from_arrays(arrays, schema=self.schema), _utc_now())
+        arrays = [self._column(rule, columns, length) for rule in self._rules]
+        table = self._with_recorded_at(pa.Table.from_arrays(arrays, schema=self.schema))
         with self._seal_lock:
             self._seal_holding_seal_lock()  # keep this thread's earlier rows ahead
             with self._lock:
                 if self._closed:
-                    raise RuntimeError(f"BatchWriter for {self.table} is closed")
+                    self._raise_closed()
                 self._rows_taken += length
-                if table.num_rows:
-                    self._batches.append(_Batch(table, time.monotonic()))
-                    self._batch_rows += table.num_rows
+                self._batches.append(_Batch(table, time.monotonic()))
+                self._batch_rows += table.num_rows
                 first = len(self._batches) == 1
                 full = self._batch_rows >= self.max_rows
         if first:
@@ -454,12 +307,28 @@ def log_row(row):
         if full:
             self._on_full()
 
+    def _column(self, rule: ColumnRule, columns: Mapping[str, Any], length: int) -> pa.Array:
+        field = rule.field
+        if field.name not in columns:
+            array = pa.nulls(length, field.type)
+        else:
+            array = column_to_arrow(columns[field.name], rule, length)
+        if array.null_count and not rule.may_be_none:
+            if rule.default is None:
+                index = pc.index(pc.is_null(array), True).as_py()
+                raise InvalidRowError(
+                    f"{rule.label}: required, no value given (got None at index {index})"
+                )
+            array = pc.fill_null(array, pa.scalar(rule.default, field.type))
+        return array
+
     # ------------------------------------------------------------------ public control
     def flush(self) -> bool:
         """Insert everything queued now (spooled files first); True when nothing is left.
 
-        Ignores the retry backoff. A failure does not raise: the rows stay queued,
-        ``last_error`` says why, and the background thread keeps retrying.
+        Ignores the retry backoff. A failure does not raise: the rows are in spool
+        files (durable), ``last_error`` says why, and the background thread keeps
+        retrying.
         """
         self._seal()
         return self._flush(force=True)
@@ -469,12 +338,24 @@ def log_row(row):
 
         Retries failed inserts until ``timeout`` seconds have passed; whatever is
         still queued then is written to ``spool_dir`` (never lost) and replayed
-        by the next writer for this table.
+        by the next writer for this table, and close returns False.
+
+        Raises :class:`RowsRejectedError` (after everything else is stored or
+        spooled) when any row was rejected at sealing: rows are checked when logged,
+        so that means a value passed the checks but not Arrow's conversion.
         """
         with self._lock:
-            if self._closed:
-                return not self._batches and not self._spool
+            already = self._closed
             self._closed = True
+        done = (not self._batches and not self._spool) if already else self._close(timeout)
+        if self._rows_rejected:
+            raise RowsRejectedError(
+                f"BatchWriter({self.table}) rejected {self._rows_rejected} row(s) that were "
+                f"logged but could not be stored; the first: {self._first_rejection}"
+            )
+        return done
+
+    def _close(self, timeout: float) -> bool:
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
         try:
@@ -497,7 +378,7 @@ def log_row(row):
             time.sleep(min(self._backoff(), max(deadline - time.monotonic(), 0.0)))
             done = self._flush(force=True, lock_timeout=max(deadline - time.monotonic(), 0.0))
         if not done:
-            self._spool_memory(keep_rows=0)
+            self._spool_memory()
             with self._lock:
                 files, rows = len(self._spool), self._spool_rows
             logger.warning(
@@ -521,12 +402,17 @@ def log_row(row):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        except RowsRejectedError:
+            if exc is None:
+                raise
+            logger.exception("BatchWriter(%s): closing after %r", self.table, exc)
 
     # ------------------------------------------------------------------ stats
     @property
     def rows_logged(self) -> int:
-        """Rows accepted by log/log_row/log_columns (rejected rows included)."""
+        """Rows accepted by log/log_row/log_columns (rows refused there not included)."""
         with self._lock:
             return self._rows_taken + len(self._columns[0])
 
@@ -537,7 +423,7 @@ def log_row(row):
 
     @property
     def rows_rejected(self) -> int:
-        """Rows dropped at sealing because they could not be converted (logged as errors)."""
+        """Accepted rows that could not be converted at sealing (close() raises for them)."""
         return self._rows_rejected
 
     @property
@@ -584,7 +470,7 @@ def log_row(row):
         return (
             f"BatchWriter({self.table!r}, logged={self.rows_logged}, "
             f"flushed={self._rows_flushed}, pending={self.pending_rows}, "
-            f"spooled_files={self.spooled_files})"
+            f"spooled_files={self.spooled_files}, rejected={self._rows_rejected})"
         )
 
     # ------------------------------------------------------------------ sealing
@@ -626,85 +512,71 @@ def log_row(row):
                 self._batch_rows += table.num_rows
 
     def _columns_to_table(self, data: list[list[Any]]) -> pa.Table:
-        now = _utc_now()
         try:
-            table = pa.Table.from_arrays(
-                [self._values_to_arrow(data[i], f) for i, f in enumerate(self.schema)],
-                schema=self.schema,
-            )
-        except (pa.ArrowException, ValueError, TypeError, OverflowError, AttributeError):
-            return self._rows_to_table_one_by_one(list(zip(*data, strict=True)), now)
-        return self._validated(table, now)
+            table = self._to_table(data)
+        except _CONVERSION_ERRORS:
+            return self._rows_to_table_one_by_one(list(zip(*data, strict=True)))
+        return self._with_recorded_at(table)
 
-    def _values_to_arrow(self, values: list[Any], field: pa.Field) -> pa.Array:
-        if field.type == UUID_ARROW_TYPE:
-            return _uuid_array(values)
-        # recorded_at left out stays NULL here; _validated fills it in one Arrow call
-        # (building 1M datetime objects first took 0.25 s).
-        return pa.array(values, type=field.type, from_pandas=False)
+    def _to_table(self, data: list[list[Any]]) -> pa.Table:
+        table = pa.Table.from_arrays(
+            [values_to_arrow(data[i], f) for i, f in enumerate(self.schema)], schema=self.schema
+        )
+        for name in self._required:
+            if table.column(name).null_count:
+                raise ValueError(f"{self.table}.{name}: required, no value given")
+        return table
 
-    def _rows_to_table_one_by_one(self, rows: list[Any], now: dt.datetime) -> pa.Table:
-        """Slow path after a conversion error: keep the good rows, reject the bad ones."""
+    def _rows_to_table_one_by_one(self, rows: list[Any]) -> pa.Table:
+        """Slow path after a conversion error: keep the good rows, reject the bad ones.
+
+        The checks in log() make this a safety net (a type without a fast check, or a
+        bug): the rejected rows are counted and close() raises for them."""
         good: list[pa.Table] = []
-        first_error: Exception | None = None
         for row in rows:
             try:
-                columns = [[value] for value in row]
-                good.append(
-                    pa.Table.from_arrays(
-                        [self._values_to_arrow(columns[i], f) for i, f in enumerate(self.schema)],
-                        schema=self.schema,
-                    )
-                )
-            except (pa.ArrowException, ValueError, TypeError, OverflowError, AttributeError) as e:
-                first_error = first_error or e
-                self._reject(1, f"{e} in row {row!r}")
+                good.append(self._to_table([[value] for value in row]))
+            except _CONVERSION_ERRORS as e:
+                self._reject(f"{e} in row {row!r:.300}")
         if not good:
             return self.schema.empty_table()
-        return self._validated(pa.concat_tables(good), now)
+        return self._with_recorded_at(pa.concat_tables(good))
 
-    def _validated(self, table: pa.Table, now: dt.datetime) -> pa.Table:
-        """Fill ``recorded_at``; drop rows with NULL in a non-Nullable column."""
+    def _with_recorded_at(self, table: pa.Table) -> pa.Table:
+        """Fill ``recorded_at`` left out with now, in one Arrow call (building 1M
+        datetime objects first took 0.25 s)."""
         if self._has_recorded_at:
             i = table.schema.get_field_index(RECORDED_AT)
             col = table.column(i)
             if col.null_count:
-                filled = pc.fill_null(col, pa.scalar(now, type=col.type))
+                filled = pc.fill_null(col, pa.scalar(_utc_now(), type=col.type))
                 table = table.set_column(i, table.schema.field(i), filled)
-        bad = None
-        for name in self._required:
-            col = table.column(name)
-            if col.null_count:
-                nulls = pc.is_null(col)
-                bad = nulls if bad is None else pc.or_(bad, nulls)
-        if bad is None:
-            return table
-        n_bad = pc.sum(bad).as_py()
-        missing = [n for n in self._required if table.column(n).null_count]
-        self._reject(n_bad, f"no value for non-Nullable column(s) {', '.join(missing)}")
-        return table.filter(pc.invert(bad))
+        return table
 
-    def _reject(self, rows: int, reason: str) -> None:
+    def _reject(self, reason: str) -> None:
         with self._lock:
-            self._rows_rejected += rows
-        logger.error("BatchWriter(%s) rejected %d row(s): %s", self.table, rows, reason)
+            self._rows_rejected += 1
+            self._first_rejection = self._first_rejection or reason
+        logger.error("BatchWriter(%s) rejected a row: %s", self.table, reason)
 
     # ------------------------------------------------------------------ flushing
     def _on_full(self) -> None:
         """The logging thread sealed a full batch: flush now (back-pressure) unless the
-        database is failing, in which case keep memory bounded by spooling."""
+        database is failing, in which case the batch goes to the spool (write-ahead)."""
         self._seal()
+        if self._failures:
+            self._spool_memory()
+            return
         with self._lock:
             over = self._batch_rows > self.max_buffered_rows
-        if self._failures == 0:
-            # Wait for another thread's flush only when memory is over its bound.
-            if over:
-                self._flush(force=False)
-            elif self._flush_lock.acquire(blocking=False):
-                try:
-                    self._flush_locked(force=False)
-                finally:
-                    self._flush_lock.release()
+        # Wait for another thread's flush only when memory is over its bound.
+        if over:
+            self._flush(force=False)
+        elif self._flush_lock.acquire(blocking=False):
+            try:
+                self._flush_locked(force=False)
+            finally:
+                self._flush_lock.release()
         if self._batch_rows > self.max_buffered_rows:
             self._spool_memory(keep_rows=self.max_buffered_rows)
 
@@ -719,7 +591,8 @@ def log_row(row):
     def _flush_locked(self, *, force: bool) -> bool:
         """Insert spool files, then the sealed memory batches as one INSERT.
 
-        Returns True when nothing sealed is left. Never raises for database errors.
+        Returns True when nothing sealed is left. Never raises for database errors:
+        the batches go to the spool instead.
         """
         if not force and self._failures and time.monotonic() < self._retry_at:
             return False
@@ -736,8 +609,7 @@ def log_row(row):
                     break
         except Exception as exc:
             self._on_failure(exc)
-            if self._batch_rows > self.max_buffered_rows:
-                self._spool_memory(keep_rows=self.max_buffered_rows)
+            self._spool_memory()
             return False
         if self._failures:
             logger.info(
@@ -745,8 +617,9 @@ def log_row(row):
                 self.table,
                 self._failures,
             )
-        self._failures = 0
+        self._failures = self._backoff_step = 0
         self._retry_at = 0.0
+        self._down = False
         return True
 
     def _insert_batches(self, batches: list[_Batch]) -> None:
@@ -765,27 +638,10 @@ def log_row(row):
             self._flush_count += 1
 
     def _replay(self, path: Path, rows: int) -> None:
-        try:
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_file(source).read_all()
-        except FileNotFoundError:
-            table = None  # another writer replayed it already
-        except (pa.ArrowInvalid, OSError) as exc:
-            bad = path.with_name(path.name + ".bad")
-            with contextlib.suppress(OSError):
-                path.rename(bad)
-            logger.error(
-                "BatchWriter(%s): unreadable spool file %s moved to %s: %s",
-                self.table,
-                path,
-                bad,
-                exc,
-            )
-            table = None
+        table = self._spool_files.read(path)
         if table is not None and table.num_rows:
             self.db.insert_arrow(self.table, table)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            self._spool_files.remove(path)
         with self._lock:
             if self._spool and self._spool[0][0] == path:
                 self._spool.popleft()
@@ -796,25 +652,54 @@ def log_row(row):
 
     def _on_failure(self, exc: BaseException) -> None:
         self._failures += 1
+        self._backoff_step += 1
         self._last_error = exc
         delay = self._backoff()
-        self._retry_at = time.monotonic() + delay
+        now = time.monotonic()
+        self._retry_at = now + delay
+        if not self._down and not self._reachable():
+            self._down = True  # probe until it answers, between the backoff steps
+            self._probe_at = now + self.probe_interval
         log = logger.warning if self._failures == 1 else logger.debug
         log(
-            "BatchWriter(%s): insert failed (attempt %d), %d rows kept, retrying in %.1fs: %s",
+            "BatchWriter(%s): insert failed (attempt %d), %d rows kept, retrying in %.1fs%s: %s",
             self.table,
             self._failures,
             self.pending_rows,
             delay,
+            " or when the server answers" if self._down else "",
             exc,
         )
 
     def _backoff(self) -> float:
-        exponent = min(max(self._failures - 1, 0), 30)
+        exponent = min(max(self._backoff_step - 1, 0), 30)
         return min(self.retry_max, self.retry_initial * (2**exponent))
 
+    def _probe(self) -> None:
+        """While the server is unreachable: is it back? Then retry now, backoff restarted."""
+        self._probe_at = time.monotonic() + self.probe_interval
+        if self._reachable():
+            self._down = False
+            self._backoff_step = 0
+            self._retry_at = 0.0
+
+    def _reachable(self) -> bool:
+        """A TCP connect to the server (cheap, bounded by ``probe_interval``); the
+        embedded engine is always reachable, so its failures follow the backoff."""
+        if self.db.is_embedded:
+            return True
+        url = self.db.url
+        port = url.port or _DEFAULT_PORTS.get(self.db.driver, 8123)
+        try:
+            socket.create_connection(
+                (url.host or "localhost", port), timeout=min(self.probe_interval, 1.0)
+            ).close()
+        except OSError:
+            return False
+        return True
+
     # ------------------------------------------------------------------ spool
-    def _spool_memory(self, *, keep_rows: int) -> None:
+    def _spool_memory(self, *, keep_rows: int = 0) -> None:
         """Move the oldest memory batches to spool files until at most ``keep_rows`` remain."""
         with self._spool_lock:
             while True:
@@ -825,7 +710,7 @@ def log_row(row):
                     batch = self._batches.popleft()
                     self._batch_rows -= batch.rows
                 try:
-                    path = self._write_spool_file(batch.table)
+                    path = self._spool_files.write(batch.table)
                 except OSError as exc:
                     with self._lock:  # put it back: memory is better than nothing
                         self._batches.appendleft(batch)
@@ -841,47 +726,10 @@ def log_row(row):
                     self._spool.append((path, batch.rows))
                     self._spool_rows += batch.rows
 
-    def _write_spool_file(self, table: pa.Table) -> Path:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self._spool_seq = (self._spool_seq + 1) % 1_000_000
-        name = f"{time.time_ns():020d}-{os.getpid()}-{self._spool_seq:06d}-{table.num_rows}r"
-        path = self.spool_dir / (name + _SPOOL_SUFFIX)
-        tmp = self.spool_dir / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-                out.write_table(table)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable
-            fd = os.open(self.spool_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return path
-
     def _adopt_spool_leftovers(self) -> None:
         """Queue spool files from earlier (crashed or failed) writers, oldest first."""
-        if not self.spool_dir.is_dir():
-            return
-        found = []
-        for entry in self.spool_dir.iterdir():
-            tmp = _TMP_NAME.match(entry.name)
-            if tmp is not None:
-                if not _pid_alive(int(tmp.group(2))):
-                    with contextlib.suppress(OSError):
-                        entry.unlink()  # an interrupted write: the batch was never acknowledged
-                continue
-            match = _SPOOL_NAME.match(entry.name)
-            if match is not None:
-                found.append((entry.name, entry, int(match.group(4))))
-        found.sort()
-        for _, path, rows in found:
+        found = self._spool_files.leftovers()
+        for path, rows in found:
             self._spool.append((path, rows))
             self._spool_rows += rows
         if found:
@@ -895,26 +743,48 @@ def log_row(row):
 
     # ------------------------------------------------------------------ background
     def _run(self) -> None:
-        """Daemon loop: time-based flushes and retries with backoff."""
+        """Daemon loop: time-based seals and flushes, probes and retries."""
         while not self._stop.is_set():
-            self._wake.wait(self._seconds_to_next_flush())
+            self._wake.wait(self._seconds_to_next_step())
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if self._seconds_to_next_flush() > 0:
-                continue
             try:
-                self._seal()
-                self._flush(force=False)
+                self._step()
             except Exception:  # never let the daemon die
                 logger.exception("BatchWriter(%s): background flush crashed", self.table)
 
-    def _seconds_to_next_flush(self) -> float:
+    def _step(self) -> None:
+        if not self._failures:
+            if self._seconds_to_next_step() <= 0:
+                self._seal()
+                self._flush(force=False)
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = bool(self._columns[0]) and self._open_rows_due(now)
+        if due:
+            self._seal()
+            self._spool_memory()  # write-ahead: the database is failing
+        if self._down and now >= self._probe_at:
+            self._probe()
+        if time.monotonic() >= self._retry_at:
+            self._flush(force=False)
+
+    def _open_rows_due(self, now: float) -> bool:
+        return (self._rows_first_at or now) + self.max_seconds <= now
+
+    def _seconds_to_next_step(self) -> float:
         now = time.monotonic()
         with self._lock:
             open_rows = len(self._columns[0])
             if self._failures and (open_rows or self._batches or self._spool):
-                return max(self._retry_at - now, 0.0)
+                wait = self._retry_at - now
+                if self._down:
+                    wait = min(wait, self._probe_at - now)
+                if open_rows:
+                    wait = min(wait, (self._rows_first_at or now) + self.max_seconds - now)
+                return min(max(wait, 0.0), _IDLE_WAIT_S)
             if self._spool:
                 return 0.0
             oldest = None
@@ -933,20 +803,23 @@ def log_row(row):
             logger.exception("BatchWriter(%s): flush at exit failed", self.table)
 
 
+def _inline_check(i: int, rule: ColumnRule) -> str:
+    """The source of column ``i``'s check in the compiled appenders."""
+    v = f"v{i}"
+    if rule.fast is None:
+        if rule.may_be_none:
+            return f"    if {v} is not None:\n        {v} = c{i}({v})\n"
+        return f"    {v} = c{i}({v})\n"
+    test = f"{v}.__class__ is not t{i}"
+    if rule.low is not None:
+        test += f" or not {rule.low} <= {v} <= {rule.high}"
+    if rule.may_be_none:
+        test = f"{v} is not None and ({test})"
+    return f"    if {test}:\n        {v} = c{i}({v})\n"
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def training_metrics_writer(db: Database, **kwargs: Any) -> BatchWriter:
@@ -964,6 +837,8 @@ __all__ = [
     "TRAINING_METRICS_SCHEMA",
     "UUID_ARROW_TYPE",
     "BatchWriter",
+    "InvalidRowError",
+    "RowsRejectedError",
     "arrow_schema",
     "reward_history_writer",
     "training_metrics_writer",

@@ -30,6 +30,24 @@ def _non_negative(name: str, value: int) -> int:
     return value
 
 
+def _write_all(writer: BatchWriter, run_id: uuid.UUID, records: list[Any]) -> int:
+    """One columnar batch, checked as a whole before any row is queued."""
+    with writer:
+        if records:
+            names = type(records[0]).model_fields
+            writer.log_columns(
+                {
+                    "run_id": run_id,
+                    **{name: [_stored(getattr(r, name)) for r in records] for name in names},
+                }
+            )
+    return len(records)
+
+
+def _stored(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
 class MetricLogger:
     """Logs one run's iterations; the run was checked to exist when this was made."""
 
@@ -38,11 +56,9 @@ class MetricLogger:
         self.run_id = run_id
 
     def log(self, iteration_number: int, **metrics: Any) -> None:
-        self.writer.log(
-            run_id=self.run_id,
-            iteration_number=_non_negative("iteration_number", iteration_number),
-            **metrics,
-        )
+        """Queue one iteration; a bad value raises here, naming the field and the value
+        (:class:`~repositories.batch_writer.InvalidRowError`)."""
+        self.writer.log(run_id=self.run_id, iteration_number=iteration_number, **metrics)
 
     def flush(self) -> bool:
         return self.writer.flush()
@@ -65,10 +81,11 @@ class RewardLogger:
         self.run_id = run_id
 
     def log(self, episode_number: int, timestep_number: int, **values: Any) -> None:
+        """Queue one step; a bad value raises here, naming the field and the value."""
         self.writer.log(
             run_id=self.run_id,
-            episode_number=_non_negative("episode_number", episode_number),
-            timestep_number=_non_negative("timestep_number", timestep_number),
+            episode_number=episode_number,
+            timestep_number=timestep_number,
             **values,
         )
 
@@ -101,13 +118,13 @@ class TrainingMetricRepository(Repository[MetricPoint]):
     def log_many(
         self, run_id: uuid.UUID | str, points: Iterable[MetricPoint | Mapping[str, Any]]
     ) -> int:
-        """Validate and write a batch of points at once; returns the row count."""
+        """Validate and write a batch of points at once; returns the row count.
+
+        All or nothing: one bad point raises, naming the field and the value, and no
+        point of the batch is written."""
         records = [validate(MetricPoint, p) for p in points]
         key = self.runs.require(run_id)
-        with training_metrics_writer(self.db) as writer:
-            for r in records:
-                writer.log(run_id=key, **r.model_dump(exclude_none=True))
-        return len(records)
+        return _write_all(training_metrics_writer(self.db), key, records)
 
     def learning_curve_query(self, run_id: uuid.UUID | str) -> Query:
         """What :meth:`learning_curve` and :meth:`learning_curve_arrow` send; its
@@ -162,14 +179,10 @@ class RewardHistoryRepository(Repository[RewardPoint]):
     def log_many(
         self, run_id: uuid.UUID | str, points: Iterable[RewardPoint | Mapping[str, Any]]
     ) -> int:
+        """Validate and write a batch of steps at once (all or nothing); returns the count."""
         records = [validate(RewardPoint, p) for p in points]
         key = self.runs.require(run_id)
-        with reward_history_writer(self.db) as writer:
-            for r in records:
-                row = r.model_dump(exclude_none=True)
-                row["is_episode_end"] = int(row["is_episode_end"])
-                writer.log(run_id=key, **row)
-        return len(records)
+        return _write_all(reward_history_writer(self.db), key, records)
 
     def steps(
         self, run_id: uuid.UUID | str, episode_number: int | None = None

@@ -26,6 +26,8 @@ from repositories.batch_writer import (
     REWARD_HISTORY_SCHEMA,
     TRAINING_METRICS_SCHEMA,
     BatchWriter,
+    InvalidRowError,
+    RowsRejectedError,
     reward_history_writer,
     training_metrics_writer,
 )
@@ -101,7 +103,9 @@ def test_flushes_after_max_seconds_without_more_rows(db: Database, tmp_path: Pat
         for i in range(10):
             w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
         assert _wait_for(lambda: _count(db, run) == 10, timeout=10)
-        assert w.pending_rows == 0 and w.flush_count >= 1
+        # The insert lands a moment before the writer books it: wait for that too.
+        assert _wait_for(lambda: w.pending_rows == 0, timeout=10)
+        assert w.flush_count >= 1
     finally:
         w.close()
 
@@ -220,20 +224,170 @@ def test_reward_history_types(db: Database, tmp_path: Path) -> None:
     assert [tuple(r) for r in rows] == [(big, 0, None), (big + 1, 0, None), (big + 2, 1, 0.5)]
 
 
-def test_bad_rows_are_refused_or_rejected_not_inserted(db: Database, tmp_path: Path) -> None:
+_BIG_DATE = datetime(2500, 1, 1, tzinfo=UTC)
+# (table, row given by name, field the error must name, repr of the value it must quote)
+_BAD_ROWS = [
+    # out-of-range integers, one per integer column kind
+    ("m", {"iteration_number": 2**32}, "iteration_number", "4294967296"),
+    ("m", {"iteration_number": -1}, "iteration_number", "-1"),
+    ("r", {"episode_number": 2**32}, "episode_number", "4294967296"),
+    ("r", {"timestep_number": 2**64}, "timestep_number", "18446744073709551616"),
+    ("r", {"timestep_number": -5}, "timestep_number", "-5"),
+    ("r", {"is_episode_end": 256}, "is_episode_end", "256"),
+    # non-numeric and unrepresentable floats
+    ("m", {"train_loss": "abc"}, "train_loss", "'abc'"),
+    ("m", {"val_loss": "0.5"}, "val_loss", "'0.5'"),
+    ("m", {"learning_rate": 10**400}, "learning_rate", "1000000"),
+    ("m", {"iteration_duration_ms": b"1"}, "iteration_duration_ms", "b'1'"),
+    ("r", {"step_reward": [1.0]}, "step_reward", "[1.0]"),
+    # wrong types
+    ("m", {"iteration_number": 1.5}, "iteration_number", "1.5"),
+    ("m", {"iteration_number": "3"}, "iteration_number", "'3'"),
+    ("m", {"iteration_number": True}, "iteration_number", "True"),
+    ("m", {"run_id": "not-a-uuid"}, "run_id", "'not-a-uuid'"),
+    ("m", {"run_id": 12345}, "run_id", "12345"),
+    ("m", {"recorded_at": "2026-01-01"}, "recorded_at", "'2026-01-01'"),
+    ("m", {"recorded_at": _BIG_DATE}, "recorded_at", "2500"),
+    # unknown columns
+    ("m", {"trian_loss": 0.1}, "trian_loss", "0.1"),
+    # missing required values
+    ("m", {"run_id": None}, "run_id", "None"),
+    ("r", {"step_reward": None}, "step_reward", "None"),
+]
+
+
+def _good_row(kind: str, run: uuid.UUID, i: int) -> dict[str, object]:
+    if kind == "m":
+        return {"run_id": run, "iteration_number": i, "train_loss": 0.5}
+    return {
+        "run_id": run,
+        "episode_number": 1,
+        "timestep_number": i,
+        "step_reward": 1.0,
+        "episode_cumulative_reward": float(i),
+    }
+
+
+def test_every_kind_of_bad_value_is_refused_at_log_time(db: Database, tmp_path: Path) -> None:
+    """Each bad value raises in the call that logs it, naming the field and the value;
+    rows stored before, and rows queued before, are all kept."""
+    run = uuid.uuid4()
+    writers = {
+        "m": _writer(db, tmp_path, spool_dir=tmp_path / "m"),
+        "r": reward_history_writer(db, spool_dir=tmp_path / "r", max_seconds=NEVER),
+    }
+    try:
+        for w in writers.values():
+            kind = "m" if w is writers["m"] else "r"
+            w.log(**_good_row(kind, run, 0))
+            assert w.flush() is True  # stored before the bad calls
+            w.log(**_good_row(kind, run, 1))  # queued before them
+        for kind, bad, field, value in _BAD_ROWS:
+            w = writers[kind]
+            row = {**_good_row(kind, run, 2), **bad}
+            if row.get(field, 0) is None:
+                del row[field]  # "missing" means not given at all
+            with pytest.raises(InvalidRowError) as by_name:
+                w.log(**row)
+            message = str(by_name.value)
+            assert field in message and value in message, (bad, message)
+            if field in w.schema.names:
+                values = [{**_good_row(kind, run, 2), **bad}.get(n) for n in w.schema.names]
+                with pytest.raises(InvalidRowError) as by_position:
+                    w.log_row(values)
+                message = str(by_position.value)
+                assert field in message and value in message, (bad, message)
+            assert w.pending_rows == 1, (bad, w.pending_rows)  # the refused row is not queued
+        with pytest.raises(InvalidRowError, match="10 values"):
+            writers["m"].log_row((run, 1, 0.1))
+        for w in writers.values():
+            assert w.close() is True
+            assert (w.rows_logged, w.rows_flushed, w.rows_rejected) == (2, 2, 0)
+    finally:
+        for w in writers.values():
+            w.close()
+    assert _count(db, run) == 2
+    assert (
+        db.scalar("SELECT count() FROM reward_history FINAL WHERE run_id = %(r)s", {"r": str(run)})
+        == 2
+    )
+
+
+def test_log_columns_refuses_a_bad_batch_as_a_whole(db: Database, tmp_path: Path) -> None:
     run = uuid.uuid4()
     with _writer(db, tmp_path) as w:
-        with pytest.raises(TypeError, match="trian_loss"):
-            w.log(run_id=run, iteration_number=1, trian_loss=0.1, iteration_duration_ms=1.0)
-        with pytest.raises(ValueError, match="10 values"):
-            w.log_row((run, 1, 0.1))
-        with pytest.raises(TypeError, match="nope"):
-            w.log_columns({"run_id": run, "nope": [1]})
-        w.log(iteration_number=2, iteration_duration_ms=1.0)  # no run_id: rejected at sealing
-        w.log(run_id=run, iteration_number=3, train_loss="not a number", iteration_duration_ms=1)
-        w.log(run_id=run, iteration_number=4, iteration_duration_ms=1.0)
-    assert w.rows_rejected == 2
-    assert _count(db, run) == 1
+        w.log_columns({"run_id": run, "iteration_number": [1, 2]})
+        cases = [
+            ({"iteration_number": [3, 2**40]}, "iteration_number", "1099511627776", "index 1"),
+            ({"iteration_number": np.array([3, -1])}, "iteration_number", "-1", "index 1"),
+            ({"iteration_number": [3, 4], "train_loss": [0.1, "abc"]}, "train_loss", "'abc'", "1"),
+            ({"iteration_number": [3, 4], "run_id": [run, None]}, "run_id", "None", "index 1"),
+            ({"iteration_number": [3, 4], "run_id": None}, "run_id", "None", ""),
+            ({"iteration_number": [3, 4], "nope": [1, 2]}, "nope", "[1, 2]", ""),
+        ]
+        for bad, field, value, where in cases:
+            columns = {"run_id": run, **bad}
+            with pytest.raises(InvalidRowError) as raised:
+                w.log_columns(columns)
+            message = str(raised.value)
+            assert field in message and value in message and where in message, (bad, message)
+            assert w.pending_rows == 2
+    assert (w.rows_logged, w.rows_flushed) == (2, 2)
+    assert _count(db, run) == 2
+
+
+def test_columns_with_a_default_may_be_left_out(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    with _writer(db, tmp_path) as w:
+        w.log(run_id=run, iteration_number=1, train_loss=0.69, val_loss=0.70)
+        w.log(run_id=run, iteration_number=2, iteration_duration_ms=None)  # None: the default
+        w.log_row((run, 3, None, None, None, None, None, None, None, None))
+        w.log_columns({"run_id": run, "iteration_number": [4, 5]})
+    rows = db.execute(
+        "SELECT iteration_number, iteration_duration_ms, recorded_at FROM training_metrics "
+        "FINAL WHERE run_id = %(r)s ORDER BY iteration_number",
+        {"r": str(run)},
+    )
+    assert [(r[0], r[1]) for r in rows] == [(i, 0.0) for i in range(1, 6)]
+    assert all(r[2].astimezone(UTC) >= before for r in rows)
+    with reward_history_writer(db, spool_dir=tmp_path / "r", max_seconds=NEVER) as r:
+        r.log(
+            run_id=run,
+            episode_number=1,
+            timestep_number=1,
+            step_reward=0.5,
+            episode_cumulative_reward=0.5,
+        )
+    assert (
+        db.scalar(
+            "SELECT is_episode_end FROM reward_history FINAL WHERE run_id = %(r)s", {"r": str(run)}
+        )
+        == 0
+    )
+
+
+def test_a_row_rejected_at_sealing_is_reported_not_dropped_silently(
+    db: Database, tmp_path: Path
+) -> None:
+    """The safety net behind the checks: a value that reached the buffer unchecked (put
+    there directly here) and cannot be converted makes close() raise, after the good
+    rows were stored; the writer says so in its counters and repr."""
+    run = uuid.uuid4()
+    w = _writer(db, tmp_path)
+    w.log(run_id=run, iteration_number=1)
+    with w._lock:  # bypass log()'s checks, as a bug in them would
+        for column, value in zip(w._columns, (run, 2, object()), strict=False):
+            column.append(value)
+        for column in w._columns[3:]:
+            column.append(None)
+    w.log(run_id=run, iteration_number=3)
+    with pytest.raises(RowsRejectedError, match=r"rejected 1 row.*train_loss|object"):
+        w.close()
+    assert w.rows_rejected == 1 and "rejected=1" in repr(w)
+    with pytest.raises(RowsRejectedError):
+        w.close()  # every later close says so too
+    assert _count(db, run) == 2
 
 
 # --------------------------------------------------------------------------- threads, keys
@@ -345,8 +499,8 @@ def test_failed_inserts_keep_rows_spool_them_and_replay_exactly_once(
         assert w.flush() is False
         assert w.last_error is not None
         assert (w.rows_logged, w.rows_flushed, w.pending_rows) == (1_000, 0, 1_000)
-        # Memory stays bounded: everything past max_buffered_rows is on disk.
-        assert w.pending_rows - w.spooled_rows <= 300
+        # Write-ahead: every batch whose insert failed is on disk, none only in memory.
+        assert w.pending_rows == w.spooled_rows
         assert w.spooled_files == len(_spool_files(spool)) >= 7
         # The background thread keeps retrying with backoff, and keeps failing.
         failures = w._failures

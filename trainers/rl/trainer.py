@@ -118,10 +118,12 @@ def planned_timesteps(model: Any, timesteps: int) -> int | None:
 
 
 class _ProgressCallback(BaseCallback):
-    def __init__(self, advance: Any) -> None:
+    """Advances the progress bar once per rollout (not per step: a step is ~1 ms)."""
+
+    def __init__(self, advance: Any, shown: int) -> None:
         super().__init__(verbose=0)
         self.advance = advance
-        self.shown = 0
+        self.shown = shown
 
     def _on_rollout_end(self) -> None:
         self.advance(self.num_timesteps - self.shown)
@@ -258,7 +260,7 @@ class RLTrainer:
             if remaining > 0:
                 with self.progress.task("training", total) as advance:
                     advance(model.num_timesteps)
-                    callbacks = [callback, _ProgressCallback(advance)]
+                    callbacks = [callback, _ProgressCallback(advance, model.num_timesteps)]
                     if planned is not None:
                         callbacks.append(StopAtTimestep(planned))
                     model.learn(

@@ -231,6 +231,17 @@ def test_reward_function_is_recorded(features_db: Database, reward: RewardFuncti
     assert env.reward_type is reward
 
 
+def test_progress_bar_does_not_change_the_run(
+    features_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiet = RLTrainer(config("a2c", timesteps=TRAIN_DAYS, seed=11), features_db).run()
+    shown = RLTrainer(
+        config("a2c", timesteps=TRAIN_DAYS, seed=11), features_db, progress=True
+    ).run()
+    assert shown.run.total_timesteps == quiet.run.total_timesteps == TRAIN_DAYS
+    assert shown.run.final_total_return == quiet.run.final_total_return
+
+
 # --------------------------------------------------------------------------- tuning
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ppo", "td3"])

@@ -6,6 +6,12 @@ changes after it (the lifecycle refuses it), so no stale row of a completed run
 carries that status. The ``_FINAL`` variants are what the repositories use.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from repositories.errors import InvalidInputError
+
 COMPARE_MODEL_PERFORMANCE = """SELECT
     run_name,
     model_type,
@@ -42,3 +48,17 @@ SEED_QUERIES = {
     "compare_model_performance": COMPARE_MODEL_PERFORMANCE,
     "best_rl_agents": BEST_RL_AGENTS,
 }
+
+
+def seed_query(db: Any, name: str) -> list[dict[str, Any]]:
+    """Run one of :data:`SEED_QUERIES` as the seed wrote it (the demo prints these)."""
+    if name not in SEED_QUERIES:
+        raise InvalidInputError(f"name: expected one of {', '.join(SEED_QUERIES)} (got {name!r})")
+    return db.execute_mappings(SEED_QUERIES[name])
+
+
+def table_row_counts(db: Any) -> dict[str, int]:
+    """Stored rows per table, row versions not yet merged included (``suho db status``)."""
+    from suho_models import TABLE_NAMES
+
+    return {name: int(db.scalar(f"SELECT count() FROM `{name}`")) for name in TABLE_NAMES}

@@ -10,10 +10,16 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import func
 
 from repositories import queries
 from repositories.base import Repository, next_version, utcnow
-from repositories.errors import InvalidTransitionError, NotFoundError, validate
+from repositories.errors import (
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    validate,
+)
 from repositories.records import (
     AgentFinalMetrics,
     AgentTrainingRun,
@@ -130,18 +136,24 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
     def start(self, run_id: uuid.UUID | str) -> RunT:
         return self._transition(run_id, RunStatus.RUNNING, started_at=utcnow(), error_message="")
 
-    def resume(self, run_id: uuid.UUID | str) -> RunT:
-        """Mark a crashed, failed or cancelled run as running again.
+    def check_resumable(self, run: RunT) -> None:
+        """Refuse to resume a completed or pending run (the one resume rule).
 
         A process killed with SIGKILL leaves its run ``running``; that is resumable
-        too. A completed run is not.
+        too: whoever resumes it asserts the earlier process is gone.
         """
-        current = self.get(run_id)
-        if current.status in (RunStatus.COMPLETED, RunStatus.PENDING):  # type: ignore[attr-defined]
+        status = run.status  # type: ignore[attr-defined]
+        if status in (RunStatus.COMPLETED, RunStatus.PENDING):
             raise InvalidTransitionError(
-                f"run {run_id} is {current.status.value}: only a running (crashed), failed or "  # type: ignore[attr-defined]
-                "cancelled run can be resumed"
+                f"run {run.run_id} is {status.value}: only a running (crashed), "  # type: ignore[attr-defined]
+                "failed or cancelled run can be resumed"
             )
+
+    def resume(self, run_id: uuid.UUID | str, *, current: RunT | None = None) -> RunT:
+        """Mark a crashed, failed or cancelled run as running again (``current``: the
+        run as just read, to save reading it twice)."""
+        current = self.get(run_id) if current is None else current
+        self.check_resumable(current)
         return self._write(
             current,
             {
@@ -149,8 +161,58 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
                 "error_message": "",
                 "completed_at": None,
                 "duration_seconds": None,
+                "heartbeat_at": utcnow(),
             },
         )
+
+    def heartbeat(self, run_id: uuid.UUID | str) -> RunT | None:
+        """Record a sign of life of a running run; None (nothing written) otherwise.
+
+        A heartbeat is a whole new row version: callers serialize it with their own
+        status changes (``RunTrackingService`` does), or it could resurrect a status
+        it read before the change.
+        """
+        current = self.get(run_id)
+        if current.status is not RunStatus.RUNNING:  # type: ignore[attr-defined]
+            return None
+        return self._write(current, {"heartbeat_at": utcnow()})
+
+    def stale(self, older_than: dt.datetime) -> list[RunT]:
+        """Runs still ``running`` whose last sign of life (heartbeat, else start, else
+        creation) is before ``older_than``: their process is gone."""
+        c = self.table.c
+        last_seen = func.coalesce(c.heartbeat_at, c.started_at, c.created_at)
+        rows = self._select(
+            c.status == RunStatus.RUNNING.value,
+            last_seen < older_than,
+            order_by=[last_seen, c.run_id],
+        )
+        return [self._to_record(r) for r in rows]
+
+    def best_completed(
+        self, metric: str, mode: str = "max", *, type: str | None = None
+    ) -> RunT | None:
+        """The completed run with the highest (``max``) or lowest (``min``) ``metric``, a
+        numeric run column; runs without it (NULL or NaN) are skipped, ties go to the
+        newest run. Ranked in ClickHouse: one row comes back."""
+        c = self.table.c
+        if metric not in c or not metric.startswith(("final_", "total_")):
+            allowed = ", ".join(x.name for x in c if x.name.startswith(("final_", "total_")))
+            raise InvalidInputError(
+                f"metric: {self.table.name} has no metric column {metric!r} (one of {allowed})"
+            )
+        if mode not in ("max", "min"):
+            raise InvalidInputError(f"mode: expected 'max' or 'min' (got {mode!r})")
+        column = c[metric]
+        where = [c.status == RunStatus.COMPLETED.value, column.isnot(None), func.isNaN(column) == 0]
+        if type is not None:
+            where.append(c[self.type_column] == str(type))
+        rows = self._select(
+            *where,
+            order_by=[column.desc() if mode == "max" else column.asc(), c.created_at.desc()],
+            limit=1,
+        )
+        return self._to_record(rows[0]) if rows else None
 
     def complete(
         self, run_id: uuid.UUID | str, metrics: BaseModel | Mapping[str, Any] | None = None
@@ -228,6 +290,4 @@ def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        from repositories.errors import InvalidInputError
-
         raise InvalidInputError(f"{field}: not a UUID (got {value!r})") from None

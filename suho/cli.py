@@ -91,7 +91,7 @@ def db_history() -> None:
 @db_app.command("status")
 def db_status() -> None:
     """Show where the store is, its revision, and the row count of each table."""
-    from suho_models import TABLE_NAMES
+    from repositories.queries import table_row_counts
     from suho_models.db import Database
 
     db = Database(_url())
@@ -100,8 +100,8 @@ def db_status() -> None:
         table = Table(title=f"{db.database_name} @ {db.safe_url}")
         table.add_column("table")
         table.add_column("rows", justify="right")
-        for name in TABLE_NAMES:
-            table.add_row(name, str(db.scalar(f"SELECT count() FROM {name}")))
+        for name, rows in table_row_counts(db).items():
+            table.add_row(name, str(rows))
         console.print(table)
         console.print(f"schema revision [bold]{db.current_revision()}[/bold] (head)")
     finally:
@@ -186,6 +186,9 @@ def data_synth(
         db.close()
 
 
+QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+
 @train_app.command("supervised")
 def train_supervised(
     model: Annotated[str | None, typer.Option(help="xgboost, lightgbm or catboost.")] = None,
@@ -197,7 +200,7 @@ def train_supervised(
     config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    quiet: QuietOption = False,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Save the model every N iterations.")
     ] = None,
@@ -277,6 +280,7 @@ def train_rl(
     config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
     run_name: Annotated[str | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a FinRL agent with Stable-Baselines3 and track the run.
 
@@ -302,7 +306,7 @@ def train_rl(
         config,
     )
     with _database() as db:
-        run = RLTrainer(cfg, db).run().run
+        run = RLTrainer(cfg, db, progress=not quiet).run().run
     console.print(
         f"run [bold]{run.run_id}[/bold] {run.status.value}: {run.total_timesteps:,} steps, "
         f"{run.total_episodes} episodes, Sharpe {run.final_sharpe_ratio}"
@@ -365,6 +369,21 @@ def _dump(record: Any) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
+def _run_rows(db: Any, kind: Any, *, as_json: bool, **filters: Any) -> list[dict[str, Any]]:
+    """Listed runs with ``stale`` (JSON) or a status of ``running (stale)`` (table)."""
+    from repositories.tracking import RunTrackingService
+
+    tracking = RunTrackingService(db, kind)
+    rows = []
+    for run in tracking.runs.list(**filters):
+        row, stale = _dump(run), tracking.is_stale(run)
+        row["stale"] = stale
+        if stale and not as_json:
+            row["status"] = f"{row['status']} (stale)"
+        rows.append(row)
+    return rows
+
+
 @runs_app.command("list")
 def runs_list(
     status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
@@ -373,15 +392,21 @@ def runs_list(
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """List supervised runs, newest first."""
-    from repositories.runs import TrainingRunRepository
+    """List supervised runs, newest first (a running run without heartbeats: stale)."""
+    from repositories.tracking import RunKind
 
     with _database() as db:
-        runs = TrainingRunRepository(db).list(
-            status=status, type=model, name_like=name, limit=limit
+        rows = _run_rows(
+            db,
+            RunKind.SUPERVISED,
+            status=status,
+            type=model,
+            name_like=name,
+            limit=limit,
+            as_json=as_json,
         )
     _emit(
-        [_dump(r) for r in runs],
+        rows,
         as_json,
         "training runs",
         [
@@ -399,17 +424,15 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     """One run with its checkpoints and trial count."""
-    from repositories.checkpoints import ModelCheckpointRepository
-    from repositories.runs import TrainingRunRepository
-    from repositories.series import TrainingMetricRepository
-    from repositories.trials import HyperparameterTrialRepository
+    from repositories.tracking import RunKind, RunTrackingService
 
     with _database() as db:
-        run = TrainingRunRepository(db).get(run_id)
-        data = _dump(run)
-        data["metric_rows"] = TrainingMetricRepository(db).count(run.run_id)
-        data["trials"] = len(HyperparameterTrialRepository(db).list(run.run_id))
-        data["checkpoints"] = [_dump(c) for c in ModelCheckpointRepository(db).list(run.run_id)]
+        tracking = RunTrackingService(db, RunKind.SUPERVISED)
+        run = tracking.runs.get(run_id)
+        data = _dump(run) | {"stale": tracking.is_stale(run)}
+        data["metric_rows"] = tracking.series.count(run.run_id)
+        data["trials"] = len(tracking.trials.list(run.run_id))
+        data["checkpoints"] = [_dump(c) for c in tracking.checkpoints.list(run.run_id)]
     _show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
     if as_json:
         return
@@ -418,6 +441,45 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
             f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "
             f"iteration {c['iteration']} {c['deployment_status']}"
         )
+
+
+ReasonOption = Annotated[str, typer.Option(help="Why (kept as the run's error message).")]
+
+
+def _end_run(run_id: str, status: str, reason: str) -> None:
+    from repositories.tracking import RunTrackingService, find_run
+
+    with _database() as db:
+        kind, run = find_run(db, run_id)
+        ended = RunTrackingService(db, kind).end(run.run_id, status, reason)
+    console.print(f"{kind.value} run [bold]{ended.run_id}[/bold] {ended.status.value}")
+
+
+@runs_app.command("fail")
+def runs_fail(run_id: str, reason: ReasonOption = "") -> None:
+    """Mark a run of either kind failed (e.g. one whose process died: stale)."""
+    _end_run(run_id, "failed", reason)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, reason: ReasonOption = "") -> None:
+    """Mark a run of either kind cancelled."""
+    _end_run(run_id, "cancelled", reason)
+
+
+@runs_app.command("sweep-stale")
+def runs_sweep_stale(as_json: JsonOption = False) -> None:
+    """Mark every stale run (running, no heartbeat for a while) failed, of both kinds."""
+    from repositories.tracking import RunKind, RunTrackingService
+
+    ended = []
+    with _database() as db:
+        for kind in RunKind:
+            for run in RunTrackingService(db, kind).sweep_stale():
+                ended.append({"kind": kind.value, **_dump(run)})
+    _emit(
+        ended, as_json, "stale runs marked failed", ["kind", "run_id", "run_name", "error_message"]
+    )
 
 
 @runs_app.command("compare")
@@ -444,13 +506,13 @@ def agents_list(
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """List RL agent runs, newest first."""
-    from repositories.runs import AgentRunRepository
+    """List RL agent runs, newest first (a running run without heartbeats: stale)."""
+    from repositories.tracking import RunKind
 
     with _database() as db:
-        runs = AgentRunRepository(db).list(status=status, type=agent, limit=limit)
+        rows = _run_rows(db, RunKind.RL, status=status, type=agent, limit=limit, as_json=as_json)
     _emit(
-        [_dump(r) for r in runs],
+        rows,
         as_json,
         "agent runs",
         [
@@ -468,15 +530,14 @@ def agents_list(
 @agents_app.command("show")
 def agents_show(run_id: str, as_json: JsonOption = False) -> None:
     """One agent run with its checkpoints and episode count."""
-    from repositories.checkpoints import AgentCheckpointRepository
-    from repositories.runs import AgentRunRepository
-    from repositories.series import RewardHistoryRepository
+    from repositories.tracking import RunKind, RunTrackingService
 
     with _database() as db:
-        run = AgentRunRepository(db).get(run_id)
-        data = _dump(run)
-        data["episodes_logged"] = len(RewardHistoryRepository(db).reward_curve(run.run_id))
-        data["checkpoints"] = [_dump(c) for c in AgentCheckpointRepository(db).list(run.run_id)]
+        tracking = RunTrackingService(db, RunKind.RL)
+        run = tracking.runs.get(run_id)
+        data = _dump(run) | {"stale": tracking.is_stale(run)}
+        data["episodes_logged"] = len(tracking.series.reward_curve(run.run_id))
+        data["checkpoints"] = [_dump(c) for c in tracking.checkpoints.list(run.run_id)]
     _show(
         data, as_json, f"agent run {run.run_id}", ("checkpoints", "config_json", "env_config_json")
     )
@@ -507,16 +568,16 @@ def agents_deploy(
     stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
 ) -> None:
     """Mark an agent checkpoint as production (the previous one is archived)."""
-    from repositories.checkpoints import AgentCheckpointRepository
-    from trainers.rl.deploy import deploy_best_agent
+    from repositories.tracking import RunKind, RunTrackingService
 
     if not best and not checkpoint:
         raise typer.BadParameter("give --best or --checkpoint ID")
     with _database() as db:
+        tracking = RunTrackingService(db, RunKind.RL)
         if checkpoint:
-            info = AgentCheckpointRepository(db).deploy(checkpoint, stage)
+            info = tracking.checkpoints.deploy(checkpoint, stage)
         else:
-            info = deploy_best_agent(db, metric=by, stage=stage)
+            info = tracking.deploy_best(by=by, stage=stage)
     console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")
 
 
@@ -526,19 +587,12 @@ def trials_list(
     as_json: JsonOption = False,
 ) -> None:
     """The tuning trials of a supervised or RL run."""
-    from repositories.runs import TrainingRunRepository
-    from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
+    from repositories.tracking import RunKind, RunTrackingService, find_run
 
     with _database() as db:
-        repo_cls = (
-            HyperparameterTrialRepository
-            if TrainingRunRepository(db).exists(run)
-            else RLTrialRepository
-        )
-        repo = repo_cls(db)
-        repo.runs.require(run)
-        trials = repo.list(run)
-    objective = "objective_value" if repo_cls is HyperparameterTrialRepository else "mean_reward"
+        kind, record = find_run(db, run)
+        trials = RunTrackingService(db, kind).trials.list(record.run_id)
+    objective = "objective_value" if kind is RunKind.SUPERVISED else "mean_reward"
     _emit(
         [_dump(t) for t in trials],
         as_json,
@@ -547,36 +601,17 @@ def trials_list(
     )
 
 
-def _find_checkpoint(db: Any, checkpoint_id: str) -> tuple[Any, Any]:
-    """(repository, info) of a checkpoint in either table."""
-    from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
-    from repositories.errors import NotFoundError
-
-    for cls in (ModelCheckpointRepository, AgentCheckpointRepository):
-        repo = cls(db)
-        try:
-            return repo, repo.get(checkpoint_id)
-        except NotFoundError:
-            continue
-    raise NotFoundError(f"no model or agent checkpoint with checkpoint_id {checkpoint_id}")
-
-
 @checkpoints_app.command("list")
 def checkpoints_list(
     run: Annotated[str, typer.Option("--run", help="Run whose checkpoints to list.")],
     as_json: JsonOption = False,
 ) -> None:
     """Checkpoints of a run (metadata only, never the bytes)."""
-    from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
-    from repositories.runs import TrainingRunRepository
+    from repositories.tracking import RunTrackingService, find_run
 
     with _database() as db:
-        cls = (
-            ModelCheckpointRepository
-            if TrainingRunRepository(db).exists(run)
-            else AgentCheckpointRepository
-        )
-        infos = cls(db).list(run)
+        kind, record = find_run(db, run)
+        infos = RunTrackingService(db, kind).checkpoints.list(record.run_id)
     _emit(
         [_dump(i) | {"step": i.step, "format": i.format.value} for i in infos],
         as_json,
@@ -588,8 +623,10 @@ def checkpoints_list(
 @checkpoints_app.command("export")
 def checkpoints_export(checkpoint_id: str, path: Path) -> None:
     """Write a checkpoint's bytes (verified against its SHA-256) to PATH."""
+    from repositories.tracking import find_checkpoint
+
     with _database() as db:
-        repo, info = _find_checkpoint(db, checkpoint_id)
+        _, repo, info = find_checkpoint(db, checkpoint_id)
         data = repo.load_checkpoint(info.checkpoint_id)
     path.write_bytes(data)
     console.print(
@@ -603,8 +640,10 @@ def checkpoints_deploy(
     stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
 ) -> None:
     """Mark a checkpoint staging or production; the previous holder is archived."""
+    from repositories.tracking import find_checkpoint
+
     with _database() as db:
-        repo, _ = _find_checkpoint(db, checkpoint_id)
+        _, repo, _ = find_checkpoint(db, checkpoint_id)
         info = repo.deploy(checkpoint_id, stage)
     console.print(f"deployed {info.checkpoint_id} ({info.name}) to {stage}")
 
@@ -653,7 +692,12 @@ def main() -> None:
         app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        from repositories.tracking import Terminated
+
+        if isinstance(exc.__cause__, Terminated):
+            err_console.print("terminated")
+            sys.exit(143)
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the CLI boundary

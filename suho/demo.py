@@ -69,14 +69,13 @@ def run_demo(
     console: Console | None = None,
     progress: bool = True,
 ) -> DemoResult:
-    from repositories.checkpoints import ModelCheckpointRepository
     from repositories.features import FeatureTable
-    from repositories.queries import BEST_RL_AGENTS, COMPARE_MODEL_PERFORMANCE
+    from repositories.queries import seed_query
+    from repositories.tracking import RunKind, RunTrackingService
     from suho.report import write_report
     from suho_models.db import Database, migrations
     from trainers.data.synth import generate_ml_features
     from trainers.rl.config import RLConfig
-    from trainers.rl.deploy import deploy_best_agent
     from trainers.rl.trainer import RLTrainer
     from trainers.supervised.config import SupervisedConfig
     from trainers.supervised.trainer import SupervisedTrainer
@@ -143,21 +142,18 @@ def run_demo(
             )
 
         step("6. deploying the best model and the best agent")
-        best_model = max(result.supervised_runs, key=lambda r: r.final_test_accuracy or 0.0)
-        checkpoints = ModelCheckpointRepository(db)
-        best_checkpoint = [
-            c for c in checkpoints.list(best_model.run_id) if c.kind.value == "best"
-        ][-1]
-        result.deployed_model = checkpoints.deploy(best_checkpoint.checkpoint_id, "production")
-        result.deployed_agent = deploy_best_agent(db)
+        supervised = RunTrackingService(db, RunKind.SUPERVISED)
+        result.deployed_model = supervised.deploy_best(by="final_test_accuracy")
+        best_model = supervised.runs.get(result.deployed_model.run_id)
+        result.deployed_agent = RunTrackingService(db, RunKind.RL).deploy_best()
         console.print(
             f"   model {best_model.run_name} -> production; agent "
             f"{result.deployed_agent.agent_type.value} -> production"
         )
 
         step("7. the seed's queries")
-        result.compare_rows = db.execute_mappings(COMPARE_MODEL_PERFORMANCE)
-        result.agent_rows = db.execute_mappings(BEST_RL_AGENTS)
+        result.compare_rows = seed_query(db, "compare_model_performance")
+        result.agent_rows = seed_query(db, "best_rl_agents")
         console.print(
             _table(
                 "Compare Model Performance",

@@ -173,14 +173,13 @@ def _metadata_rows(record: Any) -> list[tuple[str, str]]:
 
 def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
     """Write ``<output>.html`` and one PNG per figure beside it; returns the HTML path."""
-    from repositories.runs import AgentRunRepository, TrainingRunRepository
+    from repositories.tracking import RunKind, find_run
 
-    supervised = TrainingRunRepository(db)
-    if supervised.exists(run_id):
-        record, figures, kind = supervised.get(run_id), supervised_figures(db, run_id), "supervised"
+    found, record = find_run(db, run_id)
+    if found is RunKind.SUPERVISED:
+        figures, kind = supervised_figures(db, record.run_id), "supervised"
     else:
-        record = AgentRunRepository(db).get(run_id)
-        figures, kind = rl_figures(db, run_id), "RL"
+        figures, kind = rl_figures(db, record.run_id), "RL"
     output = Path(output or f"report-{record.run_id}.html")
     output.parent.mkdir(parents=True, exist_ok=True)
     images = []

@@ -80,14 +80,15 @@ def test_runs_list_show_compare(cli, trained) -> None:
     assert json.loads(cli("runs", "list", "--status", "failed", "--json").output) == []
     shown = json.loads(cli("runs", "show", trained, "--json").output)
     assert shown["metric_rows"] == 15 and shown["trials"] == 2
-    assert [c["checkpoint_kind"] for c in shown["checkpoints"]] == ["best"]
+    assert [c["checkpoint_kind"] for c in shown["checkpoints"]] == ["final"]
     compare = json.loads(cli("runs", "compare", "--json").output)
     assert compare[0]["run_name"] == "cli-run"
     assert compare[0]["final_test_accuracy"] == rows[0]["final_test_accuracy"]
     assert "Compare Model Performance" in cli("runs", "compare").output
     table = cli("runs", "show", trained).output
     assert "cli-run" in table and "metric_rows" in table and "config_json" not in table
-    assert "checkpoint " in table and " best iteration " in table
+    assert "checkpoint " in table and " final iteration " in table
+    assert rows[0]["stale"] is False and shown["stale"] is False
 
 
 def test_agents_show(cli, embedded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,3 +202,80 @@ def test_train_options_left_out_keep_the_config_file(cli, trained, tmp_path: Pat
     assert json.loads(cli("runs", "show", run["run_id"], "--json").output)["metric_rows"] == 7
     bad = cli("train", "supervised", "--model", "prophet", "--quiet")
     assert bad.exit_code != 0 and "prophet" in str(bad.exception)
+
+
+def test_stale_runs_are_shown_and_ended_by_hand(
+    cli, embedded_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from repositories.tracking import RunKind, RunTrackingService
+    from suho_models.db import Database
+
+    own = f"clickhouse+chdb:///{embedded_dir}/cli_stale_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(own)
+    monkeypatch.setenv("SUHO_DATABASE_URL", own)
+    get_settings.cache_clear()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    ids = {}
+    with Database(own) as db:
+        for kind, data in (
+            (RunKind.SUPERVISED, {"model_type": "xgboost", "target_variable": "t"}),
+            (RunKind.RL, {"agent_type": "sac"}),
+        ):
+            tracking = RunTrackingService(db, kind)
+            for name in ("dead", "alive", "doomed"):
+                run = tracking.create({"run_name": f"{kind.value}-{name}", **data})
+                tracking.start(run.run_id)
+                tracking.heartbeat(run.run_id)
+                if name != "alive":
+                    tracking.update(run.run_id, heartbeat_at=long_ago)
+                ids[f"{kind.value}-{name}"] = str(run.run_id)
+
+    for listing, kind in ((("runs", "list"), "supervised"), (("agents", "list"), "rl")):
+        rows = {r["run_name"]: r for r in json.loads(cli(*listing, "--json").output)}
+        assert rows[f"{kind}-dead"]["stale"] is True and rows[f"{kind}-dead"]["status"] == "running"
+        assert rows[f"{kind}-alive"]["stale"] is False
+        table = cli(*listing).output
+        assert table.count("(stale)") == 2  # the dead and the doomed run
+
+    # fail / cancel end a run of either kind, with the reason kept.
+    result = cli("runs", "fail", ids["rl-doomed"], "--reason", "node lost")
+    assert result.exit_code == 0, result.output
+    assert "rl run" in result.output and "failed" in result.output
+    result = cli("runs", "cancel", ids["supervised-doomed"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(cli("agents", "show", ids["rl-doomed"], "--json").output)
+    assert shown["status"] == "failed" and shown["error_message"] == "node lost"
+    shown = json.loads(cli("runs", "show", ids["supervised-doomed"], "--json").output)
+    assert shown["status"] == "cancelled"
+    again = cli("runs", "cancel", ids["supervised-doomed"])
+    assert again.exit_code != 0 and "cancelled to cancelled" in str(again.exception)
+    missing = cli("runs", "fail", str(uuid.uuid4()))
+    assert missing.exit_code != 0 and "no supervised or RL run" in str(missing.exception)
+
+    # The sweep ends the remaining stale runs of both kinds, and only those.
+    swept = json.loads(cli("runs", "sweep-stale", "--json").output)
+    assert sorted(r["run_name"] for r in swept) == ["rl-dead", "supervised-dead"]
+    assert all(r["status"] == "failed" for r in swept)
+    assert json.loads(cli("runs", "sweep-stale", "--json").output) == []
+    alive = json.loads(cli("agents", "show", ids["rl-alive"], "--json").output)
+    assert alive["status"] == "running"
+
+
+def test_quiet_means_the_same_on_both_trainers() -> None:
+    import typer.main
+
+    group = typer.main.get_group(app)
+    train = group.commands["train"]
+    options = {}
+    for name in ("supervised", "rl"):
+        (quiet,) = [p for p in train.commands[name].params if p.name == "quiet"]
+        options[name] = (quiet.opts, quiet.help, quiet.default, quiet.is_flag)
+    assert options["supervised"] == options["rl"] == (["--quiet"], "No progress bars.", False, True)
+
+
+def test_db_status_counts_every_table(cli, trained) -> None:
+    result = cli("db", "status")
+    assert result.exit_code == 0, result.output
+    assert "training_runs" in result.output and "reward_history" in result.output

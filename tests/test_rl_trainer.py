@@ -28,6 +28,7 @@ from repositories.errors import InvalidTransitionError
 from repositories.features import FeatureTable
 from repositories.runs import AgentRunRepository
 from repositories.series import RewardHistoryRepository
+from repositories.tracking import RunKind, RunTrackingService
 from repositories.trials import RLTrialRepository
 from suho_models.db import Database, migrations
 from suho_models.enums import (
@@ -43,7 +44,7 @@ from trainers.data.synth import generate_ml_features
 from trainers.rl import RLConfig
 from trainers.rl import trainer as trainer_module
 from trainers.rl.callbacks import RewardHistoryCallback
-from trainers.rl.deploy import deploy_best_agent, load_deployed_agent
+from trainers.rl.deploy import load_deployed_agent
 from trainers.rl.environment import make_env
 from trainers.rl.evaluation import evaluate_agent
 from trainers.rl.metrics import episode_sharpe, performance_metrics
@@ -225,6 +226,17 @@ def test_reward_function_is_recorded(features_db: Database, reward: RewardFuncti
     assert env.reward_type is reward
 
 
+def test_progress_bar_does_not_change_the_run(
+    features_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiet = RLTrainer(config("a2c", timesteps=TRAIN_DAYS, seed=11), features_db).run()
+    shown = RLTrainer(
+        config("a2c", timesteps=TRAIN_DAYS, seed=11), features_db, progress=True
+    ).run()
+    assert shown.run.total_timesteps == quiet.run.total_timesteps == TRAIN_DAYS
+    assert shown.run.final_total_return == quiet.run.final_total_return
+
+
 # --------------------------------------------------------------------------- tuning
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ppo", "td3"])
@@ -278,6 +290,96 @@ def test_tuning_logs_every_trial(features_db: Database, agent: str) -> None:
     best = RLTrialRepository(features_db).best(run.run_id, n=1)[0]
     stored = result_config(run)
     assert stored.tuned_params == result.params == json.loads(best.hyperparameters)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: Optuna neither catches it nor closes the trial."""
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_without_rerunning_or_relogging_trials(
+    features_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainers.rl import tuning
+
+    cfg = config(
+        "ppo",
+        timesteps=TRAIN_DAYS,
+        checkpoint_every_episodes=100,
+        tuning={
+            "trials": 4,
+            "timesteps": 64,
+            "evaluations": 1,
+            "pruning": False,
+            "search_space": {
+                "n_steps": {"type": "categorical", "choices": [32]},
+                "batch_size": {"type": "categorical", "choices": [32]},
+                "n_epochs": {"type": "categorical", "choices": [1]},
+                "net_arch": {"type": "categorical", "choices": ["tiny"]},
+            },
+        },
+    )
+    real_build = tuning.build_model
+    built: list[int] = []
+
+    def dying_build(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs["seed"])
+        if len(built) == 3:  # trial 2 starts, then the process "dies"
+            raise _Killed
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "build_model", dying_build)
+    with pytest.raises(_Killed):
+        RLTrainer(cfg, features_db).run()
+    (run,) = AgentRunRepository(features_db).list(name_like=cfg.run_name)
+    trials = RLTrialRepository(features_db)
+    assert [t.trial_number for t in trials.list(run.run_id)] == [0, 1]
+
+    monkeypatch.setattr(tuning, "build_model", real_build)
+    resumed = RLTrainer(RLConfig(resume=run.run_id), features_db).run()
+    assert resumed.run.status is RunStatus.COMPLETED
+    logged = trials.list(run.run_id)
+    assert [t.trial_number for t in logged] == [0, 1, 2, 3]  # 0-1 kept, 3 run on resume
+    assert logged[2].state is TrialState.FAILED  # left running by the dead process
+    assert [t.state for t in logged if t.trial_number != 2] == [TrialState.COMPLETE] * 3
+    physical = features_db.scalar(
+        "SELECT count() FROM rl_hyperparameters WHERE run_id = %(r)s", {"r": run.run_id}
+    )
+    assert physical == 4  # no trial logged twice
+    assert result_config(resumed.run).tuned_params == resumed.params
+
+
+@pytest.mark.slow
+def test_resumed_ppo_takes_exactly_the_planned_total(
+    features_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PPO learns in rollouts of 64 steps: 400 asked is 448 taken. A run that crashes
+    after its checkpoint at step 160 resumes with rollouts starting there; it still ends
+    at 448, the uninterrupted run's total (not 416 or 480)."""
+    from trainers.rl.trainer import planned_timesteps
+
+    db = features_db
+    straight = RLTrainer(config("ppo"), db).run()
+    assert straight.run.total_timesteps == 448 == planned_timesteps(straight.model, 400)
+
+    original = RewardHistoryCallback._on_step
+
+    def crashing(self: RewardHistoryCallback) -> bool:
+        keep_going = original(self)
+        if self.model.num_timesteps == 2 * TRAIN_DAYS + 30:
+            raise RuntimeError("simulated crash")
+        return keep_going
+
+    monkeypatch.setattr(RewardHistoryCallback, "_on_step", crashing)
+    cfg = config("ppo")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        RLTrainer(cfg, db).run()
+    monkeypatch.setattr(RewardHistoryCallback, "_on_step", original)
+    (run,) = AgentRunRepository(db).list(name_like=cfg.run_name)
+    resumed = RLTrainer(RLConfig(resume=run.run_id), db).run()
+    assert resumed.resumed_from.timestep == 2 * TRAIN_DAYS
+    assert resumed.run.total_timesteps == resumed.model.num_timesteps == 448
+    check_reward_history(db, run.run_id, 448)
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -460,12 +562,13 @@ def test_deploy_best_agent_and_load_it_back(embedded_dir: Path) -> None:
         write_features(db)
         first = RLTrainer(config("td3", timesteps=2 * TRAIN_DAYS), db).run()
         assert first.run.final_sharpe_ratio is not None
-        deployed = deploy_best_agent(db, agent_type="td3")  # default: final_sharpe_ratio
+        tracking = RunTrackingService(db, RunKind.RL)
+        deployed = tracking.deploy_best(type="td3")  # default: final_sharpe_ratio
         assert deployed.checkpoint_id == first.checkpoint_id
         assert deployed.deployment_status is DeploymentStatus.PRODUCTION
 
         second = RLTrainer(config("td3", timesteps=3 * TRAIN_DAYS, seed=7), db).run()
-        deployed = deploy_best_agent(db, agent_type="td3", metric="total_timesteps")
+        deployed = tracking.deploy_best(by="total_timesteps", type="td3")
         assert deployed.checkpoint_id == second.checkpoint_id
         repo = AgentCheckpointRepository(db)
         assert repo.get(first.checkpoint_id).deployment_status is DeploymentStatus.ARCHIVED

@@ -100,7 +100,14 @@ RESUME = SETUP + textwrap.dedent(
     before = {"status": crashed.status.value,
               "rows": TrainingMetricRepository(db).count(crashed.run_id),
               "checkpoints": [c.step for c in ModelCheckpointRepository(db).list(crashed.run_id)]}
+    import trainers.supervised.trainer as trainer_module
+    real_cv, cv_calls = trainer_module.cross_validate, []
+    def counting_cv(*a, **k):
+        cv_calls.append(1)
+        return real_cv(*a, **k)
+    trainer_module.cross_validate = counting_cv
     resumed = SupervisedTrainer.resume(crashed.run_id, db)
+    trainer_module.cross_validate = real_cv
     straight = SupervisedTrainer(config(), db).run()
     task = straight.run.task_type
     X = straight.split.test[straight.features].to_numpy(dtype=float)
@@ -126,6 +133,9 @@ RESUME = SETUP + textwrap.dedent(
         "trial_numbers": [t.trial_number for t in trials.list(rid)],
         "trial_states": [t.state.value for t in trials.list(rid)],
         "checkpoint_kinds": sorted(c.kind.value for c in ModelCheckpointRepository(db).list(rid)),
+        "cv_calls_on_resume": len(cv_calls),
+        "cv_resumed": resumed.cv_scores,
+        "cv_straight": straight.cv_scores,
     }, default=str))
     """
 )
@@ -172,7 +182,10 @@ def test_sigkill_mid_training_then_resume(tmp_path: Path, model: str) -> None:
     # trains in checkpoint-sized chunks either way, so it matches too).
     assert out["max_prediction_diff"] == 0.0
     assert out["final_resumed"] == out["final_straight"]
-    assert out["checkpoint_kinds"] == ["best", "intermediate", "intermediate"]
+    assert out["checkpoint_kinds"] == ["final", "intermediate", "intermediate"]
+    # The folds were scored once, before the kill: the resumed run reused the scores.
+    assert out["cv_calls_on_resume"] == 0
+    assert out["cv_resumed"] == out["cv_straight"] and len(out["cv_resumed"]) == 2
 
 
 @pytest.mark.slow
@@ -186,6 +199,86 @@ def test_killed_study_resumes_without_rerunning_trials(tmp_path: Path) -> None:
     assert out["trial_numbers"] == [0, 1, 2, 3]
     assert out["trial_states"][2] == "failed"
     assert out["iterations"] == list(range(1, 61))
+
+
+TERM = SETUP + textwrap.dedent(
+    """
+    import time
+    migrations.upgrade(URL)
+    db = Database(URL)
+    FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=500, start=START))
+    trainer = SupervisedTrainer(config(rounds=400, checkpoint_every=None), db)
+    fit, last = trainer.booster.fit, [0]
+
+    def slow_fit(*args, **kwargs):
+        log = kwargs.get("on_iteration")
+        if log is None:
+            return fit(*args, **kwargs)
+        def on_iteration(i, metrics):
+            log(i, metrics)
+            last[0] = i
+            if i == 20:
+                print("TRAINING", flush=True)
+            if i >= 20:
+                time.sleep(0.05)  # the parent's SIGTERM lands in here
+        kwargs["on_iteration"] = on_iteration
+        return fit(*args, **kwargs)
+
+    trainer.booster.fit = slow_fit
+    try:
+        trainer.run()
+    except KeyboardInterrupt as exc:
+        print(json.dumps({"caught": type(exc).__name__, "last": last[0]}), flush=True)
+        sys.exit(3)
+    """
+)
+
+READ_RUN = textwrap.dedent(
+    """
+    import json, os
+    from suho_models.db import Database
+    from repositories.runs import TrainingRunRepository
+    from repositories.series import TrainingMetricRepository
+    db = Database(os.environ["SUHO_DATABASE_URL"])
+    (run,) = TrainingRunRepository(db).list()
+    print(json.dumps({
+        "status": run.status.value, "error": run.error_message,
+        "heartbeat": run.heartbeat_at is not None,
+        "iterations": [p.iteration_number for p in TrainingMetricRepository(db).learning_curve(
+            run.run_id)],
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigterm_is_treated_like_ctrl_c(tmp_path: Path) -> None:
+    """A training process gets SIGTERM: its metrics are flushed, the run is cancelled."""
+    import signal
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", TERM],
+        env=_env(tmp_path, "xgboost"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+        assert line.strip() == "TRAINING", child.stderr.read() if child.stderr else ""
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 3, err[-3000:]
+    caught = json.loads(out.strip().splitlines()[-1])
+    assert caught["caught"] == "Terminated" and 20 <= caught["last"] < 400
+    read = json.loads(_run(READ_RUN, _env(tmp_path, "xgboost")).strip().splitlines()[-1])
+    assert read["status"] == "cancelled" and "SIGTERM" in read["error"]
+    assert read["heartbeat"]
+    # Every iteration logged before the signal reached the table (flushed on the way out).
+    assert read["iterations"] == list(range(1, caught["last"] + 1))
 
 
 def test_resume_refuses_completed_and_checkpointless_runs(embedded_dir: Path) -> None:

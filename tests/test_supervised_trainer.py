@@ -19,7 +19,7 @@ from repositories.runs import TrainingRunRepository
 from repositories.series import TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository
 from suho_models.db import Database, migrations
-from suho_models.enums import ModelFormat, RunStatus, TaskType
+from suho_models.enums import CheckpointKind, ModelFormat, RunStatus, TaskType
 from trainers.data.spec import FeatureSpecError
 from trainers.data.synth import generate_ml_features
 from trainers.supervised.boosters import booster_for
@@ -90,6 +90,7 @@ def test_train_tracks_everything(features_db: Database, model_type: str, trials:
     assert run.final_auc_score == pytest.approx(recomputed["auc"], abs=1e-12)
     assert run.final_test_loss == pytest.approx(recomputed["loss"], rel=1e-9)
     assert info.format is result.booster.native_format
+    assert info.kind is CheckpointKind.FINAL  # one vocabulary with RL (was "best")
 
     trials_logged = HyperparameterTrialRepository(db).list(run.run_id)
     assert len(trials_logged) == trials

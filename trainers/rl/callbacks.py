@@ -17,6 +17,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 
 from repositories.series import RewardLogger
 from suho_models.enums import AgentType
@@ -177,9 +178,35 @@ class RewardHistoryCallback(BaseCallback):
         }
 
 
+class StopAtTimestep(BaseCallback):
+    """Ends ``learn()`` at exactly ``total`` environment steps.
+
+    SB3 collects whole rollouts (PPO/A2C: ``n_steps``; off-policy: ``train_freq``
+    steps), so a run resumed between rollout boundaries would overshoot. Stopping
+    inside a rollout skips only that partial rollout's update; at a rollout's own
+    last step it lets SB3 finish (update included) and stop by itself.
+    """
+
+    def __init__(self, total: int) -> None:
+        super().__init__(verbose=0)
+        self.total = total
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps < self.total:
+            return True
+        local = self.locals
+        if "n_rollout_steps" in local:  # on-policy: n_steps counts the steps before this one
+            return local["n_steps"] + 1 >= local["n_rollout_steps"]
+        freq = local.get("train_freq")
+        if freq is None or freq.unit is not TrainFrequencyUnit.STEP:
+            return False
+        return local["num_collected_steps"] >= freq.frequency
+
+
 __all__ = [
     "EpisodeResult",
     "LossWriter",
     "RewardHistoryCallback",
+    "StopAtTimestep",
     "attach_loss_writer",
 ]

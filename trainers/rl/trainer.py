@@ -3,8 +3,9 @@
 create agent_training_run -> tune (rl_hyperparameters) -> train, logging
 reward_history per step and saving agent_checkpoints every K episodes ->
 evaluate on the held-out trade period -> save the final agent and complete the
-run with its final_* metrics. The run is ``running`` while it trains; any
-exception marks it ``failed`` (and re-raises), Ctrl-C marks it ``cancelled``.
+run with its final_* metrics. Runs are tracked through ``RunTrackingService``:
+``running`` (with heartbeats) while it trains; any exception marks it ``failed``
+(and re-raises), Ctrl-C and SIGTERM ``cancelled``.
 
 Resume (``RLConfig(resume=RUN_ID)``) continues a failed, cancelled, or crashed
 (still ``running``: the process died without a word) run from its latest
@@ -14,12 +15,18 @@ checkpoint is written, every row up to its step is flushed (so it is durable
 when the checkpoint claims it), and on resume the rows a crashed process logged
 past the checkpoint are deleted before training goes on, so readers see exactly
 the steps of the final trajectory, each once.
+
+Timesteps: SB3 learns in whole rollouts, so a run of ``timesteps`` takes them
+rounded up to whole rollouts (:func:`planned_timesteps`). A resumed run stops at
+exactly that total too, the total the uninterrupted run would have taken (it
+would overshoot otherwise, its rollouts starting at the checkpoint's step).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,16 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from repositories.checkpoints import AgentCheckpointInfo, AgentCheckpointRepository
-from repositories.errors import InvalidTransitionError
+from repositories.checkpoints import AgentCheckpointInfo
 from repositories.object_store import ObjectStore
 from repositories.records import AgentTrainingRun
-from repositories.runs import AgentRunRepository
-from repositories.series import RewardHistoryRepository, RewardLogger
-from repositories.trials import RLTrialRepository
+from repositories.series import RewardLogger
+from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
-from suho_models.enums import CheckpointKind, ModelFormat, RunStatus
+from suho_models.enums import CheckpointKind, ModelFormat
+from trainers.progress import Progress
 from trainers.rl.agents import (
     OFF_POLICY,
     build_model,
@@ -45,7 +52,7 @@ from trainers.rl.agents import (
     replay_buffer_to_bytes,
     restore_replay_buffer,
 )
-from trainers.rl.callbacks import RewardHistoryCallback, attach_loss_writer
+from trainers.rl.callbacks import RewardHistoryCallback, StopAtTimestep, attach_loss_writer
 from trainers.rl.config import RLConfig
 from trainers.rl.environment import env_config_json, load_market, make_vec_env
 from trainers.rl.evaluation import Evaluation, evaluate_agent
@@ -93,25 +100,69 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def planned_timesteps(model: Any, timesteps: int) -> int | None:
+    """The steps an uninterrupted ``learn(timesteps)`` takes: rounded up to whole
+    rollouts (PPO/A2C: ``n_steps`` per env; off-policy: ``train_freq`` steps).
+    None when it cannot be known (off-policy ``train_freq`` in episodes)."""
+    from stable_baselines3.common.type_aliases import TrainFrequencyUnit
+
+    n_envs = getattr(model, "n_envs", 1) or 1
+    if hasattr(model, "n_steps"):
+        chunk = model.n_steps * n_envs
+    else:
+        freq = model.train_freq
+        if freq.unit is not TrainFrequencyUnit.STEP:
+            return None
+        chunk = freq.frequency * n_envs
+    return math.ceil(timesteps / chunk) * chunk
+
+
+class _ProgressCallback(BaseCallback):
+    """Advances the progress bar once per rollout (not per step: a step is ~1 ms)."""
+
+    def __init__(self, advance: Any, shown: int) -> None:
+        super().__init__(verbose=0)
+        self.advance = advance
+        self.shown = shown
+
+    def _on_rollout_end(self) -> None:
+        self.advance(self.num_timesteps - self.shown)
+        self.shown = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class RLTrainer:
-    """``RLTrainer(config, db).run()`` trains (or resumes), tracks and returns the run."""
+    """``RLTrainer(config, db).run()`` trains (or resumes), tracks and returns the run.
+
+    ``progress`` shows a progress bar of the training steps (``suho train rl``
+    does unless ``--quiet``).
+    """
 
     def __init__(
-        self, config: RLConfig, db: Database | None = None, *, store: ObjectStore | None = None
+        self,
+        config: RLConfig,
+        db: Database | None = None,
+        *,
+        store: ObjectStore | None = None,
+        progress: bool = False,
     ) -> None:
         self.config = config
         self.db = db or Database()
-        self.runs = AgentRunRepository(self.db)  # verifies the schema: fail fast
-        self.rewards = RewardHistoryRepository(self.db)
-        self.checkpoints = AgentCheckpointRepository(self.db, store)
-        self.trials = RLTrialRepository(self.db)
+        self.tracking = RunTrackingService(self.db, RunKind.RL, store=store)
+        self.runs = self.tracking.runs
+        self.rewards = self.tracking.series
+        self.checkpoints = self.tracking.checkpoints
+        self.trials = self.tracking.trials
+        self.progress = Progress(progress)
 
     # ------------------------------------------------------------------ public
     def run(self) -> RLTrainingResult:
         if self.config.resume is not None:
             return self._resume(self.config.resume)
         config = self.config
-        run = self.runs.create(
+        run = self.tracking.create(
             {
                 "run_name": config.run_name or f"{config.agent.value}-{int(time.time())}",
                 "agent_type": config.agent,
@@ -122,39 +173,21 @@ class RLTrainer:
                 "config_json": config.model_dump_json(),
             }
         )
-        self.runs.start(run.run_id)
-        return self._guarded(run, config, None)
+        run = self.tracking.start(run.run_id)
+        with self.tracking.guard(run.run_id), torch_threads(config.torch_threads):
+            return self._train(run, config, None)
 
     # ------------------------------------------------------------------ lifecycle
     def _resume(self, run_id: uuid.UUID) -> RLTrainingResult:
-        run = self.runs.get(run_id)
-        if run.status is RunStatus.COMPLETED:
-            raise InvalidTransitionError(f"run {run_id} is completed: nothing to resume")
-        stored = RLConfig.model_validate_json(run.config_json)
-        config = self.config.for_resume(stored)
-        if run.status is RunStatus.RUNNING:
-            # Still "running" with no process behind it (killed, power loss): the caller
-            # resuming it asserts the earlier process is gone.
-            self.runs.fail(run_id, "abandoned: the training process died; resumed")
-        run = self.runs.start(run_id)
-        recorded = config.model_copy(update={"resume": None})
-        if recorded != stored:
-            run = self.runs.update(run_id, config_json=recorded.model_dump_json())
-        latest = self.checkpoints.latest(run_id)
-        return self._guarded(run, config, latest)
-
-    def _guarded(
-        self, run: AgentTrainingRun, config: RLConfig, resume_from: AgentCheckpointInfo | None
-    ) -> RLTrainingResult:
-        try:
+        run, latest = self.tracking.resume(run_id)
+        with self.tracking.guard(run.run_id):
+            stored = RLConfig.model_validate_json(run.config_json)
+            config = self.config.for_resume(stored)
+            recorded = config.model_copy(update={"resume": None})
+            if recorded != stored:
+                run = self.tracking.update(run_id, config_json=recorded.model_dump_json())
             with torch_threads(config.torch_threads):
-                return self._train(run, config, resume_from)
-        except KeyboardInterrupt:
-            self.runs.cancel(run.run_id, "interrupted (KeyboardInterrupt)")
-            raise
-        except BaseException as exc:
-            self.runs.fail(run.run_id, exc)
-            raise
+                return self._train(run, config, latest)
 
     # ------------------------------------------------------------------ steps
     def _train(
@@ -170,7 +203,7 @@ class RLTrainer:
                 "trade_start": run.trade_start,
             }
         market = load_market(config, self.db, **periods)
-        self.runs.update(
+        self.tracking.update(
             run_id,
             state_dim=market.state_dim,
             action_dim=market.action_dim,
@@ -219,15 +252,22 @@ class RLTrainer:
                 checkpoint_every=config.checkpoint_every_episodes,
                 on_checkpoint=on_checkpoint,
             )
-            remaining = config.timesteps - model.num_timesteps
+            planned = planned_timesteps(model, config.timesteps)
+            total = config.timesteps if planned is None else planned
+            remaining = total - model.num_timesteps
             if resume_from is not None and resume_from.kind is CheckpointKind.FINAL:
                 remaining = 0  # training had finished; only evaluation and completion remain
             if remaining > 0:
-                model.learn(
-                    total_timesteps=remaining,
-                    callback=callback,
-                    reset_num_timesteps=resume_from is None,
-                )
+                with self.progress.task("training", total) as advance:
+                    advance(model.num_timesteps)
+                    callbacks = [callback, _ProgressCallback(advance, model.num_timesteps)]
+                    if planned is not None:
+                        callbacks.append(StopAtTimestep(planned))
+                    model.learn(
+                        total_timesteps=remaining,
+                        callback=CallbackList(callbacks),
+                        reset_num_timesteps=resume_from is None,
+                    )
             episodes = callback.episodes_done
         finally:
             if not rewards.close():
@@ -259,7 +299,7 @@ class RLTrainer:
             ).checkpoint_id
         final = metrics.final_columns()
         final.update(total_timesteps=int(model.num_timesteps), total_episodes=episodes)
-        completed = self.runs.complete(run_id, final)
+        completed = self.tracking.complete(run_id, final)
         return RLTrainingResult(
             completed, model, evaluation, market, params, final_id, saved, resume_from
         )
@@ -272,7 +312,7 @@ class RLTrainer:
 
         params = tune(config, market, run_id, self.trials)
         tuned = config.model_copy(update={"tuned_params": params})
-        self.runs.update(
+        self.tracking.update(
             run_id, config_json=tuned.model_copy(update={"resume": None}).model_dump_json()
         )
         return tuned
@@ -333,4 +373,4 @@ class RLTrainer:
         return info
 
 
-__all__ = ["RLTrainer", "RLTrainingResult", "torch_threads"]
+__all__ = ["RLTrainer", "RLTrainingResult", "planned_timesteps", "torch_threads"]

@@ -20,9 +20,10 @@ Each trial trains on the first part of the train period and is evaluated
 ``evaluations`` times; the intermediate values feed Optuna's median pruner. The
 trade period is never seen. Every trial, pruned and failed ones too, goes to
 ``rl_hyperparameters`` with its effective parameters (JSON), mean reward,
-Sharpe ratio, timesteps, episodes and state. A study resumed from persistent
-``storage`` runs only the missing trials; an in-memory one starts over, and its
-trials replace the rows of the same numbers.
+Sharpe ratio, timesteps, episodes and state. The study is stored like the
+supervised trainer's (``trainers.study.study_storage``: a journal file per run
+unless ``storage`` is set), so a resumed run continues a killed study: only the
+missing trials run, and no trial is logged twice.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from trainers.rl.environment import make_vec_env
 from trainers.rl.evaluation import evaluate_agent
 from trainers.rl.finrl_env import MarketData, split_periods
 from trainers.rl.metrics import PerformanceMetrics
-from trainers.study import optimize_remaining, suggest, trial_state
+from trainers.study import load_study, log_once, optimize_remaining, suggest, trial_state
 
 _ON_POLICY_STEPS = [32, 64, 128, 256, 512, 1024, 2048]
 _TRAIN_FREQS = [1, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -245,15 +246,21 @@ def tune(
         if on_trial is not None:
             on_trial(frozen.number)
 
-    study = optuna.create_study(
-        direction="maximize",
+    study = load_study(
+        run_id,
+        tuning.storage,
         study_name=study_name,
-        storage=tuning.storage,
+        direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=config.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        load_if_exists=True,
     )
-    completed = optimize_remaining(study, objective, tuning.trials, tuning.timeout_seconds, record)
+    completed = optimize_remaining(
+        study,
+        objective,
+        tuning.trials,
+        tuning.timeout_seconds,
+        log_once(record, trials.finished_numbers(run_id)),
+    )
     if not completed:
         return dict(config.agent_params)
     return dict(study.best_trial.user_attrs["params"])

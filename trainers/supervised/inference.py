@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from repositories.checkpoints import ModelCheckpointRepository
 from repositories.errors import NotFoundError
-from repositories.runs import TrainingRunRepository
+from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
-from suho_models.enums import CheckpointKind, TaskType
+from suho_models.enums import TaskType
 from trainers.data.source import load_features
 from trainers.data.split import chronological_split
 from trainers.supervised.boosters import Booster, booster_for
@@ -28,16 +27,15 @@ class LoadedRun:
 
 
 def load_run_model(db: Database, run_id: Any) -> LoadedRun:
-    """The run's best checkpoint, checksum-verified, as a live model."""
-    run = TrainingRunRepository(db).get(run_id)
-    checkpoints = ModelCheckpointRepository(db)
-    best = [c for c in checkpoints.list(run.run_id) if c.kind is CheckpointKind.BEST]
-    chosen = best[-1] if best else checkpoints.latest(run.run_id)
+    """The run's final model (checksum-verified), as a live model."""
+    tracking = RunTrackingService(db, RunKind.SUPERVISED)
+    run = tracking.runs.get(run_id)
+    chosen = tracking.final_checkpoint(run.run_id)
     if chosen is None:
         raise NotFoundError(f"run {run_id} has no checkpoint")
     booster = booster_for(run.model_type)
     model = booster.from_bytes(
-        checkpoints.load_checkpoint(chosen.checkpoint_id), chosen.format, run.task_type
+        tracking.checkpoints.load_checkpoint(chosen.checkpoint_id), chosen.format, run.task_type
     )
     config = SupervisedConfig.model_validate_json(run.config_json)
     return LoadedRun(config, run.task_type, list(run.features_used), booster, model)

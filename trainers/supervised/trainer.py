@@ -1,32 +1,32 @@
 """The supervised training service, following the seed's workflow:
 
 create training_run -> log training_metrics per iteration -> tune
-(hyperparameters_log) -> save the best model (model_checkpoints) -> update the
-run with final metrics. The run is ``running`` while it trains; any exception
-marks it ``failed`` (and re-raises), Ctrl-C marks it ``cancelled``.
+(hyperparameters_log) -> save the final model (model_checkpoints, kind
+``final``) -> update the run with final metrics. Runs are tracked through
+``RunTrackingService``: ``running`` (with heartbeats) while it trains; any
+exception marks it ``failed`` (and re-raises), Ctrl-C and SIGTERM ``cancelled``.
+
+The cross-validation scores are stored with every intermediate checkpoint
+(``cv_fold_<k>_loss``), so a resumed run reuses them instead of running the
+folds again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from repositories.checkpoints import ModelCheckpointRepository
-from repositories.errors import InvalidTransitionError, NotFoundError
 from repositories.records import TrainingRun
-from repositories.runs import TrainingRunRepository
-from repositories.series import TrainingMetricRepository
-from repositories.trials import HyperparameterTrialRepository
+from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
-from suho_models.enums import RunStatus, TaskType
+from suho_models.enums import CheckpointKind, TaskType
 from trainers.data.source import load_features
 from trainers.data.split import Split, chronological_split
+from trainers.progress import Progress
 from trainers.supervised.boosters import Booster, booster_for
 from trainers.supervised.config import SupervisedConfig
 from trainers.supervised.metrics import classification_metrics, regression_metrics
@@ -63,42 +63,30 @@ class TrainingResult:
     split: Split | None = None
 
 
-class _Progress:
-    """A rich progress bar that ``progress=False`` turns into nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Any = None
-
-    @contextlib.contextmanager
-    def task(self, description: str, total: int) -> Iterator[Any]:
-        if not self.enabled:
-            yield lambda n=1: None
-            return
-        from rich.progress import Progress
-
-        with Progress(transient=True) as progress:
-            task_id = progress.add_task(description, total=total)
-            yield lambda n=1: progress.advance(task_id, n)
-
-
 class SupervisedTrainer:
     """``SupervisedTrainer(config, db).run()`` trains, tracks and returns the run."""
 
-    def __init__(self, config: SupervisedConfig, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        config: SupervisedConfig,
+        db: Database | None = None,
+        *,
+        tracking: RunTrackingService | None = None,
+    ) -> None:
         self.config = config
         self.db = db or Database()
-        self.runs = TrainingRunRepository(self.db)  # verifies the schema: fail fast
-        self.metrics = TrainingMetricRepository(self.db)
-        self.trials = HyperparameterTrialRepository(self.db)
+        self.tracking = tracking or RunTrackingService(self.db, RunKind.SUPERVISED)
+        self.runs = self.tracking.runs
+        self.metrics = self.tracking.series
+        self.trials = self.tracking.trials
+        self.checkpoints = self.tracking.checkpoints
         self.booster = booster_for(config.model_type)
-        self.checkpoints = ModelCheckpointRepository(self.db)
-        self.progress = _Progress(config.progress)
+        self.progress = Progress(config.progress)
 
     # ------------------------------------------------------------------ public
     def run(self) -> TrainingResult:
         config = self.config
-        run = self.runs.create(
+        run = self.tracking.create(
             {
                 "run_name": config.run_name or f"{config.resolved_model_name}-{int(time.time())}",
                 "model_type": config.model_type,
@@ -110,8 +98,9 @@ class SupervisedTrainer:
                 "config_json": config.model_dump_json(),
             }
         )
-        self.runs.start(run.run_id)
-        return self._guarded(run.run_id, None)
+        self.tracking.start(run.run_id)
+        with self.tracking.guard(run.run_id):
+            return self._train(run.run_id)
 
     @classmethod
     def resume(
@@ -126,34 +115,13 @@ class SupervisedTrainer:
         changed.
         """
         db = db or Database()
-        runs = TrainingRunRepository(db)
-        run = runs.get(run_id)
-        if run.status in (RunStatus.COMPLETED, RunStatus.PENDING):
-            raise InvalidTransitionError(
-                f"run {run_id} is {run.status.value}: only a crashed, failed or cancelled "
-                "run can be resumed"
-            )
-        latest = ModelCheckpointRepository(db).latest(run.run_id)
-        if latest is None and not HyperparameterTrialRepository(db).list(run.run_id):
-            # (Killed while tuning: no checkpoint yet, but the study resumes.)
-            raise NotFoundError(f"run {run_id} has no checkpoint (or tuning trials) to resume from")
-        config = SupervisedConfig.model_validate_json(run.config_json)
-        if progress is not None:
-            config = config.model_copy(update={"progress": progress})
-        trainer = cls(config, db)
-        runs.resume(run.run_id)
-        return trainer._guarded(run.run_id, latest)
-
-    def _guarded(self, run_id: Any, resume_from: Any) -> TrainingResult:
-        """Train; any exception marks the run failed, Ctrl-C cancelled (re-raised)."""
-        try:
-            return self._train(run_id, resume_from)
-        except KeyboardInterrupt:
-            self.runs.cancel(run_id, "interrupted (KeyboardInterrupt)")
-            raise
-        except BaseException as exc:
-            self.runs.fail(run_id, exc)
-            raise
+        tracking = RunTrackingService(db, RunKind.SUPERVISED)
+        run, latest = tracking.resume(run_id, require_state=True)
+        with tracking.guard(run.run_id):
+            config = SupervisedConfig.model_validate_json(run.config_json)
+            if progress is not None:
+                config = config.model_copy(update={"progress": progress})
+            return cls(config, db, tracking=tracking)._train(run.run_id, latest)
 
     # ------------------------------------------------------------------ steps
     def _train(self, run_id: Any, resume_from: Any = None) -> TrainingResult:
@@ -163,7 +131,7 @@ class SupervisedTrainer:
         )
         task = config.task or infer_task(frame[config.target])
         split = chronological_split(frame, roles.time, config.split_ratios)
-        self.runs.update(run_id, task_type=task, **_split_fields(split))
+        self.tracking.update(run_id, task_type=task, **_split_fields(split))
 
         y_train = split.train[config.target].to_numpy()
         if resume_from is not None:  # the model was trained on these, in this order
@@ -172,7 +140,7 @@ class SupervisedTrainer:
             features = select_features(
                 split.train[roles.features], y_train, config.selection, task, config.seed
             )
-            self.runs.update(run_id, features_used=features)
+            self.tracking.update(run_id, features_used=features)
 
         X_train = split.train[features].to_numpy(dtype=float)
         X_val = split.val[features].to_numpy(dtype=float)
@@ -195,9 +163,11 @@ class SupervisedTrainer:
                     self.trials,
                     on_trial=lambda _n: advance(),
                 )
-        cv_scores = cross_validate(
-            self.booster, X_train, y_train, train_times, config, task, params
-        )
+        cv_scores = _stored_cv_scores(resume_from, config.cv_folds)
+        if cv_scores is None:
+            cv_scores = cross_validate(
+                self.booster, X_train, y_train, train_times, config, task, params
+            )
 
         init_model, done = None, 0
         if resume_from is not None:
@@ -223,9 +193,9 @@ class SupervisedTrainer:
                     run_id,
                     data,
                     self.booster.native_format,
-                    {},
+                    _cv_metrics(cv_scores),
                     iteration=iteration,
-                    kind="intermediate",
+                    kind=CheckpointKind.INTERMEDIATE,
                     model_name=config.resolved_model_name,
                 )
                 self.checkpoints.prune(run_id, keep_last=config.keep_checkpoints)
@@ -255,7 +225,7 @@ class SupervisedTrainer:
         test_m = evaluate(task, y_test, predict(model, X_test, task))
         checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores)
         final = _final_metrics(task, train_m, val_m, test_m)
-        run = self.runs.complete(run_id, final)
+        run = self.tracking.complete(run_id, final)
         return TrainingResult(
             run, model, self.booster, features, params, test_m, checkpoint_id, cv_scores, split
         )
@@ -279,10 +249,22 @@ class SupervisedTrainer:
             fmt,
             metrics,
             iteration=self.booster.n_iterations(model),
-            kind="best",
+            kind=CheckpointKind.FINAL,
             model_name=self.config.resolved_model_name,
         )
         return checkpoint.checkpoint_id
+
+
+def _cv_metrics(scores: list[float]) -> dict[str, float]:
+    return {f"cv_fold_{k}_loss": float(v) for k, v in enumerate(scores, start=1)}
+
+
+def _stored_cv_scores(checkpoint: Any, folds: int) -> list[float] | None:
+    """The fold scores a resumed run's checkpoint carries (None: not all of them)."""
+    if checkpoint is None:
+        return None
+    scores = [checkpoint.metrics.get(f"cv_fold_{k}_loss") for k in range(1, folds + 1)]
+    return None if any(v is None for v in scores) else [float(v) for v in scores]
 
 
 def _split_fields(split: Split) -> dict[str, Any]:

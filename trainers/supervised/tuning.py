@@ -19,7 +19,7 @@ import numpy as np
 from repositories.trials import HyperparameterTrialRepository
 from suho_models.enums import TaskType, TrialState, TuningMethod
 from trainers.data.split import time_series_cv
-from trainers.study import optimize_remaining, suggest, trial_state
+from trainers.study import load_study, log_once, optimize_remaining, suggest, trial_state
 from trainers.supervised.boosters import Booster
 from trainers.supervised.config import SupervisedConfig
 from trainers.supervised.metrics import classification_metrics, regression_metrics
@@ -62,20 +62,6 @@ def cross_validate(
     return scores
 
 
-def study_storage(config: SupervisedConfig, run_id: uuid.UUID) -> Any:
-    """The configured Optuna storage, or a journal file per run (resumable)."""
-    if config.tuning.storage:
-        return config.tuning.storage
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    from suho_models.settings import get_settings
-
-    directory = get_settings().data_dir / "optuna"
-    directory.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(directory / f"{run_id}.journal")))
-
-
 def tune(
     booster: Booster,
     X: np.ndarray,
@@ -93,7 +79,6 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = {**booster.default_params(task, config.seed), **config.params}
     study_name = config.tuning.study_name or f"{run_id}"
-    already = trials.finished_numbers(run_id)
 
     def objective(trial: optuna.Trial) -> float:
         space = {**booster.search_space(task), **config.tuning.search_space}
@@ -104,8 +89,6 @@ def tune(
         return float(np.mean(scores))
 
     def record(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        if frozen.number in already:  # a resumed study: logged by the earlier process
-            return
         state = trial_state(frozen)
         duration = frozen.duration.total_seconds() if frozen.duration else 0.0
         trials.log(
@@ -124,22 +107,20 @@ def tune(
         if on_trial is not None:
             on_trial(frozen.number)
 
-    sampler = optuna.samplers.TPESampler(seed=config.seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5)
-    study = optuna.create_study(
-        direction="minimize",
+    study = load_study(
+        run_id,
+        config.tuning.storage,
         study_name=study_name,
-        storage=study_storage(config, run_id),
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5),
     )
-    # Trials left RUNNING by a killed process will never finish: close them as failed.
-    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
-        record(study, study.trials[stale.number])
     completed = optimize_remaining(
-        study, objective, config.tuning.trials, config.tuning.timeout_seconds, record
+        study,
+        objective,
+        config.tuning.trials,
+        config.tuning.timeout_seconds,
+        log_once(record, trials.finished_numbers(run_id)),
     )
     if not completed:
         return base

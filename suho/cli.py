@@ -187,6 +187,7 @@ def train_supervised(
     config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads (free cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Save the model every N iterations.")
@@ -225,6 +226,7 @@ def train_supervised(
         "source": source,
         "run_name": run_name,
         "seed": seed,
+        "threads": threads,
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
     }

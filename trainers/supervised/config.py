@@ -78,7 +78,25 @@ class SupervisedConfig(BaseModel):
     model_format: ModelFormat | None = None
     """None: the library's native format."""
     seed: int = 42
+    threads: int | None = Field(default=None, gt=0)
+    """Threads of the boosting library (None: the cores free to this process, by its
+    CPU affinity). Given, it fills the library's own parameter in ``params``."""
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _threads_reach_the_library(self) -> SupervisedConfig:
+        if self.threads is None:
+            return self
+        from trainers.supervised.boosters import booster_for
+
+        key = booster_for(self.model_type).thread_param
+        given = self.params.get(key)
+        if given is not None and given != self.threads:
+            raise ValueError(
+                f"threads={self.threads} and params.{key}={given!r} disagree: give one of them"
+            )
+        self.params = {**self.params, key: self.threads}
+        return self
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> SupervisedConfig:

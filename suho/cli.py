@@ -654,7 +654,12 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _State.debug:
             raise
-        err_console.print(f"[red]error:[/red] {_one_line(exc)}", soft_wrap=True)
+        from rich.markup import escape
+
+        from trainers.config_file import describe_config_error
+
+        message = describe_config_error(exc) or _one_line(exc)
+        err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
         sys.exit(1)
 
 

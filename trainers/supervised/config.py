@@ -7,10 +7,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from suho_models.enums import ModelFormat, ModelType, TaskType
-from trainers.config_file import read_config_file
+from trainers.config_file import validate_config_file
 from trainers.data.spec import FeatureSpec
 
 
@@ -83,6 +83,16 @@ class SupervisedConfig(BaseModel):
     CPU affinity). Given, it fills the library's own parameter in ``params``."""
     progress: bool = True
 
+    @field_validator("model_type", mode="before")
+    @classmethod
+    def _a_model_we_train(cls, value: Any) -> Any:
+        from trainers.supervised.boosters import BOOSTERS
+
+        supported = [m.value for m in BOOSTERS]
+        if (value.value if isinstance(value, ModelType) else value) not in supported:
+            raise ValueError(f"not a model we train (supported: {', '.join(supported)})")
+        return value
+
     @model_validator(mode="after")
     def _threads_reach_the_library(self) -> SupervisedConfig:
         if self.threads is None:
@@ -110,7 +120,7 @@ class SupervisedConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> SupervisedConfig:
-        return cls.model_validate(read_config_file(path, overrides))
+        return validate_config_file(cls, path, overrides)
 
 
 SplitName = Literal["train", "val", "test"]

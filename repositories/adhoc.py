@@ -51,6 +51,17 @@ SCALAR_NAMES_OF_TABLE_FUNCTIONS = frozenset({"format"})
 UNSAFE_FUNCTIONS = frozenset({"file", "catboostevaluate"})
 """Ordinary functions (lower case) that read files of the machine the engine runs on."""
 
+_STATEMENTS_WITH_OUTPUT = frozenset(
+    {"SelectWithUnionQuery", "SelectIntersectExceptQuery", "DescribeQuery", "Explain", "ShowTables"}
+)
+"""Statements whose only Identifier child is a FORMAT clause (EXISTS and SHOW CREATE
+name their table with one)."""
+
+_NO_OUTPUT = (
+    "INTO OUTFILE and FORMAT are not allowed (suho sql writes no files; it prints a table, "
+    "or JSON with --json)"
+)
+
 _NODE = re.compile(r"^( *)(\S+)(?: (\S+))?")
 
 
@@ -89,9 +100,10 @@ def _refusals(ast_lines: list[str], table_functions: frozenset[str]) -> list[str
             problems.append(f"only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS (got {kind})")
     # Every line is looked at, wherever it sits: a newline inside an alias can add
     # lines to the dump, but cannot hide a real node.
+    takes_format = nodes[0][1] in _STATEMENTS_WITH_OUTPUT
     for i, (depth, kind, name) in enumerate(nodes):
-        if depth == 1 and kind == "Literal":
-            problems.append("INTO OUTFILE is not allowed (suho sql writes no files)")
+        if depth == 1 and (kind == "Literal" or (kind == "Identifier" and takes_format)):
+            problems.append(_NO_OUTPUT)
         if kind == "TableIdentifier" and re.search(r"[/\\]|://", name):
             problems.append(f"{name!r} is a path or URL, not a table")
         if kind != "Function":
@@ -128,10 +140,19 @@ def run_read_only(db: Database, query: str) -> tuple[list[str], list[tuple]]:
             "must be one statement, ClickHouse's parser says",
         )
         canonical = rows[0][0]
-        _, ast = _ask(session, f"EXPLAIN AST {canonical}", "refused by the read-only session")
+        try:
+            lines = session.explain_ast(canonical)
+        except Exception as exc:  # noqa: BLE001 - every engine refusal becomes one clear error
+            raise InvalidInputError(
+                f"query: refused by the read-only session: {_engine_message(exc)}"
+            ) from None
         _, names = _ask(session, "SELECT lower(name) FROM system.table_functions", "catalog")
-        lines = [line for (row,) in ast for line in row.split("\n")]
         problems = _refusals(lines, frozenset(n for (n,) in names))
         if problems:
             raise InvalidInputError("query refused (suho sql is read-only): " + "; ".join(problems))
-        return _ask(session, canonical, "refused by the read-only session")
+        columns, rows = _ask(session, canonical, "refused by the read-only session")
+        if not columns and lines[0].startswith("Select"):
+            # The embedded engine sends no header with zero rows: ask for the columns.
+            described = _ask(session, f"DESCRIBE TABLE ({canonical})", "describe")[1]
+            columns = [row[0] for row in described]
+        return columns, rows

@@ -135,7 +135,7 @@ def test_into_outfile_is_refused_and_writes_nothing(
     store: Database, tmp_path: Path, query: str
 ) -> None:
     target = tmp_path / "x.bin"
-    assert_refused(store, query.format(path=target), "INTO OUTFILE is not allowed")
+    assert_refused(store, query.format(path=target), "INTO OUTFILE and FORMAT are not allowed")
     assert not target.exists()
 
 
@@ -280,6 +280,16 @@ def test_reads_still_work(store: Database, query: str, expected: list[tuple] | N
         assert rows == expected
     else:
         assert rows == [("DROP TABLE x; INTO OUTFILE file(1) SETTINGS",)]
+
+
+def test_an_empty_result_still_has_its_columns(store: Database) -> None:
+    columns, rows = run_read_only(store, "SELECT run_name, run_id FROM training_runs WHERE 0")
+    assert (columns, rows) == (["run_name", "run_id"], [])
+
+
+@pytest.mark.parametrize("query", ["SELECT 1 AS a FORMAT CSV", "SHOW TABLES FORMAT JSON"])
+def test_a_format_clause_is_refused_clearly(store: Database, query: str) -> None:
+    assert_refused(store, query, "INTO OUTFILE and FORMAT are not allowed")
 
 
 def test_show_describe_explain_still_work(store: Database) -> None:

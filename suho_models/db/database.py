@@ -225,7 +225,7 @@ class Database:
                 client.command("SET readonly = 1")
                 if database:
                     client.database = database
-                session = ReadOnlySession(_embedded_runner(client))
+                session = ReadOnlySession(_embedded_runner(client), client_adds_format=True)
                 if session.query("SELECT getSetting('readonly')")[1] != [(1,)]:
                     raise RuntimeError("read-only session: readonly = 1 did not take effect")
                 yield session
@@ -278,11 +278,22 @@ class ReadOnlySession:
     """Runs SQL text as given (no parameter substitution, so ``%`` is just a
     character) on a connection that is read-only before the text arrives."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, *, client_adds_format: bool = False) -> None:
         self._run = run
+        self._client_adds_format = client_adds_format
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         return self._run(sql)
+
+    def explain_ast(self, sql: str) -> list[str]:
+        """``EXPLAIN AST`` of one statement, one line per node (indented by depth)."""
+        _, rows = self._run(f"EXPLAIN AST {sql}")
+        lines = [line for (row,) in rows for line in str(row).split("\n")]
+        if self._client_adds_format and lines and lines[-1] == " Identifier Native":
+            # clickhouse-connect appends FORMAT Native to the text, which the parser
+            # gives to the explained statement as its last child.
+            lines.pop()
+        return lines
 
 
 def _embedded_runner(client: Any) -> Any:

@@ -200,6 +200,7 @@ def train_supervised(
     config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads (free cores).")] = None,
     quiet: QuietOption = False,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Save the model every N iterations.")
@@ -238,6 +239,7 @@ def train_supervised(
         "source": source,
         "run_name": run_name,
         "seed": seed,
+        "threads": threads,
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
     }
@@ -706,7 +708,12 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _State.debug:
             raise
-        err_console.print(f"[red]error:[/red] {_one_line(exc)}", soft_wrap=True)
+        from rich.markup import escape
+
+        from trainers.config_file import describe_config_error
+
+        message = describe_config_error(exc) or _one_line(exc)
+        err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
         sys.exit(1)
 
 

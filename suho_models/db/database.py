@@ -209,6 +209,43 @@ class Database:
                 )
             return self._http
 
+    # ------------------------------------------------------------------ read-only
+    @contextmanager
+    def read_only_session(self) -> Iterator[ReadOnlySession]:
+        """Queries under ``readonly = 1``, set before the first of them runs.
+
+        The engine then refuses writes, DDL and any change of a setting, a query's
+        own ``SETTINGS readonly = 0`` included. Embedded: a separate connection on
+        which ``SET readonly = 1`` ran first (it does not reach the pool's
+        connections). Server: every query carries ``readonly = 1`` as a
+        client-sent query setting, which the query text cannot lift.
+        """
+        if self.is_embedded:
+            from suho_models.db.chdb_dbapi import _new_client
+            from suho_models.db.dialect import split_chdb_url
+
+            path, database = split_chdb_url(self.url)
+            client = _new_client(path, None)
+            try:
+                client.command("SET readonly = 1")
+                if database:
+                    client.database = database
+                session = ReadOnlySession(_embedded_runner(client), client_adds_format=True)
+                if session.query("SELECT getSetting('readonly')")[1] != [(1,)]:
+                    raise RuntimeError("read-only session: readonly = 1 did not take effect")
+                yield session
+            finally:
+                client.close()
+        else:
+            with self.engine.connect() as conn:
+                transport = conn.connection.dbapi_connection.transport
+                yield ReadOnlySession(_server_runner(transport))
+
+    def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        """(column names, rows) of one query in a fresh :meth:`read_only_session`."""
+        with self.read_only_session() as session:
+            return session.query(sql)
+
     # ------------------------------------------------------------------ schema
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:
@@ -240,6 +277,45 @@ class Database:
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+
+class ReadOnlySession:
+    """Runs SQL text as given (no parameter substitution, so ``%`` is just a
+    character) on a connection that is read-only before the text arrives."""
+
+    def __init__(self, run: Any, *, client_adds_format: bool = False) -> None:
+        self._run = run
+        self._client_adds_format = client_adds_format
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        return self._run(sql)
+
+    def explain_ast(self, sql: str) -> list[str]:
+        """``EXPLAIN AST`` of one statement, one line per node (indented by depth)."""
+        _, rows = self._run(f"EXPLAIN AST {sql}")
+        lines = [line for (row,) in rows for line in str(row).split("\n")]
+        if self._client_adds_format and lines and lines[-1] == " Identifier Native":
+            # clickhouse-connect appends FORMAT Native to the text, which the parser
+            # gives to the explained statement as its last child.
+            lines.pop()
+        return lines
+
+
+def _embedded_runner(client: Any) -> Any:
+    def run(sql: str) -> tuple[list[str], list[tuple]]:
+        result = client.query(sql)
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    return run
+
+
+def _server_runner(transport: Any) -> Any:
+    def run(sql: str) -> tuple[list[str], list[tuple]]:
+        # params=None: clickhouse-driver substitutes nothing, so '%' stays literal.
+        rows, types = transport.execute(sql, settings={"readonly": 1}, with_column_types=True)
+        return [name for name, _ in types], [tuple(r) for r in rows]
+
+    return run
 
 
 _TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suho_models.enums import AgentType, RewardFunctionType
-from trainers.config_file import read_config_file
+from trainers.config_file import validate_config_file
 from trainers.data.spec import FeatureSpec
 from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 
@@ -107,6 +107,9 @@ class RLConfig(BaseModel):
     trade_start: dt.datetime | None = None
     """First time of the held-out trade period (None: the last ``trade_ratio`` of days)."""
     trade_ratio: float = Field(default=0.2, gt=0, lt=1)
+    max_dropped_days: float = Field(default=0.5, ge=0, le=1)
+    """Largest share of the loaded days that rows with NaN features (or a missing
+    ticker) may remove before the run is refused; any removal is logged."""
 
     hmax: int = Field(default=100, gt=0)
     """Most shares traded per ticker and step (FinRL's hmax)."""
@@ -170,7 +173,7 @@ class RLConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> RLConfig:
-        return cls.model_validate(read_config_file(path, overrides))
+        return validate_config_file(cls, path, overrides)
 
     @classmethod
     def from_cli_options(

@@ -5,9 +5,11 @@ train / trade, and wrap FinRL's env with the configured reward."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from repositories.features import FeatureTable
@@ -24,6 +26,8 @@ from trainers.rl.finrl_env import (
     to_finrl_frame,
 )
 from trainers.rl.rewards import AccountValueReward, wrap_reward
+
+log = logging.getLogger(__name__)
 
 
 def _source_schema(config: RLConfig, db: Database | None) -> Any:
@@ -80,6 +84,7 @@ def load_market(
         config.symbols,
     )
     data = to_finrl_frame(frame, indicators, roles.time, roles.symbol)
+    check_dropped_rows(frame, data, [*OHLCV_COLUMNS, *indicators], roles.time, config)
     if data.empty:
         raise ValueError(
             f"no usable rows in {config.source!r} for symbols={config.symbols}, "
@@ -88,6 +93,33 @@ def load_market(
     train, trade = split_periods(data, trade_start or config.trade_start, config.trade_ratio)
     tickers = sorted(data["tic"].unique().tolist())
     return MarketData(train=train, trade=trade, tickers=tickers, indicators=indicators)
+
+
+def check_dropped_rows(
+    frame: pd.DataFrame, data: pd.DataFrame, columns: list[str], time: str, config: RLConfig
+) -> None:
+    """FinRL needs every value of every ticker on every day, so rows with NaN values
+    (infinite ones are refused earlier, by FeatureSpec) and days missing a ticker are
+    left out. Say so, with the columns,
+    counts and what is kept; refuse when more than ``max_dropped_days`` of the days go."""
+    days, kept_days = frame[time].nunique(), data["date"].nunique()
+    if kept_days == days and len(data) == len(frame):
+        return
+    values = frame[columns].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    counts = {c: int(n) for c, n in zip(columns, bad.sum(axis=0), strict=True) if n}
+    shown = ", ".join(f"{c} ({n})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    why = f"NaN values in {shown}" if counts else "no NaN values, but days missing a ticker"
+    message = (
+        f"{config.source!r}: {why}; kept {len(data)} of {len(frame)} rows and {kept_days} of "
+        f"{days} days (a day is left out when any ticker lacks a finite row for it)"
+    )
+    if days and (days - kept_days) / days > config.max_dropped_days:
+        raise ValueError(
+            f"{message}: more than max_dropped_days={config.max_dropped_days:.0%} of the days "
+            "would be left out; choose other indicators, a later start, or fill the gaps"
+        )
+    log.warning("%s", message)
 
 
 def env_config(config: RLConfig) -> EnvConfig:
@@ -138,6 +170,7 @@ def env_config_json(market: MarketData, config: RLConfig) -> dict[str, Any]:
 
 
 __all__ = [
+    "check_dropped_rows",
     "env_config",
     "env_config_json",
     "load_market",

@@ -29,6 +29,15 @@ OnSnapshot = Callable[[int, bytes], None]
 """Receives (iteration, model bytes in the native format) for a recovery checkpoint."""
 
 
+def free_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not the machine's count: a
+    library with more threads than free cores can run many times slower."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
 class _Clock:
     """Wall time between consecutive iterations, in milliseconds."""
 
@@ -66,6 +75,8 @@ class Booster(ABC):
     model_type: ModelType
     native_format: ModelFormat
     formats: tuple[ModelFormat, ...]
+    thread_param: str
+    """The library's name of its thread-count parameter."""
 
     @abstractmethod
     def default_params(self, task: TaskType, seed: int) -> dict[str, Any]: ...
@@ -143,6 +154,7 @@ class XGBoostBooster(Booster):
         ModelFormat.PICKLE,
         ModelFormat.JOBLIB,
     )
+    thread_param = "nthread"
 
     def default_params(self, task: TaskType, seed: int) -> dict[str, Any]:
         return {
@@ -152,7 +164,7 @@ class XGBoostBooster(Booster):
             "colsample_bytree": 0.9,
             "min_child_weight": 1.0,
             "seed": seed,
-            "nthread": 2,
+            "nthread": free_cores(),
         }
 
     def search_space(self, task: TaskType) -> dict[str, dict[str, Any]]:
@@ -292,6 +304,7 @@ class LightGBMBooster(Booster):
     model_type = ModelType.LIGHTGBM
     native_format = ModelFormat.LIGHTGBM_TEXT
     formats = (ModelFormat.LIGHTGBM_TEXT, ModelFormat.PICKLE, ModelFormat.JOBLIB)
+    thread_param = "num_threads"
 
     def default_params(self, task, seed):
         return {
@@ -302,7 +315,7 @@ class LightGBMBooster(Booster):
             "bagging_freq": 1,
             "min_data_in_leaf": 20,
             "seed": seed,
-            "num_threads": 2,
+            "num_threads": free_cores(),
             "verbosity": -1,
             "deterministic": True,
             # Datasets are reused across Optuna trials with different params.
@@ -429,6 +442,7 @@ class CatBoostBooster(Booster):
     model_type = ModelType.CATBOOST
     native_format = ModelFormat.CATBOOST_CBM
     formats = (ModelFormat.CATBOOST_CBM, ModelFormat.ONNX, ModelFormat.PICKLE, ModelFormat.JOBLIB)
+    thread_param = "thread_count"
 
     def default_params(self, task, seed):
         return {
@@ -436,7 +450,7 @@ class CatBoostBooster(Booster):
             "learning_rate": 0.1,
             "l2_leaf_reg": 3.0,
             "random_seed": seed,
-            "thread_count": 2,
+            "thread_count": free_cores(),
         }
 
     def search_space(self, task):

@@ -7,10 +7,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from suho_models.enums import ModelFormat, ModelType, TaskType
-from trainers.config_file import read_config_file
+from trainers.config_file import validate_config_file
 from trainers.data.spec import FeatureSpec
 
 
@@ -78,7 +78,35 @@ class SupervisedConfig(BaseModel):
     model_format: ModelFormat | None = None
     """None: the library's native format."""
     seed: int = 42
+    threads: int | None = Field(default=None, gt=0)
+    """Threads of the boosting library (None: the cores free to this process, by its
+    CPU affinity). Given, it fills the library's own parameter in ``params``."""
     progress: bool = True
+
+    @field_validator("model_type", mode="before")
+    @classmethod
+    def _a_model_we_train(cls, value: Any) -> Any:
+        from trainers.supervised.boosters import BOOSTERS
+
+        supported = [m.value for m in BOOSTERS]
+        if (value.value if isinstance(value, ModelType) else value) not in supported:
+            raise ValueError(f"not a model we train (supported: {', '.join(supported)})")
+        return value
+
+    @model_validator(mode="after")
+    def _threads_reach_the_library(self) -> SupervisedConfig:
+        if self.threads is None:
+            return self
+        from trainers.supervised.boosters import booster_for
+
+        key = booster_for(self.model_type).thread_param
+        given = self.params.get(key)
+        if given is not None and given != self.threads:
+            raise ValueError(
+                f"threads={self.threads} and params.{key}={given!r} disagree: give one of them"
+            )
+        self.params = {**self.params, key: self.threads}
+        return self
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> SupervisedConfig:
@@ -92,7 +120,7 @@ class SupervisedConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> SupervisedConfig:
-        return cls.model_validate(read_config_file(path, overrides))
+        return validate_config_file(cls, path, overrides)
 
 
 SplitName = Literal["train", "val", "test"]

@@ -33,13 +33,15 @@ def importance_top_k(
     """The k most important columns of a quick LightGBM fit, in their original order."""
     import lightgbm as lgb
 
+    from trainers.supervised.boosters import free_cores
+
     params: dict[str, Any] = {
         "objective": "binary" if task is TaskType.CLASSIFICATION else "regression",
         "num_leaves": 15,
         "learning_rate": 0.1,
         "verbosity": -1,
         "seed": seed,
-        "num_threads": 2,
+        "num_threads": free_cores(),
         "deterministic": True,
         "feature_pre_filter": False,
     }

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the project with its test tools. Safe to re-run.
+#   bash scripts/setup.sh          the project and its test tools
+#   bash scripts/setup.sh --test   also the Debian packages the tests start (root, apt-get)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--test" ]; then
+    bash scripts/system-packages.sh
+fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

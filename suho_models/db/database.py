@@ -180,8 +180,8 @@ class Database:
             raw = conn.connection.dbapi_connection
             if self.is_embedded:
                 return raw.client.query_arrow(rendered)
-            # No HTTP port given: decode through Python objects (about 6x slower for
-            # a 100k-row curve, bench_queries).
+            # No HTTP port given: decode through Python objects, much slower for long
+            # results (bench/results/queries.md).
             with translated_errors():
                 rows, types = raw.transport.execute(rendered, with_column_types=True, columnar=True)
             names = [name for name, _ in types]

@@ -144,7 +144,7 @@ def _regimes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _ar1(shocks: np.ndarray, phi: float, x0: float) -> np.ndarray:
-    """x_t = phi * x_{t-1} + e_t (a plain loop: ~10 ms per 50k bars, no scipy needed)."""
+    """x_t = phi * x_{t-1} + e_t (a plain loop, fast enough at these sizes; no scipy needed)."""
     out = np.empty(len(shocks))
     x = x0
     for i, e in enumerate(shocks.tolist()):

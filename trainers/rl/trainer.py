@@ -118,7 +118,7 @@ def planned_timesteps(model: Any, timesteps: int) -> int | None:
 
 
 class _ProgressCallback(BaseCallback):
-    """Advances the progress bar once per rollout (not per step: a step is ~1 ms)."""
+    """Advances the progress bar once per rollout (not per step: redrawing per step would cost more than the step)."""
 
     def __init__(self, advance: Any, shown: int) -> None:
         super().__init__(verbose=0)

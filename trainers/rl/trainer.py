@@ -118,7 +118,7 @@ def planned_timesteps(model: Any, timesteps: int) -> int | None:
 
 
 class _ProgressCallback(BaseCallback):
-    """Advances the progress bar once per rollout (not per step: redrawing per step would cost more than the step)."""
+    """Advances the progress bar once per rollout: redrawing per step costs more than a step."""
 
     def __init__(self, advance: Any, shown: int) -> None:
         super().__init__(verbose=0)

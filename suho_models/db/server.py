@@ -671,6 +671,17 @@ def _terminate_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
     return proc.returncode
 
 
+def _write_extra_config(server_dir: Path, fragment: str) -> None:
+    """Put ``fragment`` (XML elements of ``<clickhouse>``: remote_servers, macros, ...)
+    where the engine merges it into ``config.xml`` (``config.d/``), or remove it."""
+    extra = server_dir / "config.d" / "suho_extra.xml"
+    if not fragment.strip():
+        extra.unlink(missing_ok=True)
+        return
+    extra.parent.mkdir(mode=0o700, exist_ok=True)
+    _write_private(extra, f'<?xml version="1.0"?>\n<clickhouse>\n{fragment}\n</clickhouse>\n')
+
+
 class LocalServer:
     """Runs ``python -m suho_models.db.server`` as a subprocess, as a context manager.
 
@@ -679,6 +690,8 @@ class LocalServer:
     port belongs to our process), ``stop()`` sends SIGTERM and waits (SIGKILL
     after ``stop_timeout``). ``None`` ports pick free ones. The subprocess's
     stderr goes to ``<path>/server/server.log``; its tail is in start errors.
+    ``extra_config`` is XML placed inside ``<clickhouse>`` of the server's
+    configuration (e.g. ``<remote_servers>`` and ``<macros>`` of a cluster node).
     """
 
     def __init__(
@@ -691,8 +704,10 @@ class LocalServer:
         *,
         start_timeout: float = 30.0,
         stop_timeout: float = 30.0,
+        extra_config: str = "",
     ) -> None:
         self.path = Path(path).expanduser().resolve()
+        self.extra_config = extra_config
         self.host = host
         self.password = password
         self.start_timeout = start_timeout
@@ -760,6 +775,7 @@ class LocalServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
             self.ready_path.unlink()
+        _write_extra_config(self.path / SERVER_DIR_NAME, self.extra_config)
 
         env = os.environ.copy()
         root = str(Path(__file__).resolve().parents[2])  # so `-m suho_models...` imports

@@ -600,6 +600,12 @@ def run_per_node(
     from suho_models.db.database import Database
 
     found = nodes(url, settings)
+    for node in found:  # a fresh node has no database yet; creating one changes no schema
+        db = Database(node.url)
+        try:
+            db.create_database_if_missing()
+        finally:
+            db.close()
     revisions = {n.name: revision_of(n.url) for n in found}
     target = context.get_revision_argument()
     target = target[-1] if isinstance(target, tuple | list) and target else target
@@ -610,7 +616,6 @@ def run_per_node(
     for node in found:
         db = Database(node.url)
         try:
-            db.create_database_if_missing()
             with db.engine.connect() as connection:
                 run(connection)
         finally:

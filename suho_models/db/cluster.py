@@ -554,6 +554,22 @@ def nodes(url: str | URL, settings: ClusterSettings | None = None) -> list[Node]
     return found
 
 
+def create_database(url: str, settings: ClusterSettings | None = None) -> None:
+    """``CREATE DATABASE IF NOT EXISTS`` on every node: ON CLUSTER, or node by node."""
+    settings = settings or cluster_settings()
+    base = make_url(url)
+    name = base.database or "default"
+    targets = [base] if settings.on_cluster else [make_url(n.url) for n in nodes(url, settings)]
+    for target in targets:
+        engine = sa.create_engine(target.set(database="default"))
+        try:
+            with engine.connect() as conn:
+                on_cluster = f" ON CLUSTER {_quote(settings.cluster or '')}" * settings.on_cluster
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS {_quote(name)}{on_cluster}")
+        finally:
+            engine.dispose()
+
+
 def revision_of(url: str) -> str | None:
     from suho_models.db.database import Database
 
@@ -600,12 +616,7 @@ def run_per_node(
     from suho_models.db.database import Database
 
     found = nodes(url, settings)
-    for node in found:  # a fresh node has no database yet; creating one changes no schema
-        db = Database(node.url)
-        try:
-            db.create_database_if_missing()
-        finally:
-            db.close()
+    create_database(url, settings)  # a fresh node has none yet; that changes no schema
     revisions = {n.name: revision_of(n.url) for n in found}
     target = context.get_revision_argument()
     target = target[-1] if isinstance(target, tuple | list) and target else target

@@ -18,6 +18,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from suho_models.db.database import Database
 
@@ -56,11 +57,17 @@ def head_revision() -> str:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    db = Database(url)
-    try:
-        db.create_database_if_missing()
-    finally:
-        db.close()
+    from suho_models.db import cluster
+
+    settings = cluster.cluster_settings()
+    if settings.enabled and make_url(url).get_driver_name() != "chdb":
+        cluster.create_database(url, settings)  # on every node
+    else:
+        db = Database(url)
+        try:
+            db.create_database_if_missing()
+        finally:
+            db.close()
     command.upgrade(alembic_config(url), revision)
 
 

@@ -158,7 +158,7 @@ def db_cluster_status() -> None:
     for name in TABLE_NAMES:
         table.add_row(name, *["" if n.error else str(n.rows.get(name, "")) for n in nodes])
     console.print(table)
-    if not cluster.revisions_agree(nodes):
+    if not cluster.healthy(nodes):  # a node down, or nodes at different revisions
         raise typer.Exit(1)
 
 

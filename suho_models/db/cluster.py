@@ -557,17 +557,25 @@ def nodes(url: str | URL, settings: ClusterSettings | None = None) -> list[Node]
 def create_database(url: str, settings: ClusterSettings | None = None) -> None:
     """``CREATE DATABASE IF NOT EXISTS`` on every node: ON CLUSTER, or node by node."""
     settings = settings or cluster_settings()
-    base = make_url(url)
-    name = base.database or "default"
-    targets = [base] if settings.on_cluster else [make_url(n.url) for n in nodes(url, settings)]
+    name = make_url(url).database or "default"
+    targets = [Node(url, 0, 0)] if settings.on_cluster else nodes(url, settings)
+    on_cluster = f" ON CLUSTER {_quote(settings.cluster or '')}" * settings.on_cluster
     for target in targets:
-        engine = sa.create_engine(target.set(database="default"))
+        engine = sa.create_engine(make_url(target.url).set(database="default"))
         try:
             with engine.connect() as conn:
-                on_cluster = f" ON CLUSTER {_quote(settings.cluster or '')}" * settings.on_cluster
                 conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS {_quote(name)}{on_cluster}")
+        except Exception as exc:
+            raise _unreachable(target, exc) from exc
         finally:
             engine.dispose()
+
+
+def _unreachable(node: Node, exc: BaseException) -> ClusterError:
+    return ClusterError(
+        f"node {node.name} (shard {node.shard}) cannot be reached, so no node is migrated: "
+        f"{str(exc).splitlines()[0][:200]}"
+    )
 
 
 def revision_of(url: str) -> str | None:
@@ -617,7 +625,12 @@ def run_per_node(
 
     found = nodes(url, settings)
     create_database(url, settings)  # a fresh node has none yet; that changes no schema
-    revisions = {n.name: revision_of(n.url) for n in found}
+    revisions = {}
+    for node in found:
+        try:
+            revisions[node.name] = revision_of(node.url)
+        except Exception as exc:
+            raise _unreachable(node, exc) from exc
     target = context.get_revision_argument()
     target = target[-1] if isinstance(target, tuple | list) and target else target
     script = ScriptDirectory.from_config(context.config)
@@ -741,8 +754,9 @@ def status(url: str, settings: ClusterSettings | None = None) -> list[NodeStatus
     return result
 
 
-def revisions_agree(statuses: Sequence[NodeStatus]) -> bool:
-    return len({s.revision for s in statuses if s.error is None}) <= 1
+def healthy(statuses: Sequence[NodeStatus]) -> bool:
+    """Every node answered, and all are at one revision."""
+    return all(s.error is None for s in statuses) and len({s.revision for s in statuses}) <= 1
 
 
 def format_check(db: Any, statements: Iterable[str]) -> list[str]:

@@ -275,3 +275,27 @@ def test_a_fresh_database_migrates(local_cluster: LocalCluster) -> None:
             assert db.current_revision() == migrations.head_revision()
         finally:
             db.close()
+
+
+def test_cluster_status_and_migrations_with_a_node_down(
+    local_cluster: LocalCluster, cluster_database: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from suho.cli import app
+    from suho_models.db.cluster import ClusterError
+
+    url = local_cluster.url(cluster_database)
+    down = local_cluster.nodes[1]
+    down.stop()
+    try:
+        result = CliRunner().invoke(
+            app, ["db", "cluster", "status"], env={"SUHO_DATABASE_URL": url, "COLUMNS": "200"}
+        )
+        assert result.exit_code == 1
+        assert migrations.head_revision() in result.output  # the node that answered
+        with pytest.raises(ClusterError, match=f"node 127.0.0.1:{down.tcp_port} .* no node is"):
+            migrations.upgrade(url)
+    finally:
+        down.start()
+    migrations.upgrade(url)  # both up again: a no-op at head

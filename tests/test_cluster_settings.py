@@ -46,3 +46,13 @@ def test_bad_cluster_settings_name_the_field(
     monkeypatch.setenv(env, value)
     with pytest.raises(ValueError, match=needle):
         ClusterSettings()
+
+
+def test_cluster_mode_on_the_embedded_store_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from suho_models.db.cluster import ClusterError
+
+    monkeypatch.setenv("SUHO_CLICKHOUSE_CLUSTER", "prod")
+    with pytest.raises(ClusterError, match="needs a server URL"):
+        migrations.upgrade(f"clickhouse+chdb:///{tmp_path}/store/suho_analytics")

@@ -118,10 +118,16 @@ def run_environment(context: Any) -> None:
         or get_settings().resolved_database_url()
     )
 
+    if settings.enabled and make_url(url).get_driver_name() == "chdb":
+        raise cluster.ClusterError(
+            f"SUHO_CLICKHOUSE_CLUSTER={settings.cluster} needs a server URL "
+            f"(clickhouse+native://...), not the embedded store {url}"
+        )
+
     def configure(**kw: Any) -> None:
         context.configure(target_metadata=suho_models.metadata, **kw)
         if settings.enabled:
-            database = None if "connection" in kw else Database(url).url.database
+            database = None if "connection" in kw else make_url(url).database
             cluster.install(context.get_context(), settings, rendered, database)
 
     def run(connection: Any) -> None:

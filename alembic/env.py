@@ -1,57 +1,14 @@
-"""Alembic environment for the ClickHouse training tables.
+"""Alembic environment for ``alembic upgrade head`` from a checkout.
 
-``suho_models.db`` registers our dialects and ``suho_models.db.compat`` the
-ClickHouse Alembic implementation (valid version table on ClickHouse 26, works
-on Alembic >= 1.15).
+The revisions live in the package (``suho_models/migrations/versions``, see
+``alembic.ini``), and this file runs the same environment as the package's own
+``env.py`` (:func:`suho_models.db.migrations.run_environment`): the URL comes from
+``-x url=...``, ``sqlalchemy.url`` or ``SUHO_DATABASE_URL``; cluster mode from
+``SUHO_CLICKHOUSE_*``.
 """
-
-from __future__ import annotations
 
 from alembic import context
 
-import suho_models
-from suho_models.db import compat  # noqa: F401  (registers the Alembic impl)
-from suho_models.db.database import Database
-from suho_models.settings import get_settings
+from suho_models.db.migrations import run_environment
 
-config = context.config
-target_metadata = suho_models.metadata
-
-
-def _url() -> str:
-    return (
-        context.get_x_argument(as_dictionary=True).get("url")
-        or config.get_main_option("sqlalchemy.url")
-        or get_settings().resolved_database_url()
-    )
-
-
-def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:  # a caller (tests, autogenerate check) passed one in
-        _run(connection)
-        return
-    db = Database(_url())
-    try:
-        with db.engine.connect() as connection:
-            _run(connection)
-    finally:
-        db.close()
-
-
-def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+run_environment(context)

@@ -149,6 +149,29 @@ def db_serve(
     serve(data, tcp_port=tcp_port, http_port=http_port, host=host, password=password)
 
 
+db_cluster_app = typer.Typer(help="A ClickHouse cluster (SUHO_CLICKHOUSE_CLUSTER).")
+db_app.add_typer(db_cluster_app, name="cluster")
+
+
+@db_cluster_app.command("status")
+def db_cluster_status() -> None:
+    """Show each node's revision and each table's rows on each node (its shard)."""
+    from suho_models import TABLE_NAMES
+    from suho_models.db import cluster
+
+    nodes = cluster.status(_url())
+    table = Table(title=f"cluster {cluster.cluster_settings().cluster}")
+    table.add_column("table")
+    for node in nodes:
+        table.add_column(f"shard {node.shard} replica {node.replica}\n{node.name}", justify="right")
+    table.add_row("revision", *[n.error or n.revision or "none" for n in nodes])
+    for name in TABLE_NAMES:
+        table.add_row(name, *["" if n.error else str(n.rows.get(name, "")) for n in nodes])
+    console.print(table)
+    if not cluster.healthy(nodes):  # a node down, or nodes at different revisions
+        raise typer.Exit(1)
+
+
 def _database() -> Any:
     from suho_models.db import Database
 

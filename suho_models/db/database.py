@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,9 +24,6 @@ from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dia
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import translated_errors
 from suho_models.settings import get_settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 
 
 class SchemaOutOfDateError(RuntimeError):
@@ -51,6 +47,9 @@ class Database:
         self._schema_checked = False
         self._lock = threading.Lock()
         self._http: Any = None
+        from suho_models.db.cluster import attach
+
+        attach(self)  # cluster mode: synchronous Distributed inserts, per-node deletes
 
     # ------------------------------------------------------------------ basics
     @property
@@ -132,14 +131,19 @@ class Database:
             bootstrap.dispose()
 
     # ------------------------------------------------------------------ columnar I/O
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
-        """Bulk insert a whole Arrow table in one columnar INSERT."""
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+        """Bulk insert a whole Arrow table in one columnar INSERT.
+
+        ``dedup_token`` (``insert_deduplication_token``): the same token for a retried
+        batch makes ClickHouse drop what an earlier, failed-looking attempt wrote.
+        """
         if data.num_rows == 0:
             return
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
         with self.engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             if self.is_embedded:
-                raw.client.insert_arrow(f"{self.database_name}.{table}", data)
+                raw.client.insert_arrow(f"{self.database_name}.{table}", data, settings=settings)
             else:
                 columns = ", ".join(f"`{n}`" for n in data.column_names)
                 scales = self._datetime64_scales(table)
@@ -151,6 +155,7 @@ class Database:
                             for i, name in enumerate(data.column_names)
                         ],
                         columnar=True,
+                        settings=settings or None,
                     )
 
     def _datetime64_scales(self, table: str) -> dict[str, int]:

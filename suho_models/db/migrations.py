@@ -1,23 +1,48 @@
 """Alembic, driven from Python: what ``suho db`` and the schema check call.
 
-The same ``alembic.ini`` and ``alembic/`` serve the ``alembic`` command line;
-these helpers only pass the database URL in.
+The migration environment ships inside the package (``suho_models/migrations``:
+``env.py`` and ``versions/``) and is found through the package, so a wheel install
+migrates from any directory. ``alembic.ini`` and ``alembic/env.py`` at the top of a
+checkout serve the ``alembic`` command line; their ``version_locations`` is the same
+``versions/`` folder, so both routes run the same revision files, and both
+environments call :func:`run_environment`.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
-from suho_models.db.database import ALEMBIC_INI, REPO_ROOT, Database
+from suho_models.db.database import Database
+
+MIGRATIONS_PACKAGE = "suho_models.migrations"
+
+
+def script_location() -> Path:
+    """The package's migration environment on disk (Alembic needs real files)."""
+    root = Path(str(resources.files(MIGRATIONS_PACKAGE)))
+    if not (root / "env.py").is_file() or not (root / "versions").is_dir():
+        raise RuntimeError(
+            f"{MIGRATIONS_PACKAGE} has no env.py/versions at {root}: the package is not "
+            "installed as files (zip imports cannot run Alembic)"
+        )
+    return root
 
 
 def alembic_config(url: str | None = None) -> Config:
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(REPO_ROOT / "alembic"))
+    """A config without an ini file: the package carries everything a run needs."""
+    config = Config()
+    location = script_location()
+    config.set_main_option("script_location", str(location))
+    config.set_main_option("version_locations", str(location / "versions"))
+    config.set_main_option("path_separator", "os")
     if url:
         # Percent signs in passwords would be read as interpolation by configparser.
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -27,16 +52,22 @@ def alembic_config(url: str | None = None) -> Config:
 @lru_cache(maxsize=1)
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "alembic/versions has no revision"
+    assert head is not None, f"{MIGRATIONS_PACKAGE}/versions has no revision"
     return head
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    db = Database(url)
-    try:
-        db.create_database_if_missing()
-    finally:
-        db.close()
+    from suho_models.db import cluster
+
+    settings = cluster.cluster_settings()
+    if settings.enabled and make_url(url).get_driver_name() != "chdb":
+        cluster.create_database(url, settings)  # on every node
+    else:
+        db = Database(url)
+        try:
+            db.create_database_if_missing()
+        finally:
+            db.close()
     command.upgrade(alembic_config(url), revision)
 
 
@@ -57,3 +88,68 @@ def history() -> list[tuple[str, str | None, str]]:
     script = ScriptDirectory.from_config(alembic_config())
     revisions = list(script.walk_revisions())
     return [(r.revision, r.down_revision, r.doc or "") for r in reversed(revisions)]  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------
+# The environment both env.py files run
+# ---------------------------------------------------------------------------
+
+
+def run_environment(context: Any) -> None:
+    """Alembic's env.py body, for the package route and the checkout's alembic.ini.
+
+    With ``SUHO_CLICKHOUSE_CLUSTER`` set, each migration context gets the cluster
+    implementation (:mod:`suho_models.db.cluster`), and per-node DDL runs the
+    command on every node in turn.
+    """
+    import suho_models
+    from suho_models.db import (
+        cluster,
+        compat,  # noqa: F401  (registers the Alembic impl)
+    )
+    from suho_models.settings import get_settings
+
+    config = context.config
+    settings = config.attributes.get("suho_cluster_settings") or cluster.cluster_settings()
+    rendered = config.attributes.get("suho_rendered")
+    url = (
+        context.get_x_argument(as_dictionary=True).get("url")
+        or config.get_main_option("sqlalchemy.url")
+        or get_settings().resolved_database_url()
+    )
+
+    if settings.enabled and make_url(url).get_driver_name() == "chdb":
+        raise cluster.ClusterError(
+            f"SUHO_CLICKHOUSE_CLUSTER={settings.cluster} needs a server URL "
+            f"(clickhouse+native://...), not the embedded store {url}"
+        )
+
+    def configure(**kw: Any) -> None:
+        context.configure(target_metadata=suho_models.metadata, **kw)
+        if settings.enabled:
+            database = None if "connection" in kw else make_url(url).database
+            cluster.install(context.get_context(), settings, rendered, database)
+
+    def run(connection: Any) -> None:
+        configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if context.is_offline_mode():
+        configure(url=url, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    connection = config.attributes.get("connection")
+    if connection is not None:  # a caller (tests, autogenerate check) passed one in
+        run(connection)
+        return
+    if settings.enabled and settings.ddl == "per_node":
+        cluster.run_per_node(context, url, settings, run)
+        return
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            run(connection)
+    finally:
+        db.close()

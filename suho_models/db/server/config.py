@@ -214,3 +214,14 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def write_extra_config(folder: Path, fragment: str) -> None:
+    """Put ``fragment`` (XML elements of ``<clickhouse>``: remote_servers, macros, ...)
+    where the engine merges it into ``config.xml`` (``config.d/``), or remove it."""
+    extra = folder / "config.d" / "suho_extra.xml"
+    if not fragment.strip():
+        extra.unlink(missing_ok=True)
+        return
+    extra.parent.mkdir(mode=0o700, exist_ok=True)
+    write_private(extra, f'<?xml version="1.0"?>\n<clickhouse>\n{fragment}\n</clickhouse>\n')

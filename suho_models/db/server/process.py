@@ -24,6 +24,7 @@ from suho_models.db.server.config import (
     server_dir,
     url_host,
     validate,
+    write_extra_config,
 )
 from suho_models.db.server.engine import ping
 
@@ -52,7 +53,9 @@ class LocalServer:
     after ``stop_timeout``). ``None`` ports pick free ones. Without ``password``
     a loopback server uses the data folder's password file (generated on first
     use), and :meth:`native_url` carries it. The subprocess's stderr goes to
-    ``<path>/server/server.log``; its tail is in start errors.
+    ``<path>/server/server.log``; its tail is in start errors. ``extra_config`` is XML
+    placed inside ``<clickhouse>`` of the server's configuration (e.g. ``<remote_servers>``
+    and ``<macros>`` of a cluster node).
     """
 
     def __init__(
@@ -65,8 +68,10 @@ class LocalServer:
         *,
         start_timeout: float = 30.0,
         stop_timeout: float = 30.0,
+        extra_config: str = "",
     ) -> None:
         self.path = Path(path).expanduser().resolve()
+        self.extra_config = extra_config
         self.host = host
         self._password = password
         self.start_timeout = start_timeout
@@ -141,6 +146,7 @@ class LocalServer:
             raise ServerError(f"server already running (pid {self._proc.pid})")
         validate(self.host, self.tcp_port, self.http_port, self._password)
         self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_extra_config(server_dir(self.path), self.extra_config)
         spec = {
             "path": str(self.path),
             "tcp_port": self.tcp_port,

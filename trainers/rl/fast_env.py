@@ -438,6 +438,7 @@ class FastVecEnv(VecEnv):
         self._sell_cost = np.array(p.sell_cost_pct)
         self._buy_cost = np.array(p.buy_cost_pct)
         self._rows = np.arange(n)
+        self._ranks = np.arange(p.stock_dim)
         days, stocks = market.n_days, p.stock_dim
         self.day = np.zeros(n, dtype=np.int64)
         self.cash = np.zeros(n)
@@ -527,40 +528,52 @@ class FastVecEnv(VecEnv):
             sell_all = np.zeros(self.num_envs, dtype=bool)
             buy_ok = np.ones(self.num_envs, dtype=bool)
         prices = market.close[day]
-        tradeable = self._tradeable[day]
         begin = cash + _row_sum(prices * holdings)
+        # Each row in its own trading order: column k holds the k-th ticker of argsort.
         order = np.argsort(wanted, axis=1)
+        w = np.take_along_axis(wanted, order, 1)
+        p = np.take_along_axis(prices, order, 1)
+        h = np.take_along_axis(holdings, order, 1)
+        tradeable = np.take_along_axis(self._tradeable[day], order, 1)
         n_sell = np.count_nonzero(wanted < 0, axis=1)
         n_buy = np.count_nonzero(wanted > 0, axis=1)
-        executed = wanted.copy()
-        with np.errstate(all="ignore"):  # rows that do not trade compute harmless junk
-            for k in range(s):
-                i = order[:, k]
-                selling = live & (k < n_sell)
-                if not selling.any():
-                    break  # ranks are sorted: no row sells at a later rank either
-                price, held, cut = prices[rows, i], holdings[rows, i], self._sell_cost[i]
-                n = np.where(sell_all, held, np.minimum(np.abs(wanted[rows, i]), held))
-                ok = selling & (held > 0) & np.where(sell_all, price > 0, tradeable[rows, i])
-                np.add(cash, price * n * (1 - cut), out=cash, where=ok)
-                holdings[rows, i] = np.where(ok, held - n, held)
-                np.add(cost, price * n * cut, out=cost, where=ok)
-                trades += ok
-                executed[rows[selling], i[selling]] = np.where(ok, -n, 0.0)[selling]
-            for k in range(s):
-                i = order[:, s - 1 - k]
-                buying = live & (k < n_buy)
-                if not buying.any():
-                    break
-                price, held, fee = prices[rows, i], holdings[rows, i], self._buy_cost[i]
-                ok = buying & buy_ok & tradeable[rows, i]
-                available = np.floor_divide(cash, price * (1 + fee))
-                n = np.minimum(available, wanted[rows, i])
-                np.subtract(cash, price * n * (1 + fee), out=cash, where=ok)
-                holdings[rows, i] = np.where(ok, held + n, held)
-                np.add(cost, price * n * fee, out=cost, where=ok)
-                trades += ok
-                executed[rows[buying], i[buying]] = np.where(ok, n, 0.0)[buying]
+        ranks = self._ranks
+        executed = w.astype(np.float64)
+        # Sells touch each ticker once, so shares and amounts are known up front; only
+        # cash and cost accumulate, in order.
+        selling = live[:, None] & (ranks < n_sell[:, None])
+        if selling.any():
+            cut = self._sell_cost[order]
+            everything = sell_all[:, None]
+            n = np.where(everything, h, np.minimum(np.abs(w), h))
+            ok = selling & (h > 0) & np.where(everything, p > 0, tradeable)
+            gross = p * n
+            amount, fee = gross * (1 - cut), gross * cut
+            for k in range(int(n_sell.max())):
+                np.add(cash, amount[:, k], out=cash, where=ok[:, k])
+                np.add(cost, fee[:, k], out=cost, where=ok[:, k])
+            h = np.where(ok, h - n, h)
+            trades += ok.sum(axis=1)
+            executed = np.where(selling, np.where(ok, -n, 0.0), executed)
+        # Buys: the cash left bounds each, so one rank at a time, from the largest action.
+        buying = live[:, None] & (ranks >= s - n_buy[:, None])
+        if buying.any():
+            fee_pct = self._buy_cost[order]
+            unit = p * (1 + fee_pct)
+            ok = buying & buy_ok[:, None] & tradeable
+            bought = np.zeros_like(p)
+            for k in range(s - 1, s - 1 - int(n_buy.max()), -1):
+                n = np.minimum(np.floor_divide(cash, unit[:, k]), w[:, k])
+                gross = p[:, k] * n
+                np.subtract(cash, gross * (1 + fee_pct[:, k]), out=cash, where=ok[:, k])
+                np.add(cost, gross * fee_pct[:, k], out=cost, where=ok[:, k])
+                bought[:, k] = n
+            h = np.where(ok, h + bought, h)
+            trades += ok.sum(axis=1)
+            executed = np.where(buying, np.where(ok, bought, 0.0), executed)
+        np.put_along_axis(holdings, order, h, axis=1)
+        np.put_along_axis(wanted, order, executed.astype(np.int64), axis=1)
+        executed = wanted
 
         live_rows = rows[live]
         self._executed[live_rows, day[live]] = executed[live]

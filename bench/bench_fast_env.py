@@ -14,9 +14,12 @@ episode is that many steps, the last a FinRL no-op).
   env, each wrapped and in a ``DummyVecEnv`` as the trainer builds it, against
   ``FastVecEnv(terminal_reward="zero")`` (the same reward) at the best N of
   ``--ppo-n``, with ``n_steps = 2048 / N`` so that a rollout stays 2,048 steps. The
-  best N is picked in one scouting run each, then timed in the groups.
+  best N (by steps per CPU second) is picked in one scouting run each, then timed in
+  the groups.
 
 Ratios are medians of the per-group ratios (each group's arms ran back to back).
+Rates are given per wall second and per second of this process's CPU time: on a busy
+machine the CPU rate is the steadier one.
 
 Usage: ``python bench/bench_fast_env.py [--days D] [--repeats R] [--quick]
 [--results-dir DIR]``; results in ``bench/results/fast_env.json`` and ``.md``.
@@ -59,6 +62,31 @@ def _market(days: int) -> tuple[Any, Any, list[str]]:
     return frame, MarketArrays.from_frame(frame, indicators), indicators
 
 
+def _rates(start: float, cpu: float, steps: int, key: str) -> dict[str, float]:
+    """Wall and process-CPU time since ``start``/``cpu``, and the step rates of both
+    (on a busy machine the CPU rate is the steadier one)."""
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        key: steps / seconds,
+        f"{key}_cpu": steps / cpu_seconds,
+    }
+
+
+def _summarize(used: list[dict[str, Any]], arms: Any, key: str) -> dict[str, float]:
+    """Per arm: median rate (wall and CPU) and median per-group ratio to FinRL's."""
+    out: dict[str, float] = {}
+    for arm in arms:
+        for k in (key, f"{key}_cpu"):
+            suffix = k[len(key) :]
+            out[arm + suffix] = median(p[arm][k] for p in used)
+            out[f"{arm}{suffix}_over_finrl"] = median(
+                paired_ratios([p[arm][k] for p in used], [p["finrl"][k] for p in used])
+            )
+    return out
+
+
 # --------------------------------------------------------------------------- raw env
 def _single_env_arm(make: Callable[[], Any], steps: int, n_tickers: int) -> Callable[[], dict]:
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, n_tickers)).astype(np.float32)
@@ -67,12 +95,11 @@ def _single_env_arm(make: Callable[[], Any], steps: int, n_tickers: int) -> Call
         env = make()
         env.reset()
         gc.collect()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for action in actions:
             if env.step(action)[2]:
                 env.reset()
-        seconds = time.perf_counter() - start
-        return {"seconds": seconds, "env_steps_per_s": steps / seconds}
+        return _rates(start, cpu, steps, "env_steps_per_s")
 
     return arm
 
@@ -85,11 +112,10 @@ def _vec_env_arm(make: Callable[[], Any], calls: int, n_envs: int, n_tickers: in
         env = make()
         env.reset()
         gc.collect()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for action in actions:
             env.step(action)
-        seconds = time.perf_counter() - start
-        return {"seconds": seconds, "env_steps_per_s": calls * n_envs / seconds}
+        return _rates(start, cpu, calls * n_envs, "env_steps_per_s")
 
     return arm
 
@@ -126,15 +152,7 @@ def bench_raw(frame: Any, market: Any, indicators: list[str], args: argparse.Nam
     )
     used = clean_or_all(pairs)
     out: dict[str, Any] = {"pairs": pairs, "pairs_clean": sum(p["clean"] for p in pairs)}
-    for arm in arms:
-        out[arm] = median(p[arm]["env_steps_per_s"] for p in used)
-        out[f"{arm}_over_finrl"] = median(
-            paired_ratios(
-                [p[arm]["env_steps_per_s"] for p in used],
-                [p["finrl"]["env_steps_per_s"] for p in used],
-            )
-        )
-    return out
+    return out | _summarize(used, arms, "env_steps_per_s")
 
 
 # --------------------------------------------------------------------------- PPO
@@ -144,11 +162,10 @@ def _ppo_arm(make_env: Callable[[], Any], n_envs: int, steps: int) -> Callable[[
     def arm() -> dict[str, float]:
         model = build_model("ppo", make_env(), {"n_steps": 2048 // n_envs}, timesteps=steps, seed=0)
         gc.collect()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model.learn(total_timesteps=steps)
-        seconds = time.perf_counter() - start
         assert model.num_timesteps >= steps
-        return {"seconds": seconds, "steps_per_s": model.num_timesteps / seconds}
+        return _rates(start, cpu, model.num_timesteps, "steps_per_s")
 
     return arm
 
@@ -177,7 +194,8 @@ def bench_ppo(frame: Any, market: Any, indicators: list[str], args: argparse.Nam
         return lambda: FastVecEnv.from_config(market, config, n_envs, terminal_reward="zero")
 
     _ppo_arm(fast, 1, 2048)()  # warm-up: imports, allocator
-    scouting = {n: _ppo_arm(batched(n), n, steps)()["steps_per_s"] for n in args.ppo_n}
+    scouted = {n: _ppo_arm(batched(n), n, steps)() for n in args.ppo_n}
+    scouting = {n: r["steps_per_s_cpu"] for n, r in scouted.items()}  # CPU: steadier
     best = max(scouting, key=lambda n: scouting[n])
     print("PPO scouting, steps/s by N: " + ", ".join(f"{n}: {v:,.0f}" for n, v in scouting.items()))
     arms = {
@@ -201,14 +219,7 @@ def bench_ppo(frame: Any, market: Any, indicators: list[str], args: argparse.Nam
         "pairs": pairs,
         "pairs_clean": sum(p["clean"] for p in pairs),
     }
-    for arm in arms:
-        out[arm] = median(p[arm]["steps_per_s"] for p in used)
-        out[f"{arm}_over_finrl"] = median(
-            paired_ratios(
-                [p[arm]["steps_per_s"] for p in used], [p["finrl"]["steps_per_s"] for p in used]
-            )
-        )
-    return out
+    return out | _summarize(used, arms, "steps_per_s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,17 +278,14 @@ def _markdown(r: Results) -> list[str]:
     ]
     names = {"finrl": "FinRL StockTradingEnv", "fast": "FastStockTradingEnv"}
     names |= {f"vec{n}": f"FastVecEnv, N = {n}" for n in RAW_N}
-    lines += table(
-        ["env", "env-steps/s", "× FinRL"],
-        [[names[a], f"{raw[a]:,.0f}", f"{raw[a + '_over_finrl']:.1f}×"] for a in names],
-    )
+    lines += _rate_table(raw, names, "env-steps/s")
     lines += [
         "",
         f"PPO end to end, {ppo['steps']:,} steps, portfolio_value_change reward "
         f"({ppo['pairs_clean']} of {len(ppo['pairs'])} groups clean); FastVecEnv at "
         f"N = {ppo['best_n']}, the best of "
         + ", ".join(f"{n}: {v:,.0f}" for n, v in ppo["scouting_steps_per_s"].items())
-        + " steps/s in one scouting run each:",
+        + " steps per CPU second in one scouting run each:",
         "",
     ]
     names = {
@@ -285,11 +293,24 @@ def _markdown(r: Results) -> list[str]:
         "fast": "FastStockTradingEnv, wrapped, DummyVecEnv",
         "batched": f"FastVecEnv, N = {ppo['best_n']}, n_steps = {2048 // ppo['best_n']}",
     }
-    lines += table(
-        ["env", "steps/s", "× FinRL"],
-        [[names[a], f"{ppo[a]:,.0f}", f"{ppo[a + '_over_finrl']:.2f}×"] for a in names],
-    )
+    lines += _rate_table(ppo, names, "steps/s")
     return lines
+
+
+def _rate_table(figures: dict[str, Any], names: dict[str, str], unit: str) -> list[str]:
+    return table(
+        ["env", f"{unit} (wall)", "× FinRL (wall)", f"{unit} per CPU second", "× FinRL (CPU)"],
+        [
+            [
+                name,
+                f"{figures[arm]:,.0f}",
+                f"{figures[arm + '_over_finrl']:.2f}×",
+                f"{figures[arm + '_cpu']:,.0f}",
+                f"{figures[arm + '_cpu_over_finrl']:.2f}×",
+            ]
+            for arm, name in names.items()
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -438,7 +438,10 @@ class FastVecEnv(VecEnv):
         self._sell_cost = np.array(p.sell_cost_pct)
         self._buy_cost = np.array(p.buy_cost_pct)
         self._rows = np.arange(n)
+        self._row_column = self._rows[:, None]
         self._ranks = np.arange(p.stock_dim)
+        # Equal costs for every ticker need no reordering (the common case).
+        self._uniform_costs = len(set(p.sell_cost_pct)) == len(set(p.buy_cost_pct)) == 1
         days, stocks = market.n_days, p.stock_dim
         self.day = np.zeros(n, dtype=np.int64)
         self.cash = np.zeros(n)
@@ -531,10 +534,9 @@ class FastVecEnv(VecEnv):
         begin = cash + _row_sum(prices * holdings)
         # Each row in its own trading order: column k holds the k-th ticker of argsort.
         order = np.argsort(wanted, axis=1)
-        w = np.take_along_axis(wanted, order, 1)
-        p = np.take_along_axis(prices, order, 1)
-        h = np.take_along_axis(holdings, order, 1)
-        tradeable = np.take_along_axis(self._tradeable[day], order, 1)
+        at = (self._row_column, order)
+        w, p, h = wanted[at], prices[at], holdings[at]
+        tradeable = self._tradeable[day][at]
         n_sell = np.count_nonzero(wanted < 0, axis=1)
         n_buy = np.count_nonzero(wanted > 0, axis=1)
         ranks = self._ranks
@@ -543,7 +545,7 @@ class FastVecEnv(VecEnv):
         # cash and cost accumulate, in order.
         selling = live[:, None] & (ranks < n_sell[:, None])
         if selling.any():
-            cut = self._sell_cost[order]
+            cut = self._sell_cost[None, :] if self._uniform_costs else self._sell_cost[order]
             everything = sell_all[:, None]
             n = np.where(everything, h, np.minimum(np.abs(w), h))
             ok = selling & (h > 0) & np.where(everything, p > 0, tradeable)
@@ -558,7 +560,7 @@ class FastVecEnv(VecEnv):
         # Buys: the cash left bounds each, so one rank at a time, from the largest action.
         buying = live[:, None] & (ranks >= s - n_buy[:, None])
         if buying.any():
-            fee_pct = self._buy_cost[order]
+            fee_pct = self._buy_cost[None, :] if self._uniform_costs else self._buy_cost[order]
             unit = p * (1 + fee_pct)
             ok = buying & buy_ok[:, None] & tradeable
             bought = np.zeros_like(p)
@@ -571,8 +573,8 @@ class FastVecEnv(VecEnv):
             h = np.where(ok, h + bought, h)
             trades += ok.sum(axis=1)
             executed = np.where(buying, np.where(ok, bought, 0.0), executed)
-        np.put_along_axis(holdings, order, h, axis=1)
-        np.put_along_axis(wanted, order, executed.astype(np.int64), axis=1)
+        holdings[at] = h
+        wanted[at] = executed
         executed = wanted
 
         live_rows = rows[live]

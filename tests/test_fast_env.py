@@ -346,7 +346,6 @@ def assert_same_parameters(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.slow
 def test_ppo_on_fast_env_ends_with_finrl_parameters() -> None:
     frame = market_frame(2, days=40, seed=8)
     on_finrl = ppo_parameters(DummyVecEnv([lambda: finrl_env(frame)]), 64, 320)
@@ -356,7 +355,6 @@ def test_ppo_on_fast_env_ends_with_finrl_parameters() -> None:
     assert_same_parameters(on_finrl, on_vec)
 
 
-@pytest.mark.slow
 def test_ppo_on_batched_env_ends_with_finrl_parameters() -> None:
     frame = market_frame(4, days=30, seed=6)
     on_finrl = ppo_parameters(DummyVecEnv([lambda: finrl_env(frame)] * 4), 32, 384)
@@ -390,3 +388,53 @@ def test_market_arrays_errors_name_the_field() -> None:
     one_day = MarketArrays.from_frame(frame.loc[[0]], INDICATORS)
     with pytest.raises(ValueError, match="at least 2 days"):
         FastVecEnv(one_day, 2)
+
+
+@pytest.mark.parametrize("n_tickers", [1, 4])
+def test_per_ticker_costs_and_initial_shares(n_tickers: int) -> None:
+    """Different costs per ticker, shares held at the start (a single ticker: FinRL
+    starts it with 0 shares but counts them in the first account value)."""
+    frame = market_frame(n_tickers, days=30, seed=21)
+    kw: dict[str, Any] = {
+        "hmax": 60,
+        "initial_amount": 300_000.0,
+        "num_stock_shares": [7, 0, 3, 40][:n_tickers],
+        "buy_cost_pct": [0.001, 0.004, 0.0, 0.002][:n_tickers],
+        "sell_cost_pct": [0.003, 0.0, 0.001, 0.0025][:n_tickers],
+        "reward_scaling": 1e-3,
+        "turbulence_threshold": THRESHOLD,
+    }
+    market = MarketArrays.from_frame(frame, INDICATORS)
+    fast = FastStockTradingEnv(market, **kw)
+    vec = FastVecEnv(market, 3, **kw)
+
+    def finrl() -> Any:
+        return stock_trading_env_class()(
+            df=frame,
+            stock_dim=n_tickers,
+            state_space=state_space(n_tickers, len(INDICATORS)),
+            action_space=n_tickers,
+            tech_indicator_list=INDICATORS,
+            print_verbosity=10**9,
+            **kw,
+        )
+
+    single, batch = finrl(), DummyVecEnv([finrl] * 3)
+    rng = np.random.default_rng(n_tickers)
+    assert np.array_equal(vec.reset(), batch.reset())
+    for _ in range(2):
+        single.reset()
+        fast.reset()
+        assert_same_env(single, fast)
+        done = False
+        while not done:
+            action = mixed_actions(rng, n_tickers)
+            s1, r1, done, _, _ = single.step(action)
+            s2, r2, t2, _, _ = fast.step(action)
+            assert np.array_equal(np.array(s1, dtype=np.float64), s2) and r1 == r2
+            assert done == t2
+            assert_same_env(single, fast)
+            actions = np.stack([mixed_actions(rng, n_tickers) for _ in range(3)])
+            o1, w1, d1, _ = vec.step(actions)
+            o2, w2, d2, _ = batch.step(actions)
+            assert np.array_equal(o1, o2) and np.array_equal(w1, w2) and np.array_equal(d1, d2)

@@ -15,7 +15,8 @@ episode is that many steps, the last a FinRL no-op).
   ``FastVecEnv(terminal_reward="zero")`` (the same reward) at the best N of
   ``--ppo-n``, with ``n_steps = 2048 / N`` so that a rollout stays 2,048 steps. The
   best N (by steps per CPU second) is picked in one scouting run each, then timed in
-  the groups.
+  the groups. Each PPO run also records the CPU time in SB3's ``collect_rollouts``
+  (env steps and policy) and ``train`` (the update, the same work on every env).
 
 Ratios are medians of the per-group ratios (each group's arms ran back to back).
 Rates are given per wall second and per second of this process's CPU time: on a busy
@@ -161,13 +162,32 @@ def _ppo_arm(make_env: Callable[[], Any], n_envs: int, steps: int) -> Callable[[
 
     def arm() -> dict[str, float]:
         model = build_model("ppo", make_env(), {"n_steps": 2048 // n_envs}, timesteps=steps, seed=0)
+        parts = {"rollout_cpu_seconds": 0.0, "update_cpu_seconds": 0.0}
+        for part, name in (
+            ("rollout_cpu_seconds", "collect_rollouts"),
+            ("update_cpu_seconds", "train"),
+        ):
+            setattr(model, name, _cpu_timed(getattr(model, name), parts, part))
         gc.collect()
         start, cpu = time.perf_counter(), time.process_time()
         model.learn(total_timesteps=steps)
         assert model.num_timesteps >= steps
-        return _rates(start, cpu, model.num_timesteps, "steps_per_s")
+        return _rates(start, cpu, model.num_timesteps, "steps_per_s") | parts
 
     return arm
+
+
+def _cpu_timed(fn: Callable, totals: dict[str, float], key: str) -> Callable:
+    """``fn``, adding the process CPU time of each call to ``totals[key]``."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += time.process_time() - start
+
+    return timed
 
 
 def bench_ppo(frame: Any, market: Any, indicators: list[str], args: argparse.Namespace) -> dict:
@@ -219,6 +239,9 @@ def bench_ppo(frame: Any, market: Any, indicators: list[str], args: argparse.Nam
         "pairs": pairs,
         "pairs_clean": sum(p["clean"] for p in pairs),
     }
+    for arm in arms:
+        for part in ("rollout_cpu_seconds", "update_cpu_seconds"):
+            out[f"{arm}_{part}"] = median(p[arm][part] for p in used)
     return out | _summarize(used, arms, "steps_per_s")
 
 
@@ -294,6 +317,23 @@ def _markdown(r: Results) -> list[str]:
         "batched": f"FastVecEnv, N = {ppo['best_n']}, n_steps = {2048 // ppo['best_n']}",
     }
     lines += _rate_table(ppo, names, "steps/s")
+    lines += [
+        "",
+        "Where PPO's CPU time goes (medians, seconds: SB3's `collect_rollouts`, which steps "
+        "the env and runs the policy, and `train`, the update):",
+        "",
+        *table(
+            ["env", "rollout CPU s", "update CPU s"],
+            [
+                [
+                    name,
+                    f"{ppo[arm + '_rollout_cpu_seconds']:.2f}",
+                    f"{ppo[arm + '_update_cpu_seconds']:.2f}",
+                ]
+                for arm, name in names.items()
+            ],
+        ),
+    ]
     return lines
 
 

@@ -19,6 +19,7 @@ nodes (no DDL worker in clickhouse-local): cluster mode uses per-node DDL here.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,12 +38,16 @@ def node_config(
     replica: str,
     *,
     testkeeper: bool = False,
+    password: str = "",
 ) -> str:
-    """The ``<clickhouse>`` elements of one node: the cluster, its macros, the pools."""
+    """The ``<clickhouse>`` elements of one node: the cluster, its macros, the pools.
+
+    Every node requires a password, so Distributed queries between nodes carry it."""
+    login = f"<user>default</user><password>{escape(password)}</password>" if password else ""
     layout = "".join(
         "<shard><internal_replication>false</internal_replication>"
         + "".join(
-            f"<replica><host>{escape(host)}</host><port>{port}</port></replica>"
+            f"<replica><host>{escape(host)}</host><port>{port}</port>{login}</replica>"
             for host, port in replicas
         )
         + "</shard>"
@@ -72,6 +77,8 @@ class LocalCluster:
         testkeeper: bool = False,
     ) -> None:
         self.cluster = cluster
+        # One password for all nodes: clients and the nodes themselves use it everywhere.
+        self.password = secrets.token_urlsafe(24)
         ports = [[free_port() for _ in range(replicas)] for _ in range(shards)]
         layout = [[("127.0.0.1", port) for port in shard] for shard in ports]
         self.nodes: list[LocalServer] = []
@@ -81,8 +88,14 @@ class LocalCluster:
                     LocalServer(
                         Path(base) / f"node-s{s}r{r}",
                         tcp_port=port,
+                        password=self.password,
                         extra_config=node_config(
-                            cluster, layout, s, f"r{r}", testkeeper=testkeeper
+                            cluster,
+                            layout,
+                            s,
+                            f"r{r}",
+                            testkeeper=testkeeper,
+                            password=self.password,
                         ),
                     )
                 )

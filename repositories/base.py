@@ -78,7 +78,9 @@ class Repository(Generic[R]):
     :meth:`read` every query of a subclass starts from."""
 
     model: ClassVar[type[Base]]
-    record: ClassVar[type[BaseModel]]
+    record: type[R]
+    """The record class of a row: set on each concrete repository's class (a ClassVar
+    cannot name the type variable)."""
 
     def __init__(self, db: Database) -> None:
         db.verify_schema()
@@ -126,7 +128,7 @@ class Repository(Generic[R]):
         return self.read(*where).count()
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
-        return self.record.model_validate(dict(row))  # type: ignore[return-value]
+        return self.record.model_validate(dict(row))
 
     def _list(
         self,

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import insert
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql import ColumnElement
 
 from repositories.errors import SchemaMismatchError
@@ -127,7 +128,7 @@ class Repository(Generic[R]):
     def _count(self, *where: ColumnElement[bool]) -> int:
         return self.read(*where).count()
 
-    def _to_record(self, row: Mapping[str, Any]) -> R:
+    def _to_record(self, row: Mapping[str, Any] | RowMapping) -> R:
         return self.record.model_validate(dict(row))
 
     def _list(

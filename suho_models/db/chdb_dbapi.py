@@ -206,9 +206,9 @@ class Cursor:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.description: list[tuple] | None = None
+        self.description: list[tuple[Any, ...]] | None = None
         self.rowcount = -1
-        self._rows: list[tuple] = []
+        self._rows: list[tuple[Any, ...]] = []
         self._pos = 0
 
     def close(self) -> None:
@@ -271,20 +271,20 @@ class Cursor:
         result = self.connection.client.query(f"DESCRIBE TABLE ({sql.strip().rstrip(';')})")
         return [(row[0], row[1]) for row in result.result_rows]
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> tuple[Any, ...] | None:
         if self._pos >= len(self._rows):
             return None
         row = self._rows[self._pos]
         self._pos += 1
         return row
 
-    def fetchmany(self, size: int | None = None) -> list[tuple]:
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         size = size or self.arraysize
         rows = self._rows[self._pos : self._pos + size]
         self._pos += len(rows)
         return rows
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[tuple[Any, ...]]:
         rows = self._rows[self._pos :]
         self._pos = len(self._rows)
         return rows

@@ -28,6 +28,8 @@ from suho_models.db.native_dbapi import translated_errors
 from suho_models.settings import get_settings
 
 if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
     from suho_models.db import chdb_dbapi
 
 QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
@@ -59,7 +61,7 @@ class Database:
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._schema_checked = False
         self._lock = threading.Lock()
-        self._http: Any = None
+        self._http: Client | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -200,7 +202,7 @@ class Database:
                 else {n: [] for n in names}
             )
 
-    def _http_client(self) -> Any:
+    def _http_client(self) -> Client:
         """clickhouse-connect on the server's HTTP port: ClickHouse writes the Arrow."""
         with self._lock:
             if self._http is None:
@@ -320,7 +322,7 @@ class ReadOnlySession:
         return lines
 
 
-def _embedded_runner(client: Any) -> QueryRunner:
+def _embedded_runner(client: Client) -> QueryRunner:
     def run(sql: str) -> QueryResult:
         result = client.query(sql)
         return list(result.column_names), [tuple(r) for r in result.result_rows]

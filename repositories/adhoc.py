@@ -17,11 +17,11 @@ engine, ``DESCRIBE``/``EXPLAIN`` of ``file(...)``, the ``file()`` function and c
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from repositories.errors import InvalidInputError
 from suho_models.db import Database
 from suho_models.db.chdb_dbapi import quote_string
+from suho_models.db.database import QueryResult, ReadOnlySession
 
 READ_STATEMENTS = ("Select", "Show", "Describe", "Explain", "Exists")
 """AST node kinds (prefixes) of statements that only read."""
@@ -75,7 +75,7 @@ def _engine_message(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _ask(session: Any, sql: str, what: str) -> tuple[list[str], list[tuple]]:
+def _ask(session: ReadOnlySession, sql: str, what: str) -> QueryResult:
     try:
         return session.query(sql)
     except Exception as exc:  # noqa: BLE001 - every engine refusal becomes one clear error
@@ -128,7 +128,7 @@ def _function_refusal(name: str, kind: str) -> str:
     )
 
 
-def run_read_only(db: Database, query: str) -> tuple[list[str], list[tuple]]:
+def run_read_only(db: Database, query: str) -> QueryResult:
     """(column names, rows) of one reading statement; InvalidInputError naming what
     is refused otherwise. Nothing is written, read from outside or run."""
     if not query.strip():

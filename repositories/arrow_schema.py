@@ -16,7 +16,7 @@ import numbers
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from sqlalchemy.types import TypeEngine
 
 from repositories.errors import InvalidInputError
 from repositories.records import MetricPoint, RewardPoint
+from suho_models.base import Base
 from suho_models.rl import RewardStep
 from suho_models.supervised import TrainingMetric
 
@@ -54,7 +55,7 @@ class RowsRejectedError(InvalidInputError):
 
 
 # --------------------------------------------------------------------------- schemas
-def _arrow_type(type_: TypeEngine) -> tuple[pa.DataType, bool]:
+def _arrow_type(type_: TypeEngine[Any]) -> tuple[pa.DataType, bool]:
     """(Arrow type, nullable) for a clickhouse-sqlalchemy column type."""
     if isinstance(type_, ch.Nullable):
         inner, _ = _arrow_type(_instance(type_.nested_type))
@@ -91,7 +92,7 @@ def _arrow_type(type_: TypeEngine) -> tuple[pa.DataType, bool]:
     raise TypeError(f"no Arrow type for ClickHouse type {type_!r}")
 
 
-def _instance(type_: TypeEngine | type[TypeEngine]) -> TypeEngine:
+def _instance(type_: TypeEngine[Any] | type[TypeEngine[Any]]) -> TypeEngine[Any]:
     return type_() if isinstance(type_, type) else type_
 
 
@@ -106,7 +107,7 @@ def record_defaults(record: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-def arrow_schema(model: type, defaults: Mapping[str, Any] | None = None) -> pa.Schema:
+def arrow_schema(model: type[Base], defaults: Mapping[str, Any] | None = None) -> pa.Schema:
     """The Arrow schema of a model's table, column order as declared.
 
     ``Nullable(T)`` columns are nullable fields. A non-Nullable column with an
@@ -160,7 +161,7 @@ class ColumnRule:
     @property
     def may_be_none(self) -> bool:
         """None is stored as it is: NULL, or "now" for recorded_at."""
-        return self.field.nullable or self.field.name == RECORDED_AT
+        return cast(bool, self.field.nullable) or self.field.name == RECORDED_AT
 
     def check(self, value: Any) -> Any:
         if value is None:
@@ -318,9 +319,9 @@ def column_to_arrow(values: Any, rule: ColumnRule, length: int) -> pa.Array:
 
 def _python_values(values: Any) -> list[Any]:
     if isinstance(values, pa.ChunkedArray | pa.Array):
-        return values.to_pylist()
+        return cast(list[Any], values.to_pylist())
     if isinstance(values, np.ndarray):
-        return values.tolist()
+        return cast(list[Any], values.tolist())
     return list(values)
 
 

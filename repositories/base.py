@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import insert
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql import ColumnElement
 
 from repositories.errors import SchemaMismatchError
@@ -78,7 +79,9 @@ class Repository(Generic[R]):
     :meth:`read` every query of a subclass starts from."""
 
     model: ClassVar[type[Base]]
-    record: ClassVar[type[BaseModel]]
+    record: type[R]
+    """The record class of a row: set on each concrete repository's class (a ClassVar
+    cannot name the type variable)."""
 
     def __init__(self, db: Database) -> None:
         db.verify_schema()
@@ -125,8 +128,8 @@ class Repository(Generic[R]):
     def _count(self, *where: ColumnElement[bool]) -> int:
         return self.read(*where).count()
 
-    def _to_record(self, row: Mapping[str, Any]) -> R:
-        return self.record.model_validate(dict(row))  # type: ignore[return-value]
+    def _to_record(self, row: Mapping[str, Any] | RowMapping) -> R:
+        return self.record.model_validate(dict(row))
 
     def _list(
         self,

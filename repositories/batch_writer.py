@@ -673,7 +673,7 @@ def log_row(row):
 
     def _backoff(self) -> float:
         exponent = min(max(self._backoff_step - 1, 0), 30)
-        return min(self.retry_max, self.retry_initial * (2**exponent))
+        return min(self.retry_max, self.retry_initial * 2.0**exponent)
 
     def _probe(self) -> None:
         """While the server is unreachable: is it back? Then retry now, backoff restarted."""

@@ -8,9 +8,12 @@ carries that status. The ``_FINAL`` variants are what the repositories use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repositories.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from suho_models.db import Database
 
 COMPARE_MODEL_PERFORMANCE = """SELECT
     run_name,
@@ -50,14 +53,14 @@ SEED_QUERIES = {
 }
 
 
-def seed_query(db: Any, name: str) -> list[dict[str, Any]]:
+def seed_query(db: Database, name: str) -> list[dict[str, Any]]:
     """Run one of :data:`SEED_QUERIES` as the seed wrote it (the demo prints these)."""
     if name not in SEED_QUERIES:
         raise InvalidInputError(f"name: expected one of {', '.join(SEED_QUERIES)} (got {name!r})")
     return db.execute_mappings(SEED_QUERIES[name])
 
 
-def table_row_counts(db: Any) -> dict[str, int]:
+def table_row_counts(db: Database) -> dict[str, int]:
     """Stored rows per table, row versions not yet merged included (``suho db status``)."""
     from suho_models import TABLE_NAMES
 

@@ -21,13 +21,14 @@ statement on a source that can run itself (rows, scalar, Arrow) or show its SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 from clickhouse_sqlalchemy import select
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import ColumnClause, quoted_name
 from sqlalchemy.sql.visitors import iterate
@@ -133,7 +134,7 @@ class Query:
         return literal_sql(self.statement, self.db.engine.dialect)
 
     # ------------------------------------------------------------------ execution
-    def rows(self) -> list[Mapping[str, Any]]:
+    def rows(self) -> list[RowMapping]:
         with self.db.engine.connect() as conn:
             return list(conn.execute(self.statement).mappings())
 

@@ -3,6 +3,7 @@ status transitions (pending -> running -> completed / failed / cancelled)."""
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import subprocess
 import uuid
@@ -54,7 +55,9 @@ def git_commit_hash() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-RunT = TypeVar("RunT", bound=BaseModel)
+RunT = TypeVar("RunT", TrainingRun, AgentTrainingRun)
+"""The run record a repository reads and writes: the lifecycle code below uses the
+fields both share (status, run_id, started_at, created_at, updated_at)."""
 
 
 class _RunRepository(Repository[RunT], Generic[RunT]):
@@ -78,7 +81,7 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         )
         record = validate(self.record, row)
         self._insert_rows([self._to_row(record)])
-        return record  # type: ignore[return-value]
+        return record
 
     def get(self, run_id: uuid.UUID | str) -> RunT:
         run = self.get_one_or_none(self.table.c.run_id == _uuid(run_id, "run_id"))
@@ -142,10 +145,10 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         A process killed with SIGKILL leaves its run ``running``; that is resumable
         too: whoever resumes it asserts the earlier process is gone.
         """
-        status = run.status  # type: ignore[attr-defined]
+        status = run.status
         if status in (RunStatus.COMPLETED, RunStatus.PENDING):
             raise InvalidTransitionError(
-                f"run {run.run_id} is {status.value}: only a running (crashed), "  # type: ignore[attr-defined]
+                f"run {run.run_id} is {status.value}: only a running (crashed), "
                 "failed or cancelled run can be resumed"
             )
 
@@ -173,11 +176,11 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         it read before the change.
         """
         current = self.get(run_id)
-        if current.status is not RunStatus.RUNNING:  # type: ignore[attr-defined]
+        if current.status is not RunStatus.RUNNING:
             return None
         return self._write(current, {"heartbeat_at": utcnow()})
 
-    def stale(self, older_than: dt.datetime) -> list[RunT]:
+    def stale(self, older_than: dt.datetime) -> builtins.list[RunT]:
         """Runs still ``running`` whose last sign of life (heartbeat, else start, else
         creation) is before ``older_than``: their process is gone."""
         c = self.table.c
@@ -230,15 +233,15 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
     def update(self, run_id: uuid.UUID | str, **fields: Any) -> RunT:
         """Change descriptive fields (split info, dims) of a run that is not finished."""
         current = self.get(run_id)
-        if current.status in TERMINAL_STATUSES:  # type: ignore[attr-defined]
+        if current.status in TERMINAL_STATUSES:
             raise InvalidTransitionError(
-                f"run {run_id} is {current.status.value}: it can no longer be changed"  # type: ignore[attr-defined]
+                f"run {run_id} is {current.status.value}: it can no longer be changed"
             )
         return self._write(current, fields)
 
     def _transition(self, run_id: uuid.UUID | str, target: RunStatus, **fields: Any) -> RunT:
         current = self.get(run_id)
-        status = current.status  # type: ignore[attr-defined]
+        status = current.status
         if target not in ALLOWED_TRANSITIONS[status]:
             raise InvalidTransitionError(
                 f"run {run_id}: cannot go from {status.value} to {target.value}"
@@ -247,17 +250,17 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         fields["status"] = target
         if target in TERMINAL_STATUSES:
             fields["completed_at"] = now
-            started = current.started_at or current.created_at  # type: ignore[attr-defined]
+            started = current.started_at or current.created_at
             fields["duration_seconds"] = (now - started).total_seconds()
         return self._write(current, fields)
 
     def _write(self, current: RunT, fields: Mapping[str, Any]) -> RunT:
         data = current.model_dump()
         data.update(fields)
-        data["updated_at"] = next_version(current.updated_at)  # type: ignore[attr-defined]
+        data["updated_at"] = next_version(current.updated_at)
         record = validate(self.record, data)
         self._insert_rows([self._to_row(record)])
-        return record  # type: ignore[return-value]
+        return record
 
 
 class TrainingRunRepository(_RunRepository[TrainingRun]):

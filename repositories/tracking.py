@@ -47,6 +47,7 @@ from repositories.checkpoints import (
 )
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
 from repositories.object_store import ObjectStore
+from repositories.records import AgentTrainingRun, TrainingRun
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
@@ -232,7 +233,7 @@ class RunTrackingService:
     def stale_cutoff(self, now: dt.datetime | None = None) -> dt.datetime:
         return (now or utcnow()) - dt.timedelta(seconds=STALE_AFTER_BEATS * self.heartbeat_seconds)
 
-    def is_stale(self, run: Any, now: dt.datetime | None = None) -> bool:
+    def is_stale(self, run: TrainingRun | AgentTrainingRun, now: dt.datetime | None = None) -> bool:
         """Running, with no sign of life for :data:`STALE_AFTER_BEATS` heartbeats."""
         if run.status is not RunStatus.RUNNING:
             return False

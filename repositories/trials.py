@@ -6,27 +6,28 @@ resumed study does, replaces it instead of adding a second row.
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
 from repositories.base import Repository, utcnow
 from repositories.errors import InvalidInputError, validate
 from repositories.records import RLTrial, RLTrialCreate, Trial, TrialCreate
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
+from repositories.runs import AgentRunRepository, TrainingRunRepository, _uuid
 from suho_models import HyperparameterTrial, RLHyperparameterTrial
 from suho_models.db import Database
 from suho_models.enums import TrialState
 
-TrialT = TypeVar("TrialT", bound=BaseModel)
+TrialT = TypeVar("TrialT", Trial, RLTrial)
 
 
 class _TrialRepository(Repository[TrialT], Generic[TrialT]):
     create_record: ClassVar[type[BaseModel]]
-    run_repository: ClassVar[type[_RunRepository]]
+    run_repository: ClassVar[type[TrainingRunRepository | AgentRunRepository]]
     objective_column: ClassVar[str]
 
     def __init__(self, db: Database) -> None:
@@ -40,9 +41,9 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
         row.update(trial_id=uuid.uuid4(), run_id=key, recorded_at=utcnow())
         record = validate(self.record, row)
         self._insert_rows([self._to_row(record)])
-        return record  # type: ignore[return-value]
+        return record
 
-    def _extra_columns(self, spec: Any) -> dict[str, Any]:
+    def _extra_columns(self, spec: BaseModel) -> dict[str, Any]:
         return {}
 
     def list(self, run_id: uuid.UUID | str) -> list[TrialT]:
@@ -54,7 +55,7 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
         run_id: uuid.UUID | str,
         n: int = 5,
         direction: Literal["maximize", "minimize"] = "maximize",
-    ) -> list[TrialT]:
+    ) -> builtins.list[TrialT]:
         """The ``n`` best complete trials of a run's study."""
         if direction not in ("maximize", "minimize"):
             raise InvalidInputError(f"direction: must be maximize or minimize (got {direction!r})")
@@ -93,9 +94,11 @@ class RLTrialRepository(_TrialRepository[RLTrial]):
     run_repository = AgentRunRepository
     objective_column = "mean_reward"
 
-    def _extra_columns(self, spec: Any) -> dict[str, Any]:
-        return spec.column_params()
+    def _extra_columns(self, spec: BaseModel) -> dict[str, Any]:
+        # ``spec`` was validated as ``create_record``.
+        return cast(RLTrialCreate, spec).column_params()
 
 
 def parse_hyperparameters(trial: Trial | RLTrial) -> dict[str, Any]:
-    return json.loads(trial.hyperparameters)
+    # ``JsonObject`` guarantees a JSON object.
+    return cast(dict[str, Any], json.loads(trial.hyperparameters))

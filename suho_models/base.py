@@ -6,10 +6,11 @@ that models stay declarations and trainers never see an engine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_sqlalchemy import engines, get_declarative_base, types
 from sqlalchemy import Column, MetaData, text
+from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeEngine
 
 DETAILED_RETENTION_MONTHS = 6
@@ -20,7 +21,14 @@ write the TTL both read it.
 """
 
 metadata = MetaData()
-Base = get_declarative_base(metadata=metadata)
+if TYPE_CHECKING:
+
+    class Base(DeclarativeBase):
+        """How the checker sees the base below (``declarative_base`` is typed ``Any``):
+        the same declarative API, ``__table__`` and the keyword constructor."""
+
+else:
+    Base = get_declarative_base(metadata=metadata)
 
 # --------------------------------------------------------------------------- column types
 UUID = types.UUID
@@ -43,8 +51,12 @@ FloatList = types.Array(types.Float64())
 
 
 def column(
-    type_: TypeEngine | type[TypeEngine], comment: str, *, codec: str | None = None, **kw: Any
-) -> Column:
+    type_: TypeEngine[Any] | type[TypeEngine[Any]],
+    comment: str,
+    *,
+    codec: str | None = None,
+    **kw: Any,
+) -> Column[Any]:
     """A column whose SQLAlchemy nullability follows the ClickHouse type.
 
     ClickHouse has no NOT NULL, only ``Nullable(T)``; declaring it honestly keeps

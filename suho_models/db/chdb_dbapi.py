@@ -19,7 +19,11 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Only for annotations: _new_client imports clickhouse_connect when connecting.
+    from clickhouse_connect.driver.client import Client
 
 apilevel = "2.0"
 threadsafety = 2
@@ -150,7 +154,7 @@ _VALUES_TAIL = re.compile(r"\bVALUES\s*(\(.*\))\s*$", re.IGNORECASE | re.DOTALL)
 _clients_lock = threading.Lock()
 
 
-def _new_client(path: str, database: str | None) -> Any:
+def _new_client(path: str, database: str | None) -> Client:
     import clickhouse_connect
 
     try:
@@ -206,9 +210,9 @@ class Cursor:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.description: list[tuple] | None = None
+        self.description: list[tuple[Any, ...]] | None = None
         self.rowcount = -1
-        self._rows: list[tuple] = []
+        self._rows: list[Sequence[Any]] = []
         self._pos = 0
 
     def close(self) -> None:
@@ -271,20 +275,20 @@ class Cursor:
         result = self.connection.client.query(f"DESCRIBE TABLE ({sql.strip().rstrip(';')})")
         return [(row[0], row[1]) for row in result.result_rows]
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> Sequence[Any] | None:
         if self._pos >= len(self._rows):
             return None
         row = self._rows[self._pos]
         self._pos += 1
         return row
 
-    def fetchmany(self, size: int | None = None) -> list[tuple]:
+    def fetchmany(self, size: int | None = None) -> list[Sequence[Any]]:
         size = size or self.arraysize
         rows = self._rows[self._pos : self._pos + size]
         self._pos += len(rows)
         return rows
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[Sequence[Any]]:
         rows = self._rows[self._pos :]
         self._pos = len(self._rows)
         return rows

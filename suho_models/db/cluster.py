@@ -420,7 +420,7 @@ def _cluster_impl_class() -> type:
                 self._run_sql(sql)
 
         def version_table_impl(self, **kw: Any) -> sa.Table:
-            table = super().version_table_impl(**kw)
+            table: sa.Table = super().version_table_impl(**kw)
             settings = self.renderer.settings
             if not settings.on_cluster:
                 return table  # per node: each node keeps its own revision
@@ -428,7 +428,7 @@ def _cluster_impl_class() -> type:
             # node (a plain table would hold the row on the node that ran it only).
             from clickhouse_sqlalchemy import engines
 
-            return sa.Table(
+            replicated: sa.Table = sa.Table(
                 table.name,
                 sa.MetaData(),
                 *(sa.Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
@@ -440,8 +440,9 @@ def _cluster_impl_class() -> type:
                 schema=table.schema,
                 clickhouse_cluster=settings.cluster,
             )
+            return replicated
 
-        def _exec(self, construct: Any, *args: Any, **kw: Any):
+        def _exec(self, construct: Any, *args: Any, **kw: Any) -> Any:
             if isinstance(construct, dml.Update | dml.Delete):
                 compiled = construct.compile(
                     dialect=self.dialect, compile_kwargs={"literal_binds": True}

@@ -41,13 +41,14 @@ both through ``repositories.query``, never by hand.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from clickhouse_sqlalchemy import engines
 from clickhouse_sqlalchemy.drivers.compilers.sqlcompiler import ClickHouseSQLCompiler
 from clickhouse_sqlalchemy.engines.base import Engine as _TableEngine
 from clickhouse_sqlalchemy.sql.selectable import Select as _ClickHouseSelect
 from sqlalchemy import Column, MetaData, String, Table, func
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.sql import ColumnElement, dml
 
@@ -86,11 +87,13 @@ def literal_sql(stmt: Any, dialect: Any) -> str:
     return str(compiled) % {k: render_literal(v) for k, v in compiled.params.items()}
 
 
-class FinalPreservingCompiler(ClickHouseSQLCompiler):
+class FinalPreservingCompiler(ClickHouseSQLCompiler):  # type: ignore[misc]  # untyped base
     """Carry FINAL/SAMPLE/LIMIT BY/ARRAY JOIN from an ORM select to what is compiled,
     and write ``final_prewhere``'s PREWHERE."""
 
-    def _compose_select_body(self, text, select, compile_state, *args, **kwargs):  # type: ignore[override]
+    def _compose_select_body(
+        self, text: str, select: Any, compile_state: Any, *args: Any, **kwargs: Any
+    ) -> str:
         original = getattr(compile_state, "select_statement", None)
         if original is not None and original is not select:
             for attr in _CLICKHOUSE_SELECT_EXTRAS:
@@ -103,12 +106,12 @@ class FinalPreservingCompiler(ClickHouseSQLCompiler):
             raise CompileError("PREWHERE criteria without FINAL would be dropped")
         if self.stack:  # keep the kwargs SQLAlchemy compiles WHERE with, for PREWHERE
             self.stack[-1]["prewhere_kw"] = kwargs.get("kwargs", args[-1] if args else {})
-        return super()._compose_select_body(text, select, compile_state, *args, **kwargs)
+        return cast(str, super()._compose_select_body(text, select, compile_state, *args, **kwargs))
 
     def final_clause(self) -> str:
         # Called right after FROM for the select on top of the stack (subqueries in
         # FROM have been compiled and popped by then).
-        text = super().final_clause()
+        text = cast(str, super().final_clause())
         entry = self.stack[-1] if self.stack else {}
         criteria = getattr(entry.get("selectable"), "_prewhere_criteria", None)
         if criteria:
@@ -121,7 +124,10 @@ class FinalPreservingCompiler(ClickHouseSQLCompiler):
 class NamedPkConstraintMixin:
     """``get_pk_constraint`` with the ``name`` key SQLAlchemy's contract promises."""
 
-    def get_pk_constraint(self, connection: Any, table_name: str, schema: Any = None, **kw: Any):
+    def get_pk_constraint(
+        self, connection: Any, table_name: str, schema: Any = None, **kw: Any
+    ) -> dict[str, Any]:
+        # A mixin: the dialect it is mixed into has get_pk_constraint.
         result = super().get_pk_constraint(connection, table_name, schema=schema, **kw)  # type: ignore[misc]
         return {"constrained_columns": [], "name": None, **(result or {})}
 
@@ -130,16 +136,16 @@ class UnquotedTimezoneReflectionMixin:
     """Reflect ``DateTime64(3, 'UTC')`` with timezone ``UTC``, not ``'UTC'``."""
 
     @staticmethod
-    def _parse_detetime64_params(spec: str) -> list:
+    def _parse_detetime64_params(spec: str) -> list[str]:
         from clickhouse_sqlalchemy.drivers.base import ClickHouseDialect
 
-        params = ClickHouseDialect._parse_detetime64_params(spec)
+        params: list[str] = ClickHouseDialect._parse_detetime64_params(spec)
         if len(params) > 1:
             params[1] = params[1].strip("'\"")
         return params
 
     @staticmethod
-    def _parse_detetime_params(spec: str) -> list:
+    def _parse_detetime_params(spec: str) -> list[str]:
         from clickhouse_sqlalchemy.drivers.base import ClickHouseDialect
 
         return [p.strip("'\"") for p in ClickHouseDialect._parse_detetime_params(spec)]
@@ -174,17 +180,19 @@ def _register_alembic_impl() -> type | None:
                 schema=version_table_schema,
             )
 
-        def _exec(self, construct: Any, *args: Any, **kw: Any):
+        def _exec(self, construct: Any, *args: Any, **kw: Any) -> CursorResult[Any] | None:
             # Alembic moves the version row with UPDATE / DELETE; on ClickHouse those
             # are mutations, asynchronous on a server unless told otherwise.
             if isinstance(construct, dml.Update | dml.Delete) and not self.as_sql:
                 compiled = construct.compile(
                     dialect=self.dialect, compile_kwargs={"literal_binds": True}
                 )
-                return self.connection.exec_driver_sql(f"{compiled} SETTINGS mutations_sync = 2")
+                conn = self.connection
+                assert conn is not None  # not as_sql: Alembic has a connection (its own check)
+                return conn.exec_driver_sql(f"{compiled} SETTINGS mutations_sync = 2")
             return super()._exec(construct, *args, **kw)
 
-        def compare_type(self, inspector_column: Column, metadata_column: Column) -> bool:
+        def compare_type(self, inspector_column: Column[Any], metadata_column: Column[Any]) -> bool:
             return _type_sql(inspector_column, self.dialect) != _type_sql(
                 metadata_column, self.dialect
             )
@@ -195,15 +203,15 @@ def _register_alembic_impl() -> type | None:
     return ClickHouseAlembicImpl
 
 
-def _type_sql(column: Column, dialect: Any) -> str:
+def _type_sql(column: Column[Any], dialect: Any) -> str:
     type_ = column.type
     if isinstance(type_, type):  # reflection returns some types as classes
         type_ = type_()
-    return dialect.type_compiler.process(type_).replace(" ", "")
+    return cast(str, dialect.type_compiler.process(type_)).replace(" ", "")
 
 
 def patch_engine_constraints() -> None:
-    _TableEngine._type_bound = False  # type: ignore[attr-defined]
+    _TableEngine._type_bound = False
     _ClickHouseSelect.inherit_cache = False
 
 

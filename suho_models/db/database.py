@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -22,8 +22,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
 from suho_models.db.dialect import HTTP_PORT_PARAM
+from suho_models.db.native_dbapi import Connection as NativeConnection
 from suho_models.db.native_dbapi import translated_errors
 from suho_models.settings import get_settings
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from suho_models.db import chdb_dbapi
+
+QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
+"""(column names, rows) of one query."""
+
+QueryRunner: TypeAlias = Callable[[str], QueryResult]
 
 
 class SchemaOutOfDateError(RuntimeError):
@@ -46,7 +57,7 @@ class Database:
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._schema_checked = False
         self._lock = threading.Lock()
-        self._http: Any = None
+        self._http: Client | None = None
         from suho_models.db.cluster import attach
 
         attach(self)  # cluster mode: synchronous Distributed inserts, per-node deletes
@@ -78,18 +89,18 @@ class Database:
 
     @cached_property
     def database_name(self) -> str:
-        return self.scalar("SELECT currentDatabase()")
+        return cast(str, self.scalar("SELECT currentDatabase()"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:
             yield session
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[sa.Row]:
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[sa.Row[Any]]:
         """Run SQL with ``%(name)s`` parameters; returns all rows (none for DDL)."""
         with self.engine.connect() as conn:
             result = conn.exec_driver_sql(sql, params or {})
-            return result.all() if result.returns_rows else []
+            return list(result.all()) if result.returns_rows else []
 
     def execute_mappings(
         self, sql: str, params: dict[str, Any] | None = None
@@ -141,14 +152,15 @@ class Database:
             return
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
         with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
             if self.is_embedded:
-                raw.client.insert_arrow(f"{self.database_name}.{table}", data, settings=settings)
+                _embedded(conn).client.insert_arrow(
+                    f"{self.database_name}.{table}", data, settings=settings
+                )
             else:
                 columns = ", ".join(f"`{n}`" for n in data.column_names)
                 scales = self._datetime64_scales(table)
                 with translated_errors():
-                    raw.transport.execute(
+                    _native(conn).transport.execute(
                         f"INSERT INTO `{table}` ({columns}) VALUES",
                         [
                             _native_column(data.column(i), scales.get(name))
@@ -160,7 +172,7 @@ class Database:
 
     def _datetime64_scales(self, table: str) -> dict[str, int]:
         """DateTime64 scale per column, so timestamps can travel as integer ticks."""
-        cache = self.__dict__.setdefault("_scale_cache", {})
+        cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_scale_cache", {})
         if table not in cache:
             rows = self.execute(
                 "SELECT name, type FROM system.columns "
@@ -182,13 +194,14 @@ class Database:
         if self.http_port is not None:
             return self._http_client().query_arrow(rendered)
         with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
             if self.is_embedded:
-                return raw.client.query_arrow(rendered)
+                return _embedded(conn).client.query_arrow(rendered)
             # No HTTP port given: decode through Python objects, much slower for long
             # results (bench/results/queries.md).
             with translated_errors():
-                rows, types = raw.transport.execute(rendered, with_column_types=True, columnar=True)
+                rows, types = _native(conn).transport.execute(
+                    rendered, with_column_types=True, columnar=True
+                )
             names = [name for name, _ in types]
             return pa.table(
                 {n: list(col) for n, col in zip(names, rows, strict=True)}
@@ -196,7 +209,7 @@ class Database:
                 else {n: [] for n in names}
             )
 
-    def _http_client(self) -> Any:
+    def _http_client(self) -> Client:
         """clickhouse-connect on the server's HTTP port: ClickHouse writes the Arrow."""
         with self._lock:
             if self._http is None:
@@ -243,10 +256,10 @@ class Database:
                 client.close()
         else:
             with self.engine.connect() as conn:
-                transport = conn.connection.dbapi_connection.transport
+                transport = _native(conn).transport
                 yield ReadOnlySession(_server_runner(transport))
 
-    def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
+    def read_only_query(self, sql: str) -> QueryResult:
         """(column names, rows) of one query in a fresh :meth:`read_only_session`."""
         with self.read_only_session() as session:
             return session.query(sql)
@@ -284,15 +297,25 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
 
+def _embedded(conn: sa.Connection) -> chdb_dbapi.Connection:
+    """The embedded driver's own connection, which SQLAlchemy types as any DB-API one."""
+    return cast("chdb_dbapi.Connection", conn.connection.dbapi_connection)
+
+
+def _native(conn: sa.Connection) -> NativeConnection:
+    """The native driver's own connection (its ``transport`` is clickhouse-driver's client)."""
+    return cast(NativeConnection, conn.connection.dbapi_connection)
+
+
 class ReadOnlySession:
     """Runs SQL text as given (no parameter substitution, so ``%`` is just a
     character) on a connection that is read-only before the text arrives."""
 
-    def __init__(self, run: Any, *, client_adds_format: bool = False) -> None:
+    def __init__(self, run: QueryRunner, *, client_adds_format: bool = False) -> None:
         self._run = run
         self._client_adds_format = client_adds_format
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str) -> QueryResult:
         return self._run(sql)
 
     def explain_ast(self, sql: str) -> list[str]:
@@ -306,16 +329,16 @@ class ReadOnlySession:
         return lines
 
 
-def _embedded_runner(client: Any) -> Any:
-    def run(sql: str) -> tuple[list[str], list[tuple]]:
+def _embedded_runner(client: Client) -> QueryRunner:
+    def run(sql: str) -> QueryResult:
         result = client.query(sql)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     return run
 
 
-def _server_runner(transport: Any) -> Any:
-    def run(sql: str) -> tuple[list[str], list[tuple]]:
+def _server_runner(transport: Any) -> QueryRunner:
+    def run(sql: str) -> QueryResult:
         # params=None: clickhouse-driver substitutes nothing, so '%' stays literal.
         rows, types = transport.execute(sql, settings={"readonly": 1}, with_column_types=True)
         return [name for name, _ in types], [tuple(r) for r in rows]

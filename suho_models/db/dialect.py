@@ -9,7 +9,7 @@ with the fixes from :mod:`suho_models.db.compat`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from clickhouse_sqlalchemy.drivers.base import ClickHouseDialect, ClickHouseExecutionContextBase
 from clickhouse_sqlalchemy.drivers.native.base import (
@@ -42,33 +42,40 @@ def split_chdb_url(url: URL) -> tuple[str, str]:
 
 class _DatabaseAwareReflection:
     """Reflection helpers of the base dialect read ``url.database`` as the database
-    name; for chDB that is a path, so pass the real database explicitly."""
+    name; for chDB that is a path, so pass the real database explicitly.
+
+    A mixin: its ``super()`` calls reach ClickHouseDialect, which mypy cannot see from
+    here ("undefined in superclass", hence their ``misc`` ignores)."""
 
     def _db(self, connection: Any, schema: str | None) -> str:
-        return schema or connection.exec_driver_sql("SELECT currentDatabase()").scalar()
+        return schema or cast(str, connection.exec_driver_sql("SELECT currentDatabase()").scalar())
 
-    def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any):
-        return super().get_table_names(connection, self._db(connection, schema), **kw)  # type: ignore[misc]
+    def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
+        names = super().get_table_names(connection, self._db(connection, schema), **kw)  # type: ignore[misc]  # mixin
+        return cast(list[str], names)
 
-    def get_view_names(self, connection: Any, schema: str | None = None, **kw: Any):
-        return super().get_view_names(connection, self._db(connection, schema), **kw)  # type: ignore[misc]
+    def get_view_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
+        names = super().get_view_names(connection, self._db(connection, schema), **kw)  # type: ignore[misc]  # mixin
+        return cast(list[str], names)
 
-    def get_engine(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any):
-        return super().get_engine(connection, table_name, self._db(connection, schema), **kw)  # type: ignore[misc]
+    def get_engine(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> Any:
+        db = self._db(connection, schema)
+        return super().get_engine(connection, table_name, db, **kw)  # type: ignore[misc]  # mixin
 
     def get_table_comment(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
-    ):
-        return super().get_table_comment(  # type: ignore[misc]
-            connection, table_name, self._db(connection, schema), **kw
-        )
+    ) -> Any:
+        db = self._db(connection, schema)
+        return super().get_table_comment(connection, table_name, db, **kw)  # type: ignore[misc]  # mixin
 
 
 class ChdbCompiler(FinalPreservingCompiler):
     pass
 
 
-class ChdbExecutionContext(ClickHouseExecutionContextBase):
+class ChdbExecutionContext(ClickHouseExecutionContextBase):  # type: ignore[misc]  # untyped base
     pass
 
 
@@ -76,7 +83,7 @@ class ChdbDialect(
     _DatabaseAwareReflection,
     UnquotedTimezoneReflectionMixin,
     NamedPkConstraintMixin,
-    ClickHouseDialect,
+    ClickHouseDialect,  # type: ignore[misc]  # untyped base
 ):
     """The embedded default: real ClickHouse in process, typed results."""
 
@@ -89,7 +96,7 @@ class ChdbDialect(
     def import_dbapi(cls) -> Any:
         return chdb_dbapi
 
-    def create_connect_args(self, url: URL) -> tuple[list, dict]:
+    def create_connect_args(self, url: URL) -> tuple[list[str], dict[str, str]]:
         path, database = split_chdb_url(url)
         return [], {"path": path, "database": database}
 
@@ -105,16 +112,18 @@ HTTP_PORT_PARAM = "http_port"
 which :meth:`Database.query_arrow` reads Arrow (the native protocol has no Arrow)."""
 
 
-class NativeCompiler(FinalPreservingCompiler, ClickHouseNativeSQLCompiler):
+class NativeCompiler(FinalPreservingCompiler, ClickHouseNativeSQLCompiler):  # type: ignore[misc]  # untyped base
     pass
 
 
-class NativeExecutionContext(ClickHouseExecutionContext):
+class NativeExecutionContext(ClickHouseExecutionContext):  # type: ignore[misc]  # untyped base
     pass
 
 
 class NativeDialect(
-    UnquotedTimezoneReflectionMixin, NamedPkConstraintMixin, ClickHouseDialect_native
+    UnquotedTimezoneReflectionMixin,
+    NamedPkConstraintMixin,
+    ClickHouseDialect_native,  # type: ignore[misc]  # untyped base
 ):
     """clickhouse-sqlalchemy's native (TCP) dialect with our fixes."""
 

@@ -10,6 +10,7 @@ environments call :func:`run_environment`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -83,11 +84,12 @@ def current(url: str) -> str | None:
         db.close()
 
 
-def history() -> list[tuple[str, str | None, str]]:
-    """(revision, down_revision, message) from base to head."""
+def history() -> list[tuple[str, str | Sequence[str] | None, str]]:
+    """(revision, down_revision, message) from base to head; a merge revision's
+    down_revision is a sequence."""
     script = ScriptDirectory.from_config(alembic_config())
     revisions = list(script.walk_revisions())
-    return [(r.revision, r.down_revision, r.doc or "") for r in reversed(revisions)]  # type: ignore[misc]
+    return [(r.revision, r.down_revision, r.doc or "") for r in reversed(revisions)]
 
 
 # ---------------------------------------------------------------------------

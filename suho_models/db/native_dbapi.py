@@ -33,7 +33,7 @@ _NETWORK_ERRORS = (
 )
 
 
-class Error(connector.Error):
+class Error(connector.Error):  # type: ignore[misc]  # clickhouse_sqlalchemy is untyped
     """Base of the errors below (PEP 249); ``code`` is ClickHouse's error code."""
 
     def __init__(self, message: str, code: int | None = None) -> None:
@@ -80,7 +80,7 @@ def translated_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-class Cursor(connector.Cursor):
+class Cursor(connector.Cursor):  # type: ignore[misc]  # clickhouse_sqlalchemy is untyped
     def execute(self, operation: Any, parameters: Any = None, context: Any = None) -> None:
         try:
             super().execute(operation, parameters, context)
@@ -94,7 +94,7 @@ class Cursor(connector.Cursor):
             raise translate(exc.orig) from exc.orig
 
 
-class Connection(connector.Connection):
+class Connection(connector.Connection):  # type: ignore[misc]  # clickhouse_sqlalchemy is untyped
     def cursor(self) -> Cursor:
         return Cursor(self)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATABASE_NAME = "suho_analytics"
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint for MinIO/SeaweedFS (unset: AWS)."
+    )
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs checkpoints whose loading can run code (pickle, "
+        "joblib, SB3 zip); unset: <data_dir>/checkpoint.key, made 0600 on first use.",
     )
 
     @property

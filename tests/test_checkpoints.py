@@ -771,7 +771,9 @@ def test_prune_keeps_newest_best_and_deployed(
     models.deploy(ids[0], "production")
     models.deploy(ids[2], "production")  # ids[0] now archived: kept as rollback history
 
-    with pytest.raises(InvalidInputError, match=r"keep_last: .*greater than or equal to 0 \(got -1\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"keep_last: .*greater than or equal to 0 \(got -1\)"
+    ):
         models.prune(run_id, keep_last=-1)
     with pytest.raises(InvalidInputError, match=r"kind: .*\(got .old.\)"):
         models.prune(run_id, kind="old")

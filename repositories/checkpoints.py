@@ -321,9 +321,6 @@ def _one(type_: Any, value: Any, field: str) -> Any:
         raise InvalidInputError(f"{field}: {reason} (got {value!r:.80})") from None
 
 
-Stage = Literal[DeploymentStatus.STAGING, DeploymentStatus.PRODUCTION]
-
-
 def _stage(value: Any) -> DeploymentStatus:
     try:
         stage = DeploymentStatus(value)

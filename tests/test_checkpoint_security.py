@@ -426,3 +426,28 @@ def test_nothing_is_written_for_a_refused_load(
     with pytest.raises(UntrustedCheckpointError):
         models.load_object(info.checkpoint_id)
     assert db.scalar("SELECT count() FROM model_checkpoints") == before
+
+
+@pytest.mark.parametrize("backend", ["embedded"])
+def test_cli_signs_checkpoints_stored_before_signatures(
+    db: Database, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from suho.cli import app
+
+    run_id = new_run(db)
+    legacy = insert_pre_signature_row(
+        db, "model_checkpoints", run_id, "joblib", pickle.dumps([1, 2]),
+        model_name="xgb", model_type="xgboost",
+    )  # fmt: skip
+    monkeypatch.setenv("SUHO_DATABASE_URL", url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    refused = runner.invoke(app, ["checkpoints", "sign"])
+    assert refused.exit_code != 0 and "RUN_ID or --all" in refused.output
+    done = runner.invoke(app, ["checkpoints", "sign", str(run_id)])
+    assert done.exit_code == 0, done.output
+    assert "signed 1 checkpoint(s)" in done.output
+    assert ModelCheckpointRepository(db).load_object(legacy) == [1, 2]
+    assert "signed 0" in runner.invoke(app, ["checkpoints", "sign", "--all"]).output

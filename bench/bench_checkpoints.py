@@ -14,6 +14,8 @@ the INSERT, ``base64Decode`` in the SELECT, raw bytes out), ``object store``
 base64`` (the path before this change: Python encodes, the driver sends the text
 through SQLAlchemy's INSERT, reads it back as text, Python decodes).
 
+Each timed operation starts once the background merges of earlier inserts are done.
+
 Usage: ``python bench/bench_checkpoints.py [--mb 50] [--repeat 3]``. Results go to
 ``bench/results/checkpoints.json`` and ``checkpoints.md``. MB = 10^6 bytes.
 """
@@ -92,9 +94,20 @@ def _python_base64_load(repo: ModelCheckpointRepository, checkpoint_id: Any) -> 
     return data
 
 
-def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+def _quiet(db: Database, limit_s: float = 60.0) -> None:
+    """Wait for the background merges our inserts started: each 50 MB part merged
+    while we time the next operation would be measured with it."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and db.scalar(
+        "SELECT count() FROM system.merges WHERE database = currentDatabase()"
+    ):
+        time.sleep(0.2)
+
+
+def _timed(db: Database, fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     times, result = [], None
     for _ in range(repeat):
+        _quiet(db)
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
@@ -125,8 +138,8 @@ def _measure(db: Database, data: bytes, repeat: int, objects: Path) -> list[dict
         ),
     }
     for name, (save, load) in paths.items():
-        save_times, checkpoint_id = _timed(save, repeat)
-        load_times, back = _timed(lambda load=load, cid=checkpoint_id: load(cid), repeat)
+        save_times, checkpoint_id = _timed(db, save, repeat)
+        load_times, back = _timed(db, lambda load=load, cid=checkpoint_id: load(cid), repeat)
         assert back == data, name
         rows.append({"path": name, "save_s": save_times, "load_s": load_times})
     return rows
@@ -193,7 +206,8 @@ def _write(results: list[dict[str, Any]], size: int, repeat: int) -> None:
         "",
         f"Run {when} on {meta['cpus']} CPUs (1-min load average {load:.1f} at the end), "
         f"Python {meta['python']}, chdb {meta['chdb']}; one checkpoint of {size / 1e6:.0f} MB "
-        f"of random bytes, best and median of {repeat}. MB = 10^6 bytes.",
+        f"of random bytes, best and median of {repeat}, each after background merges settled. "
+        "MB = 10^6 bytes.",
         "",
         "| backend | path | save MB/s (best / median) | load + verify MB/s (best / median) |",
         "|---|---|---:|---:|",

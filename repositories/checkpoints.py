@@ -543,7 +543,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         """The row's base64, decoded by ClickHouse and sent as raw bytes."""
         column = f"`{self.binary_column}`"
         data = self.db.query_blob(
-            f"SELECT if(length({column}) = 0, '', tryBase64Decode({column})) "
+            f"SELECT tryBase64Decode({column}) "
             f"FROM `{self.table.name}` FINAL "
             "PREWHERE run_id = %(run_id)s AND checkpoint_id = %(checkpoint_id)s LIMIT 1",
             {"run_id": row["run_id"], "checkpoint_id": row["checkpoint_id"]},

@@ -189,7 +189,11 @@ class Database:
 
         rendered = render(sql, params)
         if self.http_port is not None:
-            return bytes(self._http_client().raw_query(f"{rendered} FORMAT RawBLOB"))
+            # Uncompressed: a model's bytes hardly compress, and decompressing costs.
+            raw_query = self._http_client().raw_query
+            return bytes(
+                raw_query(f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0})
+            )
         with self.engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             if self.is_embedded:

@@ -345,7 +345,6 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
     format_column: ClassVar[str]
     name_column: ClassVar[str]
     kind_column: ClassVar[str] = "checkpoint_kind"
-    save_request: ClassVar[type[_SaveRequest]]
     step_columns: ClassVar[tuple[str, ...]]
     """The progress counters, most significant first."""
 
@@ -799,7 +798,6 @@ class ModelCheckpointRepository(CheckpointRepository[ModelCheckpointInfo]):
     binary_column = "model_binary"
     format_column = "model_format"
     name_column = "model_name"
-    save_request = _ModelSave
     step_columns = ("iteration",)
 
     def save_checkpoint(
@@ -848,7 +846,6 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
     binary_column = "agent_binary"
     format_column = "agent_format"
     name_column = "agent_type"
-    save_request = _AgentSave
     step_columns = ("episode_number", "timestep")
 
     def save_checkpoint(

@@ -451,3 +451,18 @@ def test_cli_signs_checkpoints_stored_before_signatures(
     assert "signed 1 checkpoint(s)" in done.output
     assert ModelCheckpointRepository(db).load_object(legacy) == [1, 2]
     assert "signed 0" in runner.invoke(app, ["checkpoints", "sign", "--all"]).output
+
+
+def test_rl_resume_refuses_a_switched_checkpoint(
+    db: Database, agents: AgentCheckpointRepository, marker: Path
+) -> None:
+    from trainers.rl.config import RLConfig
+    from trainers.rl.trainer import RLTrainer
+
+    info = agents.save_checkpoint(new_agent_run(db, "ppo"), b"weights", "sb3_state")
+    tamper(db, "agent_checkpoints", info.checkpoint_id, agent_format="sb3_zip",
+           bytes=evil_sb3_zip(marker))  # fmt: skip
+    trainer = RLTrainer(RLConfig(agent="ppo"), db, store=agents.store)
+    with pytest.raises(UntrustedCheckpointError, match="not signed"):
+        trainer._restore(agents.get(info.checkpoint_id), None, trainer.config)
+    assert not marker.exists()

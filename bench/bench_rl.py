@@ -151,7 +151,6 @@ def _checkpoint_seconds(agent: str, market: Any, config: Any, db: Any) -> dict[s
     from repositories.checkpoints import AgentCheckpointRepository
     from repositories.runs import AgentRunRepository
     from trainers.rl.agents import OFF_POLICY, model_to_bytes, replay_buffer_to_bytes
-    from trainers.rl.store import put_replay_buffer
 
     model = _model(agent, market, config, 1000)
     model.learn(total_timesteps=1000)
@@ -159,13 +158,15 @@ def _checkpoint_seconds(agent: str, market: Any, config: Any, db: Any) -> dict[s
     repo = AgentCheckpointRepository(db)
     start = time.perf_counter()
     data = model_to_bytes(model)
-    repo.save_checkpoint(run.run_id, data, "sb3_zip", {"mean_reward": 0.0})
+    repo.save_checkpoint(run.run_id, data, "sb3_state", {"mean_reward": 0.0})
     agent_s = time.perf_counter() - start
     buffer_s, buffer_bytes = 0.0, 0
     if agent in OFF_POLICY:
         start = time.perf_counter()
         blob = replay_buffer_to_bytes(model)
-        put_replay_buffer(repo.store, run.run_id, 1000, blob)
+        repo.save_checkpoint(
+            run.run_id, data, "sb3_state", episode_number=1, timestep=1000, replay_buffer=blob
+        )
         buffer_s, buffer_bytes = time.perf_counter() - start, len(blob)
     return {
         "agent_seconds": agent_s,

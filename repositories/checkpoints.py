@@ -1,59 +1,85 @@
-"""The checkpoint store: save, verify, load, list, deploy and prune model and agent
-checkpoints (tables ``model_checkpoints`` and ``agent_checkpoints``).
+"""The checkpoint store: save, verify, load, list, deploy, sign and prune model and
+agent checkpoints (tables ``model_checkpoints`` and ``agent_checkpoints``).
 
 Why it works the way it does:
 
 * **Inline or object store.** Checkpoints up to ``inline_max_bytes`` (raw size)
   are kept base64 in the row itself (``storage="inline"``): one INSERT, nothing
-  else to back up. Larger ones go to an :class:`~repositories.object_store.ObjectStore`
+  else to back up. ClickHouse does the base64 both ways (``base64Encode`` on a
+  raw-bytes insert, ``base64Decode`` on a raw-bytes read), so Python never
+  encodes them. Larger ones go to an :class:`~repositories.object_store.ObjectStore`
   (a local directory by default, or S3) and the row keeps ``storage_uri``. The
   object is written before the row, so a row never points at a missing object.
 * **Integrity before deserialization.** Every row records ``size_bytes`` and the
-  ``sha256`` of the raw bytes. Loading recomputes the hash *before* anything is
-  deserialized and raises :class:`ChecksumMismatchError` on a mismatch.
-  Unpickling runs arbitrary code chosen by whoever wrote the bytes, so pickle and
-  joblib payloads are only unpickled once they are known to be the bytes this
-  store wrote (the hash lives in the table, not next to the object). This guards
-  against a corrupted or tampered object store or blob; whoever can write rows
-  to the table itself can also write a matching hash, so table write access
-  must stay as trusted as the code that loads the checkpoints.
+  ``sha256`` of the raw bytes; loading recomputes it and raises
+  :class:`ChecksumMismatchError` on a mismatch.
+* **No code from the database.** The hash lives in the same row as the bytes, so
+  whoever can write the table can write a matching one. Formats that run code on
+  load (:data:`~repositories.serialization.CODE_FORMATS`: pickle, joblib, SB3's
+  zip) are therefore signed at save with a key that is not in the database
+  (:mod:`repositories.signing`) and refused, before their bytes are even read,
+  when the signature does not verify. Data-only formats need no signature.
+  :meth:`CheckpointRepository.load_checkpoint` returns
+  :class:`~repositories.serialization.CheckpointBytes`: the bytes with the format
+  of the row they came from, which is what the deserializers go by.
+* **Companion blobs.** An agent checkpoint's replay buffer (off-policy resume) is
+  saved, hash-checked, loaded and deleted here, with its checkpoint.
 * **Listing never loads blobs.** Metadata reads select explicit columns, never
   ``model_binary``/``agent_binary``.
-* **A change is a new row.** Deployment changes re-insert the whole row (blob
-  included) with a strictly newer ``updated_at``; reads use ``FINAL``. Deletion
-  is a lightweight ``DELETE FROM``, then the object is removed.
+* **A change is a new row.** Deployment changes and signatures re-insert the
+  row (copied inside ClickHouse, blob included) with a strictly newer
+  ``updated_at``; reads use ``FINAL``. Deletion is a lightweight ``DELETE FROM``,
+  then the object is removed.
 * **One implementation, two tables.** :class:`CheckpointRepository` is generic;
   :class:`ModelCheckpointRepository` and :class:`AgentCheckpointRepository` only
   name their columns and add their own ``save_checkpoint`` keywords.
 
-``agent_checkpoints`` has no ``checkpoint_kind`` column: an agent checkpoint's
-kind is kept in its ``metrics_json`` under :data:`KIND_METRIC_KEY` and taken out
-of ``metrics`` again when read.
+Before migration 0002 an agent checkpoint's kind was kept in ``metrics_json`` under
+:data:`KIND_METRIC_KEY`; 0002 moved it to the ``checkpoint_kind`` column, and the
+key stays reserved.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import math
 import numbers
-import pickle
+import re
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
+from repositories import signing
 from repositories.base import Repository, next_version, utcnow
-from repositories.errors import InvalidInputError, NotFoundError, RepositoryError
+from repositories.errors import InvalidInputError, NotFoundError, describe_validation_error
 from repositories.object_store import ObjectStore, ObjectStoreError, object_store_from_uri
-from repositories.records import MAX_NAME_LENGTH, CheckpointInfo, Record, UtcDatetime
+from repositories.records import MAX_NAME_LENGTH, Record, UtcDatetime
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
+from repositories.serialization import (
+    CODE_FORMATS,
+    FILE_EXTENSIONS,
+    OBJECT_FORMATS,
+    CheckpointBytes,
+    CorruptCheckpointError,
+    UntrustedCheckpointError,
+    dumps_object,
+    loads_object,
+)
 from suho_models import AgentCheckpoint as AgentCheckpointModel
 from suho_models import ModelCheckpoint as ModelCheckpointModel
 from suho_models.db import Database
@@ -73,35 +99,26 @@ DEFAULT_INLINE_MAX_BYTES: int = Settings.model_fields["checkpoint_inline_max_byt
 """Raw checkpoints up to this size (100 MiB, the seed's threshold) are stored inline."""
 
 KIND_METRIC_KEY = "checkpoint_kind"
-"""Where an agent checkpoint's kind lives in ``metrics_json`` (no column for it)."""
+"""Where an agent checkpoint's kind lived in ``metrics_json`` before 0002 (reserved)."""
 
-SERIALIZED_FORMATS = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB})
+SERIALIZED_FORMATS = OBJECT_FORMATS
 """Formats this module serializes and deserializes; the others are library-native bytes."""
 
 DEPLOY_STAGES = (DeploymentStatus.STAGING, DeploymentStatus.PRODUCTION)
 LIVE_STATUSES = frozenset(DEPLOY_STAGES)
 
-FILE_EXTENSIONS: dict[ModelFormat, str] = {
-    ModelFormat.PICKLE: "pkl",
-    ModelFormat.JOBLIB: "joblib",
-    ModelFormat.ONNX: "onnx",
-    ModelFormat.XGBOOST_UBJSON: "ubj",
-    ModelFormat.XGBOOST_JSON: "json",
-    ModelFormat.LIGHTGBM_TEXT: "txt",
-    ModelFormat.CATBOOST_CBM: "cbm",
-    ModelFormat.SB3_ZIP: "zip",
-    ModelFormat.RAW: "bin",
-}
+REPLAY_BUFFER_PREFIX = "agent_replay_buffers"
+"""Object-store folder of replay buffers; a buffer's key names its SHA-256."""
+REPLAY_BUFFER_SUFFIX = ".npz"
+LEGACY_REPLAY_BUFFER_SUFFIX = ".pkl.zlib"
+"""Pickled buffers written before arrays: load only from a signed checkpoint."""
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{64})(\.npz|\.pkl\.zlib)$")
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 
 
 # --------------------------------------------------------------------------- errors
-class CorruptCheckpointError(RepositoryError):
-    """The stored bytes of a checkpoint cannot be trusted; nothing was deserialized."""
-
-
 class ChecksumMismatchError(CorruptCheckpointError):
     """The bytes read back do not hash to the SHA-256 recorded when they were saved."""
 
@@ -117,7 +134,11 @@ class ChecksumMismatchError(CorruptCheckpointError):
 
 # --------------------------------------------------------------------------- records
 class CheckpointRecord(Record):
-    """Metadata shared by both checkpoint tables (never the bytes)."""
+    """A checkpoint's metadata (never its bytes): the one record type of both tables.
+
+    :class:`ModelCheckpointInfo` and :class:`AgentCheckpointInfo` add their table's
+    columns; ``name``, ``step``, ``format`` and ``kind`` read the same on both.
+    """
 
     metric_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -163,26 +184,6 @@ class CheckpointRecord(Record):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
         return float(value)
-
-    def to_info(self) -> CheckpointInfo:
-        """The table-neutral :class:`~repositories.records.CheckpointInfo`."""
-        return CheckpointInfo(
-            checkpoint_id=self.checkpoint_id,
-            run_id=self.run_id,
-            name=self.name,
-            kind=self.kind.value,
-            step=self.step,
-            format=self.format.value,
-            size_bytes=self.size_bytes,
-            sha256=self.sha256,
-            storage=self.storage.value,
-            storage_uri=self.storage_uri,
-            metrics=dict(self.metrics),
-            deployment_status=self.deployment_status,
-            deployed_at=self.deployed_at,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
 
 
 class ModelCheckpointInfo(CheckpointRecord):
@@ -242,6 +243,93 @@ class AgentCheckpointInfo(CheckpointRecord):
 
 
 InfoT = TypeVar("InfoT", bound=CheckpointRecord)
+M = TypeVar("M", bound=BaseModel)
+
+
+# --------------------------------------------------------------------------- validation
+def _integral(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _metric_value(value: Any) -> float | int | None:
+    """Metric values: numbers (NaN and inf kept: a diverged loss is a result) or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError("expected a number")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+Counter32 = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=UINT32_MAX)]
+Counter64 = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=UINT64_MAX)]
+MetricName = Annotated[str, Strict(), StringConstraints(min_length=1)]
+MetricValue = Annotated[Any, BeforeValidator(_metric_value)]
+
+
+class _SaveRequest(BaseModel):
+    """What ``save_checkpoint`` is given, validated before anything is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: ModelFormat
+    kind: CheckpointKind = CheckpointKind.INTERMEDIATE
+    metrics: dict[MetricName, MetricValue] = Field(default_factory=dict)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if KIND_METRIC_KEY in value:  # read back as the pre-0002 kind, so reserved
+            raise ValueError(f"{KIND_METRIC_KEY!r} is reserved, pass kind= instead")
+        return value
+
+
+class _ModelSave(_SaveRequest):
+    iteration: Counter32 = 0
+
+
+class _AgentSave(_SaveRequest):
+    episode_number: Counter32 = 0
+    timestep: Counter64 = 0
+
+
+class _PruneRequest(BaseModel):
+    keep_last: Annotated[int, Strict(), Field(ge=0)]
+    kind: CheckpointKind
+    mode: Literal["min", "max"]
+
+
+def _valid(model: type[M], what: str, **values: Any) -> M:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc, what)) from None
+
+
+def _one(type_: Any, value: Any, field: str) -> Any:
+    """One value checked against a type; the error names the field and the value."""
+    try:
+        return TypeAdapter(type_).validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise InvalidInputError(f"{field}: {reason} (got {value!r:.80})") from None
+
+
+def _stage(value: Any) -> DeploymentStatus:
+    try:
+        stage = DeploymentStatus(value)
+    except ValueError:
+        stage = None
+    if stage not in DEPLOY_STAGES:
+        allowed = ", ".join(s.value for s in DEPLOY_STAGES)
+        raise InvalidInputError(f"stage: expected one of {allowed} (got {value!r})")
+    return stage  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- repository
@@ -256,10 +344,9 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
     binary_column: ClassVar[str]
     format_column: ClassVar[str]
     name_column: ClassVar[str]
-    kind_column: ClassVar[str | None]
-    """None: the kind is kept in ``metrics_json`` (see :data:`KIND_METRIC_KEY`)."""
-    step_columns: ClassVar[tuple[tuple[str, int], ...]]
-    """(column, maximum) of the progress counters, most significant first."""
+    kind_column: ClassVar[str] = "checkpoint_kind"
+    step_columns: ClassVar[tuple[str, ...]]
+    """The progress counters, most significant first."""
 
     def __init__(
         self,
@@ -278,6 +365,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         self.runs = self.run_repository(db)
         self.inline_max_bytes = inline_max_bytes
         self._store = store
+        self._key: bytes | None = None
 
     @property
     def store(self) -> ObjectStore:
@@ -288,126 +376,153 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             )
         return self._store
 
+    @property
+    def key(self) -> bytes:
+        """The signing key, read (or made) the first time a signature is needed."""
+        if self._key is None:
+            self._key = signing.checkpoint_key()
+        return self._key
+
     # ------------------------------------------------------------------ columns
     @property
     def _info_columns(self) -> list[Any]:
         return [c for c in self.table.columns if c.name != self.binary_column]
 
-    def _blob_columns(self) -> list[Any]:
-        c = self.table.c
-        return [
-            c.checkpoint_id,
-            c.run_id,
-            c[self.format_column],
-            c.size_bytes,
-            c.sha256,
-            c.storage,
-            c.storage_uri,
-            c[self.binary_column],
-        ]
+    # ------------------------------------------------------------------ signatures
+    def _signed_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """What a signature vouches for: the bytes (by hash and size), their format and
+        which checkpoint of which run and table they are, and the companion blob."""
+        return {
+            "table": self.table.name,
+            "checkpoint_id": row["checkpoint_id"],
+            "run_id": row["run_id"],
+            "format": row[self.format_column],
+            "size_bytes": row["size_bytes"],
+            "sha256": row["sha256"],
+            "companion": self._companion_uri(row),
+        }
+
+    def _companion_uri(self, row: Mapping[str, Any]) -> str:
+        return ""
+
+    def _untrusted_reason(self, row: Mapping[str, Any]) -> str | None:
+        return signing.check(self._signed_fields(row), row.get("signature") or "", self.key)
+
+    def _refuse(
+        self, row: Mapping[str, Any], reason: str, what: str = ""
+    ) -> UntrustedCheckpointError:
+        return UntrustedCheckpointError(
+            f"{self.table.name}: checkpoint {row['checkpoint_id']}{what} is "
+            f"{row[self.format_column]}, a format that runs code when loaded, and {reason}; "
+            "refusing to load it. Checkpoints saved before signatures existed are signed "
+            f"once by a trusted operator: sign_checkpoints(db, run_id={str(row['run_id'])!r})"
+        )
 
     # ------------------------------------------------------------------ save
     def _save(
         self,
         run_id: uuid.UUID | str,
         obj_or_bytes: Any,
-        format: ModelFormat | str,
-        metrics: Mapping[str, Any] | None,
+        request: _SaveRequest,
         *,
-        kind: CheckpointKind | str,
-        steps: Mapping[str, Any],
         columns: Mapping[str, Any],
+        companion: bytes | None = None,
     ) -> InfoT:
-        """Validate everything, write the bytes (object first), then the row.
+        """Validate everything, write the bytes (objects first), then the row.
 
         ``run_id`` must be a known run: the subclasses look it up first.
         """
-        fmt = _enum(ModelFormat, format, "format")
-        checkpoint_kind = _enum(CheckpointKind, kind, "kind")
-        counters = {
-            name: _counter(steps.get(name, 0), name, high) for name, high in self.step_columns
-        }
-        values = _metrics(metrics)
-        if KIND_METRIC_KEY in values:  # read back as the pre-0002 kind, so reserved
-            raise InvalidInputError(f"metrics: {KIND_METRIC_KEY!r} is reserved, pass kind= instead")
+        fmt = request.format
         run_key = _uuid(run_id, "run_id")
-        payload = _serialize(obj_or_bytes, fmt)
+        payload = _payload(obj_or_bytes, fmt)
 
         checkpoint_id = uuid.uuid4()
         now = utcnow()
-        stored = dict(values)
-        if self.kind_column is None:
-            stored[KIND_METRIC_KEY] = checkpoint_kind.value
         row: dict[str, Any] = {
             "checkpoint_id": checkpoint_id,
             "run_id": run_key,
             **columns,
-            **counters,
+            **{name: getattr(request, name) for name in self.step_columns},
+            self.kind_column: request.kind.value,
             self.format_column: fmt.value,
             "size_bytes": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest(),
-            "metrics_json": json.dumps(stored, sort_keys=True, allow_nan=True),
+            "metrics_json": json.dumps(request.metrics, sort_keys=True, allow_nan=True),
             "deployment_status": DeploymentStatus.NOT_DEPLOYED.value,
             "deployed_at": None,
-            "signature": "",
             "created_at": _millis(now),
             "updated_at": now,
         }
-        if self.kind_column is not None:
-            row[self.kind_column] = checkpoint_kind.value
         for name in self.record.metric_fields:  # type: ignore[attr-defined]
-            value = values.get(name)
+            value = request.metrics.get(name)
             row[name] = None if value is None else float(value)
 
-        uri = ""
-        if len(payload) <= self.inline_max_bytes:
-            row.update(storage=StorageKind.INLINE.value, storage_uri="")
-            row[self.binary_column] = base64.b64encode(payload).decode("ascii")
-        else:
-            store = self.store
-            ext = FILE_EXTENSIONS[fmt]
-            uri = store.put(f"{self.table.name}/{run_key}/{checkpoint_id}.{ext}", payload)
-            row.update(storage=store.kind.value, storage_uri=uri)
-            row[self.binary_column] = ""
+        written: list[str] = []
         try:
-            self._insert_rows([row])
+            if companion is not None:
+                written.append(self._put_companion(run_key, row, companion))
+            inline = len(payload) <= self.inline_max_bytes
+            if inline:
+                row.update(storage=StorageKind.INLINE.value, storage_uri="")
+            else:
+                store = self.store
+                key = f"{self.table.name}/{run_key}/{checkpoint_id}.{FILE_EXTENSIONS[fmt]}"
+                written.append(store.put(key, payload))
+                row.update(storage=store.kind.value, storage_uri=written[-1])
+            row["signature"] = (
+                signing.sign(self._signed_fields(row), self.key) if fmt in CODE_FORMATS else ""
+            )
+            if inline:
+                self.db.insert_row_with_blob(
+                    self.table.name, row, self.binary_column, payload, encode="base64Encode"
+                )
+            else:
+                self._insert_rows([{**row, self.binary_column: ""}])
         except BaseException:
-            if uri:
+            for uri in written:
                 self._delete_object(checkpoint_id, uri)
             raise
         return self._to_info(row)
 
+    def _put_companion(self, run_id: uuid.UUID, row: dict[str, Any], data: bytes) -> str:
+        raise InvalidInputError(f"{self.table.name}: checkpoints have no companion blobs")
+
     # ------------------------------------------------------------------ load
-    def load_checkpoint(self, checkpoint_id: uuid.UUID | str) -> bytes:
-        """The checkpoint's bytes, verified against the recorded SHA-256."""
-        return self._verified_bytes(self._blob_row(checkpoint_id))
+    def load_checkpoint(self, checkpoint_id: uuid.UUID | str) -> CheckpointBytes:
+        """The checkpoint's bytes, verified against the recorded SHA-256 and, for
+        formats that run code, against the row's signature (checked before the bytes
+        are read). They carry the format of the row they came from."""
+        row = self._meta_row(checkpoint_id)
+        fmt = ModelFormat(row[self.format_column])
+        trusted = False
+        if fmt in CODE_FORMATS:
+            reason = self._untrusted_reason(row)
+            if reason is not None:
+                raise self._refuse(row, reason)
+            trusted = True
+        return CheckpointBytes(
+            self._verified_bytes(row), fmt, row["checkpoint_id"], trusted=trusted
+        )
 
     def load_object(self, checkpoint_id: uuid.UUID | str) -> Any:
-        """Deserialize a pickle/joblib checkpoint, only after its hash is verified.
+        """Deserialize a pickle/joblib checkpoint: signature and hash verified first.
 
-        Unpickling executes code named in the bytes, so tampered or corrupted
-        bytes must never reach it: :class:`ChecksumMismatchError` is raised first.
         Library-native formats are refused: load their bytes with
         :meth:`load_checkpoint` and hand them to the library.
         """
-        row = self._blob_row(checkpoint_id)
+        row = self._meta_row(checkpoint_id)
         fmt = ModelFormat(row[self.format_column])
         if fmt not in SERIALIZED_FORMATS:
             raise InvalidInputError(
                 f"checkpoint {row['checkpoint_id']} is {fmt.value}, a library-native format: "
                 "use load_checkpoint() and the library's own loader"
             )
-        data = self._verified_bytes(row)
-        if fmt is ModelFormat.PICKLE:
-            return pickle.loads(data)
-        joblib = _import_joblib()
-        return joblib.load(io.BytesIO(data))
+        data = self.load_checkpoint(row["checkpoint_id"])
+        return loads_object(data, data.format)
 
-    def _blob_row(self, checkpoint_id: uuid.UUID | str) -> Mapping[str, Any]:
+    def _meta_row(self, checkpoint_id: uuid.UUID | str) -> Mapping[str, Any]:
         key = _uuid(checkpoint_id, "checkpoint_id")
-        rows = self._select(
-            self.table.c.checkpoint_id == key, columns=self._blob_columns(), limit=1
-        )
+        rows = self._select(self.table.c.checkpoint_id == key, columns=self._info_columns, limit=1)
         if not rows:
             raise NotFoundError(f"{self.table.name}: no checkpoint with checkpoint_id {key}")
         return rows[0]
@@ -415,17 +530,28 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
     def _verified_bytes(self, row: Mapping[str, Any]) -> bytes:
         checkpoint_id = row["checkpoint_id"]
         if row["storage"] == StorageKind.INLINE.value:
-            try:
-                data = base64.b64decode(row[self.binary_column], validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise CorruptCheckpointError(
-                    f"checkpoint {checkpoint_id}: inline bytes are not valid base64 ({exc})"
-                ) from None
+            data = self._inline_bytes(row)
         else:
             data = self._store_for(checkpoint_id, row["storage_uri"]).get(row["storage_uri"])
         actual = hashlib.sha256(data).hexdigest()
         if actual != row["sha256"]:
             raise ChecksumMismatchError(checkpoint_id, row["sha256"], actual, len(data))
+        return data
+
+    def _inline_bytes(self, row: Mapping[str, Any]) -> bytes:
+        """The row's base64, decoded by ClickHouse and sent as raw bytes."""
+        column = f"`{self.binary_column}`"
+        data = self.db.query_blob(
+            f"SELECT tryBase64Decode({column}) "
+            f"FROM `{self.table.name}` FINAL "
+            "PREWHERE run_id = %(run_id)s AND checkpoint_id = %(checkpoint_id)s LIMIT 1",
+            {"run_id": row["run_id"], "checkpoint_id": row["checkpoint_id"]},
+        )
+        if not data:  # never empty when saved; tryBase64Decode gives '' for invalid input
+            raise CorruptCheckpointError(
+                f"checkpoint {row['checkpoint_id']}: inline bytes are not valid base64 "
+                "(or missing); refusing to load it"
+            )
         return data
 
     def _store_for(self, checkpoint_id: uuid.UUID, uri: str) -> ObjectStore:
@@ -437,24 +563,56 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             )
         return store
 
+    # ------------------------------------------------------------------ signing
+    def sign(self, checkpoint_id: uuid.UUID | str) -> InfoT | None:
+        """Sign a checkpoint stored before signatures existed (its hash is checked first).
+
+        For a trusted operator, once, on a store nobody else could write yet: a
+        signature vouches that the bytes are ours. Returns the new row's record, or
+        None when it needs none (a data-only format, or already validly signed).
+        """
+        row = self._meta_row(checkpoint_id)
+        if ModelFormat(row[self.format_column]) not in CODE_FORMATS:
+            return None
+        if self._untrusted_reason(row) is None:
+            return None
+        self._verified_bytes(row)
+        for uri in self._companion_uris(self._to_info(row)):
+            self._verified_companion(row, uri)
+        signature = signing.sign(self._signed_fields(row), self.key)
+        return self._new_version(row, {"signature": signature})
+
+    def _verified_companion(self, row: Mapping[str, Any], uri: str) -> bytes:
+        raise NotImplementedError
+
+    def _new_version(self, row: Mapping[str, Any], changes: Mapping[str, Any]) -> InfoT:
+        """Insert a newer version of a row, copied inside ClickHouse (blob included)."""
+        from suho_models.db.chdb_dbapi import render_literal
+
+        updated_at = next_version(_as_utc(row["updated_at"]))
+        values = {**changes, "updated_at": updated_at}
+        replace = ", ".join(f"{render_literal(v)} AS `{k}`" for k, v in values.items())
+        params = {"run_id": row["run_id"], "checkpoint_id": row["checkpoint_id"]}
+        self.db.execute(
+            f"INSERT INTO `{self.table.name}` SELECT * REPLACE ({replace.replace('%', '%%')}) "
+            f"FROM `{self.table.name}` FINAL "
+            "PREWHERE run_id = %(run_id)s AND checkpoint_id = %(checkpoint_id)s",
+            params,
+        )
+        return self._to_info({**row, **values})
+
     # ------------------------------------------------------------------ metadata
     def _to_info(self, row: Mapping[str, Any]) -> InfoT:
         data = {k: v for k, v in row.items() if k != self.binary_column}
         raw = data.pop("metrics_json", "") or "{}"
         metrics = json.loads(raw) if isinstance(raw, str) else dict(raw)
-        legacy_kind = metrics.pop(KIND_METRIC_KEY, CheckpointKind.INTERMEDIATE)  # before 0002
-        if self.kind_column is None:
-            data["checkpoint_kind"] = legacy_kind
+        metrics.pop(KIND_METRIC_KEY, None)  # rows from before 0002; the column holds it
         data["metrics"] = metrics
         return self.record.model_validate(data)  # type: ignore[return-value]
 
     def get(self, checkpoint_id: uuid.UUID | str) -> InfoT:
         """Metadata of one checkpoint (no bytes); NotFoundError if unknown."""
-        key = _uuid(checkpoint_id, "checkpoint_id")
-        rows = self._select(self.table.c.checkpoint_id == key, columns=self._info_columns, limit=1)
-        if not rows:
-            raise NotFoundError(f"{self.table.name}: no checkpoint with checkpoint_id {key}")
-        return self._to_info(rows[0])
+        return self._to_info(self._meta_row(checkpoint_id))
 
     def list(
         self,
@@ -465,19 +623,15 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
     ) -> list[InfoT]:
         """A run's checkpoints, oldest first (by training progress), without bytes."""
         key = self.runs.require(run_id)
-        wanted_kind = None if kind is None else _enum(CheckpointKind, kind, "kind")
-        wanted_status = (
-            None
-            if deployment_status is None
-            else _enum(DeploymentStatus, deployment_status, "deployment_status")
-        )
         c = self.table.c
         where = [c.run_id == key]
-        if wanted_kind is not None:
-            where.append(c.checkpoint_kind == wanted_kind.value)
-        if wanted_status is not None:
-            where.append(c.deployment_status == wanted_status.value)
-        infos = [self._to_info(r) for r in self._select(*where, columns=self._info_columns)]
+        if kind is not None:
+            where.append(c[self.kind_column] == _one(CheckpointKind, kind, "kind").value)
+        if deployment_status is not None:
+            status = _one(DeploymentStatus, deployment_status, "deployment_status")
+            where.append(c.deployment_status == status.value)
+        rows = self._select(*where, columns=self._info_columns)
+        infos = [self._to_info(r) for r in rows]
         return sorted(infos, key=lambda i: (*i.order_key, str(i.checkpoint_id)))
 
     def latest(self, run_id: uuid.UUID | str) -> InfoT | None:
@@ -521,38 +675,25 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         """Put a checkpoint in ``staging`` or ``production``.
 
         The checkpoint that held that stage for the same name (model name, or
-        agent type) moves to ``archived``. Written as new rows (whole rows, blob
-        included, since FINAL keeps only the newest) in one INSERT.
+        agent type) moves to ``archived``. Written as new row versions, copied
+        inside ClickHouse (blob included, since FINAL keeps only the newest).
         """
         target = _stage(stage)
-        key = _uuid(checkpoint_id, "checkpoint_id")
-        c = self.table.c
-        current = self._select(c.checkpoint_id == key, limit=1)
-        if not current:
-            raise NotFoundError(f"{self.table.name}: no checkpoint with checkpoint_id {key}")
-        row = dict(current[0])
+        row = self._meta_row(checkpoint_id)
         if row["deployment_status"] == target.value:
             return self._to_info(row)
+        c = self.table.c
         holders = self._select(
             c[self.name_column] == row[self.name_column],
             c.deployment_status == target.value,
-            c.checkpoint_id != key,
+            c.checkpoint_id != row["checkpoint_id"],
+            columns=self._info_columns,
         )
-        now = utcnow()
-        changed = []
         for holder in holders:
-            archived = dict(holder)
-            archived["deployment_status"] = DeploymentStatus.ARCHIVED.value
-            archived["updated_at"] = next_version(_as_utc(holder["updated_at"]))
-            changed.append(archived)
-        row.update(
-            deployment_status=target.value,
-            deployed_at=_millis(now),
-            updated_at=next_version(_as_utc(row["updated_at"])),
+            self._new_version(holder, {"deployment_status": DeploymentStatus.ARCHIVED.value})
+        return self._new_version(
+            row, {"deployment_status": target.value, "deployed_at": _millis(utcnow())}
         )
-        changed.append(row)
-        self._insert_rows(changed)
-        return self._to_info(row)
 
     def deployed(
         self, name_or_type: str, stage: DeploymentStatus | str = DeploymentStatus.PRODUCTION
@@ -571,7 +712,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
 
     # ------------------------------------------------------------------ delete / prune
     def delete(self, checkpoint_id: uuid.UUID | str, *, force: bool = False) -> InfoT:
-        """Remove a checkpoint: every version of its row, then its object.
+        """Remove a checkpoint: every version of its row, then its objects.
 
         A checkpoint in staging or production is refused unless ``force``: deleting
         it would leave the stage pointing at nothing. The row goes first, so no
@@ -630,9 +771,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         archived: the rollback history) and, when ``metric`` is given, the run's
         best checkpoint by it. Returns the ids deleted.
         """
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            raise InvalidInputError(f"keep_last: expected an int >= 0 (got {keep_last!r})")
-        wanted = _enum(CheckpointKind, kind, "kind")
+        request = _valid(_PruneRequest, "prune", keep_last=keep_last, kind=kind, mode=mode)
         infos = self.list(run_id)
         protected = {
             i.checkpoint_id
@@ -640,11 +779,11 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             if i.deployment_status is not DeploymentStatus.NOT_DEPLOYED
         }
         if metric is not None:
-            best = self.best(run_id, metric, mode)
+            best = self.best(run_id, metric, request.mode)
             if best is not None:
                 protected.add(best.checkpoint_id)
-        candidates = [i for i in reversed(infos) if i.kind is wanted]
-        doomed = [i for i in candidates[keep_last:] if i.checkpoint_id not in protected]
+        candidates = [i for i in reversed(infos) if i.kind is request.kind]
+        doomed = [i for i in candidates[request.keep_last :] if i.checkpoint_id not in protected]
         if doomed:
             self._delete_rows_and_objects(doomed[0].run_id, doomed)
         return [i.checkpoint_id for i in doomed]
@@ -659,8 +798,7 @@ class ModelCheckpointRepository(CheckpointRepository[ModelCheckpointInfo]):
     binary_column = "model_binary"
     format_column = "model_format"
     name_column = "model_name"
-    kind_column = "checkpoint_kind"
-    step_columns = (("iteration", UINT32_MAX),)
+    step_columns = ("iteration",)
 
     def save_checkpoint(
         self,
@@ -677,10 +815,14 @@ class ModelCheckpointRepository(CheckpointRepository[ModelCheckpointInfo]):
 
         ``obj_or_bytes``: bytes are stored as they are (library-native formats:
         ``booster.save_raw("ubj")``, LightGBM's model string, ...); an object is
-        serialized here for ``pickle`` and ``joblib`` only. ``model_name`` (what
-        deployment is keyed on) defaults to the run's name; ``model_type`` is the
-        run's. Metrics named like a metric column also fill that column.
+        serialized here for ``pickle`` and ``joblib`` only (those are signed).
+        ``model_name`` (what deployment is keyed on) defaults to the run's name;
+        ``model_type`` is the run's. Metrics named like a metric column also fill
+        that column.
         """
+        request = _valid(
+            _ModelSave, "checkpoint", format=format, kind=kind, metrics=metrics, iteration=iteration
+        )
         run = self.runs.get(run_id)
         name = run.run_name if model_name is None else model_name
         if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
@@ -690,16 +832,13 @@ class ModelCheckpointRepository(CheckpointRepository[ModelCheckpointInfo]):
         return self._save(
             run.run_id,
             obj_or_bytes,
-            format,
-            metrics,
-            kind=kind,
-            steps={"iteration": iteration},
+            request,
             columns={"model_name": name, "model_type": run.model_type.value},
         )
 
 
 class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
-    """RL agent checkpoints (``agent_checkpoints``)."""
+    """RL agent checkpoints (``agent_checkpoints``), with their replay buffers."""
 
     model = AgentCheckpointModel
     record = AgentCheckpointInfo
@@ -707,8 +846,7 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
     binary_column = "agent_binary"
     format_column = "agent_format"
     name_column = "agent_type"
-    kind_column = "checkpoint_kind"
-    step_columns = (("episode_number", UINT32_MAX), ("timestep", UINT64_MAX))
+    step_columns = ("episode_number", "timestep")
 
     def save_checkpoint(
         self,
@@ -720,118 +858,122 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
         episode_number: int = 0,
         timestep: int = 0,
         kind: CheckpointKind | str = CheckpointKind.INTERMEDIATE,
-        replay_buffer_uri: str = "",
+        replay_buffer: bytes | None = None,
     ) -> AgentCheckpointInfo:
-        """Save an agent of an RL run (SB3 agents: the bytes of ``model.save()``'s zip).
+        """Save an agent of an RL run (``sb3_state`` bytes; ``sb3_zip`` is signed).
 
-        ``agent_type`` is the run's; deployment is keyed on it. ``replay_buffer_uri``
-        (off-policy resume) is recorded, and its object is deleted with the checkpoint.
+        ``replay_buffer``: the ``.npz`` arrays of an off-policy agent's buffer,
+        stored as a companion object (its key names its SHA-256, and the row keeps
+        its URI); it is loaded with :meth:`load_replay_buffer` and deleted with the
+        checkpoint. ``agent_type`` is the run's; deployment is keyed on it.
         """
-        run = self.runs.get(run_id)
-        if not isinstance(replay_buffer_uri, str):
+        request = _valid(
+            _AgentSave,
+            "checkpoint",
+            format=format,
+            kind=kind,
+            metrics=metrics,
+            episode_number=episode_number,
+            timestep=timestep,
+        )
+        if replay_buffer is not None and (
+            not isinstance(replay_buffer, bytes | bytearray | memoryview) or not replay_buffer
+        ):
             raise InvalidInputError(
-                f"replay_buffer_uri: expected a string (got {replay_buffer_uri!r})"
+                f"replay_buffer: expected non-empty bytes (got {type(replay_buffer).__name__})"
             )
+        run = self.runs.get(run_id)
         return self._save(
             run.run_id,
             obj_or_bytes,
-            format,
-            metrics,
-            kind=kind,
-            steps={"episode_number": episode_number, "timestep": timestep},
-            columns={"agent_type": run.agent_type.value, "replay_buffer_uri": replay_buffer_uri},
+            request,
+            columns={"agent_type": run.agent_type.value, "replay_buffer_uri": ""},
+            companion=None if replay_buffer is None else bytes(replay_buffer),
         )
+
+    def _put_companion(self, run_id: uuid.UUID, row: dict[str, Any], data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        key = f"{REPLAY_BUFFER_PREFIX}/{run_id}/{row['timestep']}-{digest}{REPLAY_BUFFER_SUFFIX}"
+        row["replay_buffer_uri"] = self.store.put(key, data)
+        return row["replay_buffer_uri"]
+
+    def _companion_uri(self, row: Mapping[str, Any]) -> str:
+        return row.get("replay_buffer_uri") or ""
 
     def _companion_uris(self, info: AgentCheckpointInfo) -> list[str]:
         """The replay buffer goes with its checkpoint: nothing else can resume from it."""
         return [info.replay_buffer_uri] if info.replay_buffer_uri else []
 
+    def load_replay_buffer(self, checkpoint_id: uuid.UUID | str) -> CheckpointBytes | None:
+        """The checkpoint's replay buffer, checked against the SHA-256 its URI names;
+        None when it has none. ``.npz`` arrays come as format ``raw`` (data only); a
+        pickled buffer from before arrays (format ``pickle``) only when the
+        checkpoint's signature, which covers the buffer's URI, verifies."""
+        row = self._meta_row(checkpoint_id)
+        uri = row["replay_buffer_uri"]
+        if not uri:
+            return None
+        legacy = uri.endswith(LEGACY_REPLAY_BUFFER_SUFFIX)
+        if legacy:
+            reason = self._untrusted_reason(row)
+            if ModelFormat(row[self.format_column]) not in CODE_FORMATS:
+                reason = f"its replay buffer {uri} is pickled, and pickles load only when signed"
+            if reason is not None:
+                raise self._refuse(row, reason, what=f" (replay buffer {uri})")
+        data = self._verified_companion(row, uri)
+        fmt = ModelFormat.PICKLE if legacy else ModelFormat.RAW
+        return CheckpointBytes(data, fmt, row["checkpoint_id"], trusted=legacy)
+
+    def _verified_companion(self, row: Mapping[str, Any], uri: str) -> bytes:
+        match = _HASH_IN_NAME.search(uri)
+        if match is None:
+            raise CorruptCheckpointError(f"replay buffer URI {uri!r} names no SHA-256")
+        data = self._store_for(row["checkpoint_id"], uri).get(uri)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != match.group(1):
+            raise CorruptCheckpointError(
+                f"replay buffer {uri}: SHA-256 mismatch (recorded {match.group(1)}, "
+                f"read {actual}); refusing to load it"
+            )
+        return data
+
+
+def sign_checkpoints(
+    db: Database, run_id: uuid.UUID | str | None = None, *, store: ObjectStore | None = None
+) -> list[uuid.UUID]:
+    """Sign the unsigned code-format checkpoints of one run, or of every run (None).
+
+    The migration step for checkpoints stored before signatures: a trusted operator
+    runs it once (``suho checkpoints sign RUN_ID|--all``). Each checkpoint's bytes
+    are hash-checked before it is signed. Returns the ids signed.
+    """
+    repos = (ModelCheckpointRepository(db, store), AgentCheckpointRepository(db, store))
+    if run_id is not None and not any(repo.runs.exists(run_id) for repo in repos):
+        raise NotFoundError(f"no supervised or RL run with run_id {run_id}")
+    signed: list[uuid.UUID] = []
+    for repo in repos:
+        table, fmt = repo.table.name, repo.format_column
+        codes = ", ".join(f"'{f.value}'" for f in sorted(CODE_FORMATS))
+        sql = f"SELECT checkpoint_id FROM `{table}` FINAL WHERE `{fmt}` IN ({codes})"
+        params: dict[str, Any] = {}
+        if run_id is not None:
+            if not repo.runs.exists(run_id):
+                continue
+            sql += " AND run_id = %(run_id)s"
+            params["run_id"] = _uuid(run_id, "run_id")
+        for (checkpoint_id,) in db.execute(sql, params):
+            if repo.sign(checkpoint_id) is not None:
+                signed.append(checkpoint_id)
+    return signed
+
 
 # --------------------------------------------------------------------------- helpers
-E = TypeVar("E", bound=Any)
-
-
-def _enum(enum: type[E], value: Any, field: str) -> E:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
-        raise InvalidInputError(f"{field}: expected one of {allowed} (got {value!r})") from None
-
-
-def _stage(value: Any) -> DeploymentStatus:
-    try:
-        stage = DeploymentStatus(value)
-    except ValueError:
-        stage = None
-    if stage not in DEPLOY_STAGES:
-        allowed = ", ".join(s.value for s in DEPLOY_STAGES)
-        raise InvalidInputError(f"stage: expected one of {allowed} (got {value!r})")
-    return stage  # type: ignore[return-value]
-
-
-def _counter(value: Any, field: str, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidInputError(f"{field}: expected an integer (got {value!r})")
-    if not 0 <= int(value) <= high:
-        raise InvalidInputError(f"{field}: must be within [0, {high}] (got {value})")
-    return int(value)
-
-
-def _metrics(metrics: Mapping[str, Any] | None) -> dict[str, float | int | None]:
-    """Metric names to numbers (NaN and inf kept: a diverged loss is a result)."""
-    if metrics is None:
-        return {}
-    if not isinstance(metrics, Mapping):
-        raise InvalidInputError(
-            f"metrics: expected a mapping of name to number (got {type(metrics).__name__})"
-        )
-    out: dict[str, float | int | None] = {}
-    for name, value in metrics.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidInputError(f"metrics: names must be non-empty strings (got {name!r})")
-        if value is None:
-            out[name] = None
-        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InvalidInputError(f"metrics.{name}: expected a number (got {value!r:.80})")
-        elif isinstance(value, numbers.Integral):
-            out[name] = int(value)
-        else:
-            out[name] = float(value)
-    return out
-
-
-def _serialize(obj: Any, fmt: ModelFormat) -> bytes:
-    if isinstance(obj, bytes | bytearray | memoryview):
-        data = bytes(obj)
-    elif fmt is ModelFormat.PICKLE:
-        try:
-            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise InvalidInputError(f"cannot pickle {type(obj).__name__}: {exc}") from None
-    elif fmt is ModelFormat.JOBLIB:
-        buffer = io.BytesIO()
-        try:
-            _import_joblib().dump(obj, buffer)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise InvalidInputError(f"cannot joblib-dump {type(obj).__name__}: {exc}") from None
-        data = buffer.getvalue()
-    else:
-        raise InvalidInputError(
-            f"format {fmt.value!r} is library-native: pass the bytes the library writes "
-            f"(got a {type(obj).__name__}); only pickle and joblib objects are serialized here"
-        )
+def _payload(obj: Any, fmt: ModelFormat) -> bytes:
+    raw = isinstance(obj, bytes | bytearray | memoryview)
+    data = bytes(obj) if raw else dumps_object(obj, fmt)
     if not data:
         raise InvalidInputError("checkpoint bytes are empty")
     return data
-
-
-def _import_joblib() -> Any:
-    try:
-        import joblib
-    except ImportError:
-        raise InvalidInputError("format 'joblib' needs joblib: pip install joblib") from None
-    return joblib
 
 
 def _millis(value: dt.datetime) -> dt.datetime:
@@ -846,12 +988,16 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 __all__ = [
     "DEFAULT_INLINE_MAX_BYTES",
     "KIND_METRIC_KEY",
+    "REPLAY_BUFFER_PREFIX",
     "AgentCheckpointInfo",
     "AgentCheckpointRepository",
+    "CheckpointBytes",
     "CheckpointRecord",
     "CheckpointRepository",
     "ChecksumMismatchError",
     "CorruptCheckpointError",
     "ModelCheckpointInfo",
     "ModelCheckpointRepository",
+    "UntrustedCheckpointError",
+    "sign_checkpoints",
 ]

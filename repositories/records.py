@@ -21,13 +21,11 @@ from pydantic import (
     Field,
     NonNegativeInt,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
 from suho_models.enums import (
     AgentType,
-    DeploymentStatus,
     ModelType,
     RewardFunctionType,
     RunStatus,
@@ -302,29 +300,3 @@ class RLTrial(RLTrialCreate):
     ent_coef: float | None = None
     tau: float | None = None
     recorded_at: UtcDatetime
-
-
-# --------------------------------------------------------------------------- checkpoints
-class CheckpointInfo(Record):
-    """Checkpoint metadata, without the bytes (listing never loads blobs)."""
-
-    checkpoint_id: uuid.UUID
-    run_id: uuid.UUID
-    name: str
-    kind: str
-    step: int
-    format: str
-    size_bytes: int
-    sha256: str
-    storage: str
-    storage_uri: str
-    metrics: dict[str, Any]
-    deployment_status: DeploymentStatus
-    deployed_at: UtcDatetime | None = None
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
-
-    @field_validator("metrics", mode="before")
-    @classmethod
-    def _parse_metrics(cls, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value

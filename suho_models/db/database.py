@@ -170,6 +170,60 @@ class Database:
                         settings=settings or None,
                     )
 
+    def insert_row_with_blob(
+        self, table: str, row: dict[str, Any], blob_column: str, blob: bytes, encode: str = ""
+    ) -> None:
+        """Insert one row whose ``blob_column`` is ``encode(blob)``, computed by ClickHouse.
+
+        The bytes travel raw (a temporary file read as RawBLOB on the embedded engine,
+        a Native block on a server), so no Python encoding and no SQL text of their
+        size: checkpoints keep base64 in the row without paying for it.
+        """
+        from suho_models.db.chdb_dbapi import quote_string, render_literal
+
+        if encode and not re.fullmatch(r"[A-Za-z0-9]+", encode):
+            raise ValueError(f"encode: expected a ClickHouse function name (got {encode!r})")
+        columns = ", ".join(f"`{name}`" for name in [*row, blob_column])
+        values = [render_literal(value) for value in row.values()]
+        values.append(f"{encode}(raw_blob)" if encode else "raw_blob")
+        head = f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(values)}"
+        if self.is_embedded:
+            import os
+            import tempfile
+
+            where = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # memory, not disk
+            with tempfile.NamedTemporaryFile(prefix="suho-blob-", dir=where, delete=False) as fh:
+                fh.write(blob)
+            try:
+                self.execute(f"{head} FROM file({quote_string(fh.name)}, 'RawBLOB')")
+            finally:
+                os.unlink(fh.name)
+        else:  # a Native block: faster than an HTTP body here (bench_checkpoints)
+            with self.engine.connect() as conn, translated_errors():
+                _native(conn).transport.execute(
+                    f"{head} FROM input('raw_blob String') FORMAT Native", [[blob]], columnar=True
+                )
+
+    def query_blob(self, sql: str, params: dict[str, Any] | None = None) -> bytes:
+        """The one String value ``sql`` selects, as raw bytes (b"" when no row)."""
+        from suho_models.db.chdb_dbapi import render
+
+        rendered = render(sql, params)
+        if self.http_port is not None:
+            # Uncompressed: a model's bytes hardly compress, and decompressing costs.
+            raw_query = self._http_client().raw_query
+            return bytes(
+                raw_query(f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0})
+            )
+        with self.engine.connect() as conn:
+            if self.is_embedded:
+                return bytes(_embedded(conn).client.raw_query(f"{rendered} FORMAT RawBLOB"))
+            with translated_errors():
+                rows = _native(conn).transport.execute(
+                    rendered, settings={"strings_as_bytes": True}
+                )
+            return bytes(rows[0][0]) if rows else b""
+
     def _datetime64_scales(self, table: str) -> dict[str, int]:
         """DateTime64 scale per column, so timestamps can travel as integer ticks."""
         cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_scale_cache", {})

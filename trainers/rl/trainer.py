@@ -57,7 +57,6 @@ from trainers.rl.config import RLConfig
 from trainers.rl.environment import env_config_json, load_market, make_vec_env
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.finrl_env import MarketData
-from trainers.rl.store import get_replay_buffer, put_replay_buffer
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +286,7 @@ class RLTrainer:
             final_id = self.checkpoints.save_checkpoint(
                 run_id,
                 model_to_bytes(model),
-                ModelFormat.SB3_ZIP,
+                ModelFormat.SB3_STATE,
                 {
                     **metrics.to_dict(),
                     "benchmark_total_return": evaluation.benchmark.total_return,
@@ -319,13 +318,16 @@ class RLTrainer:
 
     def _restore(self, info: AgentCheckpointInfo, env: Any, config: RLConfig) -> Any:
         model = load_model(
-            config.agent, self.checkpoints.load_checkpoint(info.checkpoint_id), env, config.device
+            config.agent,
+            self.checkpoints.load_checkpoint(info.checkpoint_id),
+            env,
+            config.device,
+            params=config.effective_agent_params,
+            timesteps=config.timesteps,
         )
         model._last_obs = None  # the env is new: learn() starts with a reset, a new episode
         if config.agent in OFF_POLICY and info.replay_buffer_uri:
-            restore_replay_buffer(
-                model, get_replay_buffer(self.checkpoints.store, info.replay_buffer_uri)
-            )
+            restore_replay_buffer(model, self.checkpoints.load_replay_buffer(info.checkpoint_id))
         model.set_random_seed(config.seed + int(model.num_timesteps))
         log.info(
             "resuming run %s from checkpoint %s (episode %d, step %d)",
@@ -352,20 +354,18 @@ class RLTrainer:
                 "run %s: reward rows not yet stored, checkpoint at %d skipped", run_id, timestep
             )
             return None
-        uri = ""
+        buffer = None
         if config.agent in OFF_POLICY and config.save_replay_buffer:
-            uri = put_replay_buffer(
-                self.checkpoints.store, run_id, timestep, replay_buffer_to_bytes(model)
-            )
+            buffer = replay_buffer_to_bytes(model)
         info = self.checkpoints.save_checkpoint(
             run_id,
             model_to_bytes(model),
-            ModelFormat.SB3_ZIP,
+            ModelFormat.SB3_STATE,
             callback.checkpoint_metrics(),
             episode_number=callback.episodes_done,
             timestep=timestep,
             kind=CheckpointKind.INTERMEDIATE,
-            replay_buffer_uri=uri,
+            replay_buffer=buffer,
         )
         log.info(
             "run %s: checkpoint at episode %d, step %d", run_id, callback.episodes_done, timestep

@@ -12,7 +12,6 @@ Libraries are imported inside the adapters, so importing this module is cheap.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from repositories.serialization import OBJECT_FORMATS, dumps_object, loads_object, require_trusted
 from suho_models.enums import ModelFormat, ModelType, TaskType
 
 OnIteration = Callable[[int, dict[str, float | None]], None]
@@ -133,15 +133,18 @@ class Booster(ABC):
         fmt = fmt or self.native_format
         if fmt not in self.formats:
             raise ValueError(f"model_format: {self.model_type} cannot save as {fmt.value!r}")
-        if fmt in (ModelFormat.PICKLE, ModelFormat.JOBLIB):
-            return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        if fmt in OBJECT_FORMATS:
+            return dumps_object(model, fmt)
         return self._native_bytes(model, fmt)
 
     def from_bytes(self, data: bytes, fmt: ModelFormat, task: TaskType) -> Any:
-        """Only call on bytes whose checksum was verified: pickle runs code."""
-        if fmt in (ModelFormat.PICKLE, ModelFormat.JOBLIB):
-            return pickle.loads(data)  # noqa: S301 - verified by the checkpoint store
-        return self._from_native(data, fmt, task)
+        """A model from checkpoint bytes. pickle and joblib run code, so they load only
+        from what the checkpoint store's ``load_checkpoint`` returned for a signed
+        row; for every format, bytes whose row format is not ``fmt`` are refused."""
+        fmt = ModelFormat(fmt)
+        if fmt in OBJECT_FORMATS:
+            return loads_object(data, fmt)
+        return self._from_native(require_trusted(data, fmt), fmt, task)
 
 
 # --------------------------------------------------------------------------- XGBoost

@@ -41,6 +41,7 @@ key stays reserved.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import json
@@ -329,7 +330,7 @@ def _stage(value: Any) -> DeploymentStatus:
     if stage not in DEPLOY_STAGES:
         allowed = ", ".join(s.value for s in DEPLOY_STAGES)
         raise InvalidInputError(f"stage: expected one of {allowed} (got {value!r})")
-    return stage  # type: ignore[return-value]
+    return stage
 
 
 # --------------------------------------------------------------------------- repository
@@ -453,7 +454,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             "created_at": _millis(now),
             "updated_at": now,
         }
-        for name in self.record.metric_fields:  # type: ignore[attr-defined]
+        for name in self.record.metric_fields:
             value = request.metrics.get(name)
             row[name] = None if value is None else float(value)
 
@@ -525,7 +526,8 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         rows = self._select(self.table.c.checkpoint_id == key, columns=self._info_columns, limit=1)
         if not rows:
             raise NotFoundError(f"{self.table.name}: no checkpoint with checkpoint_id {key}")
-        return rows[0]
+        row: Mapping[str, Any] = rows[0]
+        return row
 
     def _verified_bytes(self, row: Mapping[str, Any]) -> bytes:
         checkpoint_id = row["checkpoint_id"]
@@ -608,7 +610,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         metrics = json.loads(raw) if isinstance(raw, str) else dict(raw)
         metrics.pop(KIND_METRIC_KEY, None)  # rows from before 0002; the column holds it
         data["metrics"] = metrics
-        return self.record.model_validate(data)  # type: ignore[return-value]
+        return self.record.model_validate(data)
 
     def get(self, checkpoint_id: uuid.UUID | str) -> InfoT:
         """Metadata of one checkpoint (no bytes); NotFoundError if unknown."""
@@ -656,8 +658,8 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         infos = self.list(run_id)
         if not infos:
             return None
-        scored = [(i.metric(metric), i) for i in infos]
-        scored = [(v, i) for v, i in scored if v is not None]
+        values = [(i.metric(metric), i) for i in infos]
+        scored = [(v, i) for v, i in values if v is not None]
         if not scored:
             known = sorted(
                 {k for i in infos for k in i.metrics}
@@ -728,7 +730,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         self._delete_rows_and_objects(info.run_id, [info])
         return info
 
-    def _delete_rows_and_objects(self, run_id: uuid.UUID, infos: list[InfoT]) -> None:
+    def _delete_rows_and_objects(self, run_id: uuid.UUID, infos: builtins.list[InfoT]) -> None:
         """One lightweight DELETE for all (a DELETE is a mutation: costly per statement)."""
         if not infos:
             return
@@ -746,7 +748,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             for uri in self._companion_uris(info):
                 self._delete_object(info.checkpoint_id, uri)
 
-    def _companion_uris(self, info: InfoT) -> list[str]:
+    def _companion_uris(self, info: InfoT) -> builtins.list[str]:
         """Objects that belong to a checkpoint besides its own bytes: deleted with it."""
         return []
 
@@ -764,7 +766,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         *,
         metric: str | None = None,
         mode: Literal["min", "max"] = "min",
-    ) -> list[uuid.UUID]:
+    ) -> builtins.list[uuid.UUID]:
         """Delete all but the ``keep_last`` newest checkpoints of ``kind`` in a run.
 
         Always kept: checkpoints that are or were deployed (staging, production,
@@ -894,13 +896,14 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
     def _put_companion(self, run_id: uuid.UUID, row: dict[str, Any], data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         key = f"{REPLAY_BUFFER_PREFIX}/{run_id}/{row['timestep']}-{digest}{REPLAY_BUFFER_SUFFIX}"
-        row["replay_buffer_uri"] = self.store.put(key, data)
-        return row["replay_buffer_uri"]
+        uri: str = self.store.put(key, data)
+        row["replay_buffer_uri"] = uri
+        return uri
 
     def _companion_uri(self, row: Mapping[str, Any]) -> str:
         return row.get("replay_buffer_uri") or ""
 
-    def _companion_uris(self, info: AgentCheckpointInfo) -> list[str]:
+    def _companion_uris(self, info: AgentCheckpointInfo) -> builtins.list[str]:
         """The replay buffer goes with its checkpoint: nothing else can resume from it."""
         return [info.replay_buffer_uri] if info.replay_buffer_uri else []
 

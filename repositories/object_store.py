@@ -196,7 +196,8 @@ class S3ObjectStore:
         key = self._key(uri)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-            return response["Body"].read()
+            data: bytes = response["Body"].read()
+            return data
         except Exception as exc:
             if _s3_error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
                 raise ObjectNotFoundError(f"no object at {uri}") from None

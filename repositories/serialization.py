@@ -155,7 +155,7 @@ def dumps_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
         if np.asarray(array).dtype.hasobject:
             raise InvalidInputError(f"array {name!r}: object dtype cannot be stored as data")
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buffer, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
     return buffer.getvalue()
 
 

@@ -182,7 +182,7 @@ class RewardHistoryCallback(BaseCallback):
         buffer = self._buffer
         assert buffer is not None and self._cumulative is not None and self._episode is not None
         if buffer.size + n > buffer.capacity:
-            self._drain()
+            self.drain()
         cumulative = self._cumulative
         cumulative += rewards
         a, b = buffer.size, buffer.size + n
@@ -240,12 +240,12 @@ class RewardHistoryCallback(BaseCallback):
             and self.on_checkpoint is not None
             and self.episodes_done // every > before // every
         ):
-            self._drain()
+            self.drain()
             self.on_checkpoint(self)
             self.recent = []
 
-    def _drain(self) -> None:
-        """Hand the buffered rows to the writer."""
+    def drain(self) -> None:
+        """Hand the buffered rows to the writer (also after a crash: the trainer does)."""
         buffer = self._buffer
         if buffer is None or not buffer.size:
             return
@@ -253,7 +253,7 @@ class RewardHistoryCallback(BaseCallback):
         buffer.size = 0
 
     def _on_training_end(self) -> None:
-        self._drain()
+        self.drain()
 
     def checkpoint_metrics(self) -> dict[str, float | None]:
         """Performance at a checkpoint: the episodes finished since the previous one."""

@@ -261,6 +261,7 @@ class RLTrainer:
 
         saved: list[uuid.UUID] = []
         rewards = self.rewards.logger(run_id)
+        callback: RewardHistoryCallback | None = None
         try:
             if resuming:
                 rewards.flush()  # replays spool files a dead writer left, before the delete
@@ -299,6 +300,8 @@ class RLTrainer:
                     )
             episodes = callback.episodes_done
         finally:
+            if callback is not None:
+                callback.drain()  # the rows of the steps taken, even after a crash
             if not rewards.close():
                 log.warning(
                     "run %s: some reward_history rows could not be inserted yet; they are "

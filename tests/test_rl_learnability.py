@@ -6,7 +6,7 @@ beside it two noise features. The random walk: the same, with the returns indepe
 of the signal. On a fixed step budget PPO and SAC, with the default configuration
 (notional sizing, scaled observations, log_return x 100), must beat both doing nothing
 (Sharpe 0) and buy-and-hold by a margin in Sharpe on the held-out period, for two seeds,
-and must not on the random walk. The fast env keeps it within the suite's budget.
+and must not on the random walk (one seed). The fast env keeps it within the suite's budget.
 """
 
 from __future__ import annotations
@@ -101,5 +101,5 @@ def test_agents_learn_a_planted_signal_and_find_none_in_a_random_walk(agent: str
     planted = [sharpe_edge(agent, seed, 0.2) for seed in (1, 2)]
     for sharpe, benchmark in planted:
         assert sharpe > benchmark + MARGIN, (agent, planted)
-    walk = [sharpe_edge(agent, seed, 0.0) for seed in (1, 2)]
-    assert not all(sharpe > benchmark + MARGIN for sharpe, benchmark in walk), (agent, walk)
+    sharpe, benchmark = sharpe_edge(agent, 1, 0.0)  # one seed: the test's time budget
+    assert sharpe <= benchmark + MARGIN, (agent, "edge on a random walk", sharpe, benchmark)

@@ -635,7 +635,7 @@ def test_cli_options_and_resume_overrides() -> None:
         {"agent": "sac", "timesteps": 500, "reward": None, "tune": 3, "resume": None}
     )
     assert cfg.agent is AgentType.SAC and cfg.tuning.trials == 3
-    assert cfg.reward is RewardFunctionType.PORTFOLIO_VALUE_CHANGE  # None: not given
+    assert cfg.reward is RewardFunctionType.LOG_RETURN  # None: not given, the default
     stored = RLConfig(agent="td3", timesteps=1000, seed=5)
     run_id = uuid.uuid4()
     resumed = RLConfig(resume=run_id, timesteps=2000, agent="ppo").for_resume(stored)

@@ -215,6 +215,7 @@ class RewardPoint(Record):
 
     episode_number: NonNegativeInt
     timestep_number: NonNegativeInt
+    env_index: int = Field(default=0, ge=0, le=65535)
     step_reward: float
     episode_cumulative_reward: float
     episode_final_reward: float | None = None

@@ -89,6 +89,11 @@ class RewardLogger:
             **values,
         )
 
+    def log_columns(self, columns: Mapping[str, Any]) -> None:
+        """Queue many steps as columns (numpy / Arrow arrays); all or nothing, a bad value
+        raises here naming the field, the value and its index."""
+        self.writer.log_columns({"run_id": self.run_id, **columns})
+
     def flush(self) -> bool:
         return self.writer.flush()
 

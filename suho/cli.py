@@ -305,6 +305,13 @@ def train_rl(
     config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
     run_name: Annotated[str | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(help="fast (numpy, FinRL's dynamics; default) or finrl (FinRL's own env)."),
+    ] = None,
+    n_envs: Annotated[
+        int | None, typer.Option(min=1, help="Environments stepped side by side (default 1).")
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train a FinRL agent with Stable-Baselines3 and track the run.
@@ -327,6 +334,8 @@ def train_rl(
             "source": source,
             "run_name": run_name,
             "seed": seed,
+            "env": env,
+            "n_envs": n_envs,
         },
         config,
     )
@@ -555,14 +564,26 @@ def agents_list(
 @agents_app.command("show")
 def agents_show(run_id: str, as_json: JsonOption = False) -> None:
     """One agent run with its checkpoints and episode count."""
+    import json
+
     from repositories.tracking import RunKind, RunTrackingService
+    from suho_models.enums import CheckpointKind
 
     with _database() as db:
         tracking = RunTrackingService(db, RunKind.RL)
         run = tracking.runs.get(run_id)
         data = _dump(run) | {"stale": tracking.is_stale(run)}
         data["episodes_logged"] = len(tracking.series.reward_curve(run.run_id))
-        data["checkpoints"] = [_dump(c) for c in tracking.checkpoints.list(run.run_id)]
+        checkpoints = tracking.checkpoints.list(run.run_id)
+        data["checkpoints"] = [_dump(c) for c in checkpoints]
+        env = json.loads(run.env_config_json or "{}")
+        for key in ("env", "n_envs", "sizing", "observation", "reward", "reward_params"):
+            if key in env:
+                data[f"env_{key}" if key in ("env", "reward") else key] = env[key]
+        finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+        if finals:  # a stuck agent: few steps moving shares, saturated or constant actions
+            activity = {k: v for k, v in finals[-1].metrics.items() if k.startswith("eval_")}
+            data.update(activity)
     _show(
         data, as_json, f"agent run {run.run_id}", ("checkpoints", "config_json", "env_config_json")
     )

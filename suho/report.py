@@ -145,14 +145,21 @@ def rl_figures(db: Database, run_id: Any) -> list[Figure]:
     ax.legend()
     figures.append(Figure("losses", "Policy and value loss", _render(fig)))
 
-    from trainers.rl.report import trade_equity_curves
+    from trainers.rl.report import trade_evaluation
 
-    agent, buy_and_hold = trade_equity_curves(db, run_id)
+    evaluation = trade_evaluation(db, run_id)
+    agent = evaluation.equity["account_value"].to_numpy()
+    buy_and_hold = evaluation.equity["buy_and_hold"].to_numpy()
+    activity = evaluation.activity  # a stuck agent shows here: no moves, +-1, constant
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(agent, label="agent")
     ax.plot(buy_and_hold, label="buy and hold")
     ax.set(
-        title="Equity on the trade period",
+        title=(
+            f"Equity on the trade period: shares moved on {activity.share_moved:.0%} of "
+            f"steps, {activity.share_saturated:.0%} of actions at +-1"
+            + (", constant actions" if activity.constant_actions else "")
+        ),
         xlabel="trading step",
         ylabel="portfolio value (currency)",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from clickhouse_sqlalchemy import types
+
 from suho_models.base import (
     UUID,
     Base,
@@ -107,13 +109,17 @@ class AgentCheckpoint(Base):
     )
 
 
+ENV_INDEX_COMMENT = "Index of the parallel environment the step came from, from 0"
+
+
 class RewardStep(Base):
     """Per-step rewards; the episode's last step doubles as its kept-forever summary."""
 
     __tablename__ = "reward_history"
     __table_args__ = (
         detailed_series_engine(
-            order_by=("run_id", "episode_number", "timestep_number"),
+            order_by=("run_id", "episode_number", "timestep_number", "env_index"),
+            primary_key=("run_id", "episode_number", "timestep_number"),
             ttl=retention_ttl(keep_where="is_episode_end = 1"),
         ),
         {"comment": "RL rewards per step; episode-end summary rows never expire"},
@@ -124,6 +130,7 @@ class RewardStep(Base):
     timestep_number = column(
         UInt64, "Global environment step, from 1", primary_key=True, codec="Delta, ZSTD(1)"
     )
+    env_index = column(types.UInt16, ENV_INDEX_COMMENT, primary_key=True)
     step_reward = column(Float64, "Reward of this step")
     episode_cumulative_reward = column(Float64, "Sum of rewards in the episode so far")
     episode_final_reward = column(NullableFloat, "Episode total, set on its last step")

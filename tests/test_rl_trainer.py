@@ -55,7 +55,7 @@ START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SYMBOLS = ("EURUSD", "XAUUSD")
 TRAIN_DAYS = 80
 TRADE_DAYS = 20
-STATE_DIM = 1 + 2 * 2 + 8 * 2  # FinRL: cash, price and holding per ticker, 8 indicators each
+STATE_DIM = 1 + 2 + 8 * 2  # scaled: cash, position per ticker, 8 indicators each (no prices)
 
 SMALL_PARAMS: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "net_arch": "tiny"},
@@ -119,10 +119,18 @@ def test_train_tracks_everything(features_db: Database, agent: str) -> None:
     assert run.status is RunStatus.COMPLETED and run.agent_type is AgentType(agent)
     assert (run.state_dim, run.action_dim) == (STATE_DIM, 2)
     assert run.tickers == list(SYMBOLS)
-    assert run.reward_function_type is RewardFunctionType.PORTFOLIO_VALUE_CHANGE
+    assert run.reward_function_type is RewardFunctionType.LOG_RETURN  # the default
     assert run.train_end < run.trade_start <= run.trade_end
     env_config = json.loads(run.env_config_json)
-    assert env_config["state_space"] == STATE_DIM and env_config["train_days"] == TRAIN_DAYS
+    assert env_config["observation_space"] == STATE_DIM and env_config["train_days"] == TRAIN_DAYS
+    assert env_config["state_space"] == 1 + 2 * 2 + 8 * 2  # FinRL's state, before scaling
+    assert (env_config["env"], env_config["n_envs"], env_config["sizing"]) == (
+        "fast",
+        1,
+        "notional",
+    )
+    assert env_config["reward"] == "log_return" and env_config["reward_params"] == {"scaling": 100}
+    assert len(env_config["observation_scaling"]["tech_mean"]) == 8 * 2
     assert run.duration_seconds and run.duration_seconds > 0
 
     # reward_history: rows equal the steps taken, episodes counted right.
@@ -206,6 +214,35 @@ def assert_final_equal(run: Any, final: dict[str, float | None]) -> None:
             assert stored == pytest.approx(value, rel=1e-12, abs=1e-15), name
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["fast", "finrl"])
+def test_parallel_envs_log_every_env_step_once(features_db: Database, env: str) -> None:
+    """4 envs: one row per env-step, global step numbers 1..T in env order, every env's
+    episode numbered per run, every episode end counted toward checkpoints."""
+    n = 4
+    params = {"n_steps": 16, "batch_size": 32, "n_epochs": 1, "net_arch": "tiny"}
+    cfg = config("ppo", n_envs=n, env=env, timesteps=2 * TRAIN_DAYS * n, agent_params=params)
+    result = RLTrainer(cfg.model_copy(update={"checkpoint_every_episodes": 4}), features_db).run()
+    run = AgentRunRepository(features_db).get(result.run.run_id)
+    T = run.total_timesteps
+    steps_per_env = T // n
+    assert run.total_episodes == 2 * n and steps_per_env == 2 * TRAIN_DAYS
+    assert json.loads(run.env_config_json)["n_envs"] == n
+    history = RewardHistoryRepository(features_db)
+    steps = history.steps(run.run_id)
+    assert history.count(run.run_id) == len(steps) == T
+    assert [s.timestep_number for s in steps] == list(range(1, T + 1))
+    for s in steps:
+        batch, index = divmod(s.timestep_number - 1, n)
+        assert s.env_index == index
+        assert s.episode_number == batch // TRAIN_DAYS * n + index + 1
+        assert s.is_episode_end == ((batch + 1) % TRAIN_DAYS == 0)
+    ends = [s for s in steps if s.is_episode_end]
+    assert sorted(s.episode_number for s in ends) == list(range(1, 2 * n + 1))
+    checkpoints = AgentCheckpointRepository(features_db).list(run.run_id, kind="intermediate")
+    assert [c.episode_number for c in checkpoints] == [4, 8]
+
+
 @pytest.mark.parametrize("reward", list(RewardFunctionType))
 def test_reward_function_is_recorded(features_db: Database, reward: RewardFunctionType) -> None:
     result = RLTrainer(
@@ -217,7 +254,7 @@ def test_reward_function_is_recorded(features_db: Database, reward: RewardFuncti
     assert env_config["reward"] == reward.value
     expected = {
         RewardFunctionType.PORTFOLIO_VALUE_CHANGE: {"scaling": 1e-4},
-        RewardFunctionType.LOG_RETURN: {},
+        RewardFunctionType.LOG_RETURN: {"scaling": 100.0},
         RewardFunctionType.DIFFERENTIAL_SHARPE: {"eta": 0.01},
         RewardFunctionType.DRAWDOWN_PENALIZED: {"penalty": 0.2},
     }[reward]
@@ -476,7 +513,8 @@ def on_step(self):
     result = original(self)
     step = self.model.num_timesteps
     if step == flush_at:
-        self.rewards.flush()  # these rows past the checkpoint reach the table
+        self.drain()  # the callback's buffered rows to the writer,
+        self.rewards.flush()  # and these rows past the checkpoint to the table
     if step == hang_at:  # the rows after flush_at stay in memory: lost with the process
         print("HANGING", flush=True)
         time.sleep(600)
@@ -597,7 +635,7 @@ def test_cli_options_and_resume_overrides() -> None:
         {"agent": "sac", "timesteps": 500, "reward": None, "tune": 3, "resume": None}
     )
     assert cfg.agent is AgentType.SAC and cfg.tuning.trials == 3
-    assert cfg.reward is RewardFunctionType.PORTFOLIO_VALUE_CHANGE  # None: not given
+    assert cfg.reward is RewardFunctionType.LOG_RETURN  # None: not given, the default
     stored = RLConfig(agent="td3", timesteps=1000, seed=5)
     run_id = uuid.uuid4()
     resumed = RLConfig(resume=run_id, timesteps=2000, agent="ppo").for_resume(stored)

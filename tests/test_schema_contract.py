@@ -98,6 +98,7 @@ PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "String": (str,),
     "LowCardinality(String)": (str,),
     "UInt8": (int,),
+    "UInt16": (int,),
     "UInt32": (int,),
     "UInt64": (int,),
     "Float64": (float,),

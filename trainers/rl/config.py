@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,18 +20,20 @@ from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 log = logging.getLogger(__name__)
 
 DEFAULT_INDICATORS: tuple[str, ...] = (
-    "macd",
-    "bb_upper_20",
-    "bb_lower_20",
+    "macd_norm",
+    "bb_pctb_20",
+    "bb_width_20",
     "rsi_28",
     "cci_20",
     "natr_14",
-    "sma_20",
-    "sma_50",
+    "close_sma_20_ratio",
+    "close_sma_50_ratio",
 )
-"""ml_features' counterparts of FinRL's default ``INDICATORS`` (macd, boll_ub, boll_lb,
-rsi_30, cci_30, dx_30, close_30_sma, close_60_sma; ``natr_14`` stands in for dx_30):
-8 indicators keep the state small (2 tickers: 21 values) and training fast."""
+"""Stationary counterparts of FinRL's default ``INDICATORS`` (macd, boll_ub, boll_lb,
+rsi_30, cci_30, dx_30, close_30_sma, close_60_sma): MACD / close, Bollinger %B and
+width, close / SMA, ``natr_14`` for dx_30. No price level: a price lets an agent
+memorize the training path, and the trade period starts outside its range. 8 keep the
+state small (2 tickers: 19 scaled values) and training fast."""
 
 RESUME_OVERRIDABLE = frozenset(
     {
@@ -79,9 +81,13 @@ class RLConfig(BaseModel):
     agent: AgentType = AgentType.PPO
     timesteps: int = Field(default=100_000, gt=0)
     """Environment steps to train (on-policy algorithms round up to whole rollouts)."""
-    reward: RewardFunctionType = RewardFunctionType.PORTFOLIO_VALUE_CHANGE
+    reward: RewardFunctionType = RewardFunctionType.LOG_RETURN
+    """log_return: additive, scale-free; scaled by ``log_return_scaling``."""
     reward_scaling: float = Field(default=1e-4, gt=0)
     """Scale of portfolio_value_change (FinRL's reward_scaling)."""
+    log_return_scaling: float = Field(default=100.0, gt=0)
+    """Scale of log_return: 100 makes a 1% day a reward near 1 (unscaled, rewards of
+    order 1e-3 leave SAC's Q-values to its entropy term)."""
     dsr_eta: float = Field(default=0.01, gt=0, le=1)
     """Adaptation rate of differential_sharpe."""
     drawdown_penalty: float = Field(default=0.1, ge=0)
@@ -111,8 +117,23 @@ class RLConfig(BaseModel):
     """Largest share of the loaded days that rows with NaN features (or a missing
     ticker) may remove before the run is refused; any removal is logged."""
 
+    env: Literal["fast", "finrl"] = "fast"
+    """``fast``: the numpy env with FinRL's dynamics (``trainers.rl.fast_env``, checked
+    bit-identical by the golden tests); ``finrl``: FinRL's own ``StockTradingEnv``."""
+    n_envs: int = Field(default=1, ge=1, le=256)
+    """Environments stepped side by side (PPO/A2C's ``n_steps`` is per env: PPO's default
+    becomes 2048 // n_envs, the same 2,048-step rollout)."""
+    sizing: Literal["notional", "hmax"] = "notional"
+    """``notional``: an action of 1 trades ``position_fraction / n_tickers`` of the account
+    value in each ticker, whatever its price; ``hmax``: FinRL's literal ``action * hmax``
+    shares for every ticker."""
+    position_fraction: float = Field(default=1.0, gt=0, le=1)
     hmax: int = Field(default=100, gt=0)
-    """Most shares traded per ticker and step (FinRL's hmax)."""
+    """Most shares traded per ticker and step with ``sizing="hmax"`` (FinRL's hmax)."""
+    observation: Literal["scaled", "finrl"] = "scaled"
+    """``scaled``: cash and positions relative to the starting cash, indicators z-scored
+    on the training period, no prices (``trainers.rl.observation``); ``finrl``: FinRL's
+    raw state."""
     initial_amount: float = Field(default=1_000_000.0, gt=0)
     buy_cost_pct: float = Field(default=0.001, ge=0, lt=1)
     sell_cost_pct: float = Field(default=0.001, ge=0, lt=1)
@@ -147,6 +168,8 @@ class RLConfig(BaseModel):
         """Keyword arguments of the reward wrapper for ``reward``."""
         if self.reward is RewardFunctionType.PORTFOLIO_VALUE_CHANGE:
             return {"scaling": self.reward_scaling}
+        if self.reward is RewardFunctionType.LOG_RETURN:
+            return {"scaling": self.log_return_scaling}
         if self.reward is RewardFunctionType.DIFFERENTIAL_SHARPE:
             return {"eta": self.dsr_eta}
         if self.reward is RewardFunctionType.DRAWDOWN_PENALIZED:

@@ -5,27 +5,35 @@ train / trade, and wrap FinRL's env with the configured reward."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 
 from repositories.features import FeatureTable
 from suho_models.db import Database
+from suho_models.enums import RewardFunctionType
 from trainers.data.source import is_file_source, load_features
 from trainers.data.spec import FeatureSpec
 from trainers.data.synth import OHLCV_COLUMNS
 from trainers.rl.config import RLConfig
+from trainers.rl.fast_env import FastStockTradingEnv, FastVecEnv, MarketArrays
 from trainers.rl.finrl_env import (
+    ENV_MODULE,
     EnvConfig,
     MarketData,
     make_finrl_env,
     split_periods,
     to_finrl_frame,
 )
-from trainers.rl.rewards import AccountValueReward, wrap_reward
+from trainers.rl.observation import ObservationScaling, ScaledObservation, VecScaledObservation
+from trainers.rl.rewards import AccountValueReward, VecLogReturn, wrap_reward
+
+FINRL_ENV_CLASS = f"{ENV_MODULE}.StockTradingEnv"
 
 log = logging.getLogger(__name__)
 
@@ -129,37 +137,107 @@ def env_config(config: RLConfig) -> EnvConfig:
         buy_cost_pct=config.buy_cost_pct,
         sell_cost_pct=config.sell_cost_pct,
         reward_scaling=config.reward_scaling,
+        sizing=config.sizing,
+        position_fraction=config.position_fraction,
     )
 
 
+def market_arrays(data: pd.DataFrame, market: MarketData) -> MarketArrays:
+    """The fast env's arrays of one of ``market``'s frames, built once per frame."""
+    cache: list[tuple[pd.DataFrame, MarketArrays]] = market.extra.setdefault("arrays", [])
+    for frame, arrays in cache:
+        if frame is data:
+            return arrays
+    arrays = MarketArrays.from_frame(data, market.indicators)
+    cache.append((data, arrays))
+    return arrays
+
+
+def observation_scaling(market: MarketData, config: RLConfig) -> ObservationScaling | None:
+    """The run's observation statistics (None: FinRL's raw state). Fitted on the whole
+    training period the first time; a stored run's come from its ``env_config_json``
+    (:func:`use_stored_scaling`)."""
+    if config.observation == "finrl":
+        return None
+    scaling = market.extra.get("observation_scaling")
+    if scaling is None:
+        tech = market_arrays(market.train, market).tech
+        scaling = ObservationScaling.fit(tech, market.stock_dim, config.initial_amount)
+        market.extra["observation_scaling"] = scaling
+    return scaling
+
+
+def use_stored_scaling(market: MarketData, stored: str | dict[str, Any] | None) -> None:
+    """Make ``market``'s envs use the statistics a run stored in its ``env_config_json``
+    (resume, report, deploy)."""
+    data = json.loads(stored) if isinstance(stored, str) else stored
+    stored = (data or {}).get("observation_scaling")
+    if stored is not None:
+        market.extra["observation_scaling"] = ObservationScaling.from_json(stored)
+
+
+def _single_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> gym.Env:
+    cfg = env_config(config)
+    if config.env == "fast":
+        env: gym.Env = FastStockTradingEnv.from_config(market_arrays(data, market), cfg)
+    else:
+        env = make_finrl_env(data, market.indicators, cfg)
+    scaling = observation_scaling(market, config)
+    if scaling is not None:
+        env = ScaledObservation(env, scaling)
+    return env
+
+
 def make_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> AccountValueReward:
-    """FinRL's env over ``data`` (one of ``market``'s frames), with the config's reward."""
-    env = make_finrl_env(data, market.indicators, env_config(config))
-    return wrap_reward(env, config.reward, **config.reward_params)
+    """One env over ``data`` (one of ``market``'s frames): the configured env, sizing,
+    observation and reward (evaluation runs on it: it keeps ``date_memory``)."""
+    return wrap_reward(_single_env(data, market, config), config.reward, **config.reward_params)
 
 
 def make_vec_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> Any:
-    """A one-env ``DummyVecEnv`` (FinRL's env is sequential; SB3's ``check_env``
-    passes on the wrapped env, ``DummyVecEnv`` is what SB3 trains on)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    """``config.n_envs`` envs as an SB3 VecEnv: the fast env batched as arrays for the
+    rewards it computes itself (portfolio_value_change, log_return), otherwise a
+    ``DummyVecEnv`` of single envs."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-    return DummyVecEnv([lambda: make_env(data, market, config)])
+    n = config.n_envs
+    vectorized = (RewardFunctionType.PORTFOLIO_VALUE_CHANGE, RewardFunctionType.LOG_RETURN)
+    if config.env == "fast" and config.reward in vectorized:
+        venv: VecEnv = FastVecEnv.from_config(
+            market_arrays(data, market), env_config(config), n, terminal_reward="zero"
+        )
+        scaling = observation_scaling(market, config)
+        if scaling is not None:
+            venv = VecScaledObservation(venv, scaling)
+        if config.reward is RewardFunctionType.LOG_RETURN:
+            venv = VecLogReturn(venv, **config.reward_params)
+        return venv
+    return DummyVecEnv([lambda: make_env(data, market, config) for _ in range(n)])
 
 
 def env_config_json(market: MarketData, config: RLConfig) -> dict[str, Any]:
-    """What ``agent_training_runs.env_config_json`` records: FinRL's arguments and ours."""
+    """What ``agent_training_runs.env_config_json`` records: FinRL's arguments and ours
+    (the env, its batch width, sizing, observation statistics and reward)."""
     env = env_config(config)
+    scaling = observation_scaling(market, config)
     return {
-        "env": "finrl.meta.env_stock_trading.env_stocktrading.StockTradingEnv",
+        "env": "fast" if config.env == "fast" else FINRL_ENV_CLASS,
+        "dynamics": FINRL_ENV_CLASS,
+        "n_envs": config.n_envs,
         "stock_dim": market.stock_dim,
         "state_space": market.state_dim,
+        "observation_space": market.state_dim if scaling is None else scaling.dim,
         "action_space": market.action_dim,
         "tech_indicator_list": market.indicators,
+        "sizing": env.sizing,
+        "position_fraction": env.position_fraction,
         "hmax": env.hmax,
         "initial_amount": env.initial_amount,
         "num_stock_shares": [0] * market.stock_dim,
         "buy_cost_pct": env.buy_cost_pct,
         "sell_cost_pct": env.sell_cost_pct,
+        "observation": config.observation,
+        "observation_scaling": None if scaling is None else scaling.to_json(),
         "reward": config.reward.value,
         "reward_params": config.reward_params,
         "periods_per_year": config.periods_per_year,
@@ -176,5 +254,8 @@ __all__ = [
     "load_market",
     "make_env",
     "make_vec_env",
+    "market_arrays",
+    "observation_scaling",
     "resolve_indicators",
+    "use_stored_scaling",
 ]

@@ -14,6 +14,51 @@ from trainers.rl.environment import make_env
 from trainers.rl.finrl_env import MarketData, buy_and_hold
 from trainers.rl.metrics import PerformanceMetrics, performance_metrics
 
+SATURATED = 0.999
+"""An action component this close to +-1 counts as saturated (a tanh at its bound)."""
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Whether an agent trades at all: what a stuck agent shows (issue 14).
+
+    FinRL's ``trades`` counter counts attempted buys even of 0 shares; these count
+    shares actually moved (the env's record of executed shares)."""
+
+    steps: int
+    moving_steps: int
+    """Steps on which some ticker's holding changed."""
+    share_moved: float
+    """moving_steps / steps."""
+    share_saturated: float
+    """Share of action components at +-1 (|a| >= 0.999)."""
+    constant_actions: bool
+    """Every step's greedy action equal: the policy ignores its observation."""
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "eval_steps": self.steps,
+            "eval_moving_steps": self.moving_steps,
+            "eval_share_moved": self.share_moved,
+            "eval_share_saturated": self.share_saturated,
+            "eval_constant_actions": int(self.constant_actions),
+        }
+
+    @classmethod
+    def of(cls, actions: np.ndarray, executed: np.ndarray) -> Activity:
+        """From the raw actions (steps, tickers) and the executed shares (steps, tickers)."""
+        actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+        executed = np.asarray(executed, dtype=np.float64)
+        steps = len(executed)
+        moving = int(np.count_nonzero((executed != 0).any(axis=1))) if steps else 0
+        return cls(
+            steps=steps,
+            moving_steps=moving,
+            share_moved=moving / steps if steps else 0.0,
+            share_saturated=float(np.mean(np.abs(actions) >= SATURATED)) if actions.size else 0.0,
+            constant_actions=bool(len(actions) > 1 and np.ptp(actions, axis=0).max() <= 1e-6),
+        )
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -28,6 +73,8 @@ class Evaluation:
     """Step rewards, one per trading step (FinRL's terminal no-op left out)."""
     actions: np.ndarray
     """The agent's raw actions, one row per step."""
+    activity: Activity
+    """Shares moved, saturation and constant actions of this episode."""
 
     @property
     def account_values(self) -> np.ndarray:
@@ -58,6 +105,9 @@ def evaluate_agent(
     """Run ``model`` greedily (``deterministic=True``) over ``data`` once."""
     env = make_env(data, market, config)
     values, rewards, actions, dates = run_episode(model, env)
+    executed = np.asarray(env.unwrapped.actions_memory, dtype=np.float64).reshape(
+        -1, market.stock_dim
+    )
     bench = buy_and_hold(data, config.initial_amount, config.buy_cost_pct)
     equity = pd.DataFrame(
         {
@@ -73,7 +123,8 @@ def evaluate_agent(
         equity=equity,
         rewards=rewards,
         actions=actions,
+        activity=Activity.of(actions[: len(executed)], executed),
     )
 
 
-__all__ = ["Evaluation", "evaluate_agent", "run_episode"]
+__all__ = ["Activity", "Evaluation", "evaluate_agent", "run_episode"]

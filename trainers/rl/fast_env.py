@@ -164,8 +164,14 @@ class _Params:
         sell_cost_pct: float | Sequence[float],
         reward_scaling: float,
         turbulence_threshold: float | None,
+        sizing: str = "hmax",
+        position_fraction: float = 1.0,
     ) -> None:
         stock_dim = market.stock_dim
+        if sizing not in SIZINGS:
+            raise ValueError(f"sizing: one of {SIZINGS} (got {sizing!r})")
+        if not 0 < position_fraction <= 1:
+            raise ValueError(f"position_fraction: must be within (0, 1] (got {position_fraction})")
         if market.n_days < 2:
             raise ValueError(f"market: an episode needs at least 2 days (got {market.n_days})")
         if turbulence_threshold is not None and market.turbulence is None:
@@ -184,6 +190,8 @@ class _Params:
         self.sell_cost_pct = _per_ticker(sell_cost_pct, stock_dim, "sell_cost_pct")
         self.reward_scaling = reward_scaling
         self.turbulence_threshold = turbulence_threshold
+        self.sizing = sizing
+        self.position_fraction = float(position_fraction)
         # FinRL: a single ticker starts with [0] shares, several with num_stock_shares.
         self.start_holdings = [0.0] * stock_dim if stock_dim == 1 else [float(s) for s in shares]
         # FinRL: initial_amount + np.sum(np.array(num_stock_shares) * np.array(prices)).
@@ -197,8 +205,17 @@ class _Params:
         return action, observation
 
 
+SIZINGS = ("hmax", "notional")
+"""``hmax``: FinRL's literal ``action * hmax`` shares, the same for every ticker;
+``notional``: ``action * position_fraction * V / (n_tickers * price)`` shares, so a
+full action trades the same cash amount, a ``1 / n_tickers`` share of the account
+value ``V`` before the step, in every ticker whatever its price."""
+
+
 def _config_kwargs(config: EnvConfig, stock_dim: int) -> dict[str, Any]:
     return {
+        "sizing": config.sizing,
+        "position_fraction": config.position_fraction,
         "hmax": config.hmax,
         "initial_amount": config.initial_amount,
         "num_stock_shares": [0] * stock_dim,
@@ -225,6 +242,8 @@ class FastStockTradingEnv(gym.Env):
         sell_cost_pct: float | Sequence[float] = 0.001,
         reward_scaling: float = 1e-4,
         turbulence_threshold: float | None = None,
+        sizing: str = "hmax",
+        position_fraction: float = 1.0,
     ) -> None:
         p = self._params = _Params(
             market,
@@ -235,6 +254,8 @@ class FastStockTradingEnv(gym.Env):
             sell_cost_pct,
             reward_scaling,
             turbulence_threshold,
+            sizing,
+            position_fraction,
         )
         self.market = market
         self.stock_dim = p.stock_dim
@@ -287,17 +308,21 @@ class FastStockTradingEnv(gym.Env):
             return self.state, self.reward, True, False, {}
         p = self._params
         hmax = self.hmax
-        actions = (np.asarray(actions) * hmax).astype(int)
+        prices = self._close[day]
+        holdings = self.holdings
+        cash, cost, trades = self.cash, self.cost, self.trades
+        begin = cash + _account(prices, holdings)
+        if p.sizing == "hmax":
+            actions = (np.asarray(actions) * hmax).astype(int)
+        else:
+            per_share = p.position_fraction * begin / self.stock_dim / np.asarray(prices)
+            actions = (np.asarray(actions, dtype=np.float64) * per_share).astype(int)
         threshold = self.turbulence_threshold
         sell_all = threshold is not None and self.turbulence >= threshold
         buy_ok = threshold is None or self.turbulence < threshold
         if sell_all:
             actions = np.array([-hmax] * self.stock_dim)
-        prices = self._close[day]
-        holdings = self.holdings
         tradeable = self._tradeable[day]
-        cash, cost, trades = self.cash, self.cost, self.trades
-        begin = cash + _account(prices, holdings)
 
         order = np.argsort(actions).tolist()
         wanted = actions.tolist()
@@ -411,6 +436,8 @@ class FastVecEnv(VecEnv):
         reward_scaling: float = 1e-4,
         turbulence_threshold: float | None = None,
         terminal_reward: str = "finrl",
+        sizing: str = "hmax",
+        position_fraction: float = 1.0,
     ) -> None:
         if int(n_envs) != n_envs or n_envs < 1:
             raise ValueError(f"n_envs: must be a positive integer (got {n_envs!r})")
@@ -425,6 +452,8 @@ class FastVecEnv(VecEnv):
             sell_cost_pct,
             reward_scaling,
             turbulence_threshold,
+            sizing,
+            position_fraction,
         )
         n = int(n_envs)
         self.market = market
@@ -521,7 +550,14 @@ class FastVecEnv(VecEnv):
         done = day >= market.n_days - 1
         live = ~done
         hmax = self.hmax
-        wanted = (actions * hmax).astype(int)
+        prices = market.close[day]
+        begin = cash + _row_sum(prices * holdings)
+        if self._params.sizing == "hmax":
+            wanted = (actions * hmax).astype(int)
+        else:
+            fraction = self._params.position_fraction
+            per_share = (fraction * begin / s)[:, None] / prices
+            wanted = (actions.astype(np.float64) * per_share).astype(int)
         threshold = self.turbulence_threshold
         if threshold is not None:
             sell_all = live & (self.turbulence >= threshold)
@@ -530,8 +566,6 @@ class FastVecEnv(VecEnv):
         else:
             sell_all = np.zeros(self.num_envs, dtype=bool)
             buy_ok = np.ones(self.num_envs, dtype=bool)
-        prices = market.close[day]
-        begin = cash + _row_sum(prices * holdings)
         # Each row in its own trading order: column k holds the k-th ticker of argsort.
         order = np.argsort(wanted, axis=1)
         at = (self._row_column, order)

@@ -37,6 +37,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 
@@ -189,10 +190,44 @@ class EnvConfig:
     buy_cost_pct: float = 0.001
     sell_cost_pct: float = 0.001
     reward_scaling: float = 1e-4
+    sizing: str = "hmax"
+    """``hmax`` (FinRL's literal shares) or ``notional`` (see ``fast_env.SIZINGS``)."""
+    position_fraction: float = 1.0
+
+
+class NotionalSizing(gym.ActionWrapper):
+    """Notional sizing on FinRL's env: each action is rescaled by ``position_fraction *
+    V / (n_tickers * price) / hmax`` before FinRL multiplies it by ``hmax`` (the fast env
+    computes the same shares directly; the two can differ by one share where the
+    rescaled product rounds across an integer)."""
+
+    def __init__(self, env: gym.Env, position_fraction: float) -> None:
+        super().__init__(env)
+        self.position_fraction = float(position_fraction)
+
+    def action(self, action: Any) -> np.ndarray:
+        inner = self.env.unwrapped
+        n = inner.stock_dim  # type: ignore[attr-defined]
+        state = inner.state  # type: ignore[attr-defined]
+        prices = np.asarray(state[1 : 1 + n], dtype=np.float64)
+        holdings = np.asarray(state[1 + n : 1 + 2 * n], dtype=np.float64)
+        value = float(state[0]) + float(np.sum(prices * holdings))
+        per_share = self.position_fraction * value / n / prices
+        return np.asarray(action, dtype=np.float64) * per_share / inner.hmax  # type: ignore[attr-defined]
 
 
 def make_finrl_env(data: pd.DataFrame, indicators: list[str], config: EnvConfig) -> Any:
-    """FinRL's real ``StockTradingEnv`` over ``data`` (printing switched off)."""
+    """FinRL's real ``StockTradingEnv`` over ``data`` (printing switched off), sized as
+    ``config.sizing`` says."""
+    env = _make_finrl_env(data, indicators, config)
+    if config.sizing == "notional":
+        return NotionalSizing(env, config.position_fraction)
+    if config.sizing != "hmax":
+        raise ValueError(f"sizing: 'hmax' or 'notional' (got {config.sizing!r})")
+    return env
+
+
+def _make_finrl_env(data: pd.DataFrame, indicators: list[str], config: EnvConfig) -> Any:
     env_class = stock_trading_env_class()
     stock_dim = int(data["tic"].nunique())
     if data.index.nunique() < 2:
@@ -229,6 +264,7 @@ __all__ = [
     "ENV_MODULE",
     "EnvConfig",
     "MarketData",
+    "NotionalSizing",
     "buy_and_hold",
     "finrl_available",
     "make_finrl_env",

@@ -20,7 +20,7 @@ from suho_models.db import Database
 from suho_models.enums import CheckpointKind
 from trainers.rl.agents import load_model
 from trainers.rl.config import RLConfig
-from trainers.rl.environment import load_market
+from trainers.rl.environment import load_market, use_stored_scaling
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.trainer import torch_threads
 
@@ -40,6 +40,7 @@ def trade_evaluation(
     market = load_market(
         config, db, start=run.train_start, end=run.trade_end, trade_start=run.trade_start
     )
+    use_stored_scaling(market, run.env_config_json)
     with torch_threads(config.torch_threads):
         model = load_model(run.agent_type, checkpoints.load_checkpoint(info.checkpoint_id))
         return evaluate_agent(model, market.trade, market, config)

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from suho_models.enums import RewardFunctionType
 
@@ -185,6 +186,37 @@ class DrawdownPenalized(AccountValueReward):
         return {"penalty": self.penalty, "scaling": self.scaling}
 
 
+class VecLogReturn(VecEnvWrapper):
+    """:class:`LogReturn` over a batched env whose infos carry ``account_value`` (the
+    fast env's): the same rewards, computed for all envs at once (``np.log``, which may
+    differ from ``math.log`` in the last bit); a terminal no-op gets 0."""
+
+    def __init__(self, venv: VecEnv, scaling: float = 1.0) -> None:
+        super().__init__(venv)
+        self.scaling = float(scaling)
+        self._previous = np.zeros(venv.num_envs)
+
+    def reset(self) -> np.ndarray:
+        obs = self.venv.reset()
+        memories = self.venv.env_method("asset_memory")
+        self._previous = np.array([float(m[-1]) for m in memories])
+        return obs
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, _, dones, infos = self.venv.step_wait()
+        values = np.array([info["account_value"] for info in infos])
+        rewards = np.log(values / self._previous) * self.scaling
+        self._previous = values
+        if dones.any():
+            rewards[dones] = 0.0
+            for i in np.flatnonzero(dones).tolist():
+                self._previous[i] = float(infos[i]["episode_account_values"][0])
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def reward_params(self) -> dict[str, float]:
+        return {"scaling": self.scaling}
+
+
 REWARD_WRAPPERS: dict[RewardFunctionType, type[AccountValueReward]] = {
     cls.reward_type: cls
     for cls in (PortfolioValueChange, LogReturn, DifferentialSharpe, DrawdownPenalized)
@@ -206,5 +238,6 @@ __all__ = [
     "DrawdownPenalized",
     "LogReturn",
     "PortfolioValueChange",
+    "VecLogReturn",
     "wrap_reward",
 ]

@@ -20,6 +20,18 @@ Timesteps: SB3 learns in whole rollouts, so a run of ``timesteps`` takes them
 rounded up to whole rollouts (:func:`planned_timesteps`). A resumed run stops at
 exactly that total too, the total the uninterrupted run would have taken (it
 would overshoot otherwise, its rollouts starting at the checkpoint's step).
+
+Resume of PPO/A2C, exactly. Checkpoints are taken at episode ends, which fall inside
+a rollout; the saved agent holds the weights of the last update, not the rollout
+buffer. The steps collected since that update (up to ``n_steps * n_envs`` of them) are
+in ``reward_history`` (they were taken) but the resumed run never learns from them: it
+resets the envs and starts a new rollout at the checkpoint's step, so its rollout
+boundaries sit ``checkpoint_step mod rollout`` later than the uninterrupted run's and
+its updates differ from there on (same seed offset, different data). The total of
+env-steps is the same (``StopAtTimestep``); the last, partial rollout is not learned.
+With N envs each SB3 step is N env-steps: ``num_timesteps`` and the checkpoint's
+step count env-steps; the envs of a run share one frame, so their episodes end
+together and a checkpoint never falls inside one env's episode while another's ends.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from repositories.records import AgentTrainingRun
 from repositories.series import RewardLogger
 from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
-from suho_models.enums import CheckpointKind, ModelFormat
+from suho_models.enums import AgentType, CheckpointKind, ModelFormat
 from trainers.progress import Progress
 from trainers.rl.agents import (
     OFF_POLICY,
@@ -54,7 +66,12 @@ from trainers.rl.agents import (
 )
 from trainers.rl.callbacks import RewardHistoryCallback, StopAtTimestep, attach_loss_writer
 from trainers.rl.config import RLConfig
-from trainers.rl.environment import env_config_json, load_market, make_vec_env
+from trainers.rl.environment import (
+    env_config_json,
+    load_market,
+    make_vec_env,
+    use_stored_scaling,
+)
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.finrl_env import MarketData
 
@@ -97,6 +114,15 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def rollout_params(config: RLConfig) -> dict[str, Any]:
+    """The algorithm parameters trained with: PPO's ``n_steps`` is per env, so unless set
+    it becomes ``2048 // n_envs`` (the same 2,048-step rollout at any width)."""
+    params = config.effective_agent_params
+    if config.agent is AgentType.PPO and "n_steps" not in params and config.n_envs > 1:
+        params["n_steps"] = max(2048 // config.n_envs, 2)
+    return params
 
 
 def planned_timesteps(model: Any, timesteps: int) -> int | None:
@@ -202,16 +228,19 @@ class RLTrainer:
                 "trade_start": run.trade_start,
             }
         market = load_market(config, self.db, **periods)
+        if resuming:
+            use_stored_scaling(market, run.env_config_json)
+        stored_env = env_config_json(market, config)
         self.tracking.update(
             run_id,
-            state_dim=market.state_dim,
+            state_dim=stored_env["observation_space"],
             action_dim=market.action_dim,
             tickers=market.tickers,
-            env_config_json=env_config_json(market, config),
+            env_config_json=stored_env,
             **market.period_fields(),
         )
         config = self._tuned(run_id, config, market)
-        params = config.effective_agent_params
+        params = rollout_params(config)
 
         env = make_vec_env(market.train, market, config)
         if resume_from is not None:
@@ -231,6 +260,7 @@ class RLTrainer:
 
         saved: list[uuid.UUID] = []
         rewards = self.rewards.logger(run_id)
+        callback: RewardHistoryCallback | None = None
         try:
             if resuming:
                 rewards.flush()  # replays spool files a dead writer left, before the delete
@@ -269,6 +299,8 @@ class RLTrainer:
                     )
             episodes = callback.episodes_done
         finally:
+            if callback is not None:
+                callback.drain()  # the rows of the steps taken, even after a crash
             if not rewards.close():
                 log.warning(
                     "run %s: some reward_history rows could not be inserted yet; they are "
@@ -289,6 +321,7 @@ class RLTrainer:
                 ModelFormat.SB3_STATE,
                 {
                     **metrics.to_dict(),
+                    **evaluation.activity.to_dict(),
                     "benchmark_total_return": evaluation.benchmark.total_return,
                     "benchmark_sharpe_ratio": evaluation.benchmark.sharpe_ratio,
                 },
@@ -373,4 +406,10 @@ class RLTrainer:
         return info
 
 
-__all__ = ["RLTrainer", "RLTrainingResult", "planned_timesteps", "torch_threads"]
+__all__ = [
+    "RLTrainer",
+    "RLTrainingResult",
+    "planned_timesteps",
+    "rollout_params",
+    "torch_threads",
+]

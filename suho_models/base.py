@@ -80,24 +80,17 @@ def current_row_engine(
 
 
 def detailed_series_engine(
-    order_by: tuple[str, ...],
-    ttl: str,
-    time_column: str = "recorded_at",
-    primary_key: tuple[str, ...] | None = None,
+    order_by: tuple[str, ...], ttl: str, time_column: str = "recorded_at"
 ) -> engines.ReplacingMergeTree:
     """High-volume time series: monthly partitions (cheap TTL drops, pruning by
     time), ordered for per-run reads, and Replacing on the natural key so a
-    re-logged iteration or step (after a resume) is read once. ``primary_key``: a
-    prefix of ``order_by`` when a column was appended to the key later (``MODIFY
-    ORDER BY`` keeps the old primary key).
+    re-logged iteration or step (after a resume) is read once.
     """
-    extra = {} if primary_key is None else {"primary_key": primary_key}
     return engines.ReplacingMergeTree(
         version=time_column,
         partition_by=text(f"toYYYYMM({time_column})"),
         order_by=order_by,
         ttl=text(ttl),
-        **extra,
     )
 
 

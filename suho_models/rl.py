@@ -118,8 +118,7 @@ class RewardStep(Base):
     __tablename__ = "reward_history"
     __table_args__ = (
         detailed_series_engine(
-            order_by=("run_id", "episode_number", "timestep_number", "env_index"),
-            primary_key=("run_id", "episode_number", "timestep_number"),
+            order_by=("run_id", "episode_number", "timestep_number"),
             ttl=retention_ttl(keep_where="is_episode_end = 1"),
         ),
         {"comment": "RL rewards per step; episode-end summary rows never expire"},
@@ -130,7 +129,7 @@ class RewardStep(Base):
     timestep_number = column(
         UInt64, "Global environment step, from 1", primary_key=True, codec="Delta, ZSTD(1)"
     )
-    env_index = column(types.UInt16, ENV_INDEX_COMMENT, primary_key=True)
+    env_index = column(types.UInt16, ENV_INDEX_COMMENT)
     step_reward = column(Float64, "Reward of this step")
     episode_cumulative_reward = column(Float64, "Sum of rewards in the episode so far")
     episode_final_reward = column(NullableFloat, "Episode total, set on its last step")

@@ -49,7 +49,7 @@ def test_upgrade_creates_all_eight_tables_with_engines_and_comments(db: Database
         "run_id, iteration_number",
         "toYYYYMM(recorded_at)",
     )
-    assert info["reward_history"][1] == "run_id, episode_number, timestep_number, env_index"
+    assert info["reward_history"][1] == "run_id, episode_number, timestep_number"
     assert all(comment for *_, comment in info.values())
     uncommented = db.execute(
         "SELECT table, name FROM system.columns WHERE database = currentDatabase() "

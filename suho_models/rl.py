@@ -129,7 +129,7 @@ class RewardStep(Base):
     timestep_number = column(
         UInt64, "Global environment step, from 1", primary_key=True, codec="Delta, ZSTD(1)"
     )
-    env_index = column(types.UInt16, ENV_INDEX_COMMENT)
+    env_index = column(types.UInt16, ENV_INDEX_COMMENT, default=0)
     step_reward = column(Float64, "Reward of this step")
     episode_cumulative_reward = column(Float64, "Sum of rewards in the episode so far")
     episode_final_reward = column(NullableFloat, "Episode total, set on its last step")

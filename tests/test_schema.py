@@ -259,6 +259,7 @@ def _full_rows() -> list[object]:
             run_id=agent_run,
             episode_number=3,
             timestep_number=2**40,
+            env_index=7,
             step_reward=-1.5e-300,
             episode_cumulative_reward=float("inf"),
             episode_final_reward=2.5,

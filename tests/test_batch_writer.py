@@ -547,7 +547,7 @@ def test_a_batch_that_partly_landed_is_counted_once(db: Database, tmp_path: Path
     assert _count(db, run) == 100
 
 
-def _lose_acknowledgements(
+def lose_acknowledgements(
     monkeypatch: pytest.MonkeyPatch,
     db: Database,
     times: int = 1,
@@ -580,7 +580,7 @@ def test_an_insert_whose_acknowledgement_was_lost_is_stored_once(
     """The retry carries the first attempt's token, so the raw rows (no FINAL) are
     there once: on the old writer (no token, no dedup window) they were there twice."""
     run = uuid.uuid4()
-    tokens = _lose_acknowledgements(monkeypatch, db)
+    tokens = lose_acknowledgements(monkeypatch, db)
     w = _writer(db, tmp_path, retry_initial=0.05, retry_max=0.2)
     for i in range(500):
         w.log(run_id=run, iteration_number=i, train_loss=float(i), iteration_duration_ms=1.0)
@@ -611,7 +611,7 @@ def test_an_attempted_group_is_retried_as_it_was(
             }
         )
 
-    tokens = _lose_acknowledgements(monkeypatch, db, meanwhile=lambda: log_chunk(300, 400))
+    tokens = lose_acknowledgements(monkeypatch, db, meanwhile=lambda: log_chunk(300, 400))
     for lo in range(0, 300, 100):
         log_chunk(lo, lo + 100)  # three batches, none attempted yet
     assert w.flush() is False

@@ -360,19 +360,34 @@ def test_batch_writer_spools_while_a_shard_is_down_and_replays(
 def test_batch_writer_retry_after_a_lost_acknowledgement_lands_once(
     cdb: Database, nodes: list[Database], tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first INSERT of a batch reached both shards but the writer saw an error;
-    its retry (same rows, same token) is dropped by each shard's dedup window."""
+    """The first INSERT of a batch (three ``log_columns`` calls coalesced, rows for
+    both shards) reached both shards but the writer saw an error, and more rows were
+    logged meanwhile. The retry repeats that INSERT exactly, under its token, and
+    each shard drops it. (The old writer spooled and replayed the three parts one by
+    one: blocks the shards had never seen, so every row of them was stored twice.)"""
+    import numpy as np
+
     from repositories.batch_writer import training_metrics_writer
     from tests.test_batch_writer import lose_acknowledgements
 
     run_ids = _one_run_per_shard(cdb, nodes)
-    tokens = lose_acknowledgements(monkeypatch, cdb)
     writer = training_metrics_writer(
         cdb, max_seconds=3600.0, spool_dir=tmp_path / "spool", retry_max=0.2
     )
-    for i in range(1, 201):
+
+    def log_chunk(lo: int, hi: int) -> None:
         for run_id in run_ids:
-            writer.log(run_id=run_id, iteration_number=i, iteration_duration_ms=1.0)
+            writer.log_columns(
+                {
+                    "run_id": run_id,
+                    "iteration_number": np.arange(lo, hi, dtype=np.uint32),
+                    "iteration_duration_ms": 1.0,
+                }
+            )
+
+    tokens = lose_acknowledgements(monkeypatch, cdb, meanwhile=lambda: log_chunk(150, 200))
+    for lo in range(0, 150, 50):
+        log_chunk(lo, lo + 50)
     assert writer.flush() is False
     assert writer.close(timeout=30) is True
     assert _metric_counts(cdb, nodes, run_ids) == {
@@ -380,7 +395,8 @@ def test_batch_writer_retry_after_a_lost_acknowledgement_lands_once(
         "final": 400,
         "shards": [200, 200],
     }
-    assert len(tokens) == 2 and tokens[0] == tokens[1]
+    first, retry, *meanwhile = tokens  # the rows logged meanwhile: one batch per run
+    assert first == retry and len(meanwhile) == 2 and first not in meanwhile
 
 
 def test_a_spool_file_replayed_twice_lands_once_on_the_cluster(

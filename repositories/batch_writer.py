@@ -31,12 +31,21 @@ Why the design is what it is:
   within the last ``max_seconds``) and, while the database answers, the sealed
   batch whose first INSERT is in flight. Everything sealed during an outage is on
   disk.
-* **Exactly once as readers see it.** Both tables are ReplacingMergeTree on
-  their natural key, read with ``FINAL``; a retried batch that partially landed,
-  or a spool file replayed twice, only re-inserts identical rows. A batch is
-  sealed once, so retries carry the same ``recorded_at`` (the version and the
-  partition key) as the first attempt, which is what makes the duplicates
-  collapse.
+* **Exactly once, raw rows included.** An INSERT that failed may still have
+  landed (the acknowledgement was lost to a timeout), or landed on some shards of
+  a Distributed table only; a spool file may be replayed twice (a crash between
+  its INSERT and its deletion). So every batch gets an ``insert_deduplication_token``
+  when it is sealed, and a batch that has been attempted is only ever retried
+  whole, with the same rows in the same order under the same token: in memory,
+  in its own spool file (the token in the file) and on replay. ClickHouse then
+  drops the blocks it already has. Batches never attempted may still be coalesced
+  into one INSERT; the group is fixed, under a token of its own, at its first
+  attempt. ClickHouse remembers the last ``non_replicated_deduplication_window``
+  blocks of a table (revision 0004 sets it on both tables, cluster mode on every
+  local table); a replay later than that, and any duplicate the window missed,
+  is still read once: both tables are ReplacingMergeTree on their natural key,
+  read with ``FINAL``, and a batch is sealed once, so its retries carry the same
+  ``recorded_at`` (the version and the partition key).
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -85,14 +95,21 @@ _CONVERSION_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, A
 
 
 class _Batch:
-    """A sealed, immutable Arrow batch waiting in memory for its insert."""
+    """A sealed, immutable Arrow batch waiting in memory for its insert.
 
-    __slots__ = ("table", "rows", "logged_at")
+    ``token`` is its ``insert_deduplication_token``, fixed here. Once ``attempted``
+    the batch is never merged, split or re-tokenised: a retry must repeat the first
+    attempt exactly for ClickHouse to recognise what already landed.
+    """
 
-    def __init__(self, table: pa.Table, logged_at: float) -> None:
+    __slots__ = ("table", "rows", "logged_at", "token", "attempted")
+
+    def __init__(self, table: pa.Table, logged_at: float, token: str) -> None:
         self.table = table
         self.rows = table.num_rows
         self.logged_at = logged_at
+        self.token = token
+        self.attempted = False
 
 
 # --------------------------------------------------------------------------- writer
@@ -298,7 +315,7 @@ def log_row(row):
                 if self._closed:
                     self._raise_closed()
                 self._rows_taken += length
-                self._batches.append(_Batch(table, time.monotonic()))
+                self._batches.append(_Batch(table, time.monotonic(), self._new_token()))
                 self._batch_rows += table.num_rows
                 first = len(self._batches) == 1
                 full = self._batch_rows >= self.max_rows
@@ -508,8 +525,13 @@ def log_row(row):
         with self._lock:
             self._sealing_rows = 0
             if table.num_rows:
-                self._batches.append(_Batch(table, first_at))
+                self._batches.append(_Batch(table, first_at, self._new_token()))
                 self._batch_rows += table.num_rows
+
+    def _new_token(self) -> str:
+        """A dedup token unique to one batch; store and table only make it readable
+        in the server's logs (ClickHouse keys it per table anyway)."""
+        return f"{self.db.store_key}:{self.table}:{uuid.uuid4().hex}"
 
     def _columns_to_table(self, data: list[list[Any]]) -> pa.Table:
         try:
@@ -589,7 +611,8 @@ def log_row(row):
             self._flush_lock.release()
 
     def _flush_locked(self, *, force: bool) -> bool:
-        """Insert spool files, then the sealed memory batches as one INSERT.
+        """Insert spool files, one INSERT each, then the sealed memory batches: the
+        attempted one at the front alone, else all of them as one INSERT.
 
         Returns True when nothing sealed is left. Never raises for database errors:
         the batches go to the spool instead.
@@ -600,11 +623,11 @@ def log_row(row):
             while True:
                 with self._lock:
                     spooled = self._spool[0] if self._spool else None
-                    batches = list(self._batches) if spooled is None else []
+                    batch = self._next_attempt() if spooled is None else None
                 if spooled is not None:
                     self._replay(*spooled)
-                elif batches:
-                    self._insert_batches(batches)
+                elif batch is not None:
+                    self._insert(batch)
                 else:
                     break
         except Exception as exc:
@@ -622,32 +645,50 @@ def log_row(row):
         self._down = False
         return True
 
-    def _insert_batches(self, batches: list[_Batch]) -> None:
-        table = (
-            batches[0].table if len(batches) == 1 else pa.concat_tables(b.table for b in batches)
-        )
-        self.db.insert_arrow(self.table, table)
+    def _next_attempt(self) -> _Batch | None:
+        """The memory batch to insert next, marked attempted (call under ``_lock``).
+
+        An attempted batch is only ever at the front (new batches join at the end,
+        and spooling takes from the front), and goes again alone, as it is. Otherwise
+        the batches, none attempted yet, become one batch with a token of its own:
+        one INSERT (one part) for many small ``log_columns`` calls, fixed from now on.
+        """
+        if not self._batches:
+            return None
+        first = self._batches[0]
+        if not first.attempted and len(self._batches) > 1:
+            group = list(self._batches)
+            first = _Batch(
+                pa.concat_tables(b.table for b in group), group[0].logged_at, self._new_token()
+            )
+            self._batches.clear()
+            self._batches.append(first)
+        first.attempted = True
+        return first
+
+    def _insert(self, batch: _Batch) -> None:
+        self.db.insert_arrow(self.table, batch.table, dedup_token=batch.token)
         with self._lock:
-            for batch in batches:
-                # A batch spooled meanwhile (close under a hung insert) is no longer at
-                # the front; its file replays later, a harmless duplicate under FINAL.
-                if self._batches and self._batches[0] is batch:
-                    self._batches.popleft()
-                    self._batch_rows -= batch.rows
-            self._rows_flushed += table.num_rows
+            # A batch spooled meanwhile (close under a hung insert) is no longer at the
+            # front; its file replays later under the same token, so it lands once.
+            if self._batches and self._batches[0] is batch:
+                self._batches.popleft()
+                self._batch_rows -= batch.rows
+            self._rows_flushed += batch.rows
             self._flush_count += 1
 
     def _replay(self, path: Path, rows: int) -> None:
-        table = self._spool_files.read(path)
-        if table is not None and table.num_rows:
-            self.db.insert_arrow(self.table, table)
+        spooled = self._spool_files.read(path)
+        if spooled is not None and spooled.table.num_rows:
+            token = spooled.token or f"{self.db.store_key}:{self.table}:spool:{path.name}"
+            self.db.insert_arrow(self.table, spooled.table, dedup_token=token)
             self._spool_files.remove(path)
         with self._lock:
             if self._spool and self._spool[0][0] == path:
                 self._spool.popleft()
                 self._spool_rows -= rows
-            if table is not None:
-                self._rows_flushed += table.num_rows
+            if spooled is not None:
+                self._rows_flushed += spooled.table.num_rows
                 self._flush_count += 1
 
     def _on_failure(self, exc: BaseException) -> None:
@@ -700,7 +741,8 @@ def log_row(row):
 
     # ------------------------------------------------------------------ spool
     def _spool_memory(self, *, keep_rows: int = 0) -> None:
-        """Move the oldest memory batches to spool files until at most ``keep_rows`` remain."""
+        """Move the oldest memory batches to spool files until at most ``keep_rows``
+        remain: one file per batch, with its token, never merged or split."""
         with self._spool_lock:
             while True:
                 self._seal()
@@ -710,7 +752,7 @@ def log_row(row):
                     batch = self._batches.popleft()
                     self._batch_rows -= batch.rows
                 try:
-                    path = self._spool_files.write(batch.table)
+                    path = self._spool_files.write(batch.table, batch.token)
                 except OSError as exc:
                     with self._lock:  # put it back: memory is better than nothing
                         self._batches.appendleft(batch)

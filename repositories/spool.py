@@ -4,8 +4,13 @@ A spool file is one Arrow IPC file per batch, written to a temporary name, fsync
 and renamed, so a file is either complete or absent. Names sort in writing order
 (nanosecond clock, pid, sequence) and carry their row count, so a new writer can
 queue the leftovers of a dead one without reading them. A file is deleted only
-after its INSERT succeeded; replaying one twice only re-inserts identical rows,
-which the tables' ReplacingMergeTree collapses for readers using FINAL.
+after its INSERT succeeded.
+
+Each file holds one batch and its ``insert_deduplication_token`` (in the Arrow
+schema metadata): the batch may already have been attempted, so its replay must
+send exactly those rows under exactly that token for ClickHouse to drop what an
+earlier attempt wrote. That is also why files are never merged or split, and why
+a file replayed twice (a crash between its INSERT and its deletion) lands once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -25,6 +31,15 @@ _SUFFIX = ".arrow"
 _NAME = re.compile(r"^(\d{20})-(\d+)-(\d{6})-(\d+)r\.arrow$")
 _TMP_NAME = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
 
+DEDUP_TOKEN_KEY = b"suho_dedup_token"
+"""Schema metadata key of a spool file's ``insert_deduplication_token``."""
+
+
+class SpooledBatch(NamedTuple):
+    table: pa.Table
+    token: str | None
+    """None: a file from before tokens were written (the caller derives a stable one)."""
+
 
 class SpoolDir:
     """One table's spool folder (one per store and table)."""
@@ -33,9 +48,12 @@ class SpoolDir:
         self.path = Path(path).resolve()
         self._seq = 0
 
-    def write(self, table: pa.Table) -> Path:
-        """Write one batch durably; the returned file exists complete once this returns."""
+    def write(self, table: pa.Table, token: str) -> Path:
+        """Write one batch and its dedup token durably; the returned file exists
+        complete once this returns."""
         self.path.mkdir(parents=True, exist_ok=True)
+        metadata = {**(table.schema.metadata or {}), DEDUP_TOKEN_KEY: token.encode()}
+        table = table.replace_schema_metadata(metadata)
         self._seq = (self._seq + 1) % 1_000_000
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{table.num_rows}r"
         path = self.path / (name + _SUFFIX)
@@ -58,12 +76,13 @@ class SpoolDir:
                 os.close(fd)
         return path
 
-    def read(self, path: Path) -> pa.Table | None:
-        """A spooled batch, or None when another writer replayed it already or the
-        file is unreadable (then moved aside to ``*.bad``, with an error logged)."""
+    def read(self, path: Path) -> SpooledBatch | None:
+        """A spooled batch (rows as written, token), or None when another writer
+        replayed it already or the file is unreadable (then moved aside to ``*.bad``,
+        with an error logged)."""
         try:
             with pa.memory_map(str(path)) as source:
-                return pa.ipc.open_file(source).read_all()
+                table = pa.ipc.open_file(source).read_all()
         except FileNotFoundError:
             return None
         except (pa.ArrowInvalid, OSError) as exc:
@@ -72,6 +91,12 @@ class SpoolDir:
                 path.rename(bad)
             logger.error("unreadable spool file %s moved to %s: %s", path, bad, exc)
             return None
+        metadata = dict(table.schema.metadata or {})
+        token = metadata.pop(DEDUP_TOKEN_KEY, None)
+        return SpooledBatch(
+            table.replace_schema_metadata(metadata or None),
+            None if token is None else token.decode(),
+        )
 
     @staticmethod
     def remove(path: Path) -> None:

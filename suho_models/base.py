@@ -79,18 +79,31 @@ def current_row_engine(
     return engines.ReplacingMergeTree(version=version, order_by=order_by)
 
 
+DEDUPLICATION_WINDOW = 1000
+"""``non_replicated_deduplication_window`` of the series tables: how many recent
+insert blocks a table remembers, so that the batch writer's retry of a batch (same
+``insert_deduplication_token``) is dropped instead of stored twice. ClickHouse's
+default for non-replicated tables is 0, which ignores tokens."""
+
+
 def detailed_series_engine(
     order_by: tuple[str, ...], ttl: str, time_column: str = "recorded_at"
 ) -> engines.ReplacingMergeTree:
     """High-volume time series: monthly partitions (cheap TTL drops, pruning by
     time), ordered for per-run reads, and Replacing on the natural key so a
     re-logged iteration or step (after a resume) is read once.
+
+    Only the batch writer inserts here, every block under a token of its own, so the
+    deduplication window drops retries only. (A window also drops a token-less block
+    identical to a recent one: harmless for Replacing rows, except when re-inserting
+    rows just deleted, which is why the other tables have none.)
     """
     return engines.ReplacingMergeTree(
         version=time_column,
         partition_by=text(f"toYYYYMM({time_column})"),
         order_by=order_by,
         ttl=text(ttl),
+        non_replicated_deduplication_window=DEDUPLICATION_WINDOW,
     )
 
 

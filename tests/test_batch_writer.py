@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -533,7 +534,8 @@ def test_failed_inserts_keep_rows_spool_them_and_replay_exactly_once(
 
 
 def test_a_batch_that_partly_landed_is_counted_once(db: Database, tmp_path: Path) -> None:
-    """A retry re-inserts rows that already landed; readers (FINAL) see each key once."""
+    """Rows that landed without the batch's token (not the writer's retry, which is
+    deduplicated): readers (FINAL) still see each key once."""
     run = uuid.uuid4()
     with _writer(db, tmp_path) as w:
         for i in range(100):
@@ -543,6 +545,145 @@ def test_a_batch_that_partly_landed_is_counted_once(db: Database, tmp_path: Path
         db.insert_arrow("training_metrics", batch.slice(0, 60))  # "landed before the error"
     assert _count(db, run, final=False) == 160
     assert _count(db, run) == 100
+
+
+def lose_acknowledgements(
+    monkeypatch: pytest.MonkeyPatch,
+    db: Database,
+    times: int = 1,
+    meanwhile: Callable[[], None] | None = None,
+) -> list[str | None]:
+    """Make ``db.insert_arrow`` raise ``times`` times *after* the real INSERT stored
+    its rows, as a timeout that ate the server's answer does; ``meanwhile`` runs
+    before each raise (rows logged while the INSERT was in flight). Returns the
+    tokens of every INSERT sent."""
+    real = db.insert_arrow
+    tokens: list[str | None] = []
+    left = [times]
+
+    def insert_arrow(table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+        tokens.append(dedup_token)
+        real(table, data, dedup_token=dedup_token)
+        if left[0]:
+            left[0] -= 1
+            if meanwhile is not None:
+                meanwhile()
+            raise ConnectionError("the INSERT landed, its acknowledgement was lost")
+
+    monkeypatch.setattr(db, "insert_arrow", insert_arrow)
+    return tokens
+
+
+def test_an_insert_whose_acknowledgement_was_lost_is_stored_once(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry carries the first attempt's token, so the raw rows (no FINAL) are
+    there once: on the old writer (no token, no dedup window) they were there twice."""
+    run = uuid.uuid4()
+    tokens = lose_acknowledgements(monkeypatch, db)
+    w = _writer(db, tmp_path, retry_initial=0.05, retry_max=0.2)
+    for i in range(500):
+        w.log(run_id=run, iteration_number=i, train_loss=float(i), iteration_duration_ms=1.0)
+    assert w.flush() is False  # "failed": the batch went to the spool with its token
+    assert w.spooled_files == 1
+    assert w.close(timeout=10) is True
+    assert _count(db, run, final=False) == 500
+    assert _count(db, run) == 500
+    assert len(tokens) == 2 and tokens[0] == tokens[1] and tokens[0]
+    assert not _spool_files(tmp_path / "spool")
+
+
+def test_an_attempted_group_is_retried_as_it_was(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches never attempted go as one INSERT; once attempted, that group is fixed.
+    Rows logged while its INSERT was in flight are not merged into its retry (a new
+    group under a new token would store the first attempt's rows a second time)."""
+    run = uuid.uuid4()
+    w = _writer(db, tmp_path, retry_initial=0.05, retry_max=0.2)
+
+    def log_chunk(lo: int, hi: int) -> None:
+        w.log_columns(
+            {
+                "run_id": run,
+                "iteration_number": np.arange(lo, hi, dtype=np.uint32),
+                "iteration_duration_ms": 1.0,
+            }
+        )
+
+    tokens = lose_acknowledgements(monkeypatch, db, meanwhile=lambda: log_chunk(300, 400))
+    for lo in range(0, 300, 100):
+        log_chunk(lo, lo + 100)  # three batches, none attempted yet
+    assert w.flush() is False
+    assert w.spooled_files == 2  # the attempted group, and the batch logged meanwhile
+    assert w.close(timeout=10) is True
+    assert _count(db, run, final=False) == 400
+    assert _count(db, run) == 400
+    first, retry, meanwhile = tokens
+    assert first == retry != meanwhile
+    assert w.flush_count == 2
+
+
+def test_coalesced_batches_are_one_insert(db: Database, tmp_path: Path) -> None:
+    run = uuid.uuid4()
+    with _writer(db, tmp_path) as w:
+        for lo in range(0, 1_000, 100):
+            w.log_columns(
+                {
+                    "run_id": run,
+                    "iteration_number": np.arange(lo, lo + 100, dtype=np.uint32),
+                    "iteration_duration_ms": 1.0,
+                }
+            )
+        assert w.flush() is True
+    assert w.flush_count == 1
+    assert _count(db, run, final=False) == 1_000
+
+
+def test_a_spool_file_replayed_twice_is_stored_once(db: Database, tmp_path: Path) -> None:
+    """A crash after a spool file's INSERT, before its deletion: the next writer
+    replays it again, under the token written in the file."""
+    run = uuid.uuid4()
+    spool = tmp_path / "spool"
+    down = _unreachable_database()
+    w = _writer(down, tmp_path, max_rows=100, retry_max=0.2)
+    try:
+        for i in range(250):
+            w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+        assert w.close(timeout=0.2) is False
+    finally:
+        down.close()
+    files = _spool_files(spool)
+    assert len(files) == 3
+    saved = {f.name: f.read_bytes() for f in files}
+    with _writer(db, tmp_path) as first:
+        assert first.flush() is True
+    assert not _spool_files(spool)
+    for name, data in saved.items():  # as if the process died before removing them
+        (spool / name).write_bytes(data)
+    with _writer(db, tmp_path) as second:
+        assert second.flush() is True
+    assert second.rows_flushed == 250  # replayed: the server dropped them as duplicates
+    assert _count(db, run, final=False) == 250
+    assert _count(db, run) == 250
+
+
+def test_spool_files_keep_each_batch_and_its_token(tmp_path: Path) -> None:
+    from repositories.spool import DEDUP_TOKEN_KEY, SpoolDir
+
+    spool = SpoolDir(tmp_path / "spool")
+    table = pa.table({"x": pa.array([3, 1, 2], pa.int64())}).replace_schema_metadata({b"k": b"v"})
+    path = spool.write(table, "store:t:abc")
+    back = spool.read(path)
+    assert back is not None
+    assert back.token == "store:t:abc"
+    assert back.table.equals(table, check_metadata=True)  # rows, order, metadata: as sealed
+    legacy = tmp_path / "spool" / "00000000000000000001-1-000001-3r.arrow"
+    with pa.OSFile(str(legacy), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+        out.write_table(table)  # written before tokens were
+    old = spool.read(legacy)
+    assert old is not None and old.token is None
+    assert DEDUP_TOKEN_KEY not in (old.table.schema.metadata or {})
 
 
 # --------------------------------------------------------------------------- process exit

@@ -70,6 +70,14 @@ def schema_drift(db: Database, tables: Iterable[Any] | None = None) -> dict[str,
 
 
 def _show_create(db: Database, database: str, table: str) -> str:
-    """SHOW CREATE TABLE with the database name taken out, so two databases compare."""
+    """SHOW CREATE TABLE with the database name taken out, so two databases compare,
+    and the SETTINGS sorted: their order carries no meaning (an ``ALTER ... MODIFY
+    SETTING`` appends, a CREATE keeps the order it was given)."""
     ddl = str(db.scalar(f"SHOW CREATE TABLE `{database}`.`{table}`"))
-    return ddl.replace(f"CREATE TABLE {database}.", "CREATE TABLE ", 1)
+    ddl = ddl.replace(f"CREATE TABLE {database}.", "CREATE TABLE ", 1)
+    return "\n".join(
+        "SETTINGS " + ", ".join(sorted(line[len("SETTINGS ") :].split(", ")))
+        if line.startswith("SETTINGS ")
+        else line
+        for line in ddl.split("\n")
+    )

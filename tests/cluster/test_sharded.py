@@ -301,21 +301,36 @@ def test_cluster_status_and_migrations_with_a_node_down(
     migrations.upgrade(url)  # both up again: a no-op at head
 
 
+def _one_run_per_shard(cdb: Database, nodes: list[Database]) -> list[uuid.UUID]:
+    runs = TrainingRunRepository(cdb)
+    by_shard: dict[int, uuid.UUID] = {}
+    while len(by_shard) < 2:
+        run_id = _supervised_run(runs, 0, 0.1)
+        counts = _local_counts(nodes, "training_runs", f"run_id = '{run_id}'")
+        by_shard.setdefault(counts.index(max(counts)), run_id)
+    return [by_shard[0], by_shard[1]]
+
+
+def _metric_counts(cdb: Database, nodes: list[Database], run_ids: list[uuid.UUID]) -> dict:
+    """Rows per run through the Distributed table, raw and FINAL, and per shard."""
+    where = "run_id IN ({})".format(", ".join(f"'{r}'" for r in run_ids))
+    return {
+        "raw": cdb.scalar(f"SELECT count() FROM training_metrics WHERE {where}"),
+        "final": cdb.scalar(f"SELECT count() FROM training_metrics FINAL WHERE {where}"),
+        "shards": _local_counts(nodes, "training_metrics", where),
+    }
+
+
 def test_batch_writer_spools_while_a_shard_is_down_and_replays(
     local_cluster: LocalCluster, cdb: Database, nodes: list[Database], tmp_path
 ) -> None:
     """The writer's guarantee through Distributed: a batch with rows for both shards
-    fails while shard 2 is down, goes to the spool, and is replayed once it is back.
-    Readers (FINAL) see every row once; exact raw counts need the writer to pass a
-    dedup token per sealed batch (see test_a_retried_batch_with_its_token_lands_once)."""
+    fails while shard 2 is down (a synchronous insert may have written shard 1's
+    part already), goes to the spool with its token, and is replayed once shard 2
+    is back: every row is stored once, raw counts included."""
     from repositories.batch_writer import training_metrics_writer
 
-    runs = TrainingRunRepository(cdb)
-    by_shard: dict[int, uuid.UUID] = {}
-    while len(by_shard) < 2:  # one run on each shard
-        run_id = _supervised_run(runs, 0, 0.1)
-        counts = _local_counts(nodes, "training_runs", f"run_id = '{run_id}'")
-        by_shard.setdefault(counts.index(max(counts)), run_id)
+    run_ids = _one_run_per_shard(cdb, nodes)
     spool = tmp_path / "spool"
     options = {"max_rows": 100, "max_seconds": 3600.0, "spool_dir": spool, "retry_max": 0.2}
     down = local_cluster.nodes[1]
@@ -323,7 +338,7 @@ def test_batch_writer_spools_while_a_shard_is_down_and_replays(
     try:
         writer = training_metrics_writer(cdb, **options)
         for i in range(1, 301):
-            for run_id in by_shard.values():
+            for run_id in run_ids:
                 writer.log(run_id=run_id, iteration_number=i, iteration_duration_ms=1.0)
         assert writer.close(timeout=0.5) is False  # shard 2 refuses: spooled, not lost
         assert list(spool.glob("*.arrow"))
@@ -332,6 +347,89 @@ def test_batch_writer_spools_while_a_shard_is_down_and_replays(
     again = training_metrics_writer(cdb, **options)
     assert again.close(timeout=30) is True
     assert not list(spool.glob("*.arrow"))
+    assert _metric_counts(cdb, nodes, run_ids) == {
+        "raw": 600,
+        "final": 600,
+        "shards": [300, 300],
+    }
     metrics = TrainingMetricRepository(cdb)
-    for run_id in by_shard.values():
+    for run_id in run_ids:
         assert [p.iteration_number for p in metrics.learning_curve(run_id)] == list(range(1, 301))
+
+
+def test_batch_writer_retry_after_a_lost_acknowledgement_lands_once(
+    cdb: Database, nodes: list[Database], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first INSERT of a batch (three ``log_columns`` calls coalesced, rows for
+    both shards) reached both shards but the writer saw an error, and more rows were
+    logged meanwhile. The retry repeats that INSERT exactly, under its token, and
+    each shard drops it. (The old writer spooled and replayed the three parts one by
+    one: blocks the shards had never seen, so every row of them was stored twice.)"""
+    import numpy as np
+
+    from repositories.batch_writer import training_metrics_writer
+    from tests.test_batch_writer import lose_acknowledgements
+
+    run_ids = _one_run_per_shard(cdb, nodes)
+    writer = training_metrics_writer(
+        cdb, max_seconds=3600.0, spool_dir=tmp_path / "spool", retry_max=0.2
+    )
+
+    def log_chunk(lo: int, hi: int) -> None:
+        for run_id in run_ids:
+            writer.log_columns(
+                {
+                    "run_id": run_id,
+                    "iteration_number": np.arange(lo, hi, dtype=np.uint32),
+                    "iteration_duration_ms": 1.0,
+                }
+            )
+
+    tokens = lose_acknowledgements(monkeypatch, cdb, meanwhile=lambda: log_chunk(150, 200))
+    for lo in range(0, 150, 50):
+        log_chunk(lo, lo + 50)
+    assert writer.flush() is False
+    assert writer.close(timeout=30) is True
+    assert _metric_counts(cdb, nodes, run_ids) == {
+        "raw": 400,
+        "final": 400,
+        "shards": [200, 200],
+    }
+    first, retry, *meanwhile = tokens  # the rows logged meanwhile: one batch per run
+    assert first == retry and len(meanwhile) == 2 and first not in meanwhile
+
+
+def test_a_spool_file_replayed_twice_lands_once_on_the_cluster(
+    cdb: Database, nodes: list[Database], tmp_path
+) -> None:
+    """A crash after a spool file's INSERT, before its deletion: the next writer
+    replays the file again under the token in it, and no shard stores it twice."""
+    from repositories.batch_writer import training_metrics_writer
+    from tests.test_batch_writer import _unreachable_database
+
+    run_ids = _one_run_per_shard(cdb, nodes)
+    spool = tmp_path / "spool"
+    options = {"max_rows": 100, "max_seconds": 3600.0, "spool_dir": spool, "retry_max": 0.2}
+    nowhere = _unreachable_database()
+    try:
+        writer = training_metrics_writer(nowhere, **options)
+        for i in range(1, 151):
+            for run_id in run_ids:
+                writer.log(run_id=run_id, iteration_number=i, iteration_duration_ms=1.0)
+        assert writer.close(timeout=0.2) is False
+    finally:
+        nowhere.close()
+    saved = {f.name: f.read_bytes() for f in spool.glob("*.arrow")}
+    assert len(saved) == 3
+    assert training_metrics_writer(cdb, **options).close(timeout=30) is True
+    assert not list(spool.glob("*.arrow"))
+    for name, data in saved.items():  # as if the process died before removing them
+        (spool / name).write_bytes(data)
+    again = training_metrics_writer(cdb, **options)
+    assert again.close(timeout=30) is True
+    assert again.rows_flushed == 300
+    assert _metric_counts(cdb, nodes, run_ids) == {
+        "raw": 300,
+        "final": 300,
+        "shards": [150, 150],
+    }

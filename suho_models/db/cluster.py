@@ -224,6 +224,7 @@ _TABLE_STATEMENT = re.compile(
     r"(?P<name>`[^`]+`|[A-Za-z_][\w.]*)(?P<rest>.*)$",
     re.S | re.I,
 )
+_DEDUP_WINDOW = "non_replicated_deduplication_window"
 _ON_CLUSTER = re.compile(r"^\s*ON\s+CLUSTER\s", re.I)
 _COLUMN_COMMAND = re.compile(
     r"^(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b|^MODIFY\s+COMMENT\b", re.I
@@ -370,7 +371,15 @@ class Renderer:
                     "Distributed table) with others (local table only): split it"
                 )
         # Mutations, TTL, OPTIMIZE, TRUNCATE, DELETE: the rows live in the local tables.
-        return [self._with_cluster(verb, local, rest)]
+        return [self._with_cluster(verb, local, self._own_dedup_window(rest))]
+
+    def _own_dedup_window(self, rest: str) -> str:
+        """A revision's single-node dedup window (or its RESET) on a sharded local table
+        becomes this cluster's own window: cluster mode creates its local tables with
+        ``dedup_window``, and a revision must neither override nor remove it."""
+        window = f"MODIFY SETTING {_DEDUP_WINDOW} = {self.settings.dedup_window}"
+        rest = re.sub(rf"MODIFY\s+SETTING\s+{_DEDUP_WINDOW}\s*=\s*\d+", window, rest, flags=re.I)
+        return re.sub(rf"RESET\s+SETTING\s+{_DEDUP_WINDOW}\b", window, rest, flags=re.I)
 
 
 def _strip_settings(rest: str) -> tuple[str, str]:

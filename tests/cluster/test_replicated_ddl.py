@@ -142,3 +142,18 @@ def test_statements_cluster_mode_cannot_render_are_refused() -> None:
     assert renderer.statement("ALTER TABLE x MODIFY TTL a") == ["ALTER TABLE x MODIFY TTL a"]
     with pytest.raises(ValueError, match="SUHO_CLICKHOUSE_CLUSTER"):
         ClusterSettings(cluster="bad name;")
+
+
+def test_a_revisions_dedup_window_becomes_the_clusters_own() -> None:
+    renderer = Renderer(
+        ClusterSettings(cluster="suho", topology="sharded", ddl="per_node", dedup_window=77),
+        "db",
+        NativeDialect(),
+    )
+    window = "non_replicated_deduplication_window"
+    assert renderer.statement(f"ALTER TABLE training_metrics MODIFY SETTING {window} = 1000") == [
+        f"ALTER TABLE `training_metrics_local` MODIFY SETTING {window} = 77"
+    ]
+    assert renderer.statement(f"ALTER TABLE reward_history RESET SETTING {window}") == [
+        f"ALTER TABLE `reward_history_local` MODIFY SETTING {window} = 77"
+    ]

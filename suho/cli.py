@@ -675,6 +675,57 @@ def report(
     console.print(f"wrote {path}")
 
 
+@app.command("ui")
+def ui(
+    host: Annotated[str, typer.Option(help="Listen address; non-loopback needs a token.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 5000,
+    read_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--read-only/--read-write",
+            help="Refuse deploys (default: read-only unless bound to loopback).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Token every request must carry (prefer SUHO_UI_TOKEN: arguments show in "
+            "`ps`). Required beyond loopback."
+        ),
+    ] = None,
+) -> None:
+    """Serve the web UI: runs, agents, curves, trials, checkpoints and deploys."""
+    import os
+
+    import uvicorn
+
+    from suho.ui.app import LOOPBACK_HOSTS, create_app, is_loopback
+
+    token = token or os.environ.get("SUHO_UI_TOKEN") or None
+    loopback = is_loopback(host)
+    if not loopback and not token:
+        raise typer.BadParameter(
+            f"{host!r} is not loopback: set a token (--token or SUHO_UI_TOKEN) first",
+            param_hint="--host",
+        )
+    read_only = (not loopback) if read_only is None else read_only
+    db = _database()
+    app = create_app(
+        db,
+        read_only=read_only,
+        token=token,
+        allowed_hosts=[h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None,
+    )
+    mode = "read-only" if read_only else "read-write"
+    console.print(f"suho ui on http://{host}:{port}/ ({mode}) over {db.safe_url}", soft_wrap=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        db.close()
+
+
 @app.command("sql")
 def sql(
     query: Annotated[str, typer.Argument(help="One SELECT, SHOW, DESCRIBE, WITH or EXPLAIN.")],

@@ -411,9 +411,14 @@ def create_app(
         params = dict(request.query_params)
         view = DEFAULT_VIEWS[kind]
         params.setdefault("status", view["status"])
+        seed = SEED_COLUMNS[kind]
+        shown = [c for c in browser.metric_columns if c not in seed]
+        shown = [c for c in shown if any(r[c] is not None for r in data["rows"])]
+        display = [*seed[:2], "status", *seed[2:], *shown, "created_at", "duration_seconds"]
         return page(
             request,
             "runs.html",
+            display=display,
             kind=kind.value,
             title="Runs" if kind is RunKind.SUPERVISED else "Agents",
             base="/runs" if kind is RunKind.SUPERVISED else "/agents",
@@ -523,6 +528,8 @@ def _date(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datet
 def _fmt(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)

@@ -69,6 +69,8 @@
       const pairs = state.series.map(s => c.series[s]);
       state.el.dataset.pointsInRange = String(c.points_in_range);
       state.el.dataset.zoomed = state.range ? "true" : "false";
+      state.el.dataset.xFrom = state.range ? String(state.range[0]) : "";
+      state.el.dataset.xTo = state.range ? String(state.range[1]) : "";
       state.el.dataset.loaded = String((Number(state.el.dataset.loaded) || 0) + 1);
       if (!state.chart) {
         state.chart = makeChart(state.el, state.el.dataset.title, state.series, pairs, {
@@ -179,16 +181,18 @@
   function comparePage(root) {
     const data = JSON.parse(document.getElementById("compare-data").textContent);
     const box = document.getElementById("compare-charts");
-    const seriesNames = Object.keys(data.runs[0].curve.series);
-    seriesNames.forEach(name => {
+    const shown = Object.keys(data.runs[0].curve.series).map(name => {
       const pairs = data.runs.map(r => r.curve.series[name]);
-      if (pairs.every(p => p[0].length === 0)) return;
+      if (pairs.every(p => p[0].length === 0)) return null;
       const el = document.createElement("div");
       el.className = "chart";
       el.id = "compare-" + name;
       box.appendChild(el);
-      makeChart(el, name, data.runs.map(r => r.run_name), pairs, { xLabel: data.runs[0].curve.x });
-    });
+      return { name: name, el: el, pairs: pairs };
+    }).filter(Boolean);
+    // Sized once every chart's box is laid out side by side.
+    shown.forEach(c => makeChart(c.el, c.name, data.runs.map(r => r.run_name), c.pairs,
+                                 { xLabel: data.runs[0].curve.x }));
   }
 
   function submitCompare(form) {

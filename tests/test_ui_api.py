@@ -315,3 +315,20 @@ def test_cli_refuses_a_public_host_without_a_token() -> None:
     result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
     assert result.exit_code != 0
     assert "not loopback" in result.output
+
+
+def test_diverged_values_reach_json_as_null_and_pages_as_nan(db) -> None:
+    runs = TrainingRunRepository(db)
+    run = runs.create({"run_name": "diverged", "model_type": "xgboost", "target_variable": "t"})
+    runs.start(run.run_id)
+    points = [{"iteration_number": 0, "train_loss": 1.0}, {"iteration_number": 1}]
+    points[1]["train_loss"] = float("nan")
+    TrainingMetricRepository(db).log_many(run.run_id, points)
+    runs.complete(run.run_id, {"final_test_accuracy": float("nan"), "final_f1_score": 0.5})
+    client = TestClient(create_app(db))
+    listing = client.get("/api/runs")
+    assert listing.status_code == 200 and listing.json()["rows"][0]["final_test_accuracy"] is None
+    curve = client.get(f"/api/runs/{run.run_id}/curve?series=train_loss").json()
+    assert curve["points_in_range"] == 2 and curve["series"]["train_loss"] == [[0.0], [1.0]]
+    assert client.get(f"/api/runs/{run.run_id}").json()["run"]["final_test_accuracy"] is None
+    assert ">nan<" in client.get(f"/runs/{run.run_id}").text

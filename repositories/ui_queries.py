@@ -196,14 +196,25 @@ class RunBrowser:
                 where.append(c[metric] <= float(high))
             filters[metric] = (low, high)
         column = c[sort]
-        query = self.runs.read(*where, columns=[c[n] for n in self.list_columns])
-        rows = (
-            query.order_by(column.desc() if descending else column.asc(), c.run_id)
+        # Rank on narrow rows first (the key, the sort column, the filters' columns,
+        # and the total as a window over the same rows: one FINAL merge, not two),
+        # then read the listed columns of only the page's runs, by primary key.
+        ranked = (
+            self.runs.read(*where, columns=[c.run_id, sa.func.count().over().label("total")])
+            .order_by(column.desc() if descending else column.asc(), c.run_id)
             .limit(limit)
             .offset(offset)
             .rows()
         )
-        total = query.count()
+        if not ranked:
+            total = self.runs.read(*where).count()
+            return RunPage([], total, sort, descending, limit, offset, filters)
+        order = {r["run_id"]: i for i, r in enumerate(ranked)}
+        rows = self.runs.read(
+            c.run_id.in_(list(order)), columns=[c[n] for n in self.list_columns]
+        ).rows()
+        rows = sorted(rows, key=lambda r: order[r["run_id"]])
+        total = int(ranked[0]["total"])
         return RunPage(
             [_plain_row(r) for r in rows], total, sort, descending, limit, offset, filters
         )

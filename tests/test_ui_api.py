@@ -98,6 +98,8 @@ def test_runs_filters_and_paging(client, ids) -> None:
     assert page["total"] == 8 and len(page["rows"]) == 3
     everything = names("status=&sort=run_name&order=asc")
     assert [r["run_name"] for r in page["rows"]] == everything[3:6]
+    beyond = client.get("/api/runs?status=&offset=1000").json()
+    assert beyond["rows"] == [] and beyond["total"] == 8
 
 
 def _metric(client: TestClient, metric: str, bound: str) -> list[float]:

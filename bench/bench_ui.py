@@ -159,11 +159,15 @@ def measure(db: Database, generated: dict[str, Any], args: argparse.Namespace) -
     curves = CurveReader(db)
     long_run = generated["long_run_id"]
     direct = {
+        # The seed's query as bench_queries measures it: the same FINAL merge and top-N
+        # sort, so the ratio to it shows what the listing adds on a loaded machine.
+        "compare_model_performance() (seed, 10 rows)": browser.runs.compare_model_performance,
         "RunBrowser.page (default view)": lambda: browser.page(
             status="completed", sort="final_test_accuracy"
         ),
         "CurveReader.curve (all series)": lambda: curves.curve(long_run),
     }
+    direct.update(listing_variants(browser))
     for name, call in direct.items():
         seconds, _ = timed(call, args.reps, args.warmup)
         out["repository"][name] = summary(seconds)
@@ -171,6 +175,30 @@ def measure(db: Database, generated: dict[str, Any], args: argparse.Namespace) -
 
 
 DATABASE = "suho_ui_bench"
+
+
+def listing_variants(browser: RunBrowser) -> dict[str, Any]:
+    """The alternatives RunBrowser.page was measured against (same rows, same total)."""
+    import sqlalchemy as sa
+
+    repo = browser.runs
+    c = repo.table.c
+    where = [c.status == "completed"]
+    order = [c.final_test_accuracy.desc(), c.run_id]
+    listed = [c[n] for n in browser.list_columns]
+
+    def window() -> Any:
+        return repo.read(*where, columns=[*listed, sa.func.count().over()]).order_by(*order)
+
+    def narrow_then_by_key() -> Any:
+        ranked = repo.read(*where, columns=[c.run_id, sa.func.count().over()])
+        ids = [r["run_id"] for r in ranked.order_by(*order).limit(50).rows()]
+        return repo.read(c.run_id.in_(ids), columns=listed).rows()
+
+    return {
+        "variant: count() OVER () in the page's read": lambda: window().limit(50).rows(),
+        "variant: rank narrow rows, then read the page by key": narrow_then_by_key,
+    }
 
 
 def phase_generate(work: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -334,3 +334,37 @@ def test_diverged_values_reach_json_as_null_and_pages_as_nan(db) -> None:
     assert curve["points_in_range"] == 2 and curve["series"]["train_loss"] == [[0.0], [1.0]]
     assert client.get(f"/api/runs/{run.run_id}").json()["run"]["final_test_accuracy"] is None
     assert ">nan<" in client.get(f"/runs/{run.run_id}").text
+
+
+@pytest.mark.slow
+def test_equity_curve_of_a_short_real_agent_run(embedded_dir) -> None:
+    """One real (tiny) A2C run: the equity API re-evaluates its final agent on the trade
+    period, as ``suho report`` does, against buy-and-hold."""
+    from tests.test_rl_trainer import TRAIN_DAYS, write_features
+    from tests.test_rl_trainer import config as rl_config
+    from trainers.rl.report import trade_equity_curves
+    from trainers.rl.trainer import RLTrainer
+
+    url = f"clickhouse+chdb:///{embedded_dir}/{fresh_database_name()}"
+    migrations.upgrade(url)
+    db = Database(url)
+    try:
+        write_features(db)
+        run = RLTrainer(rl_config("a2c", timesteps=TRAIN_DAYS), db).run().run
+        client = TestClient(create_app(db))
+        body = client.get(f"/api/runs/{run.run_id}/equity").json()
+        agent, buy_and_hold = trade_equity_curves(db, run.run_id)
+        assert body["agent"] == pytest.approx(list(agent))
+        assert body["buy_and_hold"] == pytest.approx(list(buy_and_hold))
+        assert len(body["dates"]) == len(agent) and body["dates"] == sorted(body["dates"])
+        sharpe = body["metrics"]["sharpe_ratio"]  # NaN (flat equity) comes as null
+        if run.final_sharpe_ratio is None:
+            assert sharpe is None
+        else:
+            assert sharpe == pytest.approx(run.final_sharpe_ratio)
+        detail = client.get(f"/api/runs/{run.run_id}").json()
+        assert "checkpoint.benchmark_total_return" in detail["evaluation"]
+        episodes = client.get(f"/api/runs/{run.run_id}/curve?name=episodes").json()
+        assert episodes["points_in_range"] == run.total_episodes
+    finally:
+        db.close()

@@ -701,23 +701,16 @@ def ui(
 
     import uvicorn
 
-    from suho.ui.app import LOOPBACK_HOSTS, create_app, is_loopback
+    from repositories.errors import InvalidInputError
+    from suho.ui.app import create_app, serving_options
 
-    token = token or os.environ.get("SUHO_UI_TOKEN") or None
-    loopback = is_loopback(host)
-    if not loopback and not token:
-        raise typer.BadParameter(
-            f"{host!r} is not loopback: set a token (--token or SUHO_UI_TOKEN) first",
-            param_hint="--host",
-        )
-    read_only = (not loopback) if read_only is None else read_only
+    try:
+        options = serving_options(host, read_only, token or os.environ.get("SUHO_UI_TOKEN"))
+    except InvalidInputError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("host: "), param_hint="--host") from None
+    read_only = options["read_only"]
     db = _database()
-    app = create_app(
-        db,
-        read_only=read_only,
-        token=token,
-        allowed_hosts=[h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None,
-    )
+    app = create_app(db, **options)
     mode = "read-only" if read_only else "read-write"
     console.print(f"suho ui on http://{host}:{port}/ ({mode}) over {db.safe_url}", soft_wrap=True)
     try:

@@ -31,7 +31,7 @@ from tests.ui_data import populate
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("SUHO_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SUHO_UI_SCREENSHOTS", ROOT / "docs" / "screenshots"))
 LONG_POINTS = 20_000
@@ -109,6 +109,8 @@ def read_only_base(store: tuple[Database, dict[str, Any]]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (or set SUHO_CHROMIUM)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         try:
@@ -163,6 +165,15 @@ def test_agents_page(page, base, store) -> None:
     page.goto(f"{base}/agents")
     expect(page.locator("#runs-table tbody tr").first).to_contain_text("sac-agent")
     shot(page, "agents")
+    page.locator("#runs-table tbody tr").first.locator("a").first.click()
+    expect(page.locator("#chart-rewards")).to_have_attribute(
+        "data-series-points", '{"episode_final_reward":4}'
+    )
+    expect(page.locator("#chart-losses")).to_have_attribute(
+        "data-series-points", '{"policy_loss":40,"value_loss":40}'
+    )
+    expect(page.locator("#evaluation [data-field=final_sharpe_ratio]")).to_have_text("2")
+    shot(page, "agent")
 
 
 def _series_points(page: Page, chart: str) -> dict[str, int]:

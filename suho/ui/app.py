@@ -466,6 +466,7 @@ def create_app(
         return page(
             request,
             "run.html",
+            section="runs" if kind is RunKind.SUPERVISED else "agents",
             d=detail,
             run=detail["run"],
             trials=trials_of(kind, run_uuid),
@@ -484,6 +485,22 @@ def create_app(
         return page(request, "live.html", data=api_live())
 
     return app
+
+
+def serving_options(host: str, read_only: bool | None, token: str | None) -> dict[str, Any]:
+    """``create_app`` options for an address, as ``suho db serve`` decides them: beyond
+    loopback a token is required and the app is read-only unless told otherwise; on
+    loopback only loopback Host headers are accepted."""
+    loopback = is_loopback(host)
+    if not loopback and not token:
+        raise InvalidInputError(
+            f"host: {host!r} is not loopback: set a token (--token or SUHO_UI_TOKEN) first"
+        )
+    return {
+        "read_only": (not loopback) if read_only is None else read_only,
+        "token": token or None,
+        "allowed_hosts": [h.strip("[]") for h in LOOPBACK_HOSTS] if loopback else None,
+    }
 
 
 def deploy_checkpoint(db: Database, checkpoint_id: str, stage: str) -> Any:

@@ -26,6 +26,7 @@
     const chart = new uPlot({
       title: title, width: width(el), height: opts.height || 260, series: series,
       scales: { x: { time: !!opts.time } },
+      axes: [{}, { size: 80 }],  // room for account values in the millions
       cursor: { drag: { x: true, y: false, setScale: !opts.onZoom } },
       hooks: opts.onZoom ? { setSelect: [u => {
         if (u.select.width < 2) return;

@@ -735,6 +735,50 @@ def report(
     console.print(f"wrote {path}")
 
 
+@app.command("ui")
+def ui(
+    host: Annotated[str, typer.Option(help="Listen address; non-loopback needs a token.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 5000,
+    read_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--read-only/--read-write",
+            help="Refuse deploys (default: read-only unless bound to loopback).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Token every request must carry (prefer SUHO_UI_TOKEN: arguments show in "
+            "`ps`). Required beyond loopback."
+        ),
+    ] = None,
+) -> None:
+    """Serve the web UI: runs, agents, curves, trials, checkpoints and deploys."""
+    import os
+
+    import uvicorn
+
+    from repositories.errors import InvalidInputError
+    from suho.ui.app import create_app, serving_options
+
+    try:
+        options = serving_options(host, read_only, token or os.environ.get("SUHO_UI_TOKEN"))
+    except InvalidInputError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("host: "), param_hint="--host") from None
+    read_only = options["read_only"]
+    db = _database()
+    app = create_app(db, **options)
+    mode = "read-only" if read_only else "read-write"
+    console.print(f"suho ui on http://{host}:{port}/ ({mode}) over {db.safe_url}", soft_wrap=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        db.close()
+
+
 @app.command("sql")
 def sql(
     query: Annotated[str, typer.Argument(help="One SELECT, SHOW, DESCRIBE, WITH or EXPLAIN.")],

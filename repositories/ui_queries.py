@@ -1,0 +1,390 @@
+"""Reads behind the web UI (``suho ui``): a paged, sorted run listing with its total,
+and curves downsampled inside ClickHouse before they leave it.
+
+Why these live here and not in the web layer: they are ClickHouse queries (FINAL,
+PREWHERE on the key, ``largestTriangleThreeBuckets``), and the UI holds no SQL.
+
+- :meth:`RunBrowser.page` sends two statements (the page, then ``count()`` of the
+  same filters); the page reads only the listed columns, never ``config_json`` or
+  ``features_used``, so a page over 100k runs is one top-N sort.
+- :meth:`CurveReader.curve` downsamples each series with LTTB
+  (``largestTriangleThreeBucketsIf(n)(x, y, isFinite(y))``): the shape survives,
+  peaks included, at ``n`` points per series. A curve with at most ``n`` points
+  in the range comes back whole. A range (``x_from``/``x_to``) is the zoom: the
+  same ``n`` points, over the visible part only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.expression import ClauseList
+
+from repositories.errors import InvalidInputError
+from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
+from repositories.series import RewardHistoryRepository, TrainingMetricRepository
+from repositories.tracking import RunKind
+from suho_models.db import Database
+from suho_models.enums import RunStatus
+
+MAX_PAGE_SIZE = 500
+MAX_POINTS = 10_000
+DEFAULT_POINTS = 1_500
+
+
+class _Parametric(ColumnElement[Any]):
+    """A parametric aggregate, ``name(p1, ...)(arg1, ...)``, which SQLAlchemy's
+    ``func`` cannot write. Parameters are integers, rendered literally."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, params: Sequence[int], *args: Any) -> None:
+        self.name = name
+        self.params = tuple(int(p) for p in params)
+        self.clauses = ClauseList(*args)
+        self.type = sa.types.NullType()
+
+    def get_children(self, **kw: Any) -> Any:
+        return (self.clauses,)
+
+
+@compiles(_Parametric)
+def _compile_parametric(element: _Parametric, compiler: Any, **kw: Any) -> str:
+    params = ", ".join(str(p) for p in element.params)
+    return f"{element.name}({params})({compiler.process(element.clauses, **kw)})"
+
+
+def lttb(points: int, x: Any, y: Any) -> ColumnElement[Any]:
+    """``largestTriangleThreeBuckets(points)(x, y)`` over the finite values of ``y``
+    (NULL and NaN left out: they have no place on a chart)."""
+    return _Parametric("largestTriangleThreeBucketsIf", [points], x, y, sa.func.isFinite(y))
+
+
+# --------------------------------------------------------------------------- runs
+COMMON_LIST_COLUMNS = (
+    "run_id",
+    "run_name",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "duration_seconds",
+    "heartbeat_at",
+    "git_commit_hash",
+    "error_message",
+)
+
+DEFAULT_VIEWS: dict[RunKind, dict[str, Any]] = {
+    # The seed's "Compare Model Performance" and "Best RL Agents": completed runs,
+    # best first (ties by run_id, as the repositories' FINAL variants order them).
+    RunKind.SUPERVISED: {"status": "completed", "sort": "final_test_accuracy", "descending": True},
+    RunKind.RL: {"status": "completed", "sort": "final_sharpe_ratio", "descending": True},
+}
+
+SEED_COLUMNS: dict[RunKind, tuple[str, ...]] = {
+    RunKind.SUPERVISED: ("run_name", "model_type", "final_test_accuracy", "final_f1_score"),
+    RunKind.RL: ("run_name", "agent_type", "final_sharpe_ratio", "final_total_return"),
+}
+
+
+@dataclass
+class RunPage:
+    rows: list[dict[str, Any]]
+    total: int
+    sort: str
+    descending: bool
+    limit: int
+    offset: int
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+class RunBrowser:
+    """Listing of one kind of run for the UI: filter, sort by any column, page."""
+
+    def __init__(self, db: Database, kind: RunKind | str) -> None:
+        self.kind = RunKind(kind)
+        self.runs: _RunRepository[Any] = (
+            TrainingRunRepository(db) if self.kind is RunKind.SUPERVISED else AgentRunRepository(db)
+        )
+        self.type_column = self.runs.type_column
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """Numeric result columns (``final_*``, ``total_*``): sortable and filterable."""
+        return [c.name for c in self.runs.table.columns if c.name.startswith(("final_", "total_"))]
+
+    @property
+    def list_columns(self) -> list[str]:
+        return [*COMMON_LIST_COLUMNS[:2], self.type_column, *COMMON_LIST_COLUMNS[2:]] + [
+            m for m in self.metric_columns
+        ]
+
+    @property
+    def sortable(self) -> list[str]:
+        return [c for c in self.list_columns if c not in ("git_commit_hash", "error_message")]
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        name: str | None = None,
+        created_from: dt.datetime | None = None,
+        created_to: dt.datetime | None = None,
+        metric_ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
+        sort: str | None = None,
+        descending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RunPage:
+        """One page of runs matching every filter, and how many match in all.
+
+        ``name`` matches a case-insensitive substring of the run name (taken
+        literally: ``%`` and ``_`` are not wildcards); ``metric_ranges`` maps a
+        metric column to inclusive (low, high) bounds, either one None.
+        """
+        c = self.runs.table.c
+        sort = sort or "created_at"
+        if sort not in self.sortable:
+            raise InvalidInputError(
+                f"sort: unknown column {sort!r} (one of {', '.join(self.sortable)})"
+            )
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidInputError(f"limit: expected 1 to {MAX_PAGE_SIZE} (got {limit!r})")
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"offset: expected a non-negative integer (got {offset!r})")
+        where: list[ColumnElement[bool]] = []
+        filters: dict[str, Any] = {}
+        if status:
+            try:
+                where.append(c.status == RunStatus(status).value)
+            except ValueError:
+                raise InvalidInputError(
+                    f"status: expected one of {', '.join(RunStatus)} (got {status!r})"
+                ) from None
+            filters["status"] = status
+        if type:
+            where.append(c[self.type_column] == str(type))
+            filters["type"] = type
+        if name:
+            where.append(sa.func.positionCaseInsensitiveUTF8(c.run_name, str(name)) > 0)
+            filters["name"] = name
+        if created_from is not None:
+            where.append(c.created_at >= created_from)
+            filters["created_from"] = created_from
+        if created_to is not None:
+            where.append(c.created_at <= created_to)
+            filters["created_to"] = created_to
+        for metric, (low, high) in (metric_ranges or {}).items():
+            if metric not in self.metric_columns:
+                raise InvalidInputError(
+                    f"metric: unknown metric column {metric!r} "
+                    f"(one of {', '.join(self.metric_columns)})"
+                )
+            if low is not None:
+                where.append(c[metric] >= float(low))
+            if high is not None:
+                where.append(c[metric] <= float(high))
+            filters[metric] = (low, high)
+        column = c[sort]
+        # One FINAL read at the listed width plus a count(): measured against ranking
+        # narrow rows first and reading the page's runs by key (50 random run_ids touch
+        # nearly every granule, so that read costs a second full pass) and against a
+        # count() OVER () window (which buffers every matching row before the top-N).
+        query = self.runs.read(*where, columns=[c[n] for n in self.list_columns])
+        rows = (
+            query.order_by(column.desc() if descending else column.asc(), c.run_id)
+            .limit(limit)
+            .offset(offset)
+            .rows()
+        )
+        total = query.count()
+        return RunPage(
+            [_plain_row(r) for r in rows], total, sort, descending, limit, offset, filters
+        )
+
+    def running(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Runs now ``running``, newest first (the Live page)."""
+        return self.page(status="running", sort="created_at", limit=limit).rows
+
+
+def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if hasattr(value, "value") and not isinstance(value, int | float | str):
+            value = value.value
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- curves
+SUPERVISED_SERIES = (
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "learning_rate",
+    "gradient_norm",
+)
+RL_STEP_SERIES = (
+    "step_reward",
+    "episode_cumulative_reward",
+    "account_value",
+    "policy_loss",
+    "value_loss",
+)
+RL_EPISODE_SERIES = ("episode_final_reward", "sharpe_ratio", "account_value")
+
+CURVES: dict[str, tuple[RunKind, str, tuple[str, ...]]] = {
+    # name: (kind, x column, series)
+    "metrics": (RunKind.SUPERVISED, "iteration_number", SUPERVISED_SERIES),
+    "steps": (RunKind.RL, "timestep_number", RL_STEP_SERIES),
+    "episodes": (RunKind.RL, "episode_number", RL_EPISODE_SERIES),
+}
+
+
+@dataclass
+class Curve:
+    run_id: uuid.UUID
+    name: str
+    x: str
+    points_in_range: int
+    """Rows in the range before downsampling."""
+    x_min: float | None
+    x_max: float | None
+    series: dict[str, list[list[float]]]
+    """Per series, ``[xs, ys]`` (already downsampled)."""
+
+    @property
+    def points_returned(self) -> dict[str, int]:
+        return {name: len(xy[0]) for name, xy in self.series.items()}
+
+
+class CurveReader:
+    """Downsampled curves of runs of either kind."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.metrics = TrainingMetricRepository(db)
+        self.rewards = RewardHistoryRepository(db)
+
+    def curve(
+        self,
+        run_id: uuid.UUID | str,
+        name: str = "metrics",
+        *,
+        points: int = DEFAULT_POINTS,
+        x_from: float | None = None,
+        x_to: float | None = None,
+        series: Sequence[str] | None = None,
+    ) -> Curve:
+        """A run's curve ``name`` (``metrics`` for supervised runs, ``steps`` or
+        ``episodes`` for agents), each series LTTB-downsampled to ``points``."""
+        if name not in CURVES:
+            raise InvalidInputError(f"curve: expected one of {', '.join(CURVES)} (got {name!r})")
+        if not isinstance(points, int) or not 3 <= points <= MAX_POINTS:
+            raise InvalidInputError(f"points: expected 3 to {MAX_POINTS} (got {points!r})")
+        for label, bound in (("x_from", x_from), ("x_to", x_to)):
+            if bound is not None and not math.isfinite(bound):
+                raise InvalidInputError(f"{label}: expected a finite number (got {bound!r})")
+        if x_from is not None and x_to is not None and x_from > x_to:
+            raise InvalidInputError(f"x_from: {x_from} is after x_to {x_to}")
+        kind, x_name, known = CURVES[name]
+        chosen = tuple(series) if series else known
+        if unknown := [s for s in chosen if s not in known]:
+            raise InvalidInputError(
+                f"series: unknown {', '.join(unknown)} for curve {name} (one of {', '.join(known)})"
+            )
+        repo = self.metrics if kind is RunKind.SUPERVISED else self.rewards
+        key = _uuid(run_id, "run_id")
+        c = repo.table.c
+        x = c[x_name]
+        where: list[ColumnElement[bool]] = [c.run_id == key]
+        if name == "episodes":
+            where.append(c.is_episode_end == 1)
+        if x_from is not None:
+            where.append(x >= x_from)
+        if x_to is not None:
+            where.append(x <= x_to)
+        columns = [
+            sa.func.count().label("n"),
+            sa.func.minOrNull(x).label("x_min"),
+            sa.func.maxOrNull(x).label("x_max"),
+            *(lttb(points, x, c[s]).label(s) for s in chosen),
+        ]
+        row = repo.read(*where, columns=columns).rows()[0]
+        return Curve(
+            key,
+            name,
+            x_name,
+            int(row["n"]),
+            None if row["x_min"] is None else float(row["x_min"]),
+            None if row["x_max"] is None else float(row["x_max"]),
+            {s: _unzip(row[s]) for s in chosen},
+        )
+
+
+def _unzip(pairs: Any) -> list[list[float]]:
+    xs, ys = [], []
+    for px, py in pairs or ():
+        xs.append(float(px))
+        ys.append(float(py))
+    return [xs, ys]
+
+
+# --------------------------------------------------------------------------- parameters
+def flat_parameters(config_json: str) -> dict[str, Any]:
+    """A run's config as ``{"a.b": value}`` (nested objects flattened), for diffs."""
+    try:
+        data = json.loads(config_json or "{}")
+    except json.JSONDecodeError:
+        return {"config_json": config_json}
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k in sorted(value):
+                walk(f"{prefix}.{k}" if prefix else str(k), value[k])
+        else:
+            out[prefix] = value
+
+    walk("", data)
+    return out
+
+
+def parameter_diff(configs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``{"name", "values": {run: value}, "differs"}`` over the union of the keys
+    of each run's flat parameters; a key a run lacks shows as None."""
+    names = sorted({k for params in configs.values() for k in params})
+    rows = []
+    for name in names:
+        values = {run: params.get(name) for run, params in configs.items()}
+        rendered = {json.dumps(v, sort_keys=True, default=str) for v in values.values()}
+        rows.append({"name": name, "values": values, "differs": len(rendered) > 1})
+    return rows
+
+
+__all__ = [
+    "CURVES",
+    "DEFAULT_POINTS",
+    "DEFAULT_VIEWS",
+    "MAX_PAGE_SIZE",
+    "MAX_POINTS",
+    "SEED_COLUMNS",
+    "Curve",
+    "CurveReader",
+    "RunBrowser",
+    "RunPage",
+    "flat_parameters",
+    "lttb",
+    "parameter_diff",
+]

@@ -1,0 +1,232 @@
+/* suho ui: charts (uPlot) and the few interactions the server-rendered pages need. */
+(function () {
+  "use strict";
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  const POLL_MS = 2000;
+
+  async function getJSON(url, options) {
+    const response = await fetch(url, options);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    return body;
+  }
+
+  function width(el) { return Math.max(320, (el.clientWidth || 640) - 8); }
+
+  /* One uPlot over several [xs, ys] series with different xs (uPlot.join aligns them). */
+  function makeChart(el, title, labels, pairs, opts) {
+    opts = opts || {};
+    const data = uPlot.join(pairs.map(p => [p[0], p[1]]));
+    const series = [{ label: opts.xLabel || "x" }].concat(labels.map((label, i) => ({
+      label: label, stroke: PALETTE[i % PALETTE.length], spanGaps: true, width: 1.5,
+      points: opts.points ? { show: true, size: 5, fill: PALETTE[i % PALETTE.length] } : { show: false },
+      paths: opts.points ? () => null : undefined,
+    })));
+    const chart = new uPlot({
+      title: title, width: width(el), height: opts.height || 260, series: series,
+      scales: { x: { time: !!opts.time } },
+      axes: [{}, { size: 80 }],  // room for account values in the millions
+      cursor: { drag: { x: true, y: false, setScale: !opts.onZoom } },
+      hooks: opts.onZoom ? { setSelect: [u => {
+        if (u.select.width < 2) return;
+        const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
+        u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+        opts.onZoom(lo, hi);
+      }] } : {},
+    }, data, el);
+    record(el, chart, labels);
+    if (opts.onReset) chart.over.addEventListener("dblclick", () => opts.onReset());
+    return chart;
+  }
+
+  function record(el, chart, labels) {
+    const counts = {};
+    labels.forEach((label, i) => { counts[label] = chart.data[i + 1].filter(v => v != null).length; });
+    el.dataset.points = String(chart.data[0].length);
+    el.dataset.seriesPoints = JSON.stringify(counts);
+  }
+
+  function setPairs(el, chart, labels, pairs) {
+    chart.setData(uPlot.join(pairs.map(p => [p[0], p[1]])));
+    record(el, chart, labels);
+  }
+
+  /* ------------------------------------------------------------------ run page */
+  function runPage(root) {
+    const runId = root.dataset.runId;
+    const charts = [];
+    root.querySelectorAll(".chart[data-curve]").forEach(el => {
+      const state = { el: el, curve: el.dataset.curve, series: el.dataset.series.split(","),
+                      chart: null, range: null };
+      charts.push(state);
+      load(state);
+    });
+
+    async function load(state) {
+      let url = `/api/runs/${runId}/curve?name=${state.curve}&series=${state.series.join(",")}`;
+      if (state.range) url += `&x_from=${state.range[0]}&x_to=${state.range[1]}`;
+      const c = await getJSON(url);
+      const pairs = state.series.map(s => c.series[s]);
+      state.el.dataset.pointsInRange = String(c.points_in_range);
+      state.el.dataset.zoomed = state.range ? "true" : "false";
+      state.el.dataset.xFrom = state.range ? String(state.range[0]) : "";
+      state.el.dataset.xTo = state.range ? String(state.range[1]) : "";
+      state.el.dataset.loaded = String((Number(state.el.dataset.loaded) || 0) + 1);
+      if (!state.chart) {
+        state.chart = makeChart(state.el, state.el.dataset.title, state.series, pairs, {
+          xLabel: c.x,
+          onZoom: (lo, hi) => { state.range = [Math.floor(lo), Math.ceil(hi)]; load(state); },
+          onReset: () => { state.range = null; load(state); },
+        });
+      } else {
+        setPairs(state.el, state.chart, state.series, pairs);
+      }
+    }
+
+    const trials = document.getElementById("trials-data");
+    if (trials) {
+      const t = JSON.parse(trials.textContent);
+      const done = t.trials.filter(x => x.objective != null);
+      const el = document.getElementById("chart-trials");
+      makeChart(el, el.dataset.title, [t.objective],
+                [[done.map(x => x.trial_number), done.map(x => x.objective)]],
+                { xLabel: "trial", points: true, height: 220 });
+    }
+
+    let status = root.dataset.status;
+    if (status === "running" || status === "pending") {
+      const timer = setInterval(async () => {
+        const s = await getJSON(`/api/runs/${runId}/status`);
+        const badge = document.getElementById("run-status");
+        badge.textContent = s.status;
+        badge.className = "status " + s.status;
+        document.getElementById("run-stale").hidden = !s.stale;
+        root.dataset.status = s.status;
+        charts.filter(c => !c.range).forEach(load);
+        if (s.status !== "running" && s.status !== "pending") clearInterval(timer);
+        status = s.status;
+      }, POLL_MS);
+    }
+  }
+
+  async function loadImportance(button) {
+    const box = document.getElementById("feature-importance");
+    const runId = document.getElementById("run").dataset.runId;
+    button.disabled = true;
+    try {
+      const data = await getJSON(`/api/runs/${runId}/feature-importance`);
+      const top = Math.max(...data.features.map(f => f.importance), 1e-12);
+      box.innerHTML = "";
+      data.features.forEach(f => {
+        const row = document.createElement("div");
+        row.className = "bar-row";
+        row.innerHTML = `<span class="bar-label"></span><span class="bar" style="width:${(100 * f.importance / top).toFixed(1)}%"></span><span class="bar-value"></span>`;
+        row.children[0].textContent = f.name;
+        row.children[2].textContent = f.importance.toPrecision(4);
+        box.appendChild(row);
+      });
+      box.dataset.state = "loaded";
+    } catch (e) { box.textContent = e.message; box.dataset.state = "error"; }
+  }
+
+  async function loadEquity(button) {
+    const box = document.getElementById("equity");
+    const runId = document.getElementById("run").dataset.runId;
+    button.disabled = true;
+    button.textContent = "evaluating…";
+    try {
+      const e = await getJSON(`/api/runs/${runId}/equity`);
+      box.innerHTML = "";
+      makeChart(box, "Portfolio value (trade period)", ["agent", "buy and hold"],
+                [[e.dates, e.agent], [e.dates, e.buy_and_hold]], { time: true, xLabel: "date" });
+      box.dataset.state = "loaded";
+    } catch (err) { box.textContent = err.message; box.dataset.state = "error"; }
+  }
+
+  /* ------------------------------------------------------------------ deploy */
+  let pending = null;
+  function askDeploy(checkpointId, stage) {
+    if (document.body.dataset.readOnly === "true") return;
+    pending = { checkpointId: checkpointId, stage: stage };
+    document.getElementById("deploy-what").textContent = checkpointId;
+    document.getElementById("deploy-stage").textContent = stage;
+    document.getElementById("deploy-error").textContent = "";
+    document.getElementById("deploy-dialog").showModal();
+  }
+
+  async function confirmDeploy() {
+    const dialog = document.getElementById("deploy-dialog");
+    const runId = document.getElementById("run").dataset.runId;
+    try {
+      await getJSON(`/api/checkpoints/${pending.checkpointId}/deploy`, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ stage: pending.stage }),
+      });
+      const infos = await getJSON(`/api/runs/${runId}/checkpoints`);
+      infos.forEach(info => {
+        const row = document.querySelector(`tr[data-checkpoint-id="${info.checkpoint_id}"]`);
+        if (!row) return;
+        const badge = row.querySelector("[data-field=deployment_status]");
+        badge.textContent = info.deployment_status;
+        badge.className = "deploy-status " + info.deployment_status;
+        row.querySelector("[data-field=deployed_at]").textContent = info.deployed_at || "";
+      });
+      dialog.close();
+    } catch (e) {
+      document.getElementById("deploy-error").textContent = e.message;
+    }
+  }
+
+  /* ------------------------------------------------------------------ compare */
+  function comparePage(root) {
+    const data = JSON.parse(document.getElementById("compare-data").textContent);
+    const box = document.getElementById("compare-charts");
+    const shown = Object.keys(data.runs[0].curve.series).map(name => {
+      const pairs = data.runs.map(r => r.curve.series[name]);
+      if (pairs.every(p => p[0].length === 0)) return null;
+      const el = document.createElement("div");
+      el.className = "chart";
+      el.id = "compare-" + name;
+      box.appendChild(el);
+      return { name: name, el: el, pairs: pairs };
+    }).filter(Boolean);
+    // Sized once every chart's box is laid out side by side.
+    shown.forEach(c => makeChart(c.el, c.name, data.runs.map(r => r.run_name), c.pairs,
+                                 { xLabel: data.runs[0].curve.x }));
+  }
+
+  function submitCompare(form) {
+    const ids = Array.from(document.querySelectorAll("input.pick:checked")).map(x => x.value);
+    if (ids.length < 2 || ids.length > 10) { alert("Select 2 to 10 runs to compare."); return false; }
+    form.querySelector("input[name=ids]").value = ids.join(",");
+    return true;
+  }
+
+  /* ------------------------------------------------------------------ live */
+  function livePage(table) {
+    const body = table.querySelector("tbody");
+    setInterval(async () => {
+      const data = await getJSON("/api/live");
+      body.innerHTML = "";
+      if (!data.running.length) {
+        body.innerHTML = '<tr class="empty"><td colspan="4" class="muted">Nothing is running.</td></tr>';
+      }
+      data.running.forEach(r => {
+        const tr = document.createElement("tr");
+        tr.dataset.runId = r.run_id;
+        tr.innerHTML = "<td></td><td><a></a></td><td><span></span></td><td></td>";
+        tr.children[0].textContent = r.kind;
+        const a = tr.children[1].firstChild; a.href = "/runs/" + r.run_id; a.textContent = r.run_name;
+        const s = tr.children[2].firstChild; s.className = "status " + r.status;
+        s.textContent = r.status + (r.stale ? " (stale)" : "");
+        tr.children[3].textContent = r.heartbeat_at || "";
+        body.appendChild(tr);
+      });
+      table.dataset.polls = String((Number(table.dataset.polls) || 0) + 1);
+    }, POLL_MS);
+  }
+
+  window.suho = { runPage, loadImportance, loadEquity, askDeploy, confirmDeploy,
+                  comparePage, submitCompare, livePage };
+})();

@@ -49,7 +49,7 @@ class _Parametric(ColumnElement[Any]):
 
     def __init__(self, name: str, params: Sequence[int], *args: Any) -> None:
         self.name = name
-        self.params = tuple(int(p) for p in params)
+        self.parameters = tuple(int(p) for p in params)  # not `params`: a ClauseElement method
         self.clauses = ClauseList(*args)
         self.type = sa.types.NullType()
 
@@ -59,7 +59,7 @@ class _Parametric(ColumnElement[Any]):
 
 @compiles(_Parametric)
 def _compile_parametric(element: _Parametric, compiler: Any, **kw: Any) -> str:
-    params = ", ".join(str(p) for p in element.params)
+    params = ", ".join(str(p) for p in element.parameters)
     return f"{element.name}({params})({compiler.process(element.clauses, **kw)})"
 
 
@@ -217,7 +217,7 @@ class RunBrowser:
         return self.page(status="running", sort="created_at", limit=limit).rows
 
 
-def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def _plain_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = {}
     for key, value in row.items():
         if hasattr(value, "value") and not isinstance(value, int | float | str):

@@ -157,6 +157,28 @@ class CheckpointRecord(Record):
     updated_at: UtcDatetime
     signature: str = ""
 
+    def summary(self) -> dict[str, Any]:
+        """The table-neutral view (name, kind, step, format), JSON-ready: what a listing of
+        both tables' checkpoints side by side shows."""
+        data = self.model_dump(mode="json")
+        return {
+            "checkpoint_id": data["checkpoint_id"],
+            "run_id": data["run_id"],
+            "name": self.name,
+            "kind": self.kind.value,
+            "step": self.step,
+            "format": self.format.value,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "storage": data["storage"],
+            "storage_uri": self.storage_uri,
+            "metrics": data["metrics"],
+            "deployment_status": data["deployment_status"],
+            "deployed_at": data["deployed_at"],
+            "created_at": data["created_at"],
+            "updated_at": data["updated_at"],
+        }
+
     # Table-neutral names, for code that handles both tables.
     @property
     def name(self) -> str:

@@ -199,7 +199,7 @@ def create_app(
     def run_detail(run_id: str) -> dict[str, Any]:
         kind, run = find_run(db, run_id)
         service = tracking[kind]
-        checkpoints = [c.to_info() for c in service.checkpoints.list(run.run_id)]
+        checkpoints = [c.summary() for c in service.checkpoints.list(run.run_id)]
         final = service.final_checkpoint(run.run_id)
         record = run.model_dump(mode="json")
         return {
@@ -208,7 +208,7 @@ def create_app(
             "type": record["model_type" if kind is RunKind.SUPERVISED else "agent_type"],
             "stale": service.is_stale(run),
             "parameters": flat_parameters(run.config_json),
-            "checkpoints": [c.model_dump(mode="json") for c in checkpoints],
+            "checkpoints": checkpoints,
             "evaluation": _evaluation(run, final),
             "curves": list(CHART_CURVES[kind]),
         }
@@ -338,7 +338,7 @@ def create_app(
     @app.get("/api/runs/{run_id}/checkpoints")
     def api_checkpoints(run_id: str) -> Any:
         kind, run = find_run(db, run_id)
-        return [c.to_info() for c in tracking[kind].checkpoints.list(run.run_id)]
+        return [c.summary() for c in tracking[kind].checkpoints.list(run.run_id)]
 
     @app.get("/api/runs/{run_id}/feature-importance")
     def api_feature_importance(run_id: str, top: int = 20) -> Any:
@@ -413,7 +413,7 @@ def create_app(
         stage = body.get("stage") if isinstance(body, dict) else None
         if stage not in DEPLOY_STAGES:
             raise InvalidInputError(f"stage: expected staging or production (got {stage!r})")
-        return deploy_checkpoint(db, checkpoint_id, stage).model_dump(mode="json")
+        return deploy_checkpoint(db, checkpoint_id, stage)
 
     # ------------------------------------------------------------------ pages
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
@@ -506,7 +506,7 @@ def serving_options(host: str, read_only: bool | None, token: str | None) -> dic
 def deploy_checkpoint(db: Database, checkpoint_id: str, stage: str) -> Any:
     """What ``suho checkpoints deploy`` does: find the checkpoint's table, deploy there."""
     _, repo, _ = find_checkpoint(db, checkpoint_id)
-    return repo.deploy(checkpoint_id, stage).to_info()
+    return repo.deploy(checkpoint_id, stage).summary()
 
 
 def _curve_json(c: Any) -> dict[str, Any]:

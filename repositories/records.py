@@ -248,6 +248,9 @@ class TrialCreate(Record):
     tuning_method: TuningMethod = TuningMethod.OPTUNA
     state: TrialState = TrialState.COMPLETE
     duration_seconds: float = Field(default=0.0, ge=0)
+    worker_host: str = ""
+    """Host of the tuning worker that ran the trial."""
+    worker_pid: NonNegativeInt = 0
 
 
 class Trial(TrialCreate):
@@ -279,6 +282,9 @@ class RLTrialCreate(Record):
     total_episodes: NonNegativeInt = 0
     state: TrialState = TrialState.COMPLETE
     duration_seconds: float = Field(default=0.0, ge=0)
+    worker_host: str = ""
+    """Host of the tuning worker that ran the trial."""
+    worker_pid: NonNegativeInt = 0
 
     def column_params(self) -> dict[str, Any]:
         params = json.loads(self.hyperparameters)

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         "use (unset: the one `suho db serve` generates under the embedded store's path).",
     )
 
+    optuna_storage: str | None = Field(
+        default=None,
+        description="Optuna storage URL every tuning study uses unless its config names one: "
+        "postgresql+psycopg://... or mysql://... (RDB), redis://... (journal on Redis). "
+        "Unset: a journal file per run under <data_dir>/optuna (this machine only).",
+    )
+
     @property
     def embedded_path(self) -> Path:
         return (self.data_dir / "clickhouse").resolve()

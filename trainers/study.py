@@ -138,6 +138,18 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+@dataclass
+class StudySpec:
+    """What a trainer's tuning gives the study, for one process or many workers."""
+
+    name: str
+    objective: Callable[[Any], float]
+    record: Callable[[Any, Any], None]
+    """Logs a finished trial to the run's trial table."""
+    options: dict[str, Any]
+    """``optuna.create_study`` options: direction, sampler, pruner."""
+
+
 def load_study(
     run_id: uuid.UUID, storage: str | None, *, study_name: str, **create_options: Any
 ) -> Any:
@@ -265,6 +277,7 @@ def create_shared_study(
     """
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True, **create_options
     )
@@ -301,6 +314,14 @@ def study_done(study: Any) -> bool:
     return not study.get_trials(deepcopy=False, states=(S.WAITING, S.RUNNING))
 
 
+def slots_finished(study: Any) -> int:
+    """Slots that reached their end: finished trials, less the failed ones that were
+    enqueued again (their retry stands for the slot)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return sum(1 for t in trials if t.state.is_finished() and t.number not in retried)
+
+
 def _claim(study: Any) -> int | None:
     """Take a waiting trial (a slot or a retry) for this worker; None when none is left."""
     import optuna
@@ -325,7 +346,6 @@ def fail_stale(study: Any, on_trial: Callable[[Any, Any], None]) -> list[int]:
     storage = study._storage
     if not hasattr(storage, "_get_stale_trial_ids"):
         return []
-    retry = _retry_callback()
     failed = []
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         try:
@@ -337,14 +357,19 @@ def fail_stale(study: Any, on_trial: Callable[[Any, Any], None]) -> list[int]:
         log.warning(
             "trial %d: its worker %s stopped beating; failed", frozen.number, worker_of(frozen)
         )
-        retry(study, frozen)
+        _retry_callback()(study, frozen)
         on_trial(study, frozen)
         failed.append(frozen.number)
     return failed
 
 
 def _retry_callback() -> Any:
+    import warnings
+
     from optuna import storages
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.simplefilter("ignore", ExperimentalWarning)
 
     cls = (
         getattr(storages, "RetryHeartbeatStaleTrialCallback", None)
@@ -359,7 +384,7 @@ def work(
     on_trial: Callable[[Any, Any], None],
     heartbeat: TrialHeartbeat,
 ) -> int:
-    """Claim slots and run them until none is left; returns the trials this worker ran.
+    """Claim slots and run them until the study is done; returns the trials this worker ran.
 
     The loop of ``Study.optimize`` (which would create new trials once the slots
     are gone): stale trials are failed first, the trial beats while it runs, a
@@ -373,7 +398,12 @@ def work(
         fail_stale(study, on_trial)
         trial_id = _claim(study)
         if trial_id is None:
-            return ran
+            if study_done(study):
+                return ran
+            # Others still run trials: stay, so that a dead one's trial is failed and
+            # run again here, and the last worker standing finishes the run.
+            time.sleep(heartbeat.interval)
+            continue
         study._thread_local.cached_all_trials = None  # the sampler sees the latest trials
         trial = optuna.Trial(study, trial_id)
         value, state = None, None
@@ -443,11 +473,14 @@ def finish_final(claim: Any, ok: bool) -> None:
     import optuna
 
     final, trial_id = claim
-    if ok:
-        final.tell(trial_id, 0.0, skip_if_finished=True)
-        return
-    frozen = final.tell(trial_id, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-    _retry_callback()(final, frozen)
+    state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
+    storage = final._storage
+    try:
+        storage.set_trial_state_values(trial_id, state, [0.0] if ok else None)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return  # declared stale meanwhile: whoever failed it enqueued it again
+    if not ok:
+        _retry_callback()(final, storage.get_trial(trial_id))
 
 
 def final_done(study: Any) -> bool:
@@ -459,6 +492,7 @@ def final_done(study: Any) -> bool:
 
 
 __all__ = [
+    "StudySpec",
     "TrialHeartbeat",
     "claim_final",
     "create_shared_study",
@@ -468,6 +502,7 @@ __all__ = [
     "load_study",
     "log_once",
     "optimize_remaining",
+    "slots_finished",
     "storage_url",
     "study_done",
     "study_storage",

@@ -427,17 +427,22 @@ def tune_rl(
 @tune_app.command("worker")
 def tune_worker(
     run_id: Annotated[str, typer.Argument(help="The tuning run whose study to join.")],
+    heartbeat: Annotated[int, typer.Option(min=1, help="Seconds between trial beats.")] = 5,
+    grace: Annotated[
+        int, typer.Option(min=2, help="Seconds without a beat before a trial's worker is dead.")
+    ] = 30,
 ) -> None:
     """Join a run's study from any machine that reaches its storage and the database."""
     import logging
     import os
     import socket
 
+    from trainers.study import TrialHeartbeat
     from trainers.workers import run_worker
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     with _database() as db:
-        result = run_worker(run_id, db)
+        result = run_worker(run_id, db, heartbeat=TrialHeartbeat(heartbeat, grace))
     console.print(
         f"worker {socket.gethostname()}:{os.getpid()}: {result.trials_run} trials; {result.message}"
     )

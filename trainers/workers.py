@@ -325,6 +325,21 @@ def _torch_threads(kind: RunKind, config: Any) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- launching
+def worker_command(run_id: uuid.UUID, heartbeat: TrialHeartbeat | None = None) -> list[str]:
+    """``suho tune worker RUN_ID`` as this Python runs it."""
+    beat = heartbeat or TrialHeartbeat()
+    return [
+        sys.executable,
+        "-m",
+        "suho",
+        "tune",
+        "worker",
+        str(run_id),
+        f"--heartbeat={beat.interval}",
+        f"--grace={beat.grace}",
+    ]
+
+
 def local_workers_allowed(db: Database, workers: int) -> None:
     """A chDB directory belongs to one process: several workers need a server."""
     if workers > 1 and db.is_embedded:
@@ -343,6 +358,7 @@ def launch(
     *,
     progress: bool = True,
     env: Mapping[str, str] | None = None,
+    heartbeat: TrialHeartbeat | None = None,
     poll_seconds: float = 0.5,
 ) -> list[int]:
     """Start ``workers`` worker processes for ``run`` here and wait for them, with one
@@ -355,11 +371,11 @@ def launch(
     total = _tuning_trials(config)
     if db.is_embedded:
         with Progress(progress).task("tuning", total) as advance:
-            run_worker(run.run_id, db, on_trial=lambda _n: advance())
+            run_worker(run.run_id, db, heartbeat=heartbeat, on_trial=lambda _n: advance())
         return [0]
     child_env = {**os.environ, **(env or {})}
     child_env["SUHO_DATABASE_URL"] = db.url.render_as_string(hide_password=False)
-    command = [sys.executable, "-m", "suho", "tune", "worker", str(run.run_id)]
+    command = worker_command(run.run_id, heartbeat)
     procs = [
         subprocess.Popen(command, env=child_env, stdout=subprocess.DEVNULL) for _ in range(workers)
     ]
@@ -387,4 +403,5 @@ __all__ = [
     "launch",
     "local_workers_allowed",
     "run_worker",
+    "worker_command",
 ]

@@ -1,0 +1,214 @@
+"""Distributed tuning against real servers: 4 worker processes share one study
+(PostgreSQL RDB storage for supervised, the journal on Redis for RL), the runs'
+tables live on the local ClickHouse server. Each study finishes exactly 12 trials,
+logged once each, and one worker retrains the best and completes the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from repositories.errors import InvalidInputError
+from repositories.features import FeatureTable
+from repositories.tracking import FINAL_KINDS, RunKind, RunTrackingService
+from suho_models.db import Database, migrations
+from suho_models.enums import RunStatus, TrialState
+from tests.conftest import fresh_database_name
+from tests.storage_servers import postgres_url, redis_url  # noqa: F401 - fixtures
+from trainers.data.synth import generate_ml_features
+from trainers.rl.config import RLConfig
+from trainers.study import TrialHeartbeat, study_storage
+from trainers.supervised.config import SupervisedConfig
+from trainers.workers import create_tuning_run, launch, local_workers_allowed, worker_command
+
+TRIALS = 12
+WORKERS = 4
+BEAT = TrialHeartbeat(interval=1, grace=4)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def server_db(local_server: Any) -> Iterator[Database]:
+    url = local_server.native_url(fresh_database_name())
+    migrations.upgrade(url)
+    db = Database(url)
+    FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=200, start=START))
+    yield db
+    db.close()
+
+
+def supervised_config(storage: str, rounds: int = 15) -> SupervisedConfig:
+    return SupervisedConfig.model_validate(
+        {
+            "model_type": "lightgbm",
+            "rounds": rounds,
+            "cv_folds": 2,
+            "early_stopping": None,
+            "checkpoint_every": None,
+            "progress": False,
+            "threads": 1,
+            "selection": {"top_k": 8},
+            "run_name": f"tune-{uuid.uuid4().hex[:6]}",
+            "tuning": {"trials": TRIALS, "storage": storage},
+        }
+    )
+
+
+def rl_config(storage: str) -> RLConfig:
+    return RLConfig.model_validate(
+        {
+            "agent": "ppo",
+            "timesteps": 64,
+            "checkpoint_every_episodes": 100,
+            "run_name": f"tune-rl-{uuid.uuid4().hex[:6]}",
+            "tuning": {
+                "trials": TRIALS,
+                "timesteps": 32,
+                "evaluations": 1,
+                "storage": storage,
+                "search_space": {
+                    "n_steps": {"type": "categorical", "choices": [16, 32]},
+                    "batch_size": {"type": "categorical", "choices": [16]},
+                    "n_epochs": {"type": "categorical", "choices": [1]},
+                    "net_arch": {"type": "categorical", "choices": ["tiny"]},
+                },
+            },
+        }
+    )
+
+
+def check_study(db: Database, kind: RunKind, run_id: uuid.UUID, config: Any) -> list[Any]:
+    """Exactly TRIALS complete-or-pruned trials, each logged once, one final checkpoint."""
+    import optuna
+
+    tracking = RunTrackingService(db, kind)
+    assert tracking.runs.get(run_id).status is RunStatus.COMPLETED
+    study = optuna.load_study(
+        study_name=str(run_id), storage=study_storage(config.tuning.storage, run_id)
+    )
+    done = study.get_trials(
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    )
+    assert len(done) == TRIALS
+    assert not study.get_trials(
+        states=(optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    )
+    logged = tracking.trials.list(run_id)  # read with FINAL
+    numbers = [t.trial_number for t in logged]
+    assert len(numbers) == len(set(numbers)) == len(study.trials)
+    ok = [t for t in logged if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted(t.trial_number for t in ok) == sorted(t.number for t in done)
+    assert all(t.worker_host and t.worker_pid > 0 for t in logged)
+    finals = [c for c in tracking.checkpoints.list(run_id) if c.kind in FINAL_KINDS]
+    assert len(finals) == 1
+    return logged
+
+
+@pytest.mark.slow
+def test_four_workers_finish_exactly_twelve_supervised_trials_on_postgres(
+    server_db: Database,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    config = supervised_config(postgres_url)
+    run = create_tuning_run("supervised", config, server_db)
+    codes = launch(run, "supervised", server_db, WORKERS, progress=False, heartbeat=BEAT)
+    assert codes == [0] * WORKERS
+    logged = check_study(server_db, RunKind.SUPERVISED, run.run_id, config)
+    assert len({t.worker_pid for t in logged}) > 1  # the work was shared
+
+    # Two more workers on the finished study: both leave at once, nothing changes.
+    env = {**os.environ, "SUHO_DATABASE_URL": server_db.url.render_as_string(False)}
+    late = [
+        subprocess.Popen(worker_command(run.run_id), env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for proc in late:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "study complete" in out
+    check_study(server_db, RunKind.SUPERVISED, run.run_id, config)
+
+
+@pytest.mark.slow
+def test_four_workers_finish_exactly_twelve_rl_trials_on_redis(
+    server_db: Database,
+    redis_url: str,  # noqa: F811
+) -> None:
+    config = rl_config(redis_url)
+    run = create_tuning_run("rl", config, server_db)
+    codes = launch(run, "rl", server_db, WORKERS, progress=False, heartbeat=BEAT)
+    assert codes == [0] * WORKERS
+    check_study(server_db, RunKind.RL, run.run_id, config)
+    stored = RLConfig.model_validate_json(
+        RunTrackingService(server_db, RunKind.RL).runs.get(run.run_id).config_json
+    )
+    assert stored.tuned_params is not None  # the best trial's parameters trained the run
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_replaced_and_the_study_still_finishes(
+    server_db: Database,
+    redis_url: str,  # noqa: F811
+) -> None:
+    import optuna
+
+    config = supervised_config(redis_url, rounds=120)
+    run = create_tuning_run("supervised", config, server_db)
+    env = {**os.environ, "SUHO_DATABASE_URL": server_db.url.render_as_string(False)}
+    procs = [
+        subprocess.Popen(worker_command(run.run_id, BEAT), env=env, stdout=subprocess.DEVNULL)
+        for _ in range(WORKERS)
+    ]
+    storage = study_storage(redis_url, run.run_id)
+    study = optuna.load_study(study_name=str(run.run_id), storage=storage)
+    pids = {p.pid: p for p in procs}
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            owner = trial.system_attrs.get("suho:worker", {}).get("pid")
+            if owner in pids and trial.number >= 2:
+                victim = (pids[owner], trial.number)
+                break
+        time.sleep(0.05)
+    assert victim is not None, "no trial was seen running"
+    proc, killed_number = victim
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    for other in procs:
+        if other is not proc:
+            assert other.wait(timeout=300) == 0
+    logged = check_study(server_db, RunKind.SUPERVISED, run.run_id, config)
+    killed = next(t for t in logged if t.trial_number == killed_number)
+    assert killed.state is TrialState.FAILED and killed.worker_pid == proc.pid
+    retry = [
+        t
+        for t in optuna.load_study(study_name=str(run.run_id), storage=storage).trials
+        if t.system_attrs.get("failed_trial") == killed_number
+    ]
+    assert len(retry) == 1 and retry[0].state.is_finished()
+
+
+def test_several_workers_on_the_embedded_store_are_refused(embedded_dir: Any) -> None:
+    url = f"clickhouse+chdb:///{embedded_dir}/{fresh_database_name()}"
+    db = Database(url)
+    with pytest.raises(InvalidInputError, match=r"workers: 2 .*suho db serve"):
+        local_workers_allowed(db, 2)
+    local_workers_allowed(db, 1)
+
+
+def test_a_tuning_run_needs_trials(server_db: Database) -> None:
+    config = supervised_config("redis://unused").model_copy(
+        update={"tuning": supervised_config("x").tuning.model_copy(update={"trials": 0})}
+    )
+    with pytest.raises(InvalidInputError, match="tuning.trials"):
+        create_tuning_run("supervised", config, server_db)
+    assert not RunTrackingService(server_db, RunKind.SUPERVISED).runs.list()

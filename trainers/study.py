@@ -57,9 +57,14 @@ def study_storage(
         directory.mkdir(parents=True, exist_ok=True)
         return _journal(JournalFileBackend(str(directory / f"{run_id}.journal")), heartbeat)
     if url.startswith(("redis://", "rediss://", "unix://")):
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
         from optuna.storages.journal import JournalRedisBackend
 
-        return _journal(JournalRedisBackend(url), heartbeat)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return _journal(JournalRedisBackend(url), heartbeat)
     if heartbeat is None:
         return url
     from optuna.storages import RDBStorage

@@ -212,3 +212,80 @@ def test_a_tuning_run_needs_trials(server_db: Database) -> None:
     with pytest.raises(InvalidInputError, match="tuning.trials"):
         create_tuning_run("supervised", config, server_db)
     assert not RunTrackingService(server_db, RunKind.SUPERVISED).runs.list()
+
+
+# --------------------------------------------------------------------------- storage, CLI
+def test_storage_url_setting_and_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    from suho_models.settings import get_settings
+    from trainers.study import storage_url
+
+    assert storage_url(None) is None  # the run's journal file
+    monkeypatch.setenv("SUHO_OPTUNA_STORAGE", "postgresql://u@h/optuna")
+    get_settings.cache_clear()
+    assert storage_url(None) == "postgresql+psycopg://u@h/optuna"  # psycopg 3, no psycopg2
+    assert storage_url("mysql://u@h/o") == "mysql://u@h/o"  # the config's wins
+
+
+def test_redis_url_opens_the_journal_on_redis(redis_url: str) -> None:  # noqa: F811
+    from optuna.storages import JournalStorage
+
+    from trainers.study import create_shared_study, study_done
+
+    run_id = uuid.uuid4()
+    storage = study_storage(redis_url, run_id, heartbeat=BEAT)
+    assert isinstance(storage, JournalStorage) and storage.get_heartbeat_interval() == 1
+    study = create_shared_study(run_id, storage, study_name=str(run_id), trials=3)
+    again = create_shared_study(run_id, storage, study_name=str(run_id), trials=3)
+    assert len(again.trials) == len(study.trials) == 3 and not study_done(study)
+
+
+def cli_store(embedded_dir: Any, monkeypatch: pytest.MonkeyPatch, features: bool) -> str:
+    from suho_models.settings import get_settings
+
+    url = f"clickhouse+chdb:///{embedded_dir}/{fresh_database_name()}"
+    migrations.upgrade(url)
+    if features:
+        db = Database(url)
+        FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=200, start=START))
+    monkeypatch.setenv("SUHO_DATABASE_URL", url)
+    get_settings.cache_clear()
+    return url
+
+
+def test_cli_refuses_workers_on_the_embedded_store_before_creating_a_run(
+    embedded_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from suho.cli import app
+
+    url = cli_store(embedded_dir, monkeypatch, features=False)
+    result = CliRunner().invoke(app, ["tune", "supervised", "--trials", "4", "--workers", "2"])
+    assert result.exit_code != 0
+    assert "suho db serve" in str(result.exception)
+    assert not RunTrackingService(Database(url), RunKind.SUPERVISED).runs.list()
+
+    unknown = CliRunner().invoke(app, ["tune", "worker", str(uuid.uuid4())])
+    assert unknown.exit_code != 0 and "no supervised or RL run" in str(unknown.exception)
+
+
+@pytest.mark.slow
+def test_cli_tunes_with_one_worker_on_the_embedded_store(
+    embedded_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from suho.cli import app
+
+    url = cli_store(embedded_dir, monkeypatch, features=True)
+    args = ["tune", "supervised", "--trials", "3", "--rounds", "10", "--cv", "2", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    db = Database(url)
+    (run,) = RunTrackingService(db, RunKind.SUPERVISED).runs.list()
+    assert run.status is RunStatus.COMPLETED
+    trials = RunTrackingService(db, RunKind.SUPERVISED).trials.list(run.run_id)
+    assert [t.trial_number for t in trials] == [0, 1, 2]
+    assert {t.worker_pid for t in trials} == {os.getpid()}
+    late = CliRunner().invoke(app, ["tune", "worker", str(run.run_id)])
+    assert late.exit_code == 0 and "study complete" in late.output

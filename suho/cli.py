@@ -339,7 +339,10 @@ def _launch_tuning(kind: str, cfg: Any, workers: int, quiet: bool) -> None:
         run = create_tuning_run(kind, cfg, db)
         console.print(f"run [bold]{run.run_id}[/bold]: join with `suho tune worker {run.run_id}`")
         codes = launch(run, kind, db, workers, progress=not quiet)
-        run = RunTrackingService(db, kind).runs.get(run.run_id)
+        tracking = RunTrackingService(db, kind)
+        run = tracking.runs.get(run.run_id)
+        if run.status.value == "running" and all(codes):  # no worker of ours got through
+            run = tracking.fail(run.run_id, f"every tuning worker failed (exit codes {codes})")
     console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}")
     if run.status.value != "completed":
         err_console.print(f"workers exited with {codes}; the run is {run.status.value}")

@@ -289,3 +289,51 @@ def test_cli_tunes_with_one_worker_on_the_embedded_store(
     assert {t.worker_pid for t in trials} == {os.getpid()}
     late = CliRunner().invoke(app, ["tune", "worker", str(run.run_id)])
     assert late.exit_code == 0 and "study complete" in late.output
+
+
+@pytest.mark.slow
+def test_a_worker_that_loses_the_database_keeps_tuning_and_every_trial_is_logged(
+    tmp_path: Any,
+    redis_url: str,  # noqa: F811
+) -> None:
+    """The ClickHouse server stops after 2 trials and comes back after 5: the worker
+    tunes on (the study holds the trials), and the final training logs the missing rows."""
+    import optuna
+
+    from suho_models.db.server import LocalServer
+    from trainers.study import slots_finished
+
+    server = LocalServer(tmp_path / "outage").start()
+    ports = {"tcp_port": server.tcp_port, "http_port": server.http_port}
+    url = server.native_url(fresh_database_name())
+    migrations.upgrade(url)
+    db = Database(url)
+    FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=200, start=START))
+    config = supervised_config(redis_url, rounds=200)
+    run = create_tuning_run("supervised", config, db)
+    env = {**os.environ, "SUHO_DATABASE_URL": db.url.render_as_string(False)}
+    proc = subprocess.Popen(worker_command(run.run_id, BEAT), env=env, stdout=subprocess.DEVNULL)
+    study = optuna.load_study(
+        study_name=str(run.run_id), storage=study_storage(redis_url, run.run_id)
+    )
+
+    def wait_for(finished: int) -> None:
+        deadline = time.monotonic() + 180
+        while slots_finished(study) < finished:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+
+    try:
+        wait_for(2)
+        server.stop()
+        wait_for(5)  # trials go on while the database is away
+        server = LocalServer(tmp_path / "outage", **ports).start()
+        assert proc.wait(timeout=300) == 0
+        db.close()
+        db = Database(url)  # this process's connections died with the first server
+        check_study(db, RunKind.SUPERVISED, run.run_id, config)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+        db.close()

@@ -96,11 +96,22 @@ def create_tuning_run(kind: RunKind | str, config: Any, db: Database) -> Any:
         with trainer.tracking.guard(run.run_id):
             _supervised_inputs(trainer, trainer.tracking.runs.get(run.run_id), prepare=True)
     else:
+        from trainers.rl.environment import env_config_json, load_market
         from trainers.rl.trainer import RLTrainer
 
         trainer = RLTrainer(config, db)
         run = trainer.tracking.create(_rl_run_fields(config))
         trainer.tracking.start(run.run_id)
+        with trainer.tracking.guard(run.run_id):  # bad data fails here, not in W workers
+            market = load_market(config, db)
+            trainer.tracking.update(
+                run.run_id,
+                state_dim=market.state_dim,
+                action_dim=market.action_dim,
+                tickers=market.tickers,
+                env_config_json=env_config_json(market, config),
+                **market.period_fields(),
+            )
     with trainer.tracking.guard(run.run_id):
         spec_options = _study_options(kind, config)
         create_shared_study(
@@ -224,6 +235,7 @@ def run_worker(
     ok = False
     try:
         with final_beating(claim, heartbeat):
+            _wait_for_database(db)
             _finish(kind, config, db, tracking, run_id)
         ok = True
     finally:
@@ -274,6 +286,23 @@ def _finish(
         trainer.tracking = tracking
         with torch_threads(config.torch_threads):
             trainer._train(tracking.runs.get(run_id), config, None)
+
+
+def _wait_for_database(db: Database, timeout: float = 600.0) -> None:
+    """Block until the database answers (a worker may have tuned through an outage);
+    the final training must not start against a database that is away."""
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            db.current_revision()
+            return
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database not reachable (%s); retrying in %.0fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _tolerant(record: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:

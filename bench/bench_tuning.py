@@ -74,18 +74,25 @@ def _arm(db: Any, workers: int, trials: int) -> dict[str, Any]:
     from trainers.study import study_storage
     from trainers.workers import create_tuning_run, launch
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     config = _config(trials, None)
     run = create_tuning_run("supervised", config, db)
+    created = time.perf_counter() - started
     codes = launch(run, "supervised", db, workers, progress=False)
     wall = time.perf_counter() - started
+    ended_at = time.time()
     study = optuna.load_study(study_name=str(run.run_id), storage=study_storage(None, run.run_id))
     done = [t for t in study.trials if t.state.is_finished()]
     span = (
         max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
     ).total_seconds()
     durations = [t.duration.total_seconds() for t in done]
+    first = min(t.datetime_start for t in done).timestamp()  # naive local times
+    last = max(t.datetime_complete for t in done).timestamp()
     return {
+        "create_s": created,
+        "to_first_trial_s": first - started_at,
+        "after_last_trial_s": ended_at - last,
         "workers": workers,
         "exit_codes": codes,
         "trials": len(done),
@@ -197,7 +204,10 @@ def main() -> None:
             [
                 "workers",
                 "run wall s",
+                "run created s",
+                "to first trial s",
                 "tuning span s",
+                "final training s",
                 "speed-up (wall)",
                 "median trial s",
                 "trial s summed",
@@ -206,7 +216,10 @@ def main() -> None:
                 [
                     a["workers"],
                     num(a["wall_s"]),
+                    num(a["create_s"]),
+                    num(a["to_first_trial_s"]),
                     num(a["tuning_span_s"]),
+                    num(a["after_last_trial_s"]),
                     num(base / a["wall_s"], ".2f"),
                     num(a["median_trial_s"], ".2f"),
                     num(a["trial_s_sum"]),

@@ -247,6 +247,9 @@ class TrialCreate(Record):
     tuning_method: TuningMethod = TuningMethod.OPTUNA
     state: TrialState = TrialState.COMPLETE
     duration_seconds: float = Field(default=0.0, ge=0)
+    worker_host: str = ""
+    """Host of the tuning worker that ran the trial."""
+    worker_pid: NonNegativeInt = 0
 
 
 class Trial(TrialCreate):
@@ -278,6 +281,9 @@ class RLTrialCreate(Record):
     total_episodes: NonNegativeInt = 0
     state: TrialState = TrialState.COMPLETE
     duration_seconds: float = Field(default=0.0, ge=0)
+    worker_host: str = ""
+    """Host of the tuning worker that ran the trial."""
+    worker_pid: NonNegativeInt = 0
 
     def column_params(self) -> dict[str, Any]:
         params = json.loads(self.hyperparameters)

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         "joblib, SB3 zip); unset: <data_dir>/checkpoint.key, made 0600 on first use.",
     )
 
+    optuna_storage: str | None = Field(
+        default=None,
+        description="Optuna storage URL every tuning study uses unless its config names one: "
+        "postgresql+psycopg://... or mysql://... (RDB), redis://... (journal on Redis). "
+        "Unset: a journal file per run under <data_dir>/optuna (this machine only).",
+    )
+
     @property
     def embedded_path(self) -> Path:
         return (self.data_dir / "clickhouse").resolve()

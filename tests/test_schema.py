@@ -204,6 +204,8 @@ def _full_rows() -> list[object]:
             state="pruned",
             duration_seconds=2.0,
             recorded_at=NOW,
+            worker_host="tuner-1",
+            worker_pid=4242,
         ),
         AgentTrainingRun(
             run_id=agent_run,
@@ -291,6 +293,8 @@ def _full_rows() -> list[object]:
             state="failed",
             duration_seconds=0.0,
             recorded_at=NOW,
+            worker_host="tuner-1",
+            worker_pid=4242,
         ),
     ]
 

@@ -64,7 +64,8 @@ class RLTuningConfig(BaseModel):
     validation_ratio: float = Field(default=0.25, gt=0, lt=1)
     timeout_seconds: float | None = Field(default=None, gt=0)
     storage: str | None = None
-    """Optuna storage URL (None: in memory)."""
+    """Optuna storage URL. None: ``SUHO_OPTUNA_STORAGE``, else a journal file per run under
+    <data_dir>/optuna, so a killed study resumes (``trainers.study``)."""
     study_name: str | None = None
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Overrides per Optuna parameter, e.g. {"n_steps": {"type": "categorical",

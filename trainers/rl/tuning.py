@@ -45,7 +45,15 @@ from trainers.rl.environment import make_vec_env
 from trainers.rl.evaluation import evaluate_agent
 from trainers.rl.finrl_env import MarketData, split_periods
 from trainers.rl.metrics import PerformanceMetrics
-from trainers.study import load_study, log_once, optimize_remaining, suggest, trial_state
+from trainers.study import (
+    StudySpec,
+    load_study,
+    log_once,
+    optimize_remaining,
+    suggest,
+    trial_state,
+    worker_of,
+)
 
 _ON_POLICY_STEPS = [32, 64, 128, 256, 512, 1024, 2048]
 _TRAIN_FREQS = [1, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -172,15 +180,14 @@ class TrialEvalCallback(BaseCallback):
         return True
 
 
-def tune(
+def study_spec(
     config: RLConfig,
     market: MarketData,
     run_id: uuid.UUID,
     trials: RLTrialRepository,
     on_trial: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Run the study; returns the best trial's parameters (over ``config.agent_params``),
-    or ``config.agent_params`` when no trial completed."""
+) -> StudySpec:
+    """The run's study: objective, trial logging and options (one process or workers)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -227,6 +234,7 @@ def tune(
     def record(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         state = trial_state(frozen)
         attrs = frozen.user_attrs
+        worker = worker_of(frozen)
         mean = frozen.value if state is TrialState.COMPLETE else attrs.get("mean_reward")
         trials.log(
             run_id,
@@ -241,29 +249,50 @@ def tune(
                 "total_episodes": attrs.get("total_episodes", 0),
                 "state": state,
                 "duration_seconds": frozen.duration.total_seconds() if frozen.duration else 0.0,
+                "worker_host": worker["host"],
+                "worker_pid": worker["pid"],
             },
         )
         if on_trial is not None:
             on_trial(frozen.number)
 
-    study = load_study(
-        run_id,
-        tuning.storage,
-        study_name=study_name,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-    )
-    completed = optimize_remaining(
-        study,
-        objective,
-        tuning.trials,
-        tuning.timeout_seconds,
-        log_once(record, trials.finished_numbers(run_id)),
-    )
-    if not completed:
+    options = {
+        "direction": "maximize",
+        "sampler": optuna.samplers.TPESampler(seed=config.seed),
+        "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    }
+    return StudySpec(study_name, objective, record, options)
+
+
+def best_params(study: Any, config: RLConfig) -> dict[str, Any]:
+    """The best trial's parameters, or ``config.agent_params`` when none completed."""
+    import optuna
+
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         return dict(config.agent_params)
     return dict(study.best_trial.user_attrs["params"])
+
+
+def tune(
+    config: RLConfig,
+    market: MarketData,
+    run_id: uuid.UUID,
+    trials: RLTrialRepository,
+    on_trial: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the study; returns the best trial's parameters (over ``config.agent_params``),
+    or ``config.agent_params`` when no trial completed."""
+    spec = study_spec(config, market, run_id, trials, on_trial)
+    tuning = config.tuning
+    study = load_study(run_id, tuning.storage, study_name=spec.name, **spec.options)
+    optimize_remaining(
+        study,
+        spec.objective,
+        tuning.trials,
+        tuning.timeout_seconds,
+        log_once(spec.record, trials.finished_numbers(run_id)),
+    )
+    return best_params(study, config)
 
 
 def _finite(value: float | None) -> float | None:
@@ -274,7 +303,9 @@ __all__ = [
     "SEARCH_SPACES",
     "SHARED_SPACE",
     "TrialEvalCallback",
+    "best_params",
     "search_space",
+    "study_spec",
     "to_params",
     "tune",
 ]

@@ -19,7 +19,15 @@ import numpy as np
 from repositories.trials import HyperparameterTrialRepository
 from suho_models.enums import TaskType, TrialState, TuningMethod
 from trainers.data.split import time_series_cv
-from trainers.study import load_study, log_once, optimize_remaining, suggest, trial_state
+from trainers.study import (
+    StudySpec,
+    load_study,
+    log_once,
+    optimize_remaining,
+    suggest,
+    trial_state,
+    worker_of,
+)
 from trainers.supervised.boosters import Booster
 from trainers.supervised.config import SupervisedConfig
 from trainers.supervised.metrics import classification_metrics, regression_metrics
@@ -62,7 +70,7 @@ def cross_validate(
     return scores
 
 
-def tune(
+def study_spec(
     booster: Booster,
     X: np.ndarray,
     y: np.ndarray,
@@ -72,8 +80,8 @@ def tune(
     run_id: uuid.UUID,
     trials: HyperparameterTrialRepository,
     on_trial: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Run the study; returns the best parameters (merged over the defaults)."""
+) -> StudySpec:
+    """The run's study: objective, trial logging and options (one process or workers)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -91,6 +99,7 @@ def tune(
     def record(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         state = trial_state(frozen)
         duration = frozen.duration.total_seconds() if frozen.duration else 0.0
+        worker = worker_of(frozen)
         trials.log(
             run_id,
             {
@@ -102,26 +111,48 @@ def tune(
                 "tuning_method": TuningMethod.OPTUNA,
                 "state": state,
                 "duration_seconds": duration,
+                "worker_host": worker["host"],
+                "worker_pid": worker["pid"],
             },
         )
         if on_trial is not None:
             on_trial(frozen.number)
 
-    study = load_study(
-        run_id,
-        config.tuning.storage,
-        study_name=study_name,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5),
-    )
-    completed = optimize_remaining(
-        study,
-        objective,
-        config.tuning.trials,
-        config.tuning.timeout_seconds,
-        log_once(record, trials.finished_numbers(run_id)),
-    )
-    if not completed:
+    options = {
+        "direction": "minimize",
+        "sampler": optuna.samplers.TPESampler(seed=config.seed),
+        "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5),
+    }
+    return StudySpec(study_name, objective, record, options)
+
+
+def best_params(study: Any, base: dict[str, Any]) -> dict[str, Any]:
+    import optuna
+
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         return base
     return {**base, **study.best_trial.params}
+
+
+def tune(
+    booster: Booster,
+    X: np.ndarray,
+    y: np.ndarray,
+    times: np.ndarray,
+    config: SupervisedConfig,
+    task: TaskType,
+    run_id: uuid.UUID,
+    trials: HyperparameterTrialRepository,
+    on_trial: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the study; returns the best parameters (merged over the defaults)."""
+    spec = study_spec(booster, X, y, times, config, task, run_id, trials, on_trial)
+    study = load_study(run_id, config.tuning.storage, study_name=spec.name, **spec.options)
+    optimize_remaining(
+        study,
+        spec.objective,
+        config.tuning.trials,
+        config.tuning.timeout_seconds,
+        log_once(spec.record, trials.finished_numbers(run_id)),
+    )
+    return best_params(study, {**booster.default_params(task, config.seed), **config.params})

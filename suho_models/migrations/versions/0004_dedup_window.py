@@ -1,7 +1,7 @@
 """Deduplication window on the series tables.
 
 Revision ID: 0004_dedup_window
-Revises: 0005_reward_env_index
+Revises: 0003_trial_worker
 Create Date: 2026-12-01
 
 The batch writer sends every batch with an ``insert_deduplication_token`` and
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0004_dedup_window"
-down_revision: str | None = "0005_reward_env_index"
+down_revision: str | None = "0003_trial_worker"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

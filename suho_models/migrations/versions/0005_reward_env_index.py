@@ -1,7 +1,7 @@
 """reward_history.env_index: which of a run's parallel environments a step came from.
 
 Revision ID: 0005_reward_env_index
-Revises: 0002_kind_signature_heartbeat
+Revises: 0004_dedup_window
 Create Date: 2026-12-01
 
 With N environments stepped side by side every env-step is a row. The trainer gives
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005_reward_env_index"
-down_revision: str | None = "0002_kind_signature_heartbeat"
+down_revision: str | None = "0004_dedup_window"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -64,6 +64,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from sqlalchemy import func
 
 from repositories import signing
 from repositories.base import Repository, next_version, utcnow
@@ -654,14 +655,25 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         if deployment_status is not None:
             status = _one(DeploymentStatus, deployment_status, "deployment_status")
             where.append(c.deployment_status == status.value)
-        rows = self._select(*where, columns=self._info_columns)
-        infos = [self._to_info(r) for r in rows]
-        return sorted(infos, key=lambda i: (*i.order_key, str(i.checkpoint_id)))
+        rows = self._select(*where, columns=self._info_columns, order_by=self._progress())
+        return [self._to_info(r) for r in rows]
+
+    def _progress(self, *, descending: bool = False) -> builtins.list[Any]:
+        """Training progress as an ORDER BY: what "oldest" and "newest" mean."""
+        c = self.table.c
+        columns = [*(c[name] for name in self.step_columns), c.created_at, c.checkpoint_id]
+        return [col.desc() if descending else col.asc() for col in columns]
 
     def latest(self, run_id: uuid.UUID | str) -> InfoT | None:
         """The most advanced checkpoint of a run (step, then save time); None if none."""
-        infos = self.list(run_id)
-        return infos[-1] if infos else None
+        key = self.runs.require(run_id)
+        rows = self._select(
+            self.table.c.run_id == key,
+            columns=self._info_columns,
+            order_by=self._progress(descending=True),
+            limit=1,
+        )
+        return self._to_info(rows[0]) if rows else None
 
     def best(
         self, run_id: uuid.UUID | str, metric: str, mode: Literal["min", "max"] = "min"
@@ -677,22 +689,38 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             raise InvalidInputError(f"mode: expected 'min' or 'max' (got {mode!r})")
         if not isinstance(metric, str) or not metric:
             raise InvalidInputError(f"metric: expected a metric name (got {metric!r})")
+        key = self.runs.require(run_id)
+        c = self.table.c
+        value = (
+            c[metric]
+            if metric in self.record.metric_fields
+            # Not JSONExtract: metrics_json keeps NaN/inf as Python writes them, which a
+            # strict JSON parser refuses for the whole document.
+            else func.toFloat64OrNull(
+                func.trimBoth(func.simpleJSONExtractRaw(c.metrics_json, metric))
+            )
+        )
+        rows = self._select(
+            c.run_id == key,
+            value.is_not(None),
+            func.isNaN(value) == 0,
+            columns=self._info_columns,
+            order_by=[value.asc() if mode == "min" else value.desc(), *self._progress()],
+            limit=1,
+        )
+        if rows:
+            return self._to_info(rows[0])
         infos = self.list(run_id)
         if not infos:
             return None
-        values = [(i.metric(metric), i) for i in infos]
-        scored = [(v, i) for v, i in values if v is not None]
-        if not scored:
-            known = sorted(
-                {k for i in infos for k in i.metrics}
-                | {f for i in infos for f in i.metric_fields if getattr(i, f) is not None}
-            )
-            raise InvalidInputError(
-                f"metric {metric!r}: not recorded on any checkpoint of run {infos[0].run_id} "
-                f"(known: {', '.join(known) or 'none'})"
-            )
-        pick = min if mode == "min" else max
-        return pick(scored, key=lambda pair: pair[0])[1]
+        known = sorted(  # no checkpoint has it: name the metrics they do have
+            {k for i in infos for k in i.metrics}
+            | {f for i in infos for f in i.metric_fields if getattr(i, f) is not None}
+        )
+        raise InvalidInputError(
+            f"metric {metric!r}: not recorded on any checkpoint of run {infos[0].run_id} "
+            f"(known: {', '.join(known) or 'none'})"
+        )
 
     # ------------------------------------------------------------------ deployment
     def deploy(self, checkpoint_id: uuid.UUID | str, stage: DeploymentStatus | str) -> InfoT:

@@ -58,6 +58,7 @@ writing the same run at the same moment could each create it once.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import json
@@ -211,6 +212,7 @@ class ExportResult:
     run_id: uuid.UUID
     kind: RunKind
     mlflow_run_id: str
+    status: RunStatus
     created: bool = False
     params: int = 0
     tags: int = 0
@@ -225,6 +227,7 @@ class ExportResult:
             "run_id": str(self.run_id),
             "kind": self.kind.value,
             "mlflow_run_id": self.mlflow_run_id,
+            "status": self.status.value,
             "created": self.created,
             "params": self.params,
             "tags": self.tags,
@@ -336,7 +339,7 @@ class MlflowExporter:
         tracking = self.tracking_for(kind)
         exp_id = self.experiment_id(kind)
         mlrun, created = self._find_or_create(exp_id, kind, run)
-        result = ExportResult(run.run_id, kind, mlrun.info.run_id, created=created)
+        result = ExportResult(run.run_id, kind, mlrun.info.run_id, run.status, created=created)
         ended = run.status in TERMINAL_STATUSES
 
         self._log_params(mlrun, self._params(kind, run, tracking, ended), result)
@@ -522,7 +525,7 @@ class MlflowExporter:
     def _set_status(self, mlrun: Any, run: Any) -> None:
         status = STATUS_TO_MLFLOW[run.status]
         end = _ms(run.completed_at) if run.status in TERMINAL_STATUSES else None
-        info = self.client.get_run(mlrun.info.run_id).info
+        info = mlrun.info  # as read when this export began; nothing here changed it
         if info.status == status and (end is None or info.end_time == end):
             return
         if end is not None:
@@ -802,7 +805,8 @@ class LiveMirror:
         self.passes = 0
         self.failures = 0
         self.last_error: BaseException | None = None
-        self.last_result: ExportResult | None = None
+        self.results: collections.deque[ExportResult] = collections.deque(maxlen=1000)
+        """What each successful pass sent, newest last."""
 
     def tracking(self, **kwargs: Any) -> RunTrackingService:
         return _AnnouncingTracking(self.db, self.kind, on_run=self.follow, **kwargs)
@@ -853,7 +857,7 @@ class LiveMirror:
                 )
             if self._abandoned.is_set():
                 return False
-            self.last_result = self._exporter.export(self._run_id, self.kind)
+            self.results.append(self._exporter.export(self._run_id, self.kind))
             self.passes += 1
             self.last_error = None
             return True

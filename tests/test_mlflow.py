@@ -663,6 +663,24 @@ def test_cli_export_and_bad_input(
     again = [r for r in rows if r["run_id"] == str(supervised_run)]
     assert again and not again[0]["created"] and again[0]["metric_points"] == 0
 
+    # The live mirror through the CLI: the copy is complete when the command returns.
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is relative
+    out = runner.invoke(
+        app,
+        [
+            *("train", "supervised", "--source", "sup_features", "--rounds", "5"),
+            *("--model", "xgboost", "--threads", "1", "--quiet", "--mlflow-uri", uri),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    client = MlflowClient(uri)
+    live = client.search_runs(
+        [client.get_experiment_by_name("suho-supervised").experiment_id],
+        filter_string="params.rounds = '5'",
+    )
+    assert len(live) == 1 and live[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(live[0].info.run_id, "train_loss")) == 5
+
     bad = runner.invoke(app, ["mlflow", "export", "--tracking-uri", uri])
     assert bad.exit_code != 0 and "--run" in bad.output
     bad = runner.invoke(app, [*common, "--all", "--since", "yesterday"])

@@ -691,3 +691,5 @@ def test_cli_export_and_bad_input(
         exporter(store, uri).export(missing)
     with pytest.raises(InvalidInputError, match="experiment_prefix"):
         exporter(store, uri, experiment_prefix="")
+    with pytest.raises(InvalidInputError, match=r"after_timestep.*-1"):
+        RunTrackingService(store, RunKind.RL).series.steps(uuid.uuid4(), after_timestep=-1)

@@ -216,7 +216,9 @@ def plain_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     seconds); tests keep apart by experiment prefix."""
     root = tmp_path_factory.mktemp("mlflow-plain")
     uri = f"sqlite:///{root}/mlflow.db"
-    MlflowClient(uri).search_experiments()
+    with pytest.MonkeyPatch.context() as mp:  # MLflow fixes the default artifact root
+        mp.chdir(root)  # (./mlruns) when it first opens the store, and keeps the store
+        MlflowClient(uri).search_experiments()
     return uri
 
 
@@ -664,7 +666,6 @@ def test_cli_export_and_bad_input(
     assert again and not again[0]["created"] and again[0]["metric_points"] == 0
 
     # The live mirror through the CLI: the copy is complete when the command returns.
-    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is relative
     out = runner.invoke(
         app,
         [

@@ -190,13 +190,24 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         return _write_all(reward_history_writer(self.db), key, records)
 
     def steps(
-        self, run_id: uuid.UUID | str, episode_number: int | None = None
+        self,
+        run_id: uuid.UUID | str,
+        episode_number: int | None = None,
+        *,
+        after_timestep: int | None = None,
+        episode_ends_only: bool = False,
     ) -> list[RewardPoint]:
-        """Steps of a run (or of one episode) in time order."""
+        """Steps of a run (or of one episode) in time order; ``after_timestep`` and
+        ``episode_ends_only`` let an incremental reader (the MLflow mirror) fetch only
+        what it has not seen, or the episode-end rows with their losses."""
         c = self.table.c
         where = [c.run_id == _uuid(run_id, "run_id")]
         if episode_number is not None:
             where.append(c.episode_number == episode_number)
+        if after_timestep is not None:
+            where.append(c.timestep_number > _non_negative("after_timestep", after_timestep))
+        if episode_ends_only:
+            where.append(c.is_episode_end == 1)
         rows = self._select(
             *where, order_by=[c.timestep_number], columns=self.record_columns(RewardPoint)
         )

@@ -210,6 +210,25 @@ def data_synth(
 
 
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+MlflowUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        help="Also mirror the run into this MLflow tracking URI while it trains "
+        "(in the background: a slow or absent server never slows or fails training).",
+    ),
+]
+
+
+def _mirror(db: Any, uri: str | None, kind: str) -> Any:
+    """A live MLflow mirror around training, or a no-op without ``--mlflow-uri``."""
+    import contextlib
+
+    if uri is None:
+        return contextlib.nullcontext(None)
+    from suho.integrations.mlflow import LiveMirror
+
+    return LiveMirror(db, uri, kind)
 
 
 @train_app.command("supervised")
@@ -234,6 +253,7 @@ def train_supervised(
     resume: Annotated[
         str | None, typer.Option(help="Continue this crashed or interrupted run.")
     ] = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train a gradient-boosting model on ml_features and track the run.
 
@@ -245,7 +265,10 @@ def train_supervised(
     if resume:
         db = _database()
         try:
-            result = SupervisedTrainer.resume(resume, db, progress=not quiet)
+            with _mirror(db, mlflow_uri, "supervised") as mirror:
+                if mirror is not None:
+                    mirror.follow(resume)
+                result = SupervisedTrainer.resume(resume, db, progress=not quiet)
         finally:
             db.close()
         run = result.run
@@ -277,7 +300,9 @@ def train_supervised(
     )
     db = _database()
     try:
-        result = SupervisedTrainer(cfg, db).run()
+        with _mirror(db, mlflow_uri, "supervised") as mirror:
+            tracking = None if mirror is None else mirror.tracking()
+            result = SupervisedTrainer(cfg, db, tracking=tracking).run()
     finally:
         db.close()
     run = result.run
@@ -313,6 +338,7 @@ def train_rl(
         int | None, typer.Option(min=1, help="Environments stepped side by side (default 1).")
     ] = None,
     quiet: QuietOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train a FinRL agent with Stable-Baselines3 and track the run.
 
@@ -339,8 +365,9 @@ def train_rl(
         },
         config,
     )
-    with _database() as db:
-        run = RLTrainer(cfg, db, progress=not quiet).run().run
+    with _database() as db, _mirror(db, mlflow_uri, "rl") as mirror:
+        tracking = None if mirror is None else mirror.tracking()
+        run = RLTrainer(cfg, db, progress=not quiet, tracking=tracking).run().run
     console.print(
         f"run [bold]{run.run_id}[/bold] {run.status.value}: {run.total_timesteps:,} steps, "
         f"{run.total_episodes} episodes, Sharpe {run.final_sharpe_ratio}"
@@ -844,6 +871,72 @@ def checkpoints_sign(
     with _database() as db:
         signed = sign_checkpoints(db, None if all_runs else run)
     console.print(f"signed {len(signed)} checkpoint(s)")
+
+
+# --------------------------------------------------------------------------- MLflow
+mlflow_app = typer.Typer(
+    help="Mirror runs into an MLflow tracking server (the `mlflow` extra).", no_args_is_help=True
+)
+app.add_typer(mlflow_app, name="mlflow")
+
+
+@mlflow_app.command("export")
+def mlflow_export(
+    tracking_uri: Annotated[
+        str, typer.Option("--tracking-uri", help="MLflow tracking URI (http://..., sqlite:///...).")
+    ],
+    run: Annotated[
+        list[str] | None, typer.Option("--run", help="Run id of either kind (repeatable).")
+    ] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Every run of both kinds.")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="With --all: runs created at or after this date (ISO).")
+    ] = None,
+    experiment_prefix: Annotated[
+        str, typer.Option(help="Experiments <prefix>-supervised and <prefix>-rl.")
+    ] = "suho",
+    all_steps: Annotated[
+        bool, typer.Option("--all-steps", help="RL: every step, not only episode summaries.")
+    ] = False,
+    artifact_location: Annotated[
+        str | None, typer.Option(help="Artifact root of experiments this creates.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or update the MLflow copy of runs (idempotent: only what is new is sent)."""
+    import datetime as dt
+
+    from repositories.tracking import find_run
+    from suho.integrations.mlflow import MlflowExporter
+
+    if bool(run) == all_runs:
+        raise typer.BadParameter("give --run RUN_ID (one or more) or --all")
+    if since is not None and not all_runs:
+        raise typer.BadParameter("--since goes with --all")
+    cutoff = None
+    if since is not None:
+        try:
+            cutoff = dt.datetime.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter(f"--since: not an ISO date or datetime: {since!r}") from None
+        if cutoff.tzinfo is None:
+            cutoff = cutoff.replace(tzinfo=dt.UTC)
+    with _database() as db:
+        exporter = MlflowExporter(
+            db,
+            tracking_uri,
+            experiment_prefix=experiment_prefix,
+            all_steps=all_steps,
+            artifact_location=artifact_location,
+        )
+        chosen = exporter.select(since=cutoff) if all_runs else [find_run(db, r) for r in run or []]
+        results = [exporter.export(record.run_id, kind).as_dict() for kind, record in chosen]
+    _emit(
+        results,
+        as_json,
+        f"exported to {tracking_uri}",
+        ["run_id", "kind", "mlflow_run_id", "created", "params", "metric_points", "artifacts"],
+    )
 
 
 @app.command("demo")

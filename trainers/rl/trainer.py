@@ -172,10 +172,11 @@ class RLTrainer:
         *,
         store: ObjectStore | None = None,
         progress: bool = False,
+        tracking: RunTrackingService | None = None,
     ) -> None:
         self.config = config
         self.db = db or Database()
-        self.tracking = RunTrackingService(self.db, RunKind.RL, store=store)
+        self.tracking = tracking or RunTrackingService(self.db, RunKind.RL, store=store)
         self.runs = self.tracking.runs
         self.rewards = self.tracking.series
         self.checkpoints = self.tracking.checkpoints

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -217,8 +217,11 @@ class Database:
             # buffers the whole answer before its first byte leaves (much slower:
             # bench/results/checkpoints.md). Uncompressed: model bytes hardly compress.
             # A stream cut short arrives short; callers check the bytes' SHA-256.
-            stream = self._http_client().raw_stream(
-                f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0}
+            stream = cast(
+                "BinaryIO",  # the HTTP client's stream is urllib3's response
+                self._http_client().raw_stream(
+                    f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0}
+                ),
             )
             try:
                 return b"".join(iter(lambda: stream.read(_BLOB_READ_BYTES), b""))

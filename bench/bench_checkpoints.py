@@ -2,19 +2,23 @@
 object store, in one run, on the embedded engine and on the local server.
 
 What is measured, per path, for one checkpoint of ``--mb`` MB of random bytes
-(incompressible: the worst case for the ZSTD-compressed column):
+(incompressible):
 
 * **save**: ``save_checkpoint`` from bytes in memory until the row is stored;
 * **load + verify**: ``load_checkpoint`` until the bytes are back in Python and
   their SHA-256 has been checked against the row.
 
-Paths: ``inline`` (ClickHouse does the base64: raw bytes in, ``base64Encode`` in
-the INSERT, ``base64Decode`` in the SELECT, raw bytes out), ``object store``
-(``<data_dir>/objects`` on the local disk) and, for reference, ``inline, Python
-base64`` (the path before this change: Python encodes, the driver sends the text
-through SQLAlchemy's INSERT, reads it back as text, Python decodes).
+Paths, in rotating order within each repeat: ``inline`` (ClickHouse does the base64:
+raw bytes in, ``base64Encode`` in the INSERT, ``base64Decode`` in the SELECT, raw bytes
+out, streamed over HTTP from a server; the column LZ4-compressed), ``object store``
+(``<data_dir>/objects`` on the local disk) and, for reference, ``inline, ZSTD(3) +
+buffered HTTP (before)``: the same inline path with the column as it was before
+revision 0006 (ZSTD(3)) and, on the server, the read through ``raw_query``, which makes
+the server buffer the whole answer before sending it.
 
-Each timed operation starts once the background merges of earlier inserts are done.
+Each timed operation starts once the background merges of earlier inserts are done
+and after a short wait for the machine to be quiet (``--quiet-wait``); the share of
+the CPUs other processes used when it started is recorded.
 
 Usage: ``python bench/bench_checkpoints.py [--mb 50] [--repeat 3]``. Results go to
 ``bench/results/checkpoints.json`` and ``checkpoints.md``. MB = 10^6 bytes.
@@ -23,7 +27,6 @@ Usage: ``python bench/bench_checkpoints.py [--mb 50] [--repeat 3]``. Results go 
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import os
@@ -35,10 +38,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from harness import abba_order, add_quiet_arguments, wait_for_quiet  # noqa: E402
 
 from repositories.checkpoints import ModelCheckpointRepository  # noqa: E402
 from repositories.object_store import LocalObjectStore  # noqa: E402
@@ -50,46 +55,33 @@ RESULTS = ROOT / "bench" / "results"
 TARGET_MB_S = 200
 
 
-def _python_base64_save(repo: ModelCheckpointRepository, run_id: Any, data: bytes) -> Any:
-    """The path before: Python base64, the text through SQLAlchemy's INSERT."""
-    import uuid
-
-    from repositories.base import utcnow
-
-    now = utcnow()
-    checkpoint_id = uuid.uuid4()
-    repo._insert_rows(
-        [
-            {
-                "checkpoint_id": checkpoint_id,
-                "run_id": run_id,
-                "model_name": "bench",
-                "model_type": "xgboost",
-                "iteration": 0,
-                "checkpoint_kind": "intermediate",
-                "model_format": "raw",
-                "size_bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "storage": "inline",
-                "storage_uri": "",
-                "model_binary": base64.b64encode(data).decode("ascii"),
-                "metrics_json": "{}",
-                "deployment_status": "not_deployed",
-                "created_at": now,
-                "updated_at": now,
-                "signature": "",
-            }
-        ]
+def _set_codec(db: Database, codec: str) -> None:
+    db.execute(
+        f"ALTER TABLE model_checkpoints MODIFY COLUMN model_binary String CODEC({codec}) "
+        "COMMENT 'Base64 model bytes when stored inline'"
     )
-    return checkpoint_id
 
 
-def _python_base64_load(repo: ModelCheckpointRepository, checkpoint_id: Any) -> bytes:
+def _before_load(repo: ModelCheckpointRepository, checkpoint_id: Any) -> bytes:
+    """The load before this change: on a server with an HTTP port, ``raw_query``
+    (the server buffers the whole answer, ``wait_end_of_query``) instead of a stream."""
+    db = repo.db
     c = repo.table.c
     (row,) = repo._select(
-        c.checkpoint_id == checkpoint_id, columns=[c.sha256, c.model_binary], limit=1
+        c.checkpoint_id == checkpoint_id, columns=[c.run_id, c.checkpoint_id, c.sha256], limit=1
     )
-    data = base64.b64decode(row["model_binary"], validate=True)
+    if db.http_port is None:
+        data = bytes(repo.load_checkpoint(checkpoint_id))
+    else:
+        from suho_models.db.chdb_dbapi import render
+
+        sql = render(
+            "SELECT tryBase64Decode(model_binary) FROM model_checkpoints FINAL "
+            "PREWHERE run_id = %(run_id)s AND checkpoint_id = %(checkpoint_id)s LIMIT 1 "
+            "FORMAT RawBLOB",
+            {"run_id": row["run_id"], "checkpoint_id": row["checkpoint_id"]},
+        )
+        data = bytes(db._http_client().raw_query(sql, settings={"enable_http_compression": 0}))
     assert hashlib.sha256(data).hexdigest() == row["sha256"]
     return data
 
@@ -104,17 +96,15 @@ def _quiet(db: Database, limit_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _timed(db: Database, fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        _quiet(db)
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return times, result
+class _Path(NamedTuple):
+    save: Callable[[], Any]
+    load: Callable[[Any], bytes]
+    codec: str  # of model_binary while this path saves
 
 
-def _measure(db: Database, data: bytes, repeat: int, objects: Path) -> list[dict[str, Any]]:
+def _measure(
+    db: Database, data: bytes, args: argparse.Namespace, objects: Path
+) -> list[dict[str, Any]]:
     run_id = (
         TrainingRunRepository(db)
         .create({"run_name": "bench", "model_type": "xgboost", "target_variable": "y"})
@@ -122,27 +112,41 @@ def _measure(db: Database, data: bytes, repeat: int, objects: Path) -> list[dict
     )
     inline = ModelCheckpointRepository(db, LocalObjectStore(objects), inline_max_bytes=2**31)
     local = ModelCheckpointRepository(db, LocalObjectStore(objects), inline_max_bytes=0)
-    rows = []
-    paths: dict[str, tuple[Callable[[], Any], Callable[[Any], bytes]]] = {
-        "inline": (
-            lambda: inline.save_checkpoint(run_id, data, "raw").checkpoint_id,
-            inline.load_checkpoint,
-        ),
-        "object store (local)": (
+
+    def save_inline() -> Any:
+        return inline.save_checkpoint(run_id, data, "raw").checkpoint_id
+
+    paths = {
+        "inline": _Path(save_inline, inline.load_checkpoint, "LZ4"),
+        "object store (local)": _Path(
             lambda: local.save_checkpoint(run_id, data, "raw").checkpoint_id,
             local.load_checkpoint,
+            "LZ4",
         ),
-        "inline, Python base64 (before)": (
-            lambda: _python_base64_save(inline, run_id, data),
-            lambda cid: _python_base64_load(inline, cid),
+        "inline, ZSTD(3) + buffered HTTP (before)": _Path(
+            save_inline, lambda cid: _before_load(inline, cid), "ZSTD(3)"
         ),
     }
-    for name, (save, load) in paths.items():
-        save_times, checkpoint_id = _timed(db, save, repeat)
-        load_times, back = _timed(db, lambda load=load, cid=checkpoint_id: load(cid), repeat)
-        assert back == data, name
-        rows.append({"path": name, "save_s": save_times, "load_s": load_times})
-    return rows
+    timings: dict[str, dict[str, list[Any]]] = {
+        name: {"save_s": [], "load_s": [], "others_share": []} for name in paths
+    }
+    for k in range(args.repeat):
+        for name in abba_order(list(paths), k):
+            path, row = paths[name], timings[name]
+            _set_codec(db, path.codec)
+            for op in ("save", "load"):
+                _quiet(db)
+                quiet = wait_for_quiet(args.max_others, args.quiet_wait)
+                row["others_share"].append(round(quiet["others_share"], 2))
+                start = time.perf_counter()
+                if op == "save":
+                    checkpoint_id = path.save()
+                else:
+                    back = path.load(checkpoint_id)
+                row[f"{op}_s"].append(time.perf_counter() - start)
+            assert back == data, name
+            _set_codec(db, "LZ4")
+    return [{"path": name, **row} for name, row in timings.items()]
 
 
 def _rate(seconds: list[float], size: int) -> dict[str, float]:
@@ -156,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
+    add_quiet_arguments(parser, threshold=0.10, patience_s=2.0)
     args = parser.parse_args()
     size = args.mb * 1_000_000
     data = os.urandom(size)
@@ -165,7 +170,7 @@ def main() -> None:
         url = f"clickhouse+chdb:///{tmp}/chdb/bench"
         migrations.upgrade(url)
         with Database(url) as db:
-            for row in _measure(db, data, args.repeat, Path(tmp) / "objects-embedded"):
+            for row in _measure(db, data, args, Path(tmp) / "objects-embedded"):
                 results.append({"backend": "embedded", **row})
         server = LocalServer(Path(tmp) / "server")
         server.start()
@@ -173,7 +178,7 @@ def main() -> None:
             url = server.native_url("bench")
             migrations.upgrade(url)
             with Database(url) as db:
-                for row in _measure(db, data, args.repeat, Path(tmp) / "objects-server"):
+                for row in _measure(db, data, args, Path(tmp) / "objects-server"):
                     results.append({"backend": "server", **row})
         finally:
             server.stop()
@@ -206,17 +211,19 @@ def _write(results: list[dict[str, Any]], size: int, repeat: int) -> None:
         "",
         f"Run {when} on {meta['cpus']} CPUs (1-min load average {load:.1f} at the end), "
         f"Python {meta['python']}, chdb {meta['chdb']}; one checkpoint of {size / 1e6:.0f} MB "
-        f"of random bytes, best and median of {repeat}, each after background merges settled. "
+        f"of random bytes, best and median of {repeat}, each after background merges settled "
+        "and a short wait for quiet. "
         "MB = 10^6 bytes.",
         "",
-        "| backend | path | save MB/s (best / median) | load + verify MB/s (best / median) |",
-        "|---|---|---:|---:|",
+        "| backend | path | save MB/s (best / median) | load + verify MB/s (best / median) "
+        "| others' CPU share at start (median) |",
+        "|---|---|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['backend']} | {r['path']} | {r['save']['best_mb_s']:.0f} / "
             f"{r['save']['median_mb_s']:.0f} | {r['load']['best_mb_s']:.0f} / "
-            f"{r['load']['median_mb_s']:.0f} |"
+            f"{r['load']['median_mb_s']:.0f} | {statistics.median(r['others_share']):.0%} |"
         )
     lines += ["", "## Ratios (median)", ""]
     for backend in ("embedded", "server"):
@@ -224,7 +231,7 @@ def _write(results: list[dict[str, Any]], size: int, repeat: int) -> None:
         new, store, old = (
             by["inline"],
             by["object store (local)"],
-            by["inline, Python base64 (before)"],
+            by["inline, ZSTD(3) + buffered HTTP (before)"],
         )
         for op in ("save", "load"):
             lines.append(

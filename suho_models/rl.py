@@ -90,7 +90,7 @@ class AgentCheckpoint(Base):
     episode_number = column(UInt32, "Episodes completed when saved")
     timestep = column(UInt64, "Environment steps taken when saved")
     agent_format = column(Label, "Serialization, sb3_zip for Stable-Baselines3")
-    agent_binary = column(Str, "Base64 agent bytes when stored inline", codec="ZSTD(3)")
+    agent_binary = column(Str, "Base64 agent bytes when stored inline", codec="LZ4")
     replay_buffer_uri = column(Str, "Object-store URI of the replay buffer, off-policy resume")
     size_bytes = column(UInt64, "Size of the raw agent bytes")
     sha256 = column(Str, "SHA-256 of the raw agent bytes, checked before loading")

@@ -96,7 +96,7 @@ class ModelCheckpoint(Base):
     iteration = column(UInt32, "Boosting iteration / epoch of the checkpoint")
     checkpoint_kind = column(Label, "intermediate, best or final")
     model_format = column(Label, "Serialization: native format, joblib, pickle or onnx")
-    model_binary = column(Str, "Base64 model bytes when stored inline", codec="ZSTD(3)")
+    model_binary = column(Str, "Base64 model bytes when stored inline", codec="LZ4")
     size_bytes = column(UInt64, "Size of the raw model bytes")
     sha256 = column(Str, "SHA-256 of the raw model bytes, checked before loading")
     storage = column(Label, "inline, local or s3")

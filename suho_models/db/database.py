@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -35,6 +35,9 @@ QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
 """(column names, rows) of one query."""
 
 QueryRunner: TypeAlias = Callable[[str], QueryResult]
+
+_BLOB_READ_BYTES = 4 << 20
+"""Read size for a blob streamed over HTTP: few Python calls, chunks the allocator reuses."""
 
 
 class SchemaOutOfDateError(RuntimeError):
@@ -210,14 +213,23 @@ class Database:
 
         rendered = render(sql, params)
         if self.http_port is not None:
-            # Uncompressed: a model's bytes hardly compress, and decompressing costs.
-            raw_query = self._http_client().raw_query
-            return bytes(
-                raw_query(f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0})
+            # Streamed: ``raw_query`` asks for ``wait_end_of_query``, so the server
+            # buffers the whole answer before its first byte leaves (much slower:
+            # bench/results/checkpoints.md). Uncompressed: model bytes hardly compress.
+            # A stream cut short arrives short; callers check the bytes' SHA-256.
+            stream = cast(
+                "BinaryIO",  # the HTTP client's stream is urllib3's response
+                self._http_client().raw_stream(
+                    f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0}
+                ),
             )
+            try:
+                return b"".join(iter(lambda: stream.read(_BLOB_READ_BYTES), b""))
+            finally:
+                stream.close()
         with self.engine.connect() as conn:
             if self.is_embedded:
-                return bytes(_embedded(conn).client.raw_query(f"{rendered} FORMAT RawBLOB"))
+                return _embedded(conn).client.raw_query(f"{rendered} FORMAT RawBLOB")
             with translated_errors():
                 rows = _native(conn).transport.execute(
                     rendered, settings={"strings_as_bytes": True}

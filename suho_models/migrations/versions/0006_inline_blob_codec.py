@@ -1,7 +1,7 @@
 """Inline checkpoint bytes compressed with LZ4 instead of ZSTD(3).
 
 Revision ID: 0006_inline_blob_codec
-Revises: 0002_kind_signature_heartbeat
+Revises: 0005_reward_env_index
 Create Date: 2026-12-01
 
 ``model_checkpoints.model_binary`` and ``agent_checkpoints.agent_binary`` hold base64
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006_inline_blob_codec"
-down_revision: str | None = "0002_kind_signature_heartbeat"
+down_revision: str | None = "0005_reward_env_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -616,17 +616,48 @@ def test_deploy_best_agent_and_load_it_back(embedded_dir: Path) -> None:
         np.testing.assert_array_equal(agent_curve, second.equity_curve["account_value"])
         np.testing.assert_array_equal(benchmark, second.equity_curve["buy_and_hold"])
 
-        model, info = load_deployed_agent(db, "td3")
-        assert info.checkpoint_id == second.checkpoint_id
+        agent = load_deployed_agent(db, "td3")
+        assert agent.info.checkpoint_id == second.checkpoint_id
         env = make_env(second.market.trade, second.market, result_config(second.run))
         obs, _ = env.reset()
         for _ in range(5):
             expected, _ = second.model.predict(obs, deterministic=True)
-            actual, _ = model.predict(obs, deterministic=True)
+            actual, _ = agent.model.predict(obs, deterministic=True)
             np.testing.assert_array_equal(actual, expected)
             obs, *_ = env.step(expected)
     finally:
         db.close()
+
+
+@pytest.mark.slow
+def test_deployed_agent_acts_identically_after_reload(features_db: Database) -> None:
+    """The reloaded agent sees the stored scaling: on a market read back from the
+    database (nothing fitted in memory), it takes the trained model's actions exactly,
+    through its own env and through FinRL's raw state."""
+    db = features_db
+    trained = RLTrainer(config("ppo", timesteps=2 * TRAIN_DAYS, env="fast"), db).run()
+    AgentCheckpointRepository(db).deploy(trained.checkpoint_id, "production")
+    expected = trained.evaluation.actions
+
+    agent = load_deployed_agent(db, "ppo")
+    assert agent.info.checkpoint_id == trained.checkpoint_id
+    assert agent.scaling == trained.market.extra["observation_scaling"]
+    market = agent.load_market(db)
+    env = agent.make_env(market.trade, market)
+    obs, _ = env.reset()
+    actions, raw_actions = [], []
+    while True:
+        action, _ = agent.model.predict(obs, deterministic=True)
+        actions.append(action)
+        raw_actions.append(agent.predict(np.asarray(env.unwrapped.state)))
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    np.testing.assert_array_equal(np.asarray(actions), expected)
+    np.testing.assert_array_equal(np.asarray(raw_actions), expected)
+    assert np.abs(expected).max() > 0  # the agent acts: a constant 0 would prove nothing
+    with pytest.raises(ValueError, match="state: expected FinRL's raw state of 21 values"):
+        agent.predict(obs)  # an already scaled observation is refused, not scaled twice
 
 
 # --------------------------------------------------------------------------- config

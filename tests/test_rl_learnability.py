@@ -28,7 +28,7 @@ INDICATORS = ["signal", "noise_a", "noise_b"]
 MARGIN = 0.4
 """Sharpe margin over max(0, buy-and-hold): about one sampling error of a 1,000-day Sharpe."""
 
-BUDGET = {"ppo": 40_000, "sac": 3_000}
+BUDGET = {"ppo": 24_576, "sac": 1_500}
 PARAMS = {
     "ppo": {"net_arch": "small", "n_steps": 256, "batch_size": 256, "learning_rate": 3e-4},
     "sac": {

@@ -94,15 +94,25 @@ def config(agent: str = "ppo", **kw: Any) -> RLConfig:
     return RLConfig.model_validate(base)
 
 
-def check_reward_history(db: Database, run_id: uuid.UUID, total_timesteps: int) -> list[Any]:
-    """Exactly one row per step 1..T, numbered into TRAIN_DAYS-step episodes."""
+def episode_of(step: int, n_envs: int = 1) -> int:
+    """The episode number of global env-step ``step`` (1-based) with ``n_envs`` envs."""
+    batch, index = divmod(step - 1, n_envs)
+    return batch // TRAIN_DAYS * n_envs + index + 1
+
+
+def check_reward_history(
+    db: Database, run_id: uuid.UUID, total_timesteps: int, n_envs: int = 1
+) -> list[Any]:
+    """Exactly one row per env-step 1..T, numbered into TRAIN_DAYS-step episodes."""
     history = RewardHistoryRepository(db)
     steps = history.steps(run_id)
     assert history.count(run_id) == len(steps) == total_timesteps
     assert [s.timestep_number for s in steps] == list(range(1, total_timesteps + 1))
     for s in steps:
-        assert s.episode_number == (s.timestep_number - 1) // TRAIN_DAYS + 1
-        assert s.is_episode_end == (s.timestep_number % TRAIN_DAYS == 0)
+        batch, index = divmod(s.timestep_number - 1, n_envs)
+        assert s.env_index == index
+        assert s.episode_number == episode_of(s.timestep_number, n_envs)
+        assert s.is_episode_end == ((batch + 1) % TRAIN_DAYS == 0)
     return steps
 
 
@@ -505,7 +515,8 @@ from trainers.rl import RLConfig
 from trainers.rl.callbacks import RewardHistoryCallback
 from trainers.rl.trainer import RLTrainer
 
-url, name, flush_at, hang_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+url, name = sys.argv[1], sys.argv[2]
+flush_at, hang_at, n_envs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 original = RewardHistoryCallback._on_step
 
 
@@ -526,6 +537,7 @@ config = RLConfig(
     agent="ppo",
     timesteps=1_000_000,
     checkpoint_every_episodes=3,
+    n_envs=n_envs,
     run_name=name,
     agent_params={"n_steps": 64, "batch_size": 32, "n_epochs": 2, "net_arch": "tiny"},
 )
@@ -535,10 +547,12 @@ RLTrainer(config, Database(url)).run()
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_resume_after_sigkill_keeps_reward_history_exact(local_server: Any) -> None:
-    """A training subprocess is SIGKILLed mid-run, 50 steps after its checkpoint at
-    episode 3 (30 of them stored, 20 only in memory); the resumed run leaves exactly one
-    row per step of the final trajectory."""
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_resume_after_sigkill_keeps_reward_history_exact(local_server: Any, n_envs: int) -> None:
+    """A training subprocess is SIGKILLed mid-run, 48 env-steps after its checkpoint at
+    episode 3 (30 of them stored, 18 only in memory); the resumed run leaves exactly one
+    row per env-step of the final trajectory. With 3 envs, their first episodes end
+    together at env-step 240: the checkpoint is at episode 3 there too."""
     url = local_server.native_url(f"rl_{uuid.uuid4().hex[:8]}")
     migrations.upgrade(url)
     db = Database(url)
@@ -546,9 +560,9 @@ def test_resume_after_sigkill_keeps_reward_history_exact(local_server: Any) -> N
         write_features(db)
         name = f"sigkill-{uuid.uuid4().hex[:6]}"
         checkpoint_step = 3 * TRAIN_DAYS
-        flush_at, hang_at = checkpoint_step + 30, checkpoint_step + 50
+        flush_at, hang_at = checkpoint_step + 30, checkpoint_step + 48
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, url, name, str(flush_at), str(hang_at)],
+            [sys.executable, "-c", CHILD, url, name, str(flush_at), str(hang_at), str(n_envs)],
             cwd=Path(__file__).resolve().parents[1],
             env=os.environ.copy(),
             stdout=subprocess.PIPE,
@@ -568,7 +582,7 @@ def test_resume_after_sigkill_keeps_reward_history_exact(local_server: Any) -> N
         (run,) = runs.list(name_like=name)
         assert run.status is RunStatus.RUNNING  # nobody could mark it
         history = RewardHistoryRepository(db)
-        assert history.last_step(run.run_id) == (4, flush_at)
+        assert history.last_step(run.run_id) == (episode_of(flush_at, n_envs), flush_at)
         latest = AgentCheckpointRepository(db).latest(run.run_id)
         assert (latest.episode_number, latest.timestep) == (3, checkpoint_step)
 
@@ -577,9 +591,11 @@ def test_resume_after_sigkill_keeps_reward_history_exact(local_server: Any) -> N
         done = runs.get(run.run_id)
         assert done.status is RunStatus.COMPLETED
         T = done.total_timesteps
-        assert T >= 6 * TRAIN_DAYS and done.total_episodes == T // TRAIN_DAYS
+        assert json.loads(done.env_config_json)["n_envs"] == n_envs
+        assert T >= 6 * TRAIN_DAYS and T % (64 * n_envs) == 0  # whole rollouts
+        assert done.total_episodes == T // n_envs // TRAIN_DAYS * n_envs
         assert resumed.model.num_timesteps == T
-        steps = check_reward_history(db, run.run_id, T)
+        steps = check_reward_history(db, run.run_id, T, n_envs)
         for s in steps:
             assert (s.recorded_at > killed_at) == (s.timestep_number > checkpoint_step)
         assert len([s for s in steps if s.is_episode_end]) == done.total_episodes
@@ -616,17 +632,48 @@ def test_deploy_best_agent_and_load_it_back(embedded_dir: Path) -> None:
         np.testing.assert_array_equal(agent_curve, second.equity_curve["account_value"])
         np.testing.assert_array_equal(benchmark, second.equity_curve["buy_and_hold"])
 
-        model, info = load_deployed_agent(db, "td3")
-        assert info.checkpoint_id == second.checkpoint_id
+        agent = load_deployed_agent(db, "td3")
+        assert agent.info.checkpoint_id == second.checkpoint_id
         env = make_env(second.market.trade, second.market, result_config(second.run))
         obs, _ = env.reset()
         for _ in range(5):
             expected, _ = second.model.predict(obs, deterministic=True)
-            actual, _ = model.predict(obs, deterministic=True)
+            actual, _ = agent.model.predict(obs, deterministic=True)
             np.testing.assert_array_equal(actual, expected)
             obs, *_ = env.step(expected)
     finally:
         db.close()
+
+
+@pytest.mark.slow
+def test_deployed_agent_acts_identically_after_reload(features_db: Database) -> None:
+    """The reloaded agent sees the stored scaling: on a market read back from the
+    database (nothing fitted in memory), it takes the trained model's actions exactly,
+    through its own env and through FinRL's raw state."""
+    db = features_db
+    trained = RLTrainer(config("ppo", timesteps=2 * TRAIN_DAYS, env="fast"), db).run()
+    AgentCheckpointRepository(db).deploy(trained.checkpoint_id, "production")
+    expected = trained.evaluation.actions
+
+    agent = load_deployed_agent(db, "ppo")
+    assert agent.info.checkpoint_id == trained.checkpoint_id
+    assert agent.scaling == trained.market.extra["observation_scaling"]
+    market = agent.load_market(db)
+    env = agent.make_env(market.trade, market)
+    obs, _ = env.reset()
+    actions, raw_actions = [], []
+    while True:
+        action, _ = agent.model.predict(obs, deterministic=True)
+        actions.append(action)
+        raw_actions.append(agent.predict(np.asarray(env.unwrapped.state)))
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    np.testing.assert_array_equal(np.asarray(actions), expected)
+    np.testing.assert_array_equal(np.asarray(raw_actions), expected)
+    assert np.abs(expected).max() > 0  # the agent acts: a constant 0 would prove nothing
+    with pytest.raises(ValueError, match="state: expected FinRL's raw state of 21 values"):
+        agent.predict(obs)  # an already scaled observation is refused, not scaled twice
 
 
 # --------------------------------------------------------------------------- config

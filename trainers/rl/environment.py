@@ -167,13 +167,19 @@ def observation_scaling(market: MarketData, config: RLConfig) -> ObservationScal
     return scaling
 
 
+def stored_scaling(stored: str | dict[str, Any] | None) -> ObservationScaling | None:
+    """The statistics a run stored in its ``env_config_json`` (None: raw observation)."""
+    data = json.loads(stored) if isinstance(stored, str) else stored
+    scaling = (data or {}).get("observation_scaling")
+    return None if scaling is None else ObservationScaling.from_json(scaling)
+
+
 def use_stored_scaling(market: MarketData, stored: str | dict[str, Any] | None) -> None:
     """Make ``market``'s envs use the statistics a run stored in its ``env_config_json``
     (resume, report, deploy)."""
-    data = json.loads(stored) if isinstance(stored, str) else stored
-    stored = (data or {}).get("observation_scaling")
-    if stored is not None:
-        market.extra["observation_scaling"] = ObservationScaling.from_json(stored)
+    scaling = stored_scaling(stored)
+    if scaling is not None:
+        market.extra["observation_scaling"] = scaling
 
 
 def _single_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> gym.Env:
@@ -257,5 +263,6 @@ __all__ = [
     "market_arrays",
     "observation_scaling",
     "resolve_indicators",
+    "stored_scaling",
     "use_stored_scaling",
 ]

@@ -170,5 +170,5 @@ class RLHyperparameterTrial(Base):
     state = column(Label, "complete, pruned or failed")
     duration_seconds = column(Float64, "Wall time of the trial")
     recorded_at = column(Timestamp, "When the trial finished")
-    worker_host = column(Label, "Host of the tuning worker that ran the trial")
-    worker_pid = column(UInt32, "Process id of that worker")
+    worker_host = column(Label, "Host of the tuning worker that ran the trial", default="")
+    worker_pid = column(UInt32, "Process id of that worker", default=0)

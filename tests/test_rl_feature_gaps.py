@@ -52,19 +52,21 @@ def test_clean_features_keep_every_day_silently(
 def test_a_few_gaps_are_reported_with_columns_counts_and_rows_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = features_file(tmp_path, {"sma_50": 20, "rsi_28": 5})
+    source = features_file(tmp_path, {"close_sma_50_ratio": 20, "rsi_28": 5})
     with caplog.at_level(logging.WARNING):
         market = load_market(RLConfig(source=source), None)
     kept_days = market.train_days + market.trade_days
     assert kept_days < DAYS
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert "NaN values in sma_50 (20), rsi_28 (5)" in warning
+    assert "NaN values in close_sma_50_ratio (20), rsi_28 (5)" in warning
     assert f"kept {2 * kept_days} of {2 * DAYS} rows and {kept_days} of {DAYS} days" in warning
 
 
 def test_mostly_gaps_are_refused(tmp_path: Path) -> None:
-    source = features_file(tmp_path, {"sma_50": 370})
-    with pytest.raises(ValueError, match=r"sma_50 \(370\).*of 400 days.*max_dropped_days=50%"):
+    source = features_file(tmp_path, {"close_sma_50_ratio": 370})
+    with pytest.raises(
+        ValueError, match=r"close_sma_50_ratio \(370\).*of 400 days.*max_dropped_days=50%"
+    ):
         load_market(RLConfig(source=source), None)
     # The threshold is the user's to move.
     market = load_market(RLConfig(source=source, max_dropped_days=1.0), None)
@@ -88,8 +90,8 @@ def test_the_cli_refuses_a_mostly_empty_source(
     migrations.upgrade(url)
     monkeypatch.setenv("SUHO_DATABASE_URL", url)
     get_settings.cache_clear()
-    source = features_file(tmp_path, {"sma_50": 370})
+    source = features_file(tmp_path, {"close_sma_50_ratio": 370})
     result = CliRunner().invoke(app, ["train", "rl", "--source", source, "--timesteps", "64"])
     assert result.exit_code != 0
-    assert "sma_50 (370)" in str(result.exception)
+    assert "close_sma_50_ratio (370)" in str(result.exception)
     assert "of 400 days" in str(result.exception)

@@ -388,7 +388,8 @@ def test_default_threshold_and_store(db: Database, monkeypatch: pytest.MonkeyPat
 
 
 def test_joblib_roundtrip(db: Database, models: ModelCheckpointRepository) -> None:
-    joblib = pytest.importorskip("joblib")
+    import joblib  # installed with scikit-learn: a missing one fails, not skips
+
     run_id = new_run(db)
     obj = {"coef": list(range(600))}
     info = models.save_checkpoint(run_id, obj, "joblib", iteration=4)

@@ -17,8 +17,6 @@ import pytest
 from repositories.serialization import CheckpointBytes, CorruptCheckpointError
 from suho_models.enums import AgentType, ModelFormat
 
-pytest.importorskip("stable_baselines3")
-
 PARAMS: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 64, "batch_size": 32, "net_arch": "tiny", "activation_fn": "relu"},
     "a2c": {"n_steps": 16},

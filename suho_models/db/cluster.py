@@ -48,7 +48,7 @@ Design (what Langfuse, W&B Weave and PostHog do on ClickHouse, and why):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -162,9 +162,10 @@ def cluster_settings() -> ClusterSettings:
 # ---------------------------------------------------------------------------
 
 
-def _split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside quotes, backticks and parentheses."""
-    parts, depth, quote, start, i = [], 0, "", 0, 0
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) of each character of ``text``
+    from ``start`` that stands outside quotes and backticks."""
+    depth, quote, i = 0, "", start
     while i < len(text):
         ch = text[i]
         if quote:
@@ -174,36 +175,27 @@ def _split_top_level(text: str, sep: str = ",") -> list[str]:
                 quote = ""
         elif ch in "'`\"":
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == sep and depth == 0:
+        else:
+            depth += (ch == "(") - (ch == ")")
+            yield i, ch, depth
+        i += 1
+
+
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside quotes, backticks and parentheses."""
+    parts, start = [], 0
+    for i, ch, depth in _unquoted(text):
+        if ch == sep and depth == 0:
             parts.append(text[start:i])
             start = i + 1
-        i += 1
     parts.append(text[start:])
     return [p.strip() for p in parts]
 
 
 def _matching_paren(text: str, open_at: int) -> int:
-    depth, quote, i = 0, "", open_at
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'`\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    for i, ch, depth in _unquoted(text, open_at):
+        if ch == ")" and depth == 0:
+            return i
     raise ClusterError(f"unbalanced parentheses in {text[:80]!r}")
 
 

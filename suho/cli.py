@@ -172,6 +172,17 @@ def db_cluster_status() -> None:
         raise typer.Exit(1)
 
 
+def _supervised_config(config: Path | None, **options: Any) -> Any:
+    """The options given on the command line (None: not given, so the config file's value
+    or the default stays) over the config file, as a ``SupervisedConfig``."""
+    from trainers.supervised.config import SupervisedConfig
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if config:
+        return SupervisedConfig.from_file(config, **given)
+    return SupervisedConfig.model_validate(given)
+
+
 def _database() -> Any:
     from suho_models.db import Database
 
@@ -259,7 +270,6 @@ def train_supervised(
 
     Options left out keep the config file's values (or SupervisedConfig's defaults).
     """
-    from trainers.supervised.config import SupervisedConfig
     from trainers.supervised.trainer import SupervisedTrainer
 
     if resume:
@@ -277,26 +287,20 @@ def train_supervised(
         )
         return
 
-    given = {
-        "model_type": model,
-        "target": target,
-        "cv_folds": cv,
-        "rounds": rounds,
-        "source": source,
-        "run_name": run_name,
-        "seed": seed,
-        "threads": threads,
-        "checkpoint_every": checkpoint_every,
-        "keep_checkpoints": keep_checkpoints,
-    }
-    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    options["progress"] = not quiet
-    if tune is not None:
-        options["tuning"] = {"trials": tune}
-    cfg = (
-        SupervisedConfig.from_file(config, **options)
-        if config
-        else SupervisedConfig.model_validate(options)
+    cfg = _supervised_config(
+        config,
+        model_type=model,
+        target=target,
+        cv_folds=cv,
+        rounds=rounds,
+        source=source,
+        run_name=run_name,
+        seed=seed,
+        threads=threads,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        progress=not quiet,
+        tuning=None if tune is None else {"trials": tune},
     )
     db = _database()
     try:
@@ -425,25 +429,19 @@ def tune_supervised(
     quiet: QuietOption = False,
 ) -> None:
     """Create a supervised run and its study, tune it with WORKERS processes, train the best."""
-    from trainers.supervised.config import SupervisedConfig
 
-    given = {
-        "model_type": model,
-        "target": target,
-        "cv_folds": cv,
-        "rounds": rounds,
-        "source": source,
-        "run_name": run_name,
-        "seed": seed,
-        "threads": threads,
-    }
-    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    options["progress"] = False
-    options["tuning"] = {"trials": trials, **({"storage": storage} if storage else {})}
-    cfg = (
-        SupervisedConfig.from_file(config, **options)
-        if config
-        else SupervisedConfig.model_validate(options)
+    cfg = _supervised_config(
+        config,
+        model_type=model,
+        target=target,
+        cv_folds=cv,
+        rounds=rounds,
+        source=source,
+        run_name=run_name,
+        seed=seed,
+        threads=threads,
+        progress=False,
+        tuning={"trials": trials, **({"storage": storage} if storage else {})},
     )
     _launch_tuning("supervised", cfg, workers, quiet)
 

@@ -195,7 +195,12 @@ def listing_variants(browser: RunBrowser) -> dict[str, Any]:
         ids = [r["run_id"] for r in ranked.order_by(*order).limit(50).rows()]
         return repo.read(c.run_id.in_(ids), columns=listed).rows()
 
+    def page_then_count() -> Any:
+        query = repo.read(*where, columns=listed)
+        return query.order_by(*order).limit(50).rows(), query.count()
+
     return {
+        "variant: the page, then its count() (one connection)": page_then_count,
         "variant: count() OVER () in the page's read": lambda: window().limit(50).rows(),
         "variant: rank narrow rows, then read the page by key": narrow_then_by_key,
     }

@@ -50,7 +50,8 @@ import math
 import numbers
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -268,6 +269,7 @@ class AgentCheckpointInfo(CheckpointRecord):
 
 InfoT = TypeVar("InfoT", bound=CheckpointRecord)
 M = TypeVar("M", bound=BaseModel)
+BytesT = TypeVar("BytesT", bound=bytes)
 
 
 # --------------------------------------------------------------------------- validation
@@ -460,6 +462,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         run_key = _uuid(run_id, "run_id")
         payload = _payload(obj_or_bytes, fmt)
 
+        hashing = _HASHING.submit(lambda: hashlib.sha256(payload).hexdigest())
         checkpoint_id = uuid.uuid4()
         now = utcnow()
         row: dict[str, Any] = {
@@ -470,7 +473,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             self.kind_column: request.kind.value,
             self.format_column: fmt.value,
             "size_bytes": len(payload),
-            "sha256": hashlib.sha256(payload).hexdigest(),
+            "sha256": "",  # hashed while the bytes are being written (finished_row)
             "metrics_json": json.dumps(request.metrics, sort_keys=True, allow_nan=True),
             "deployment_status": DeploymentStatus.NOT_DEPLOYED.value,
             "deployed_at": None,
@@ -493,16 +496,26 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
                 key = f"{self.table.name}/{run_key}/{checkpoint_id}.{FILE_EXTENSIONS[fmt]}"
                 written.append(store.put(key, payload))
                 row.update(storage=store.kind.value, storage_uri=written[-1])
-            row["signature"] = (
-                signing.sign(self._signed_fields(row), self.key) if fmt in CODE_FORMATS else ""
-            )
+
+            def finished_row() -> dict[str, Any]:
+                row["sha256"] = hashing.result()
+                row["signature"] = (
+                    signing.sign(self._signed_fields(row), self.key) if fmt in CODE_FORMATS else ""
+                )
+                return row
+
             if inline:
                 self.db.insert_row_with_blob(
-                    self.table.name, row, self.binary_column, payload, encode="base64Encode"
+                    self.table.name,
+                    finished_row,
+                    self.binary_column,
+                    payload,
+                    encode="base64Encode",
                 )
             else:
-                self._insert_rows([{**row, self.binary_column: ""}])
+                self._insert_rows([{**finished_row(), self.binary_column: ""}])
         except BaseException:
+            hashing.cancel()
             for uri in written:
                 self._delete_object(checkpoint_id, uri)
             raise
@@ -524,8 +537,8 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             if reason is not None:
                 raise self._refuse(row, reason)
             trusted = True
-        return CheckpointBytes(
-            self._verified_bytes(row), fmt, row["checkpoint_id"], trusted=trusted
+        return self._verified_bytes(
+            row, lambda buffer: CheckpointBytes(buffer, fmt, row["checkpoint_id"], trusted=trusted)
         )
 
     def load_object(self, checkpoint_id: uuid.UUID | str) -> Any:
@@ -552,25 +565,32 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         row: Mapping[str, Any] = rows[0]
         return row
 
-    def _verified_bytes(self, row: Mapping[str, Any]) -> bytes:
+    def _verified_bytes(self, row: Mapping[str, Any], into: Callable[[Any], BytesT]) -> BytesT:
+        """The row's bytes as ``into`` builds them from the buffer they arrive in
+        (copied once: a checkpoint can be most of the memory a process touches),
+        once their SHA-256 matches the row's."""
         checkpoint_id = row["checkpoint_id"]
+        hashed = _CopyAndHash(into)
         if row["storage"] == StorageKind.INLINE.value:
-            data = self._inline_bytes(row)
+            data = self._inline_bytes(row, hashed)
         else:
-            data = self._store_for(checkpoint_id, row["storage_uri"]).get(row["storage_uri"])
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != row["sha256"]:
-            raise ChecksumMismatchError(checkpoint_id, row["sha256"], actual, len(data))
+            data = hashed(
+                self._store_for(checkpoint_id, row["storage_uri"]).get(row["storage_uri"])
+            )
+        if hashed.digest != row["sha256"]:
+            raise ChecksumMismatchError(checkpoint_id, row["sha256"], hashed.digest, len(data))
         return data
 
-    def _inline_bytes(self, row: Mapping[str, Any]) -> bytes:
+    def _inline_bytes(self, row: Mapping[str, Any], into: Callable[[Any], BytesT]) -> BytesT:
         """The row's base64, decoded by ClickHouse and sent as raw bytes."""
         column = f"`{self.binary_column}`"
-        data = self.db.query_blob(
+        data = self.db.read_blob(
             f"SELECT tryBase64Decode({column}) "
             f"FROM `{self.table.name}` FINAL "
             "PREWHERE run_id = %(run_id)s AND checkpoint_id = %(checkpoint_id)s LIMIT 1",
             {"run_id": row["run_id"], "checkpoint_id": row["checkpoint_id"]},
+            into,
+            size_hint=row["size_bytes"] or None,
         )
         if not data:  # never empty when saved; tryBase64Decode gives '' for invalid input
             raise CorruptCheckpointError(
@@ -601,7 +621,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             return None
         if self._untrusted_reason(row) is None:
             return None
-        self._verified_bytes(row)
+        self._verified_bytes(row, bytes)
         for uri in self._companion_uris(self._to_info(row)):
             self._verified_companion(row, uri)
         signature = signing.sign(self._signed_fields(row), self.key)
@@ -1021,6 +1041,26 @@ def sign_checkpoints(
 
 
 # --------------------------------------------------------------------------- helpers
+_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="suho-sha256")
+"""Where a checkpoint is hashed while it is being copied (hashlib lets go of the
+GIL; the copy into a ``bytes`` object does not), so verifying costs no extra pass."""
+
+
+class _CopyAndHash(Generic[BytesT]):
+    """``into(buffer)`` with the buffer's SHA-256 computed meanwhile on another thread."""
+
+    def __init__(self, into: Callable[[Any], BytesT]) -> None:
+        self.into = into
+        self.digest = ""
+
+    def __call__(self, buffer: Any) -> BytesT:
+        hashing = _HASHING.submit(lambda: hashlib.sha256(buffer).hexdigest())
+        try:
+            return self.into(buffer)
+        finally:
+            self.digest = hashing.result()
+
+
 def _payload(obj: Any, fmt: ModelFormat) -> bytes:
     raw = isinstance(obj, bytes | bytearray | memoryview)
     data = bytes(obj) if raw else dumps_object(obj, fmt)

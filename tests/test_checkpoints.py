@@ -822,3 +822,41 @@ def test_agent_replay_buffers_go_with_their_checkpoints(
     with pytest.raises(InvalidInputError, match="replay_buffer: expected non-empty bytes"):
         agents.save_checkpoint(run_id, SMALL, "sb3_state", replay_buffer=b"")
     assert [i.checkpoint_id for i in agents.list(run_id)] == [saved[2].checkpoint_id]
+
+
+@pytest.mark.parametrize("hint", [None, 1, 4096, 10_000, 10_001, 1 << 20])
+def test_streamed_blob_reads_every_byte_whatever_the_size_hint(hint: int | None) -> None:
+    """A server's blob arrives in one buffer sized by the row's ``size_bytes``; a
+    wrong hint (a row that lies, a short or long stream) must still give exactly
+    the bytes sent, for the SHA-256 check to judge."""
+    from suho_models.db.database import _read_all
+
+    sent = os.urandom(10_000)
+    got = _read_all(io.BytesIO(sent), hint)
+    assert bytes(got) == sent
+    assert bytes(_read_all(io.BytesIO(b""), hint)) == b""
+
+
+def test_a_loaded_checkpoint_is_its_own_copy(db: Database) -> None:
+    """Inline bytes are copied straight out of the engine's (or socket's) buffer into
+    the returned object: it must stay intact after that buffer is gone and after
+    further loads reuse it."""
+    run_id = new_run(db)
+    repo = ModelCheckpointRepository(db, inline_max_bytes=1 << 30)
+    first, second = os.urandom(300_000), os.urandom(300_000)
+    a = repo.save_checkpoint(run_id, first, "raw").checkpoint_id
+    b = repo.save_checkpoint(run_id, second, "raw").checkpoint_id
+    loaded_a = repo.load_checkpoint(a)
+    loaded_b = repo.load_checkpoint(b)
+    again_a = repo.load_checkpoint(a)
+    assert (loaded_a, loaded_b, again_a) == (first, second, first)
+    assert loaded_a.checkpoint_id == a and loaded_a.format.value == "raw"
+
+
+def test_a_failing_blob_read_says_what_clickhouse_said(db: Database) -> None:
+    """The blob read has its own path on each backend (the engine's buffer, the
+    server's HTTP port): an error there still carries ClickHouse's message."""
+    with pytest.raises(Exception, match="no_such_blob_table") as caught:
+        db.query_blob("SELECT b FROM no_such_blob_table")
+    assert "UNKNOWN_TABLE" in str(caught.value) or getattr(caught.value, "code", None) == 60
+    assert db.query_blob("SELECT 'still works'") == b"still works"

@@ -18,8 +18,8 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     # Only for annotations: _new_client imports clickhouse_connect when connecting.
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 apilevel = "2.0"
 threadsafety = 2
 paramstyle = "pyformat"
+
+T = TypeVar("T")
 
 
 class Error(Exception):
@@ -183,11 +185,44 @@ class Connection:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
             self.client.database = database
         self._closed = False
+        self._blob_handle: Any = None
+        self._blob_lock = threading.Lock()
+
+    def read_buffer(self, sql: str, into: Callable[[memoryview], T]) -> T:
+        """``into`` applied to the raw output of ``sql`` while it is still the
+        engine's buffer, so a large value (a checkpoint) is copied once, by ``into``,
+        instead of once into ``bytes`` and again into what the caller builds.
+
+        Through chDB's own connection (clickhouse-connect copies every result into
+        ``bytes``); a handle on the same path shares this process's engine.
+        """
+        import chdb
+
+        with self._blob_lock:
+            if self._blob_handle is None:
+                connect = cast("Callable[[str], Any]", chdb.connect)  # untyped in chdb
+                handle = connect(self.path)
+                if self.database:
+                    handle.query(f"USE `{self.database}`")
+                self._blob_handle = handle
+            try:
+                result = self._blob_handle.query(sql, "RawBLOB")
+            except Exception as exc:
+                raise _wrap(exc) from exc
+            view = result.get_memview().view()
+            try:
+                return into(view)
+            finally:
+                view.release()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.client.close()
+            with self._blob_lock:
+                if self._blob_handle is not None:
+                    self._blob_handle.close()
+                    self._blob_handle = None
 
     def commit(self) -> None:  # ClickHouse has no transactions
         pass

@@ -7,13 +7,14 @@ and only one data path per process).
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import Connection as NativeConnection
-from suho_models.db.native_dbapi import translated_errors
+from suho_models.db.native_dbapi import DatabaseError, OperationalError, translated_errors
 from suho_models.settings import get_settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
 """(column names, rows) of one query."""
 
 QueryRunner: TypeAlias = Callable[[str], QueryResult]
+
+T = TypeVar("T")
 
 _BLOB_READ_BYTES = 4 << 20
 """Read size for a blob streamed over HTTP: few Python calls, chunks the allocator reuses."""
@@ -174,22 +177,33 @@ class Database:
                     )
 
     def insert_row_with_blob(
-        self, table: str, row: dict[str, Any], blob_column: str, blob: bytes, encode: str = ""
+        self,
+        table: str,
+        row: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        blob_column: str,
+        blob: bytes,
+        encode: str = "",
     ) -> None:
         """Insert one row whose ``blob_column`` is ``encode(blob)``, computed by ClickHouse.
 
         The bytes travel raw (a temporary file read as RawBLOB on the embedded engine,
         a Native block on a server), so no Python encoding and no SQL text of their
-        size: checkpoints keep base64 in the row without paying for it.
+        size: checkpoints keep base64 in the row without paying for it. A callable
+        ``row`` is called once the bytes are staged, so its caller can finish the row
+        (a hash of the bytes, say) while they are written.
         """
         from suho_models.db.chdb_dbapi import quote_string, render_literal
 
         if encode and not re.fullmatch(r"[A-Za-z0-9]+", encode):
             raise ValueError(f"encode: expected a ClickHouse function name (got {encode!r})")
-        columns = ", ".join(f"`{name}`" for name in [*row, blob_column])
-        values = [render_literal(value) for value in row.values()]
-        values.append(f"{encode}(raw_blob)" if encode else "raw_blob")
-        head = f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(values)}"
+
+        def head() -> str:
+            values = row() if callable(row) else row
+            columns = ", ".join(f"`{name}`" for name in [*values, blob_column])
+            literals = [render_literal(value) for value in values.values()]
+            literals.append(f"{encode}(raw_blob)" if encode else "raw_blob")
+            return f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(literals)}"
+
         if self.is_embedded:
             import os
             import tempfile
@@ -198,43 +212,83 @@ class Database:
             with tempfile.NamedTemporaryFile(prefix="suho-blob-", dir=where, delete=False) as fh:
                 fh.write(blob)
             try:
-                self.execute(f"{head} FROM file({quote_string(fh.name)}, 'RawBLOB')")
+                self.execute(f"{head()} FROM file({quote_string(fh.name)}, 'RawBLOB')")
             finally:
                 os.unlink(fh.name)
         else:  # a Native block: faster than an HTTP body here (bench_checkpoints)
+            sql = f"{head()} FROM input('raw_blob String') FORMAT Native"
             with self.engine.connect() as conn, translated_errors():
-                _native(conn).transport.execute(
-                    f"{head} FROM input('raw_blob String') FORMAT Native", [[blob]], columnar=True
-                )
+                _native(conn).transport.execute(sql, [[blob]], columnar=True)
 
     def query_blob(self, sql: str, params: dict[str, Any] | None = None) -> bytes:
         """The one String value ``sql`` selects, as raw bytes (b"" when no row)."""
+        return self.read_blob(sql, params, bytes)
+
+    def read_blob(
+        self,
+        sql: str,
+        params: dict[str, Any] | None,
+        into: Callable[[memoryview | bytes], T],
+        *,
+        size_hint: int | None = None,
+    ) -> T:
+        """``into`` applied to the one String value ``sql`` selects (b"" when no row).
+
+        ``into`` must copy what it is given (``bytes``, a bytes subclass): it sees
+        the engine's or the socket's buffer, so a checkpoint is copied once on its
+        way to the caller's object. ``size_hint`` (the expected byte count) lets a
+        streamed read land in one buffer of that size.
+        """
         from suho_models.db.chdb_dbapi import render
 
         rendered = render(sql, params)
         if self.http_port is not None:
-            # Streamed: ``raw_query`` asks for ``wait_end_of_query``, so the server
-            # buffers the whole answer before its first byte leaves (much slower:
-            # bench/results/checkpoints.md). Uncompressed: model bytes hardly compress.
-            # A stream cut short arrives short; callers check the bytes' SHA-256.
-            stream = cast(
-                "BinaryIO",  # the HTTP client's stream is urllib3's response
-                self._http_client().raw_stream(
-                    f"{rendered} FORMAT RawBLOB", settings={"enable_http_compression": 0}
-                ),
-            )
-            try:
-                return b"".join(iter(lambda: stream.read(_BLOB_READ_BYTES), b""))
-            finally:
-                stream.close()
+            return into(self._http_blob(f"{rendered} FORMAT RawBLOB", size_hint))
         with self.engine.connect() as conn:
             if self.is_embedded:
-                return _embedded(conn).client.raw_query(f"{rendered} FORMAT RawBLOB")
+                return _embedded(conn).read_buffer(f"{rendered} FORMAT RawBLOB", into)
             with translated_errors():
                 rows = _native(conn).transport.execute(
                     rendered, settings={"strings_as_bytes": True}
                 )
-            return bytes(rows[0][0]) if rows else b""
+            return into(rows[0][0] if rows else b"")
+
+    def _http_blob(self, sql: str, size_hint: int | None) -> memoryview:
+        """The answer to ``sql`` over the server's HTTP port, read straight from the
+        socket into one buffer.
+
+        http.client rather than clickhouse-connect: ``raw_query`` asks for
+        ``wait_end_of_query`` (the server buffers the whole answer before its first
+        byte leaves) and ``raw_stream`` is urllib3's, whose ``readinto`` reads into a
+        temporary first (bench/results/checkpoints.md). No HTTP compression: model
+        bytes hardly compress. A stream cut short arrives short; callers check the
+        bytes' SHA-256.
+        """
+        import http.client
+        import urllib.parse
+
+        secure = str(self.url.query.get("secure", "")).lower() in ("1", "true", "yes")
+        connection_class = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+        connection = connection_class(self.url.host or "localhost", self.http_port, timeout=300)
+        query = urllib.parse.urlencode(
+            {"database": self.url.database or "default", "enable_http_compression": 0}
+        )
+        headers = {
+            "X-ClickHouse-User": self.url.username or "default",
+            "X-ClickHouse-Key": self.url.password or "",
+        }
+        try:
+            connection.request("POST", f"/?{query}", body=sql.encode(), headers=headers)
+            response = connection.getresponse()
+            if response.status != 200:
+                message = response.read().decode(errors="replace").split("Stack trace:", 1)[0]
+                code = response.getheader("X-ClickHouse-Exception-Code")
+                raise DatabaseError(" ".join(message.split()), int(code) if code else None)
+            return _read_all(response, size_hint)
+        except OSError as exc:
+            raise OperationalError(f"reading a blob over HTTP: {exc}") from exc
+        finally:
+            connection.close()
 
     def _datetime64_scales(self, table: str) -> dict[str, int]:
         """DateTime64 scale per column, so timestamps can travel as integer ticks."""
@@ -361,6 +415,28 @@ class Database:
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+
+def _read_all(stream: io.RawIOBase | io.BufferedIOBase, size_hint: int | None) -> memoryview:
+    """Everything ``stream`` has, in one buffer: of ``size_hint`` bytes when that is
+    what arrives (read straight into it), else grown as needed."""
+    buffer = bytearray(size_hint or _BLOB_READ_BYTES)
+    filled = 0
+    while True:
+        if filled == len(buffer):  # full: more only if the stream has more
+            more = stream.read(_BLOB_READ_BYTES)
+            if not more:
+                break
+            buffer += more
+            buffer.extend(bytes(_BLOB_READ_BYTES))
+            filled += len(more)
+            continue
+        with memoryview(buffer) as view:
+            n = stream.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    return memoryview(buffer)[:filled]
 
 
 def _embedded(conn: sa.Connection) -> chdb_dbapi.Connection:

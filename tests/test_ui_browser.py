@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -222,6 +223,42 @@ def test_compare_two_runs(page, base, store) -> None:
     assert sorted(counts.values()) == [50, 50] and len(counts) == 2
     expect(page.locator("tr.differs[data-param='params.max_depth']")).to_be_visible()
     shot(page, "compare")
+
+
+def test_compare_ten_runs_overlays_ten_curves(page, base, store) -> None:
+    """Compare's upper bound: ten runs, one series each, every point the API sent;
+    the chart still zooms (the redraw's speed is bench_ui_browser's)."""
+    db, ids = store
+    runs = TrainingRunRepository(db)
+    chosen = [str(x) for x in ids["supervised"]] + [str(ids["long"])]
+    while len(chosen) < 10:
+        run = runs.create(
+            {"run_name": f"extra-{len(chosen)}", "model_type": "xgboost", "target_variable": "t"}
+        )
+        TrainingMetricRepository(db).log_many(
+            run.run_id,
+            [
+                {"iteration_number": k, "val_loss": 1 / k, "iteration_duration_ms": 1.0}
+                for k in range(1, 31 + len(chosen))
+            ],
+        )
+        chosen.append(str(run.run_id))
+    api = page.request.get(f"{base}/api/compare?ids={','.join(chosen)}").json()
+    expected = {r["run_name"]: r["curve"]["points_returned"]["val_loss"] for r in api["runs"]}
+    assert len(expected) == 10
+    page.goto(f"{base}/compare?ids={','.join(chosen)}")
+    expect(page.locator("#compare-val_loss")).to_have_attribute("data-points", re.compile(r"\d+"))
+    assert _series_points(page, "#compare-val_loss") == expected
+    drawn = page.evaluate(
+        """() => {
+          const u = document.querySelector('#compare-val_loss').suhoChart;
+          const xs = u.data[0];
+          u.setScale('x', {min: xs[0], max: xs[Math.floor(xs.length / 2)]});
+          return {series: u.series.length - 1};
+        }"""
+    )
+    assert drawn["series"] == 10
+    shot(page, "compare-ten")
 
 
 def _fresh_checkpoints(db: Database, name: str) -> tuple[Any, Any]:

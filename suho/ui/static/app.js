@@ -41,6 +41,7 @@
   }
 
   function record(el, chart, labels) {
+    el.suhoChart = chart;  // for the browser tests and bench_ui_browser, which drive it
     const counts = {};
     labels.forEach((label, i) => { counts[label] = chart.data[i + 1].filter(v => v != null).length; });
     el.dataset.points = String(chart.data[0].length);

@@ -857,6 +857,6 @@ def test_a_failing_blob_read_says_what_clickhouse_said(db: Database) -> None:
     """The blob read has its own path on each backend (the engine's buffer, the
     server's HTTP port): an error there still carries ClickHouse's message."""
     with pytest.raises(Exception, match="no_such_blob_table") as caught:
-        db.query_blob("SELECT b FROM no_such_blob_table")
+        db.read_blob("SELECT b FROM no_such_blob_table", None, bytes)
     assert "UNKNOWN_TABLE" in str(caught.value) or getattr(caught.value, "code", None) == 60
-    assert db.query_blob("SELECT 'still works'") == b"still works"
+    assert db.read_blob("SELECT 'still works'", None, bytes) == b"still works"

@@ -220,10 +220,6 @@ class Database:
             with self.engine.connect() as conn, translated_errors():
                 _native(conn).transport.execute(sql, [[blob]], columnar=True)
 
-    def query_blob(self, sql: str, params: dict[str, Any] | None = None) -> bytes:
-        """The one String value ``sql`` selects, as raw bytes (b"" when no row)."""
-        return self.read_blob(sql, params, bytes)
-
     def read_blob(
         self,
         sql: str,

@@ -40,10 +40,11 @@ from suho_models.db import Database
 from suho_models.enums import RunStatus
 
 MAX_PAGE_SIZE = 500
-_COUNTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suho-ui-count")
-"""Where a page's ``count()`` runs while the page itself is read."""
 MAX_POINTS = 10_000
 DEFAULT_POINTS = 1_500
+
+_COUNTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suho-ui-count")
+"""Where a page's ``count()`` runs while the page itself is read."""
 
 
 class _Parametric(ColumnElement[Any]):

@@ -40,7 +40,8 @@ QueryRunner: TypeAlias = Callable[[str], QueryResult]
 T = TypeVar("T")
 
 _BLOB_READ_BYTES = 4 << 20
-"""Read size for a blob streamed over HTTP: few Python calls, chunks the allocator reuses."""
+"""How a blob read over HTTP grows its buffer when the expected size is unknown or
+exceeded."""
 
 
 class SchemaOutOfDateError(RuntimeError):
@@ -263,16 +264,15 @@ class Database:
         import http.client
         import urllib.parse
 
-        secure = str(self.url.query.get("secure", "")).lower() in ("1", "true", "yes")
-        connection_class = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-        connection = connection_class(self.url.host or "localhost", self.http_port, timeout=300)
-        query = urllib.parse.urlencode(
-            {"database": self.url.database or "default", "enable_http_compression": 0}
+        target = self._http_target
+        connection_class = (
+            http.client.HTTPSConnection if target["secure"] else http.client.HTTPConnection
         )
-        headers = {
-            "X-ClickHouse-User": self.url.username or "default",
-            "X-ClickHouse-Key": self.url.password or "",
-        }
+        connection = connection_class(target["host"], target["port"], timeout=300)
+        query = urllib.parse.urlencode(
+            {"database": target["database"], "enable_http_compression": 0}
+        )
+        headers = {"X-ClickHouse-User": target["username"], "X-ClickHouse-Key": target["password"]}
         try:
             connection.request("POST", f"/?{query}", body=sql.encode(), headers=headers)
             response = connection.getresponse()
@@ -331,17 +331,23 @@ class Database:
             if self._http is None:
                 import clickhouse_connect
 
-                query = self.url.query
                 self._http = clickhouse_connect.get_client(
-                    host=self.url.host or "localhost",
-                    port=self.http_port,
-                    username=self.url.username or "default",
-                    password=self.url.password or "",
-                    database=self.url.database or "default",
-                    secure=str(query.get("secure", "")).lower() in ("1", "true", "yes"),
+                    **self._http_target,
                     autogenerate_session_id=False,  # one client, calls from any thread
                 )
             return self._http
+
+    @cached_property
+    def _http_target(self) -> dict[str, Any]:
+        """Where the server's HTTP port is and who we are there, from the URL."""
+        return {
+            "host": self.url.host or "localhost",
+            "port": self.http_port,
+            "username": self.url.username or "default",
+            "password": self.url.password or "",
+            "database": self.url.database or "default",
+            "secure": str(self.url.query.get("secure", "")).lower() in ("1", "true", "yes"),
+        }
 
     # ------------------------------------------------------------------ read-only
     @contextmanager

@@ -12,7 +12,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
@@ -38,6 +38,9 @@ QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
 QueryRunner: TypeAlias = Callable[[str], QueryResult]
 
 T = TypeVar("T")
+
+_PIPE_WRITE_BYTES = 1 << 20
+"""How much of a blob one write to the engine's pipe hands over."""
 
 _BLOB_READ_BYTES = 4 << 20
 """How a blob read over HTTP grows its buffer when the expected size is unknown or
@@ -187,37 +190,37 @@ class Database:
     ) -> None:
         """Insert one row whose ``blob_column`` is ``encode(blob)``, computed by ClickHouse.
 
-        The bytes travel raw (a temporary file read as RawBLOB on the embedded engine,
-        a Native block on a server), so no Python encoding and no SQL text of their
-        size: checkpoints keep base64 in the row without paying for it. A callable
-        ``row`` is called once the bytes are staged, so its caller can finish the row
-        (a hash of the bytes, say) while they are written.
+        The bytes travel raw (through a pipe the embedded engine reads as RawBLOB, a
+        Native block on a server), so no Python encoding and no SQL text of their
+        size: checkpoints keep base64 in the row without paying for it. The INSERT
+        fails unless exactly ``len(blob)`` bytes arrived, so a cut-short transfer
+        stores nothing. A callable ``row`` is called just before the INSERT is sent,
+        so its caller can finish the row (a hash of the bytes, say) meanwhile.
         """
         from suho_models.db.chdb_dbapi import quote_string, render_literal
 
         if encode and not re.fullmatch(r"[A-Za-z0-9]+", encode):
             raise ValueError(f"encode: expected a ClickHouse function name (got {encode!r})")
 
-        def head() -> str:
+        def insert_from(source: str) -> str:
             values = row() if callable(row) else row
             columns = ", ".join(f"`{name}`" for name in [*values, blob_column])
             literals = [render_literal(value) for value in values.values()]
             literals.append(f"{encode}(raw_blob)" if encode else "raw_blob")
-            return f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(literals)}"
+            complete = (
+                f"throwIf(length(raw_blob) != {len(blob)}, "
+                f"{quote_string(f'{table}.{blob_column}: the bytes arrived short')}) = 0"
+            )
+            return (
+                f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(literals)} "
+                f"FROM {source} WHERE {complete}"
+            )
 
         if self.is_embedded:
-            import os
-            import tempfile
-
-            where = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # memory, not disk
-            with tempfile.NamedTemporaryFile(prefix="suho-blob-", dir=where, delete=False) as fh:
-                fh.write(blob)
-            try:
-                self.execute(f"{head()} FROM file({quote_string(fh.name)}, 'RawBLOB')")
-            finally:
-                os.unlink(fh.name)
+            with _piped(blob) as path:
+                self.execute(insert_from(f"file({quote_string(path)}, 'RawBLOB')"))
         else:  # a Native block: faster than an HTTP body here (bench_checkpoints)
-            sql = f"{head()} FROM input('raw_blob String') FORMAT Native"
+            sql = insert_from("input('raw_blob String')") + " FORMAT Native"
             with self.engine.connect() as conn, translated_errors():
                 _native(conn).transport.execute(sql, [[blob]], columnar=True)
 
@@ -439,6 +442,48 @@ def _read_all(stream: io.RawIOBase | io.BufferedIOBase, size_hint: int | None) -
             break
         filled += n
     return memoryview(buffer)[:filled]
+
+
+@contextmanager
+def _piped(blob: bytes) -> Iterator[str]:
+    """A path whose reader gets ``blob``: a FIFO fed by a thread while the engine reads.
+
+    A pipe rather than a staged file: no second copy of the checkpoint in memory,
+    and no room needed in /dev/shm, which is 64 MB under Docker's default, below
+    the 100 MB inline limit. The FIFO sits in a private folder, so no other user
+    can open it.
+    """
+    import fcntl
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="suho-blob-")
+    path = os.path.join(folder, "blob")
+    try:
+        os.mkfifo(path, 0o600)
+
+        def feed() -> None:
+            try:
+                with open(path, "wb", buffering=0) as pipe:  # returns once the engine opens it
+                    with suppress(AttributeError, OSError):  # Linux: fewer, larger hand-overs
+                        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_WRITE_BYTES)
+                    view = memoryview(blob)
+                    for offset in range(0, len(view), _PIPE_WRITE_BYTES):
+                        pipe.write(view[offset : offset + _PIPE_WRITE_BYTES])
+            except OSError:
+                pass  # the reader went away: its query fails, and says why
+
+        feeder = threading.Thread(target=feed, name="suho-blob-feed", daemon=True)
+        feeder.start()
+        try:
+            yield path
+        finally:
+            if feeder.is_alive():  # the query ended without reading to the end
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # frees the feeder
+            feeder.join()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _embedded(conn: sa.Connection) -> chdb_dbapi.Connection:

@@ -221,6 +221,24 @@ def data_synth(
 
 
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+ModelOption = Annotated[str | None, typer.Option(help="xgboost, lightgbm or catboost.")]
+AgentOption = Annotated[str | None, typer.Option(help="ppo, a2c, ddpg, sac or td3.")]
+TargetOption = Annotated[str | None, typer.Option(help="Target column.")]
+CvOption = Annotated[int | None, typer.Option(min=2, help="Time-series CV folds.")]
+RoundsOption = Annotated[int | None, typer.Option(min=1, help="Boosting rounds.")]
+SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated tickers.")]
+SourceOption = Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")]
+ConfigOption = Annotated[Path | None, typer.Option(help="YAML/TOML config file.")]
+RunNameOption = Annotated[str | None, typer.Option(help="Run name.")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
+TuneOption = Annotated[int | None, typer.Option(min=0, help="Optuna trials (0: none).")]
+TimestepsOption = Annotated[
+    int | None, typer.Option(min=1, help="Environment steps (of the final run, when tuning).")
+]
+KeepCheckpointsOption = Annotated[
+    int | None, typer.Option(min=1, help="Intermediate checkpoints kept per run.")
+]
+ResumeOption = Annotated[str | None, typer.Option(help="Continue this crashed or interrupted run.")]
 MlflowUriOption = Annotated[
     str | None,
     typer.Option(
@@ -244,26 +262,22 @@ def _mirror(db: Any, uri: str | None, kind: str) -> Any:
 
 @train_app.command("supervised")
 def train_supervised(
-    model: Annotated[str | None, typer.Option(help="xgboost, lightgbm or catboost.")] = None,
-    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
-    tune: Annotated[int | None, typer.Option(min=0, help="Optuna trials (0: none).")] = None,
-    cv: Annotated[int | None, typer.Option(min=2, help="Time-series CV folds.")] = None,
-    rounds: Annotated[int | None, typer.Option(min=1, help="Boosting rounds.")] = None,
-    source: Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
-    run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    model: ModelOption = None,
+    target: TargetOption = None,
+    tune: TuneOption = None,
+    cv: CvOption = None,
+    rounds: RoundsOption = None,
+    source: SourceOption = None,
+    config: ConfigOption = None,
+    run_name: RunNameOption = None,
+    seed: SeedOption = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads (free cores).")] = None,
     quiet: QuietOption = False,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Save the model every N iterations.")
     ] = None,
-    keep_checkpoints: Annotated[
-        int | None, typer.Option(min=1, help="Intermediate checkpoints kept per run.")
-    ] = None,
-    resume: Annotated[
-        str | None, typer.Option(help="Continue this crashed or interrupted run.")
-    ] = None,
+    keep_checkpoints: KeepCheckpointsOption = None,
+    resume: ResumeOption = None,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train a gradient-boosting model on ml_features and track the run.
@@ -315,25 +329,25 @@ def train_supervised(
 
 @train_app.command("rl")
 def train_rl(
-    agent: Annotated[str | None, typer.Option(help="ppo, a2c, ddpg, sac or td3.")] = None,
-    timesteps: Annotated[int | None, typer.Option(min=1, help="Environment steps.")] = None,
+    agent: AgentOption = None,
+    timesteps: TimestepsOption = None,
     reward: Annotated[
         str | None,
         typer.Option(
             help="portfolio_value_change, log_return, differential_sharpe or drawdown_penalized."
         ),
     ] = None,
-    checkpoint_every_episodes: Annotated[int | None, typer.Option(min=1)] = None,
-    keep_checkpoints: Annotated[
-        int | None, typer.Option(min=1, help="Intermediate checkpoints kept per run.")
+    checkpoint_every_episodes: Annotated[
+        int | None, typer.Option(min=1, help="Save the agent every N episodes.")
     ] = None,
-    resume: Annotated[str | None, typer.Option(help="Run id to continue.")] = None,
-    tune: Annotated[int | None, typer.Option(min=0, help="Optuna trials.")] = None,
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated tickers.")] = None,
-    source: Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
-    run_name: Annotated[str | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    keep_checkpoints: KeepCheckpointsOption = None,
+    resume: ResumeOption = None,
+    tune: TuneOption = None,
+    symbols: SymbolsOption = None,
+    source: SourceOption = None,
+    config: ConfigOption = None,
+    run_name: RunNameOption = None,
+    seed: SeedOption = None,
     env: Annotated[
         str | None,
         typer.Option(help="fast (numpy, FinRL's dynamics; default) or finrl (FinRL's own env)."),
@@ -416,14 +430,14 @@ def _launch_tuning(kind: str, cfg: Any, workers: int, quiet: bool) -> None:
 def tune_supervised(
     trials: TrialsOption,
     workers: WorkersOption = 1,
-    model: Annotated[str | None, typer.Option(help="xgboost, lightgbm or catboost.")] = None,
-    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
-    cv: Annotated[int | None, typer.Option(min=2, help="Time-series CV folds.")] = None,
-    rounds: Annotated[int | None, typer.Option(min=1, help="Boosting rounds.")] = None,
-    source: Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
-    run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    model: ModelOption = None,
+    target: TargetOption = None,
+    cv: CvOption = None,
+    rounds: RoundsOption = None,
+    source: SourceOption = None,
+    config: ConfigOption = None,
+    run_name: RunNameOption = None,
+    seed: SeedOption = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads per worker.")] = None,
     storage: StorageOption = None,
     quiet: QuietOption = False,
@@ -450,14 +464,14 @@ def tune_supervised(
 def tune_rl(
     trials: TrialsOption,
     workers: WorkersOption = 1,
-    agent: Annotated[str | None, typer.Option(help="ppo, a2c, ddpg, sac or td3.")] = None,
-    timesteps: Annotated[int | None, typer.Option(min=1, help="Steps of the final run.")] = None,
+    agent: AgentOption = None,
+    timesteps: TimestepsOption = None,
     trial_timesteps: Annotated[int | None, typer.Option(min=1, help="Steps per trial.")] = None,
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated tickers.")] = None,
-    source: Annotated[str | None, typer.Option(help="Feature table or .parquet/.csv.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML/TOML config file.")] = None,
-    run_name: Annotated[str | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    symbols: SymbolsOption = None,
+    source: SourceOption = None,
+    config: ConfigOption = None,
+    run_name: RunNameOption = None,
+    seed: SeedOption = None,
     storage: StorageOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -697,7 +711,7 @@ def runs_compare(
 @agents_app.command("list")
 def agents_list(
     status: Annotated[str | None, typer.Option()] = None,
-    agent: Annotated[str | None, typer.Option(help="ppo, a2c, ddpg, sac or td3.")] = None,
+    agent: AgentOption = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:

@@ -275,6 +275,31 @@ def test_quiet_means_the_same_on_both_trainers() -> None:
     assert options["supervised"] == options["rl"] == (["--quiet"], "No progress bars.", False, True)
 
 
+def test_an_option_means_the_same_on_every_trainer_and_tuner() -> None:
+    """``suho train`` and ``suho tune`` share their options: one that appears on
+    several of these commands has the same flags, type, bounds and help on each
+    (``--threads``, whose help says per worker when tuning, aside)."""
+    import typer.main
+
+    group = typer.main.get_group(app)
+    commands = {
+        f"{verb} {kind}": group.commands[verb].commands[kind]
+        for verb in ("train", "tune")
+        for kind in ("supervised", "rl")
+    }
+    seen: dict[str, dict[str, tuple[object, ...]]] = {}
+    for where, command in commands.items():
+        for p in command.params:
+            kind = p.bare_type() if hasattr(p, "bare_type") else p.type.name  # typer >= 0.16
+            bounds = (getattr(p, "min", None), getattr(p, "max", None))
+            seen.setdefault(p.name, {})[where] = (tuple(p.opts), str(kind), bounds, p.help)
+    shared = {name: by for name, by in seen.items() if len(by) > 1 and name != "threads"}
+    assert {"model", "agent", "source", "config", "run_name", "seed", "quiet"} <= set(shared)
+    for name, by in shared.items():
+        assert len(set(by.values())) == 1, (name, by)
+        assert all(help for *_, help in by.values()), name
+
+
 def test_db_status_counts_every_table(cli, trained) -> None:
     result = cli("db", "status")
     assert result.exit_code == 0, result.output

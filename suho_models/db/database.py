@@ -469,8 +469,8 @@ def _piped(blob: bytes) -> Iterator[str]:
                     with suppress(AttributeError, OSError):  # Linux: fewer, larger hand-overs
                         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_WRITE_BYTES)
                     view = memoryview(blob)
-                    for offset in range(0, len(view), _PIPE_WRITE_BYTES):
-                        pipe.write(view[offset : offset + _PIPE_WRITE_BYTES])
+                    while view:  # a signal can cut a write short: go on from where it stopped
+                        view = view[pipe.write(view[:_PIPE_WRITE_BYTES]) :]
             except OSError:
                 pass  # the reader went away: its query fails, and says why
 

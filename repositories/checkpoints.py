@@ -473,7 +473,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
             self.kind_column: request.kind.value,
             self.format_column: fmt.value,
             "size_bytes": len(payload),
-            "sha256": "",  # hashed while the bytes are being written (finished_row)
+            "sha256": "",  # hashed meanwhile: while an object store writes the bytes
             "metrics_json": json.dumps(request.metrics, sort_keys=True, allow_nan=True),
             "deployment_status": DeploymentStatus.NOT_DEPLOYED.value,
             "deployed_at": None,
@@ -497,23 +497,16 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
                 written.append(store.put(key, payload))
                 row.update(storage=store.kind.value, storage_uri=written[-1])
 
-            def finished_row() -> dict[str, Any]:
-                row["sha256"] = hashing.result()
-                row["signature"] = (
-                    signing.sign(self._signed_fields(row), self.key) if fmt in CODE_FORMATS else ""
-                )
-                return row
-
+            row["sha256"] = hashing.result()
+            row["signature"] = (
+                signing.sign(self._signed_fields(row), self.key) if fmt in CODE_FORMATS else ""
+            )
             if inline:
                 self.db.insert_row_with_blob(
-                    self.table.name,
-                    finished_row,
-                    self.binary_column,
-                    payload,
-                    encode="base64Encode",
+                    self.table.name, row, self.binary_column, payload, encode="base64Encode"
                 )
             else:
-                self._insert_rows([{**finished_row(), self.binary_column: ""}])
+                self._insert_rows([{**row, self.binary_column: ""}])
         except BaseException:
             hashing.cancel()
             for uri in written:

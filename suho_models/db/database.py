@@ -183,7 +183,7 @@ class Database:
     def insert_row_with_blob(
         self,
         table: str,
-        row: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        row: Mapping[str, Any],
         blob_column: str,
         blob: bytes,
         encode: str = "",
@@ -194,33 +194,27 @@ class Database:
         Native block on a server), so no Python encoding and no SQL text of their
         size: checkpoints keep base64 in the row without paying for it. The INSERT
         fails unless exactly ``len(blob)`` bytes arrived, so a cut-short transfer
-        stores nothing. A callable ``row`` is called just before the INSERT is sent,
-        so its caller can finish the row (a hash of the bytes, say) meanwhile.
+        stores nothing.
         """
         from suho_models.db.chdb_dbapi import quote_string, render_literal
 
         if encode and not re.fullmatch(r"[A-Za-z0-9]+", encode):
             raise ValueError(f"encode: expected a ClickHouse function name (got {encode!r})")
 
-        def insert_from(source: str) -> str:
-            values = row() if callable(row) else row
-            columns = ", ".join(f"`{name}`" for name in [*values, blob_column])
-            literals = [render_literal(value) for value in values.values()]
-            literals.append(f"{encode}(raw_blob)" if encode else "raw_blob")
-            complete = (
-                f"throwIf(length(raw_blob) != {len(blob)}, "
-                f"{quote_string(f'{table}.{blob_column}: the bytes arrived short')}) = 0"
-            )
-            return (
-                f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(literals)} "
-                f"FROM {source} WHERE {complete}"
-            )
-
+        columns = ", ".join(f"`{name}`" for name in [*row, blob_column])
+        literals = [render_literal(value) for value in row.values()]
+        literals.append(f"{encode}(raw_blob)" if encode else "raw_blob")
+        complete = (
+            f"throwIf(length(raw_blob) != {len(blob)}, "
+            f"{quote_string(f'{table}.{blob_column}: the bytes arrived short')}) = 0"
+        )
+        head = f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(literals)}"
         if self.is_embedded:
             with _piped(blob) as path:
-                self.execute(insert_from(f"file({quote_string(path)}, 'RawBLOB')"))
+                source = f"file({quote_string(path)}, 'RawBLOB')"
+                self.execute(f"{head} FROM {source} WHERE {complete}")
         else:  # a Native block: faster than an HTTP body here (bench_checkpoints)
-            sql = insert_from("input('raw_blob String')") + " FORMAT Native"
+            sql = f"{head} FROM input('raw_blob String') WHERE {complete} FORMAT Native"
             with self.engine.connect() as conn, translated_errors():
                 _native(conn).transport.execute(sql, [[blob]], columnar=True)
 

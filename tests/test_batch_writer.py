@@ -759,6 +759,53 @@ def test_a_writer_that_can_neither_insert_nor_spool_raises_with_the_count(
         w.close()
 
 
+def test_an_outage_spools_many_small_batches_into_one_file(tmp_path: Path) -> None:
+    """Issue 28: an outage wrote 152 spool files for 25,683 rows (one per batch). Time-
+    based seals, log_columns batches and flushes now append to one segment."""
+    down = _unreachable_database()
+    spool = tmp_path / "spool"
+    w = _writer(
+        down, tmp_path, spool_dir=spool, max_seconds=0.05, retry_initial=0.05, retry_max=0.1
+    )
+    run = uuid.uuid4()
+    try:
+        for lo in range(0, 6_000, 100):
+            w.log_columns(
+                {
+                    "run_id": run,
+                    "iteration_number": np.arange(lo, lo + 100, dtype=np.uint32),
+                    "iteration_duration_ms": 1.0,
+                }
+            )
+            if lo % 1_000 == 0:
+                w.flush()
+            time.sleep(0.01)
+        assert w.close(timeout=0.2) is False
+    finally:
+        down.close()
+    assert len(_spool_files(spool)) == 1
+    assert _spooled_table(spool).column("iteration_number").to_pylist() == list(range(6_000))
+
+
+def test_rows_not_kept_are_reported_even_when_the_block_raised(tmp_path: Path) -> None:
+    """A with-block that raised: the count of rows not kept still reaches the caller
+    (the block's exception is the cause), so a trainer's run records it."""
+    down = _unreachable_database()
+    run = uuid.uuid4()
+    try:
+        with (
+            pytest.raises(RowsNotStoredError, match="the block had raised ValueError") as raised,
+            _writer(down, tmp_path, spool_dir=Path("/dev/null/spool")) as w,
+        ):
+            for i in range(10):
+                w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+            raise ValueError("training diverged")
+    finally:
+        down.close()
+    assert raised.value.rows == 10
+    assert isinstance(raised.value.__cause__, ValueError)
+
+
 def test_back_pressure_bounds_memory_and_lifts_when_rows_can_be_kept(tmp_path: Path) -> None:
     """Neither inserts nor spooling work: past max_buffered_rows log() blocks up to
     block_seconds, then raises and refuses rows; memory stays bounded. Once the spool

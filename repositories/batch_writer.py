@@ -227,6 +227,7 @@ class BatchWriter:
         self._refusing = False  # back-pressure: log() raises until rows can be kept
 
         self._sealing_rows = 0  # rows being converted outside _lock
+        self._spooling_rows = 0  # a batch being appended to the spool outside _lock
         self._seal_lock = threading.Lock()  # batches enter the queue in logging order
         self._flush_lock = threading.Lock()  # one insert loop at a time
         self._spool_lock = threading.Lock()  # spool files are written in order
@@ -514,14 +515,16 @@ def log_row(row):
         """Rows queued in memory or in spool files, not yet inserted."""
         with self._lock:
             open_rows = len(self._columns[0])
-            return open_rows + self._sealing_rows + self._batch_rows + self._spool_rows
+            in_memory = open_rows + self._sealing_rows + self._spooling_rows + self._batch_rows
+            return in_memory + self._spool_rows
 
     @property
     def memory_rows(self) -> int:
         """Pending rows held only in memory (open, sealing or sealed, not spooled):
         those a crash would lose, and those ``close()`` raises for if they remain."""
         with self._lock:
-            return len(self._columns[0]) + self._sealing_rows + self._batch_rows
+            held = self._sealing_rows + self._spooling_rows + self._batch_rows
+            return len(self._columns[0]) + held
 
     @property
     def spooled_files(self) -> int:
@@ -870,6 +873,7 @@ def log_row(row):
                         return
                     batch = self._batches.popleft()
                     self._batch_rows -= batch.rows
+                    self._spooling_rows = batch.rows
                 try:
                     closed = self._spool_files.append(
                         batch.table, batch.token, attempted=batch.attempted
@@ -878,9 +882,11 @@ def log_row(row):
                     with self._lock:  # put it back: memory is better than nothing
                         self._batches.appendleft(batch)
                         self._batch_rows += batch.rows
+                        self._spooling_rows = 0
                     self._on_spool_failure(exc)
                     return
                 with self._lock:
+                    self._spooling_rows = 0
                     self._spool_rows += batch.rows
                     if closed is not None:
                         self._spool.append(closed)

@@ -378,9 +378,11 @@ def log_row(row):
     def flush(self) -> bool:
         """Insert everything queued now (spooled files first); True when nothing is left.
 
-        Ignores the retry backoff. A failure does not raise: the rows are in spool
-        files (durable), ``last_error`` says why, and the background thread keeps
-        retrying.
+        Ignores the retry backoff (not the probe: while the server is unreachable no
+        INSERT is tried). A failure does not raise: the rows are in spool files
+        (durable), ``last_error`` says why, and the background thread keeps retrying;
+        rows the spool could not take either are counted by ``memory_rows``
+        (``spool_error`` in :meth:`stats` says why) and ``close()`` raises for them.
         """
         self._seal()
         return self._flush(force=True)

@@ -306,7 +306,7 @@ class CurveReader:
         return [
             SeriesPoint(
                 int(r[spec.x]),
-                r["recorded_at"],
+                _utc(r["recorded_at"]),
                 {n: None if r[n] is None else float(r[n]) for n in names},
             )
             for r in rows
@@ -365,6 +365,13 @@ class CurveReader:
             None if row["x_max"] is None else float(row["x_max"]),
             {s: _unzip(row[s]) for s in chosen},
         )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """As the records read it: a naive time is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _unzip(pairs: Any) -> list[list[float]]:

@@ -205,9 +205,7 @@ def rl_run(store: Database, server: str) -> tuple[Any, LiveMirror]:
     mirror = LiveMirror(store, server, RunKind.RL, interval=0.3, final_timeout=120)
     with mirror:
         result = RLTrainer(config, store, tracking=mirror.tracking()).run()
-    RunTrackingService(store, RunKind.RL).deploy(
-        result.checkpoint_id, DeploymentStatus.STAGING
-    )
+    RunTrackingService(store, RunKind.RL).deploy(result.checkpoint_id, DeploymentStatus.STAGING)
     return result.run.run_id, mirror
 
 
@@ -442,9 +440,7 @@ def test_rl_run_mirrored_live_reads_back(
     assert mlrun.info.status == "FINISHED" and mlrun.info.end_time == ms(run.completed_at)
 
     final = tracking.final_checkpoint(run_id)
-    check_artifact(
-        client, mlrun, final, tmp_path, tracking.load_checkpoint(final.checkpoint_id)
-    )
+    check_artifact(client, mlrun, final, tmp_path, tracking.load_checkpoint(final.checkpoint_id))
     version = client.get_model_version_by_alias("suho-ppo-agent", "staging")
     assert version.tags["suho.checkpoint_id"] == str(final.checkpoint_id)
     assert version.tags["suho.deployment_status"] == "staging"

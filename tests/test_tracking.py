@@ -225,9 +225,7 @@ def test_final_checkpoint_reads_the_legacy_best_kind(db: Database) -> None:
     assert tracking.final_checkpoint(run.run_id) is None
     first = tracking.save_checkpoint(run.run_id, b"1", "xgboost_ubjson", iteration=5)
     assert tracking.final_checkpoint(run.run_id).checkpoint_id == first.checkpoint_id  # latest
-    legacy = tracking.save_checkpoint(
-        run.run_id, b"2", "xgboost_ubjson", iteration=6, kind="best"
-    )
+    legacy = tracking.save_checkpoint(run.run_id, b"2", "xgboost_ubjson", iteration=6, kind="best")
     tracking.save_checkpoint(run.run_id, b"3", "xgboost_ubjson", iteration=7)
     assert tracking.final_checkpoint(run.run_id).checkpoint_id == legacy.checkpoint_id
     final = tracking.save_checkpoint(

@@ -35,10 +35,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
@@ -46,6 +45,7 @@ from pydantic import BaseModel
 
 from repositories.base import utcnow
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from repositories.guard import Terminated, beating, guarded
 from repositories.kinds import (
     FINAL_KINDS,
     PROFILES,
@@ -84,11 +84,6 @@ L = TypeVar("L")
 
 RunHook = Callable[[uuid.UUID], None]
 """Called with the run's id after the service starts or resumes it."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM while a run is guarded: a KeyboardInterrupt, so Ctrl-C's flush and
-    cleanup paths run for it too."""
 
 
 class Flushable(Protocol):
@@ -262,65 +257,30 @@ class RunTrackingService(Generic[R, I, T, L]):
         return cast(R, resumed), cast("I | None", latest)
 
     # ------------------------------------------------------------------ guard
-    @contextlib.contextmanager
-    def guard(self, run_id: uuid.UUID | str) -> Iterator[None]:
+    def guard(self, run_id: uuid.UUID | str) -> contextlib.AbstractContextManager[None]:
         """Train inside this: failures and interruptions are recorded, heartbeats sent.
 
         Any exception marks the run failed (its type and message kept); Ctrl-C,
         and SIGTERM (raised as :class:`Terminated` in the main thread), mark it
         cancelled. The exception is re-raised either way.
         """
-        stop = threading.Event()
-        beats = threading.Thread(
-            target=self._beat, args=(run_id, stop), name=f"heartbeat-{run_id}", daemon=True
+        return guarded(
+            run_id,
+            heartbeat=self.heartbeat,
+            every=self.heartbeat_seconds,
+            cancel=self.cancel,
+            fail=self.fail,
         )
-        with _sigterm_raises():  # until the end is recorded: a 2nd SIGTERM cannot cut it
-            self.heartbeat(run_id)
-            beats.start()
-            try:
-                yield
-            except KeyboardInterrupt as exc:
-                stop.set()
-                reason = (
-                    "terminated (SIGTERM)"
-                    if isinstance(exc, Terminated)
-                    else "interrupted (KeyboardInterrupt)"
-                )
-                self._record_end(self.cancel, run_id, reason)
-                raise
-            except BaseException as exc:
-                stop.set()
-                self._record_end(self.fail, run_id, exc)
-                raise
-            finally:
-                stop.set()
-                beats.join()
 
-    def _record_end(
-        self,
-        transition: Callable[[uuid.UUID | str, Any], object],
-        run_id: uuid.UUID | str,
-        why: Any,
-    ) -> None:
-        """Mark the run; a run already finished keeps its status (the original
-        exception, not this one, is what the caller must see)."""
-        try:
-            transition(run_id, why)
-        except InvalidTransitionError as exc:
-            log.warning("run %s: status not changed after the error: %s", run_id, exc)
+    def beating(self, run_id: uuid.UUID | str) -> contextlib.AbstractContextManager[None]:
+        """Keep the run's ``heartbeat_at`` fresh while the block runs (a tuning
+        worker between trials), without recording how it ends."""
+        return beating(run_id, self.heartbeat, self.heartbeat_seconds)
 
     def heartbeat(self, run_id: uuid.UUID | str) -> bool:
         """Refresh ``heartbeat_at`` if the run is running; whether it was written."""
         with self._lock:
             return self._runs.heartbeat(run_id) is not None
-
-    def _beat(self, run_id: uuid.UUID | str, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_seconds):
-            try:
-                if not self.heartbeat(run_id):
-                    return
-            except Exception as exc:  # noqa: BLE001 - a missed beat must not end training
-                log.warning("run %s: heartbeat not written: %s", run_id, exc)
 
     # ------------------------------------------------------------------ staleness
     def stale_cutoff(self, now: dt.datetime | None = None) -> dt.datetime:
@@ -617,29 +577,6 @@ def find_checkpoint(
     """``(kind, tracking service, info)`` of a checkpoint of either kind."""
     tracking, info = tracking_for_checkpoint(db, checkpoint_id)
     return tracking.kind, tracking, info
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """In the main thread, turn the first SIGTERM into :class:`Terminated` (later ones
-    are ignored while cleanup runs); the previous handler comes back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = False
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        nonlocal received
-        if received:
-            return
-        received = True
-        raise Terminated("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = [

@@ -27,11 +27,9 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +126,7 @@ def run_worker(
     if study_done(study) and final_done(study):
         return WorkerResult(run_id, 0, False, STUDY_COMPLETE)
 
-    with _run_heartbeat(tracking, run_id):
+    with tracking.beating(run_id):  # the run is not stale while this worker works
         ran = 0
         if not study_done(study):
             spec = trainer.study_spec(config, db, tracking, run_id, on_trial)
@@ -196,28 +194,6 @@ def _tolerant(record: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
             )
 
     return callback
-
-
-@contextmanager
-def _run_heartbeat(tracking: AnyTracking, run_id: uuid.UUID) -> Iterator[None]:
-    """Keep the run's ``heartbeat_at`` fresh while this worker works (not stale)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(tracking.heartbeat_seconds):
-            try:
-                if not tracking.heartbeat(run_id):
-                    return
-            except Exception as exc:  # noqa: BLE001 - a missed beat must not end the worker
-                log.warning("run %s: heartbeat not written: %s", run_id, exc)
-
-    thread = threading.Thread(target=beat, name=f"run-heartbeat-{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 # --------------------------------------------------------------------------- launching

@@ -69,10 +69,10 @@ from sqlalchemy import func
 
 from repositories import signing
 from repositories.base import Repository, next_version, utcnow
-from repositories.errors import InvalidInputError, NotFoundError, describe_validation_error
+from repositories.errors import InvalidInputError, NotFoundError, as_uuid, describe_validation_error
 from repositories.object_store import ObjectStore, ObjectStoreError, object_store_from_uri
 from repositories.records import MAX_NAME_LENGTH, Record, UtcDatetime
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
+from repositories.runs import AgentRunRepository, RunRepository, TrainingRunRepository
 from repositories.serialization import (
     CODE_FORMATS,
     FILE_EXTENSIONS,
@@ -366,7 +366,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
     reads (default: ``<data_dir>/objects``, made on first use).
     """
 
-    run_repository: ClassVar[type[_RunRepository[Any]]]
+    run_repository: ClassVar[type[RunRepository[Any]]]
     binary_column: ClassVar[str]
     format_column: ClassVar[str]
     name_column: ClassVar[str]
@@ -459,7 +459,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         ``run_id`` must be a known run: the subclasses look it up first.
         """
         fmt = request.format
-        run_key = _uuid(run_id, "run_id")
+        run_key = as_uuid(run_id, "run_id")
         payload = _payload(obj_or_bytes, fmt)
 
         hashing = _HASHING.submit(lambda: hashlib.sha256(payload).hexdigest())
@@ -551,7 +551,7 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         return loads_object(data, data.format)
 
     def _meta_row(self, checkpoint_id: uuid.UUID | str) -> Mapping[str, Any]:
-        key = _uuid(checkpoint_id, "checkpoint_id")
+        key = as_uuid(checkpoint_id, "checkpoint_id")
         rows = self._select(self.table.c.checkpoint_id == key, columns=self._info_columns, limit=1)
         if not rows:
             raise NotFoundError(f"{self.table.name}: no checkpoint with checkpoint_id {key}")
@@ -1026,7 +1026,7 @@ def sign_checkpoints(
             if not repo.runs.exists(run_id):
                 continue
             sql += " AND run_id = %(run_id)s"
-            params["run_id"] = _uuid(run_id, "run_id")
+            params["run_id"] = as_uuid(run_id, "run_id")
         for (checkpoint_id,) in db.execute(sql, params):
             if repo.sign(checkpoint_id) is not None:
                 signed.append(checkpoint_id)

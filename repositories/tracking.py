@@ -48,7 +48,7 @@ from repositories.checkpoints import (
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
 from repositories.object_store import ObjectStore
 from repositories.records import AgentTrainingRun, TrainingRun
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository
+from repositories.runs import AgentRunRepository, RunRepository, TrainingRunRepository
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
 from suho_models.db import Database
@@ -116,7 +116,7 @@ class RunTrackingService:
             raise InvalidInputError(f"heartbeat_seconds: expected > 0 (got {heartbeat_seconds!r})")
         runs, checkpoints, trials, series = _REPOSITORIES[self.kind]
         self.db = db
-        self.runs: _RunRepository[Any] = runs(db)
+        self.runs: RunRepository[Any] = runs(db)
         self.checkpoints: CheckpointRepository[Any] = checkpoints(db, store)
         self.trials = trials(db)
         self.series = series(db)

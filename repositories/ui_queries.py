@@ -32,8 +32,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ClauseList
 
-from repositories.errors import InvalidInputError
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
+from repositories.errors import InvalidInputError, as_uuid
+from repositories.runs import AgentRunRepository, RunRepository, TrainingRunRepository
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.tracking import RunKind
 from suho_models.db import Database
@@ -118,7 +118,7 @@ class RunBrowser:
 
     def __init__(self, db: Database, kind: RunKind | str) -> None:
         self.kind = RunKind(kind)
-        self.runs: _RunRepository[Any] = (
+        self.runs: RunRepository[Any] = (
             TrainingRunRepository(db) if self.kind is RunKind.SUPERVISED else AgentRunRepository(db)
         )
         self.type_column = self.runs.type_column
@@ -318,7 +318,7 @@ class CurveReader:
                 f"series: unknown {', '.join(unknown)} for curve {name} (one of {', '.join(known)})"
             )
         repo = self.metrics if kind is RunKind.SUPERVISED else self.rewards
-        key = _uuid(run_id, "run_id")
+        key = as_uuid(run_id, "run_id")
         c = repo.table.c
         x = c[x_name]
         where: list[ColumnElement[bool]] = [c.run_id == key]

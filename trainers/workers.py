@@ -161,8 +161,9 @@ def _supervised_inputs(trainer: Any, run: Any, *, prepare: bool) -> tuple[Any, .
     stores them with the split on the run (the coordinator), else they are read back."""
     from trainers.data.source import load_features
     from trainers.data.split import chronological_split
+    from trainers.data.split import split_fields as _split_fields
     from trainers.supervised.selection import select_features
-    from trainers.supervised.trainer import _split_fields, infer_task
+    from trainers.supervised.trainer import infer_task
 
     config = trainer.config
     frame, roles = load_features(

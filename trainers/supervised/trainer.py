@@ -25,7 +25,7 @@ from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
 from trainers.data.source import load_features
-from trainers.data.split import Split, chronological_split
+from trainers.data.split import Split, chronological_split, split_fields
 from trainers.progress import Progress
 from trainers.supervised.boosters import Booster, booster_for
 from trainers.supervised.config import SupervisedConfig
@@ -131,7 +131,7 @@ class SupervisedTrainer:
         )
         task = config.task or infer_task(frame[config.target])
         split = chronological_split(frame, roles.time, config.split_ratios)
-        self.tracking.update(run_id, task_type=task, **_split_fields(split))
+        self.tracking.update(run_id, task_type=task, **split_fields(split))
 
         y_train = split.train[config.target].to_numpy()
         if resume_from is not None:  # the model was trained on these, in this order
@@ -265,16 +265,6 @@ def _stored_cv_scores(checkpoint: Any, folds: int) -> list[float] | None:
         return None
     scores = [checkpoint.metrics.get(f"cv_fold_{k}_loss") for k in range(1, folds + 1)]
     return None if any(v is None for v in scores) else [float(v) for v in scores]
-
-
-def _split_fields(split: Split) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for part in ("train", "val", "test"):
-        info = split.info[part]
-        fields[f"{part}_rows"] = info.rows
-        fields[f"{part}_start"] = info.start.to_pydatetime()
-        fields[f"{part}_end"] = info.end.to_pydatetime()
-    return fields
 
 
 def _final_metrics(

@@ -139,7 +139,7 @@ def planned_timesteps(model: Any, timesteps: int) -> int | None:
         if freq.unit is not TrainFrequencyUnit.STEP:
             return None
         chunk = freq.frequency * n_envs
-    return math.ceil(timesteps / chunk) * chunk
+    return int(math.ceil(timesteps / chunk) * chunk)
 
 
 class _ProgressCallback(BaseCallback):

@@ -25,7 +25,7 @@ from suho_models.enums import TrialState
 TrialT = TypeVar("TrialT", Trial, RLTrial)
 
 
-class _TrialRepository(Repository[TrialT], Generic[TrialT]):
+class TrialRepository(Repository[TrialT], Generic[TrialT]):
     create_record: ClassVar[type[BaseModel]]
     run_repository: ClassVar[type[TrainingRunRepository | AgentRunRepository]]
     objective_column: ClassVar[str]
@@ -79,7 +79,7 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
         return {int(r["trial_number"]) for r in rows}
 
 
-class HyperparameterTrialRepository(_TrialRepository[Trial]):
+class HyperparameterTrialRepository(TrialRepository[Trial]):
     model = HyperparameterTrial
     record = Trial
     create_record = TrialCreate
@@ -87,7 +87,7 @@ class HyperparameterTrialRepository(_TrialRepository[Trial]):
     objective_column = "objective_value"
 
 
-class RLTrialRepository(_TrialRepository[RLTrial]):
+class RLTrialRepository(TrialRepository[RLTrial]):
     model = RLHyperparameterTrial
     record = RLTrial
     create_record = RLTrialCreate

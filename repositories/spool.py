@@ -9,11 +9,13 @@ schema metadata. A failed append (a full disk) truncates the segment back to its
 last whole record, so the file stays readable; a record torn by a crash fails its
 length or CRC check and is ignored on reading (it was never acknowledged).
 
-A segment being appended to is ``<ns>-<pid>-<seq>.open``; once closed it is
-renamed ``<ns>-<pid>-<seq>-<rows>r.seg`` and never changes again. Names sort in
-writing order and closed ones carry their row count, so a new writer queues the
-leftovers of a dead one without reading them; an ``.open`` segment is adopted only
-when its process is gone (its content is then fixed too).
+A segment being appended to is ``<ns>-<pid>-<seq>.open``, held under an exclusive
+``flock`` by its writer; once closed it is renamed ``<ns>-<pid>-<seq>-<rows>r.seg``
+and never changes again. Names sort in writing order and closed ones carry their
+row count, so a new writer queues the leftovers of a dead one without reading
+them; an ``.open`` segment is adopted only when its lock is free, i.e. its writer
+is gone (its content is then fixed too). The lock, not the pid, decides: in a
+container a restarted process often gets the dead one's pid.
 
 Replay must send rows a batch's earlier INSERT attempt may have written under the
 same token: an **attempted** record is inserted alone with its own token. Records
@@ -28,6 +30,7 @@ Files of the older one-batch-per-file layout (``*.arrow``) are still replayed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -119,17 +122,19 @@ class SpoolDir:
             return None
         self._fd = self._open = None
         self._size = self.open_rows = 0
-        os.close(fd)
-        if not rows:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
-        closed = path.with_name(f"{path.name.removesuffix('.open')}-{rows}r.seg")
-        try:
-            os.replace(path, closed)
-        except OSError as exc:  # still whole and readable under its open name
-            logger.warning("spool segment %s could not be renamed: %s", path, exc)
-            return path, rows
+        try:  # renamed (or removed) while still locked: no one adopts it half-way
+            if not rows:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                return None
+            closed = path.with_name(f"{path.name.removesuffix('.open')}-{rows}r.seg")
+            try:
+                os.replace(path, closed)
+            except OSError as exc:  # still whole and readable under its open name
+                logger.warning("spool segment %s could not be renamed: %s", path, exc)
+                return path, rows
+        finally:
+            os.close(fd)
         self._sync_dir()
         return closed, rows
 
@@ -150,8 +155,9 @@ class SpoolDir:
         self._last_ns = max(time.time_ns(), self._last_ns + 1)
         self._seq = (self._seq + 1) % 1_000_000
         path = self.path / f"{self._last_ns:020d}-{os.getpid()}-{self._seq:06d}.open"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        self._open, self._size = path, 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until closed or dead
+        self._fd, self._open, self._size = fd, path, 0
         self._sync_dir()
         return self._fd
 
@@ -207,13 +213,30 @@ class SpoolDir:
                 found.append((name, entry, int(match.group(3))))
             elif (match := _LEGACY.match(name)) is not None:
                 found.append((name, entry, int(match.group(4))))
-            elif (match := _OPEN.match(name)) is not None and not pid_alive(int(match.group(2))):
-                with contextlib.suppress(OSError):
-                    with pa.memory_map(str(entry)) as source:
-                        rows = sum(r for _, r, _ in _records(source.read_buffer(), entry))
-                    found.append((name, entry, rows))
+            elif _OPEN.match(name) is not None and (rows := _abandoned_rows(entry)) is not None:
+                found.append((name, entry, rows))
         found.sort()
         return [(path, rows) for _, path, rows in found]
+
+
+def _abandoned_rows(path: Path) -> int | None:
+    """Rows of an ``.open`` segment whose writer is gone (its lock is free); None
+    while a writer holds it, in this process or another."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None  # held: a live writer appends to it
+        with pa.memory_map(str(path)) as source:
+            return sum(rows for _, rows, _ in _records(source.read_buffer(), path))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

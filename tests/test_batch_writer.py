@@ -733,6 +733,37 @@ def test_a_torn_spool_record_is_ignored_and_the_rest_replayed(tmp_path: Path) ->
     assert groups[1].key.endswith(":1-2")
 
 
+_DIES_WITH_AN_OPEN_SEGMENT = """
+import os, sys
+import pyarrow as pa
+from repositories.spool import SpoolDir
+spool = SpoolDir(sys.argv[1])
+spool.append(pa.table({"x": pa.array(range(7), pa.int64())}), "t:dead", attempted=True)
+os._exit(0)  # no close: the segment stays .open, its lock dies with the process
+"""
+
+
+def test_an_open_segment_is_adopted_once_its_writer_is_gone_whatever_its_pid(
+    tmp_path: Path,
+) -> None:
+    """The segment's lock, not its pid, says whether its writer lives: a restarted
+    container process often has the dead one's pid (here: this test's own)."""
+    from repositories.spool import SpoolDir
+
+    folder = tmp_path / "spool"
+    _python(_DIES_WITH_AN_OPEN_SEGMENT, str(folder))
+    (dead,) = folder.glob("*.open")
+    ns, _pid, rest = dead.name.split("-", 2)
+    same_pid = dead.rename(folder / f"{ns}-{os.getpid()}-{rest}")
+    live = SpoolDir(folder)
+    live.append(pa.table({"x": pa.array([1], pa.int64())}), "t:live", attempted=True)
+    assert live._open is not None and live._open.exists()
+    # Only the abandoned segment is a leftover; the live writer's is still written to.
+    assert SpoolDir(folder).leftovers() == [(same_pid, 7)]
+    assert live.close_segment() is not None
+    assert sorted(rows for _, rows in SpoolDir(folder).leftovers()) == [1, 7]
+
+
 def test_a_writer_that_can_neither_insert_nor_spool_raises_with_the_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -85,7 +85,8 @@ def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
         ax.scatter([t.trial_number for t in done], [t.objective_value for t in done], label="trial")
         best, running = [], math.inf
         for t in done:
-            running = min(running, t.objective_value)
+            if t.objective_value is not None:  # always: done holds only those
+                running = min(running, t.objective_value)
             best.append(running)
         ax.step([t.trial_number for t in done], best, where="post", label="best so far")
         ax.set(

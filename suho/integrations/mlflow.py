@@ -714,7 +714,7 @@ def _reachable(uri: str, timeout: float = 2.0) -> bool:
         return True
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
 

@@ -90,11 +90,24 @@ class FeatureTable:
         )
 
     def write(self, frame: pd.DataFrame) -> int:
-        """Insert a frame (creating the table if needed); returns the row count."""
-        if not self.exists():
+        """Insert a frame (creating the table if needed); returns the row count.
+
+        Any length goes in (the database splits the INSERT by partition). A table this
+        call created is dropped again if the write fails, so a failure leaves nothing
+        behind; a write into an existing table that fails part-way leaves the chunks
+        already written (re-writing the same rows replaces them: the engine keeps one
+        row per (symbol, time)).
+        """
+        created = not self.exists()
+        if created:
             self.create(frame)
-        data = pa.Table.from_pandas(frame, preserve_index=False)
-        self.db.insert_arrow(self.table, data)
+        try:
+            data = pa.Table.from_pandas(frame, preserve_index=False)
+            self.db.insert_arrow(self.table, data)
+        except BaseException:
+            if created:
+                self.drop()
+            raise
         return len(frame)
 
     def read(

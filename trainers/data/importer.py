@@ -86,7 +86,10 @@ def read_sources(
             raise OhlcvError("--query: needs a database")
         columns, rows = run_read_only(db, query)
         raw = pd.DataFrame.from_records(rows, columns=columns)
-        frame, found = normalize_ohlcv(raw, symbol or "QUERY", timezone, source="query")
+        frame, found = normalize_ohlcv(raw, symbol, timezone, source="query")
+        # A query's rows come in no particular order without ORDER BY: sort them
+        # (duplicates are still refused).
+        frame = frame.sort_values(["symbol", "time"], kind="stable").reset_index(drop=True)
         frames.append(frame)
         notes += found
     if not frames:

@@ -58,12 +58,14 @@ _SPELLINGS: dict[str, tuple[str, ...]] = {
 
 def _rename_map(columns: Iterable[object]) -> dict[object, str]:
     """Source column -> canonical name; the first spelling found wins for each."""
-    found: dict[str, object] = {}
+    found: dict[str, tuple[int, object]] = {}
     for column in columns:
         for canonical, spellings in _SPELLINGS.items():
-            if _key(column) in spellings and canonical not in found:
-                found[canonical] = column
-    return {source: canonical for canonical, source in found.items()}
+            if _key(column) in spellings:
+                rank = spellings.index(_key(column))
+                if canonical not in found or rank < found[canonical][0]:
+                    found[canonical] = (rank, column)
+    return {source: canonical for canonical, (_, source) in found.items()}
 
 
 def _parse_times(values: pd.Series, timezone: str | None) -> pd.Series:
@@ -104,8 +106,11 @@ def normalize_ohlcv(
     (as Yahoo's own adjustment does), so a split is not a crash. No volume column:
     volume is 0 and the volume features are empty (NaN).
     """
-    if not isinstance(frame.index, pd.RangeIndex) or frame.index.name is not None:
-        frame = frame.reset_index()
+    if isinstance(frame.index, pd.DatetimeIndex) or frame.index.name is not None:
+        frame = frame.reset_index()  # times in the index (a Parquet file of a pandas frame)
+    else:
+        frame = frame.reset_index(drop=True)
+    original = ", ".join(map(str, frame.columns))
     frame = frame.rename(columns=_rename_map(frame.columns))
     notes: list[str] = []
     missing = [
@@ -115,16 +120,14 @@ def normalize_ohlcv(
     ]
     if missing:
         raise OhlcvError(
-            f"{source}: no {missing[0]!r} column (has {', '.join(map(str, frame.columns))}; "
+            f"{source}: no {missing[0]!r} column (has {original}; "
             f"accepted spellings: {', '.join(s for s in _SPELLINGS[missing[0]] if s)})"
         )
     if "close" not in frame:
         frame["close"] = frame["adj_close"]
     for column in ("open", "high", "low"):
         if column not in frame:
-            raise OhlcvError(
-                f"{source}: no {column!r} column (has {', '.join(map(str, frame.columns))})"
-            )
+            raise OhlcvError(f"{source}: no {column!r} column (has {original})")
     prices = {c: pd.to_numeric(frame[c], errors="coerce") for c in ("open", "high", "low", "close")}
     if "adj_close" in frame:
         adjusted = pd.to_numeric(frame["adj_close"], errors="coerce")

@@ -14,7 +14,7 @@ import brings the bar after it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,8 @@ from trainers.data.indicators import (
     FEATURE_COLUMNS,
     OHLCV_COLUMNS,
     WARMUP_PERIODS,
-    compute_features,
-    compute_targets,
+    features_wide,
+    targets_wide,
 )
 from trainers.data.ohlcv import (
     BarSize,
@@ -42,6 +42,9 @@ from trainers.data.ohlcv import (
 from trainers.progress import Progress
 
 __all__ = ["HISTORY_BARS", "ImportResult", "feature_rows", "import_ohlcv", "read_sources"]
+
+CHUNK_BARS = 250_000
+"""Bars computed and written at once (about 250 MB of rows): bounds an import's memory."""
 
 HISTORY_BARS = 2000
 """Stored bars read back before an append: the longest EMA (100 bars) forgets its
@@ -99,26 +102,46 @@ def read_sources(
 
 
 def feature_rows(ohlcv: pd.DataFrame, warm: dict[str, int] | None = None) -> pd.DataFrame:
-    """The table's rows for time-sorted bars: OHLCV, features, targets, minus each
-    symbol's first ``warm[symbol]`` bars (default :data:`WARMUP_PERIODS`: features
-    still incomplete) and its last bar (no target). Infinite feature values (log of a
-    zero volume) become NaN, which the trainers accept."""
-    features = compute_features(ohlcv)
-    targets = compute_targets(ohlcv)
-    values = features.to_numpy(dtype=np.float64, copy=True)
-    values[~np.isfinite(values)] = np.nan
-    frame = pd.concat(
-        [
-            ohlcv[["time", "symbol", *OHLCV_COLUMNS]].reset_index(drop=True),
-            pd.DataFrame(values, columns=list(FEATURE_COLUMNS)),
-            targets.reset_index(drop=True),
-        ],
-        axis=1,
-    )
-    position = frame.groupby("symbol", sort=False).cumcount().to_numpy()
-    skip = frame["symbol"].map(warm or {}).fillna(WARMUP_PERIODS).to_numpy()
-    keep = (position >= skip) & np.isfinite(frame["target_return"].to_numpy())
-    return frame.loc[keep].reset_index(drop=True)
+    """The table's rows for time-sorted bars of any symbols: OHLCV, features, targets,
+    minus each symbol's first ``warm[symbol]`` bars (default :data:`WARMUP_PERIODS`:
+    features still incomplete) and its last bar (no target)."""
+    parts = []
+    for name, bars in ohlcv.groupby("symbol", sort=True):
+        skip = (warm or {}).get(str(name), WARMUP_PERIODS)
+        parts.append(_symbol_rows(bars, skip)[0])
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _symbol_rows(
+    bars: pd.DataFrame, skip: int, obv_offset: float = 0.0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(rows, OBV of every bar) for one symbol's time-sorted bars, through the same
+    :func:`features_wide` and :func:`targets_wide` as ``suho data synth``.
+
+    The columns are laid out in one preallocated block (no per-column copies: this is
+    what bounds an import's memory). Infinite feature values (the log of a zero volume)
+    become NaN, which the trainers accept; OBV, a running sum, starts at ``obv_offset``.
+    """
+    times = pd.DatetimeIndex(bars["time"])
+    arrays = [bars[c].to_numpy(dtype=np.float64)[:, None] for c in OHLCV_COLUMNS]
+    features = features_wide(times, *arrays)
+    direction, target_return = targets_wide(arrays[3])
+    features["obv"] = features["obv"] + obv_offset
+    obv = features["obv"][:, 0].copy()
+    keep = slice(skip, len(bars) - 1)
+    n = max(len(bars) - 1 - skip, 0)
+    floats = [*OHLCV_COLUMNS, *FEATURE_COLUMNS]
+    block = np.empty((len(floats), n))
+    for j, array in enumerate([*arrays, *features.values()]):
+        block[j] = array[keep, 0]
+    feature_block = block[len(OHLCV_COLUMNS) :]
+    feature_block[~np.isfinite(feature_block)] = np.nan
+    frame = pd.DataFrame(block.T, columns=floats, copy=False)
+    frame.insert(0, "time", times[keep])
+    frame.insert(1, "symbol", pd.Series(bars["symbol"].iloc[0], index=frame.index, dtype=object))
+    frame["target_direction"] = direction[keep, 0]
+    frame["target_return"] = target_return[keep, 0]
+    return frame, obv
 
 
 def _one_bar_size(bar_sizes: dict[str, BarSize | None]) -> BarSize:
@@ -169,30 +192,16 @@ def import_ohlcv(
     result = ImportResult(table, bar, market, periods_per_year(bar, market))
     result.warnings, result.notes = checks.warnings, notes
     last = target.last_times()
-    history_columns = ["time", "symbol", *OHLCV_COLUMNS, "obv"]
     symbols = sorted(ohlcv["symbol"].unique().tolist())
-    with Progress(progress).task(f"importing into {table}", 2 * len(ohlcv)) as advance:
-        parts: list[pd.DataFrame] = []
+    with Progress(progress).task(f"importing into {table}", len(ohlcv)) as advance:
         for name in symbols:
             bars = ohlcv[ohlcv["symbol"] == name]
             stored_until = last.get(name)
             new = bars if stored_until is None else bars[bars["time"] > stored_until]
             result.already_stored[name] = len(bars) - len(new)
-            if len(new) < 2:  # one new bar has no next bar: no target yet
-                result.written[name] = 0
-                advance(len(bars))
-                continue
-            if stored_until is None:
-                rows = feature_rows(new)
-            else:
-                rows = _append_rows(target, name, new, history_columns)
-            parts.append(rows)
-            result.written[name] = len(rows)
-            advance(len(bars))
-        for rows in parts:
-            target.write(rows)
-            advance(len(rows))
-        if (parts or not recorded) and target.exists():
+            advance(len(bars) - len(new))
+            result.written[name] = _import_symbol(target, name, new, stored_until, advance)
+        if (result.rows_written or not recorded) and target.exists():
             target.set_metadata(
                 {
                     **recorded,
@@ -206,16 +215,38 @@ def import_ohlcv(
     return result
 
 
-def _append_rows(
-    target: FeatureTable, symbol: str, new: pd.DataFrame, columns: list[str]
-) -> pd.DataFrame:
-    """New bars' rows computed over the stored bars before them; OBV (a running sum)
-    continues from its stored value."""
-    history = target.tail(symbol, columns, HISTORY_BARS)
-    stored_obv = float(history["obv"].iloc[0]) if len(history) else 0.0
-    history = history[["time", "symbol", *OHLCV_COLUMNS]]
-    combined = pd.concat([history, new], ignore_index=True)
-    rows = feature_rows(combined, warm={symbol: len(history)})
-    if np.isfinite(stored_obv):
-        rows["obv"] = rows["obv"] + stored_obv
-    return rows
+def _import_symbol(
+    target: FeatureTable,
+    symbol: str,
+    new: pd.DataFrame,
+    stored_until: pd.Timestamp | None,
+    advance: Callable[[int], object],
+) -> int:
+    """Write one symbol's new bars in chunks of :data:`CHUNK_BARS`, each computed over
+    the :data:`HISTORY_BARS` bars before it (stored ones for the first chunk of an
+    append), so memory stays bounded whatever the length. Returns the rows written."""
+    if len(new) < 2:  # one new bar has no next bar: no target yet
+        advance(len(new))
+        return 0
+    columns = ["time", "symbol", *OHLCV_COLUMNS]
+    if stored_until is None:
+        history, obv_offset = new.iloc[:0][columns], 0.0
+    else:
+        stored = target.tail(symbol, [*columns, "obv"], HISTORY_BARS)
+        obv_offset = float(stored["obv"].iloc[0]) if len(stored) else 0.0
+        obv_offset = obv_offset if np.isfinite(obv_offset) else 0.0
+        history = stored[columns]
+    written = 0
+    for start in range(0, len(new) - 1, CHUNK_BARS):
+        piece = new.iloc[start : start + CHUNK_BARS + 1][columns]  # +1: the last row's target
+        combined = pd.concat([history, piece], ignore_index=True) if len(history) else piece
+        skip = len(history) if len(history) else WARMUP_PERIODS
+        rows, obv = _symbol_rows(combined, skip, obv_offset)
+        if len(rows):
+            target.write(rows)
+        written += len(rows)
+        kept = len(combined) - 1  # the last bar is the next chunk's first
+        first = max(kept - HISTORY_BARS, 0)
+        history, obv_offset = combined.iloc[first:kept], float(obv[first])
+        advance(min(CHUNK_BARS, len(new) - start))
+    return written

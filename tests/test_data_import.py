@@ -253,3 +253,63 @@ def test_cli_import_json_and_errors(embedded_dir: Path, monkeypatch: pytest.Monk
     assert "mixed bar sizes" in mixed.output and "GOOG" in mixed.output
     wrong = runner.invoke(app, ["data", "import", str(GOOG), "--calendar", "moon"])
     assert wrong.exit_code != 0 and "moon" in wrong.output
+
+
+@pytest.fixture
+def imported_cli(embedded_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """A CLI on a fresh store holding GOOG (daily, ``goog``) and EURUSD (hourly, ``fx``)."""
+    from suho_models.db import migrations
+
+    url = f"clickhouse+chdb:///{embedded_dir}/trn_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(url)
+    monkeypatch.setenv("SUHO_DATABASE_URL", url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    invoke("data", "import", str(GOOG), "--table", "goog", "--quiet")
+    invoke("data", "import", str(EURUSD), "--table", "fx", "--quiet")
+    return invoke
+
+
+def test_supervised_trainer_on_imported_bars_with_one_target(imported_cli) -> None:
+    """``--target target_direction`` needs no target_return; --exclude-features works."""
+    out = imported_cli(
+        "train", "supervised", "--model", "lightgbm", "--source", "goog", "--target",
+        "target_direction", "--rounds", "10", "--tune", "0", "--quiet",
+        "--exclude-features", "sma_*,ema_*,bb_upper_*,bb_lower_*",
+    )  # fmt: skip
+    assert "completed" in out
+    run = json.loads(imported_cli("runs", "list", "--json"))[0]
+    shown = json.loads(imported_cli("runs", "show", run["run_id"], "--json"))
+    used = (
+        json.loads(shown["feature_names"])
+        if isinstance(shown.get("feature_names"), str)
+        else shown.get("feature_names")
+    )
+    if used is not None:
+        assert "sma_5" not in used and "rsi_14" in used
+
+
+def test_rl_trainer_on_hourly_bars_annualises_by_the_hour(imported_cli) -> None:
+    out = imported_cli(
+        "train", "rl", "--agent", "ppo", "--timesteps", "256", "--source", "fx",
+        "--indicators", "rsi_14,macd_norm,close_sma_20_ratio", "--quiet",
+    )  # fmt: skip
+    assert "completed" in out
+    run = json.loads(imported_cli("agents", "list", "--json"))[0]
+    shown = json.loads(imported_cli("agents", "show", run["run_id"], "--json"))
+    config = json.loads(shown["config_json"])
+    assert config["periods_per_year"] == 260 * 24  # hourly FX, not 252 "days"
+    assert config["indicators"] == ["rsi_14", "macd_norm", "close_sma_20_ratio"]
+    imported_cli(
+        "train", "rl", "--agent", "ppo", "--timesteps", "128", "--source", "goog",
+        "--indicators", "rsi_14", "--periods-per-year", "250", "--quiet",
+    )  # fmt: skip
+    runs = json.loads(imported_cli("agents", "list", "--json"))
+    given = json.loads(imported_cli("agents", "show", runs[0]["run_id"], "--json"))
+    assert json.loads(given["config_json"])["periods_per_year"] == 250

@@ -65,7 +65,7 @@ def test_a_few_gaps_are_reported_with_columns_counts_and_rows_kept(
 def test_mostly_gaps_are_refused(tmp_path: Path) -> None:
     source = features_file(tmp_path, {"close_sma_50_ratio": 370})
     with pytest.raises(
-        ValueError, match=r"close_sma_50_ratio \(370\).*of 400 days.*max_dropped_days=50%"
+        ValueError, match=r"close_sma_50_ratio \(370\).*of 400 time steps.*max_dropped_days=50%"
     ):
         load_market(RLConfig(source=source), None)
     # The threshold is the user's to move.

@@ -8,11 +8,13 @@ every source, so hourly data came out off by a factor of about 5.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
 
-from trainers.data.ohlcv import BarSize
+from trainers.data.ohlcv import BarSize, bar_sizes_of, one_bar_size
 
 Calendar = Literal["equities", "fx", "crypto"]
 CALENDARS: tuple[Calendar, ...] = ("equities", "fx", "crypto")
@@ -45,3 +47,41 @@ def periods_per_year(bar: BarSize, calendar: Calendar) -> float:
     if bar.seconds >= _DAY:
         return days * _DAY / bar.seconds
     return days * _HOURS_PER_DAY[calendar] * 3600.0 / bar.seconds
+
+
+@dataclass(frozen=True)
+class Annualisation:
+    """Bars per year for a run, and where the figure came from."""
+
+    periods_per_year: float
+    bar: BarSize | None
+    calendar: Calendar | None
+    origin: Literal["given", "table", "inferred"]
+
+    def describe(self) -> str:
+        bar = self.bar.label if self.bar else "?"
+        return f"{self.periods_per_year:g} bars a year ({bar} bars, {self.calendar}, {self.origin})"
+
+
+def annualisation(
+    frame: pd.DataFrame,
+    time: str,
+    symbol: str | None,
+    recorded: Mapping[str, object] | None = None,
+    given: float | None = None,
+) -> Annualisation:
+    """``given`` (``--periods-per-year``) wins; else what the import recorded with the
+    table; else inferred from the bars. Mixed bar sizes are refused, naming the symbols."""
+    bar = one_bar_size(bar_sizes_of(frame, time, symbol))
+    recorded = recorded or {}
+    market = recorded.get("calendar")
+    calendar: Calendar = (
+        market if market in CALENDARS else infer_calendar(frame[time], bar)  # type: ignore[assignment]
+    )
+    if given is not None:
+        return Annualisation(float(given), bar, calendar, "given")
+    if recorded.get("bar_size") == bar.label and isinstance(
+        recorded.get("periods_per_year"), int | float
+    ):
+        return Annualisation(float(recorded["periods_per_year"]), bar, calendar, "table")  # type: ignore[arg-type]
+    return Annualisation(periods_per_year(bar, calendar), bar, calendar, "inferred")

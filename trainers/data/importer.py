@@ -36,6 +36,7 @@ from trainers.data.ohlcv import (
     BarSize,
     OhlcvError,
     normalize_ohlcv,
+    one_bar_size,
     read_ohlcv_file,
     validate_ohlcv,
 )
@@ -144,27 +145,6 @@ def _symbol_rows(
     return frame, obv
 
 
-def _one_bar_size(bar_sizes: dict[str, BarSize | None]) -> BarSize:
-    known = {s: b for s, b in bar_sizes.items() if b is not None}
-    if not known:
-        raise OhlcvError(
-            f"bar size not recognised for {', '.join(sorted(bar_sizes))}: "
-            "need at least two bars 1 minute to 1 month apart"
-        )
-    labels = {b.label for b in known.values()}
-    if len(labels) > 1:
-        by_size = "; ".join(
-            f"{label}: {', '.join(sorted(s for s, b in known.items() if b.label == label))}"
-            for label in sorted(
-                labels, key=lambda lb: next(b.seconds for b in known.values() if b.label == lb)
-            )
-        )
-        raise OhlcvError(
-            f"mixed bar sizes in one source ({by_size}): import each bar size into its own --table"
-        )
-    return next(iter(known.values()))
-
-
 def import_ohlcv(
     db: Database,
     paths: Sequence[str | Path] = (),
@@ -180,7 +160,7 @@ def import_ohlcv(
     ohlcv, notes = read_sources(paths, symbol=symbol, query=query, db=db, timezone=timezone)
     checks = validate_ohlcv(ohlcv)
     checks.raise_if_fatal()
-    bar = _one_bar_size(checks.bar_sizes)
+    bar = one_bar_size(checks.bar_sizes)
     target = FeatureTable(db, table)
     recorded = target.metadata()
     if recorded.get("bar_size") not in (None, bar.label):

@@ -25,7 +25,9 @@ __all__ = [
     "OhlcvError",
     "Validation",
     "infer_bar_size",
+    "bar_sizes_of",
     "normalize_ohlcv",
+    "one_bar_size",
     "read_ohlcv_file",
     "validate_ohlcv",
 ]
@@ -224,6 +226,34 @@ def infer_bar_size(times: pd.Series) -> BarSize | None:
         if abs(step - size.seconds) <= 0.01 * size.seconds:
             return size
     return None
+
+
+def one_bar_size(bar_sizes: dict[str, BarSize | None]) -> BarSize:
+    """The bar size all symbols share; mixed sizes are refused, naming the symbols."""
+    known = {s: b for s, b in bar_sizes.items() if b is not None}
+    if not known:
+        raise OhlcvError(
+            f"bar size not recognised for {', '.join(sorted(bar_sizes))}: "
+            "need at least two bars 1 minute to 1 month apart"
+        )
+    sizes = sorted({b for b in known.values()}, key=lambda b: b.seconds)
+    if len(sizes) > 1:
+        by_size = "; ".join(
+            f"{size.label}: {', '.join(sorted(s for s, b in known.items() if b == size))}"
+            for size in sizes
+        )
+        raise OhlcvError(
+            f"mixed bar sizes in one source ({by_size}): import or train each bar size "
+            "from its own table"
+        )
+    return sizes[0]
+
+
+def bar_sizes_of(frame: pd.DataFrame, time: str, symbol: str | None) -> dict[str, BarSize | None]:
+    """Each symbol's bar size (one entry, ``""``, without a symbol column)."""
+    if symbol is None:
+        return {"": infer_bar_size(frame[time])}
+    return {str(name): infer_bar_size(times) for name, times in frame.groupby(symbol)[time]}
 
 
 # --------------------------------------------------------------------------- checks

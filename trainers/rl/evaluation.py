@@ -12,7 +12,7 @@ import pandas as pd
 from trainers.rl.config import RLConfig
 from trainers.rl.environment import make_env
 from trainers.rl.finrl_env import MarketData, buy_and_hold
-from trainers.rl.metrics import PerformanceMetrics, performance_metrics
+from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR, PerformanceMetrics, performance_metrics
 
 SATURATED = 0.999
 """An action component this close to +-1 counts as saturated (a tanh at its bound)."""
@@ -116,7 +116,10 @@ def evaluate_agent(
         }
     )
     equity["buy_and_hold"] = bench.reindex(equity["date"]).to_numpy()
-    ppy = config.periods_per_year
+    per_year = market.extra.get("annualisation")
+    ppy = config.periods_per_year or (
+        per_year.periods_per_year if per_year is not None else DEFAULT_PERIODS_PER_YEAR
+    )
     return Evaluation(
         metrics=performance_metrics(values, rewards, ppy),
         benchmark=performance_metrics(equity["buy_and_hold"].to_numpy(), None, ppy),

@@ -74,6 +74,7 @@ from trainers.rl.environment import (
 )
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.finrl_env import MarketData
+from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ class RLTrainer:
             env_config_json=stored_env,
             **market.period_fields(),
         )
+        config = self._annualised(run_id, config, market)
         config = self._tuned(run_id, config, market)
         params = rollout_params(config)
 
@@ -278,7 +280,7 @@ class RLTrainer:
                 rewards,
                 losses,
                 first_episode=first_episode,
-                periods_per_year=config.periods_per_year,
+                periods_per_year=config.periods_per_year or DEFAULT_PERIODS_PER_YEAR,
                 checkpoint_every=config.checkpoint_every_episodes,
                 on_checkpoint=on_checkpoint,
             )
@@ -336,6 +338,19 @@ class RLTrainer:
         return RLTrainingResult(
             completed, model, evaluation, market, params, final_id, saved, resume_from
         )
+
+    def _annualised(self, run_id: uuid.UUID, config: RLConfig, market: MarketData) -> RLConfig:
+        """The run's bars per year, from the data unless given, recorded in its config
+        (a resumed run keeps the figure it started with)."""
+        per_year = market.extra.get("annualisation")
+        if config.periods_per_year is not None or per_year is None:
+            return config
+        log.info("annualising with %s", per_year.describe())
+        resolved = config.model_copy(update={"periods_per_year": per_year.periods_per_year})
+        self.tracking.update(
+            run_id, config_json=resolved.model_copy(update={"resume": None}).model_dump_json()
+        )
+        return resolved
 
     def _tuned(self, run_id: uuid.UUID, config: RLConfig, market: MarketData) -> RLConfig:
         """Tune once per run: the result is recorded in the run's config (tuned_params)."""

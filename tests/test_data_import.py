@@ -286,13 +286,8 @@ def test_supervised_trainer_on_imported_bars_with_one_target(imported_cli) -> No
     assert "completed" in out
     run = json.loads(imported_cli("runs", "list", "--json"))[0]
     shown = json.loads(imported_cli("runs", "show", run["run_id"], "--json"))
-    used = (
-        json.loads(shown["feature_names"])
-        if isinstance(shown.get("feature_names"), str)
-        else shown.get("feature_names")
-    )
-    if used is not None:
-        assert "sma_5" not in used and "rsi_14" in used
+    assert shown["target_variable"] == "target_direction"
+    assert "rsi_14" in shown["features_used"] and "sma_5" not in shown["features_used"]
 
 
 def test_rl_trainer_on_hourly_bars_annualises_by_the_hour(imported_cli) -> None:
@@ -313,3 +308,13 @@ def test_rl_trainer_on_hourly_bars_annualises_by_the_hour(imported_cli) -> None:
     runs = json.loads(imported_cli("agents", "list", "--json"))
     given = json.loads(imported_cli("agents", "show", runs[0]["run_id"], "--json"))
     assert json.loads(given["config_json"])["periods_per_year"] == 250
+
+
+def test_only_the_chosen_target_is_required() -> None:
+    from trainers.supervised.config import SupervisedConfig
+
+    direction = SupervisedConfig(target="target_direction")
+    assert direction.features.target_columns == ["target_direction"]
+    schema = {"time": "DateTime64(3)", "symbol": "String", "rsi_14": "Float64",
+              "target_direction": "UInt8"}  # fmt: skip
+    assert direction.features.resolve(schema).targets == ["target_direction"]

@@ -288,6 +288,9 @@ def test_supervised_trainer_on_imported_bars_with_one_target(imported_cli) -> No
     shown = json.loads(imported_cli("runs", "show", run["run_id"], "--json"))
     assert shown["target_variable"] == "target_direction"
     assert "rsi_14" in shown["features_used"] and "sma_5" not in shown["features_used"]
+    assert "majority class" in shown["baselines"] and "last move" in shown["baselines"]
+    final = [c for c in shown["checkpoints"] if c["checkpoint_kind"] == "final"][0]
+    assert 0 < final["metrics"]["baseline_majority_accuracy"] < 1
 
 
 def test_rl_trainer_on_hourly_bars_annualises_by_the_hour(imported_cli) -> None:
@@ -295,12 +298,14 @@ def test_rl_trainer_on_hourly_bars_annualises_by_the_hour(imported_cli) -> None:
         "train", "rl", "--agent", "ppo", "--timesteps", "256", "--source", "fx",
         "--indicators", "rsi_14,macd_norm,close_sma_20_ratio", "--quiet",
     )  # fmt: skip
-    assert "completed" in out
+    assert "completed" in out and "buy-and-hold" in out and "trend rule" in out
     run = json.loads(imported_cli("agents", "list", "--json"))[0]
     shown = json.loads(imported_cli("agents", "show", run["run_id"], "--json"))
     config = json.loads(shown["config_json"])
     assert config["periods_per_year"] == 260 * 24  # hourly FX, not 252 "days"
     assert config["indicators"] == ["rsi_14", "macd_norm", "close_sma_20_ratio"]
+    assert "trend rule" in shown["baselines"] and "trend_sharpe_ratio" in shown
+    assert ("warning" in shown) == (shown["eval_moving_steps"] == 0)
     imported_cli(
         "train", "rl", "--agent", "ppo", "--timesteps", "128", "--source", "goog",
         "--indicators", "rsi_14", "--periods-per-year", "250", "--quiet",

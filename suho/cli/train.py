@@ -182,11 +182,23 @@ def train_rl(
     )
     with database() as db, mlflow_mirror(db, mlflow_uri, "rl") as mirror:
         tracking = None if mirror is None else mirror.tracking()
-        run = RLTrainer(cfg, db, progress=not quiet, tracking=tracking).run().run
+        result = RLTrainer(cfg, db, progress=not quiet, tracking=tracking).run()
+    run = result.run
     console.print(
         f"run [bold]{run.run_id}[/bold] {run.status.value}: {run.total_timesteps:,} steps, "
         f"{run.total_episodes} episodes, Sharpe {run.final_sharpe_ratio}"
     )
+    from trainers.baselines import never_traded, rl_verdict
+
+    summary = {
+        **result.evaluation.metrics.to_dict(),
+        **result.evaluation.activity.to_dict(),
+        **result.evaluation.baseline_metrics(),
+    }
+    console.print(rl_verdict(summary), highlight=False)
+    warning = never_traded(summary)
+    if warning is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 def _feature_options(features: str | None, exclude: str | None) -> dict[str, Any] | None:

@@ -55,6 +55,7 @@ from repositories.series import RewardLogger
 from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
 from suho_models.enums import AgentType, CheckpointKind, ModelFormat
+from trainers.baselines import never_traded, rl_verdict
 from trainers.progress import Progress
 from trainers.rl.agents import (
     OFF_POLICY,
@@ -325,13 +326,17 @@ class RLTrainer:
                 {
                     **metrics.to_dict(),
                     **evaluation.activity.to_dict(),
-                    "benchmark_total_return": evaluation.benchmark.total_return,
-                    "benchmark_sharpe_ratio": evaluation.benchmark.sharpe_ratio,
+                    **evaluation.baseline_metrics(),
                 },
                 episode_number=episodes,
                 timestep=int(model.num_timesteps),
                 kind=CheckpointKind.FINAL,
             ).checkpoint_id
+        summary = {**metrics.to_dict(), **evaluation.activity.to_dict(),
+                   **evaluation.baseline_metrics()}  # fmt: skip
+        log.info("run %s: %s", run_id, rl_verdict(summary))
+        if (warning := never_traded(summary)) is not None:
+            log.warning("run %s: %s", run_id, warning)
         final = metrics.final_columns()
         final.update(total_timesteps=int(model.num_timesteps), total_episodes=episodes)
         completed = self.tracking.complete(run_id, final)

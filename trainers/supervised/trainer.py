@@ -13,6 +13,7 @@ folds again.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from repositories.records import TrainingRun
 from repositories.tracking import RunKind, RunTrackingService
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
+from trainers.baselines import supervised_baselines, supervised_verdict
 from trainers.data.source import load_features
 from trainers.data.split import Split, chronological_split
 from trainers.progress import Progress
@@ -32,6 +34,8 @@ from trainers.supervised.config import SupervisedConfig
 from trainers.supervised.metrics import classification_metrics, regression_metrics
 from trainers.supervised.selection import select_features
 from trainers.supervised.tuning import cross_validate, tune
+
+log = logging.getLogger(__name__)
 
 
 def infer_task(y: pd.Series) -> TaskType:
@@ -223,7 +227,11 @@ class SupervisedTrainer:
         train_m = evaluate(task, y_train, predict(model, X_train, task))
         val_m = evaluate(task, y_val, predict(model, X_val, task))
         test_m = evaluate(task, y_test, predict(model, X_test, task))
-        checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores)
+        kind = TaskType(task).value
+        baselines = supervised_baselines(kind, y_train, split.test, config.target, roles.symbol)
+        comparison = {**{f"test_{k}": v for k, v in test_m.items()}, **baselines}
+        log.info("run %s: %s", run_id, supervised_verdict(kind, comparison))
+        checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores, comparison)
         final = _final_metrics(task, train_m, val_m, test_m)
         run = self.tracking.complete(run_id, final)
         return TrainingResult(
@@ -237,12 +245,14 @@ class SupervisedTrainer:
         val_m: dict[str, float],
         train_m: dict[str, float],
         cv_scores: list[float],
+        comparison: dict[str, float] | None = None,
     ) -> Any:
         fmt = self.config.model_format or self.booster.native_format
         data = self.booster.to_bytes(model, fmt)
         metrics: dict[str, float | None] = {f"val_{k}": v for k, v in val_m.items()}
         metrics.update({f"train_{k}": v for k, v in train_m.items()})
         metrics["cv_mean_loss"] = float(np.mean(cv_scores)) if cv_scores else None
+        metrics.update(comparison or {})  # test figures and the baselines on the same rows
         checkpoint = self.checkpoints.save_checkpoint(
             run_id,
             data,

@@ -81,7 +81,7 @@ def arm_import(work: Path) -> dict[str, float]:
             "rows_written": float(result.rows_written), "peak_mb": _peak_mb()}  # fmt: skip
 
 
-def arm_append(work: Path) -> dict[str, float]:
+def arm_append(work: Path) -> dict[str, object]:
     import pandas as pd
 
     from suho_models.db import Database
@@ -101,6 +101,7 @@ def arm_append(work: Path) -> dict[str, float]:
         written.append(result.rows_written)
     db.close()
     return {"wall_s": max(walls), "wall_median_s": sorted(walls)[1], "cpu_s": max(cpus),
+            "cpu_median_s": sorted(cpus)[1], "walls": walls, "cpus": cpus,
             "rows_written": float(min(written)), "peak_mb": _peak_mb()}  # fmt: skip
 
 
@@ -162,8 +163,9 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, float]], took:
         f"{imp['peak_mb'] / pds['peak_mb']:.2f}x the peak memory.",
         "",
         f"Append of one day (1,440 new bars, {int(app['rows_written']):,} rows written each "
-        f"time), three days in a row: slowest {app['wall_s']:.2f} s wall "
-        f"(median {app['wall_median_s']:.2f} s), {app['cpu_s']:.2f} CPU s.",
+        f"time), three days in a row: wall {', '.join(f'{w:.2f}' for w in app['walls'])} s; "
+        f"CPU {', '.join(f'{c:.2f}' for c in app['cpus'])} s (the first pays lazy imports). "
+        "Each reads 2,000 stored bars back, computes 3,441 bars and writes 1,440 rows.",
         "",
     ]
     return "\n".join(lines)

@@ -154,6 +154,8 @@ def rl_figures(db: Database, run_id: Any) -> list[Figure]:
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(agent, label="agent")
     ax.plot(buy_and_hold, label="buy and hold")
+    if "trend_rule" in evaluation.equity:
+        ax.plot(evaluation.equity["trend_rule"].to_numpy(), label="trend rule (50-bar mean)")
     ax.set(
         title=(
             f"Equity on the trade period: shares moved on {activity.share_moved:.0%} of "
@@ -176,6 +178,25 @@ def _metadata_rows(record: Any) -> list[tuple[str, str]]:
             continue
         rows.append((key, "" if value is None else str(value)))
     return rows
+
+
+def _baseline_line(db: Database, kind: Any, record: Any) -> str:
+    """Did the model beat its naive baselines? (``trainers.baselines``; the final
+    checkpoint holds the figures.)"""
+    from repositories.tracking import RunKind, RunTrackingService
+    from suho_models.enums import CheckpointKind
+    from trainers.baselines import never_traded, rl_verdict, supervised_verdict
+
+    checkpoints = RunTrackingService(db, kind).checkpoints.list(record.run_id)
+    finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+    if not finals:
+        return "no final checkpoint: no comparison with the baselines"
+    metrics = finals[-1].metrics
+    if kind is RunKind.SUPERVISED:
+        task = getattr(record.task_type, "value", record.task_type) or "classification"
+        return supervised_verdict(str(task), metrics)
+    warning = never_traded(metrics)
+    return rl_verdict(metrics) + (f". Warning: {warning}" if warning else "")
 
 
 def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
@@ -208,6 +229,7 @@ def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
         "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
         "img{max-width:100%}</style></head><body>"
         f"<h1>{kind} run {html.escape(record.run_name)}</h1>"
+        f"<p id='baselines'>{html.escape(_baseline_line(db, found, record))}</p>"
         f"<table id='metadata'>{rows}</table>{''.join(images)}</body></html>"
     )
     return output

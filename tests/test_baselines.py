@@ -59,7 +59,8 @@ def test_rl_verdict_and_the_never_traded_warning() -> None:
     assert rl_verdict(metrics) == (
         "model beat trend rule only: Sharpe 0.470 against buy-and-hold 1.040, trend rule 0.200"
     )
-    assert "no Sharpe for the model" in rl_verdict({"sharpe_ratio": float("nan")})
+    flat = rl_verdict({"sharpe_ratio": float("nan"), "benchmark_sharpe_ratio": 1.04})
+    assert flat.startswith("model did NOT beat the baselines: no Sharpe") and "1.040" in flat
     stuck = {"eval_moving_steps": 0, "eval_steps": 400, "eval_share_saturated": 0.88,
              "eval_constant_actions": 1}  # fmt: skip
     warning = never_traded(stuck)

@@ -126,7 +126,7 @@ def never_traded(metrics: Mapping[str, float | None]) -> str | None:
         reasons.append(f"{saturated:.0%} of its actions at +-1 (saturated)")
     if metrics.get("eval_constant_actions"):
         reasons.append("the same action at every step (it ignores its observation)")
-    why = "; ".join(reasons) or "its actions never crossed a whole share"
+    why = "; ".join(reasons) or "its actions were too small to move a whole share"
     steps = int(metrics.get("eval_steps") or 0)
     return f"the agent never traded in its evaluation ({steps} steps): {why}"
 
@@ -137,13 +137,16 @@ def never_traded(metrics: Mapping[str, float | None]) -> str | None:
 def _verdict(
     what: str, model: float | None, baselines: list[tuple[str, float | None]], higher: bool
 ) -> str:
-    if model is None or not np.isfinite(model):
-        return f"no {what} for the model: it cannot be compared with the baselines"
     shown = [(n, v) for n, v in baselines if v is not None and np.isfinite(v)]
+    figures = ", ".join(f"{n} {v:.3f}" for n, v in shown)
+    if model is None or not np.isfinite(model):
+        return (
+            f"model did NOT beat the baselines: no {what} (undefined, e.g. a flat equity "
+            f"curve) against {figures or 'no baseline figures'}"
+        )
     if not shown:
         return f"{what} {model:.3f}; no baseline to compare with"
     beaten = [n for n, v in shown if (model > v if higher else model < v)]
-    figures = ", ".join(f"{n} {v:.3f}" for n, v in shown)
     if len(beaten) == len(shown):
         head = "beat every baseline"
     elif beaten:

@@ -59,7 +59,9 @@ def test_a_few_gaps_are_reported_with_columns_counts_and_rows_kept(
     assert kept_days < DAYS
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "NaN values in close_sma_50_ratio (20), rsi_28 (5)" in warning
-    assert f"kept {2 * kept_days} of {2 * DAYS} rows and {kept_days} of {DAYS} time steps" in warning
+    assert (
+        f"kept {2 * kept_days} of {2 * DAYS} rows and {kept_days} of {DAYS} time steps" in warning
+    )
 
 
 def test_mostly_gaps_are_refused(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
 from suho_models.db import partitions
-from suho_models.db.cluster import LOCAL_SUFFIX
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import Connection as NativeConnection
 from suho_models.db.native_dbapi import DatabaseError, OperationalError, translated_errors
@@ -60,6 +59,11 @@ class DatabaseUnavailableError(RuntimeError):
 class Database:
     """An engine plus the ClickHouse-specific fast paths the repositories need."""
 
+    open_hooks: ClassVar[list[Callable[[Database], None]]] = []
+    """Called with each new handle. Cluster mode registers its run-time routing here
+    (synchronous Distributed inserts, per-node deletes), so this module imports no
+    cluster code; importing ``suho_models.db`` registers it."""
+
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
         self.url = _with_local_server_password(
             make_url(url or get_settings().resolved_database_url())
@@ -70,9 +74,8 @@ class Database:
         self._schema_checked = False
         self._lock = threading.Lock()
         self._http: Client | None = None
-        from suho_models.db.cluster import attach
-
-        attach(self)  # cluster mode: synchronous Distributed inserts, per-node deletes
+        for hook in self.open_hooks:
+            hook(self)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -300,6 +303,8 @@ class Database:
 
         A Distributed table has no key of its own: its ``<table>_local`` has.
         """
+        from suho_models.db.cluster.settings import LOCAL_SUFFIX  # the package imports us
+
         cache: dict[str, tuple[str, str] | None] = self.__dict__.setdefault("_part_cache", {})
         if table not in cache:
             found: tuple[str, str] | None = None
@@ -400,11 +405,11 @@ class Database:
         client-sent query setting, which the query text cannot lift.
         """
         if self.is_embedded:
-            from suho_models.db.chdb_dbapi import _new_client
+            from suho_models.db.chdb_dbapi import new_client
             from suho_models.db.dialect import split_chdb_url
 
             path, database = split_chdb_url(self.url)
-            client = _new_client(path, None)
+            client = new_client(path, None)
             try:
                 client.command("SET readonly = 1")
                 if database:
@@ -437,7 +442,7 @@ class Database:
         """Fail fast, with the fix, when the database is not at the code's head."""
         if self._schema_checked:
             return
-        from suho_models.db.migrations import head_revision
+        from suho_models.db.revisions import head_revision
 
         try:
             current = self.current_revision()

@@ -75,9 +75,8 @@ def annualisation(
     bar = one_bar_size(bar_sizes_of(frame, time, symbol))
     recorded = recorded or {}
     market = recorded.get("calendar")
-    calendar: Calendar = (
-        market if market in CALENDARS else infer_calendar(frame[time], bar)  # type: ignore[assignment]
-    )
+    known = [c for c in CALENDARS if c == market]
+    calendar: Calendar = known[0] if known else infer_calendar(frame[time], bar)
     if given is not None:
         return Annualisation(float(given), bar, calendar, "given")
     if recorded.get("bar_size") == bar.label and isinstance(

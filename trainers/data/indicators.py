@@ -9,6 +9,8 @@ targets are the only columns that look one bar ahead.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
@@ -130,7 +132,7 @@ def features_wide(
     """
     o, h, lo, c, v = (pd.DataFrame(a, copy=False) for a in (open_, high, low, close, volume))
     f: dict[str, pd.DataFrame | np.ndarray] = {}
-    log_c = np.log(c)
+    log_c: pd.DataFrame = np.log(c)
     lr = log_c.diff()
 
     for w in _RET_WINDOWS:
@@ -138,7 +140,7 @@ def features_wide(
     for w in _RET_WINDOWS:
         f[f"log_ret_{w}"] = log_c - log_c.shift(w)
     for k in _RET_LAGS:
-        f[f"ret_1_lag_{k}"] = f["ret_1"].shift(k)
+        f[f"ret_1_lag_{k}"] = cast(pd.DataFrame, f["ret_1"]).shift(k)
 
     sma = {w: c.rolling(w).mean() for w in set(_MA_WINDOWS + _BB_WINDOWS + _ZSCORE_WINDOWS)}
     ema = {w: _ema(c, w) for w in _MA_WINDOWS}

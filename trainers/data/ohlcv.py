@@ -286,7 +286,7 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> str:
 
 def _show(value: object) -> str:
     if isinstance(value, pd.Timestamp):
-        return value.isoformat()
+        return str(value.isoformat())
     return repr(value) if isinstance(value, str) else str(value)
 
 

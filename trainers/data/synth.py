@@ -96,7 +96,8 @@ def _activity_cycle(times: pd.DatetimeIndex) -> np.ndarray:
     """Intraday activity peaking at the London/New York overlap, mean 1 over the grid."""
     hour = times.hour.to_numpy() + times.minute.to_numpy() / 60.0
     cycle = 0.6 + 0.9 * np.exp(-0.5 * ((hour - 14.0) / 3.5) ** 2)
-    return cycle / cycle.mean()
+    activity: np.ndarray = cycle / cycle.mean()
+    return activity
 
 
 def _simulate_symbol(
@@ -202,11 +203,11 @@ def _to_long(
     flat = None if keep is None else keep.reshape(-1)
     if flat is not None and flat.all():
         flat = None
+    take: slice | np.ndarray = slice(None) if flat is None else flat
     if flat is not None:
         rows = np.flatnonzero(flat)
         if rows[-1] - rows[0] + 1 == len(rows):  # one contiguous run: slice, don't gather
-            flat = slice(int(rows[0]), int(rows[-1]) + 1)
-    take = slice(None) if flat is None else flat
+            take = slice(int(rows[0]), int(rows[-1]) + 1)
 
     floats = [k for k, a in wide.items() if a.dtype == np.float64]
     others = [k for k in wide if k not in floats]

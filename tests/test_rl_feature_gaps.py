@@ -96,4 +96,4 @@ def test_the_cli_refuses_a_mostly_empty_source(
     result = CliRunner().invoke(app, ["train", "rl", "--source", source, "--timesteps", "64"])
     assert result.exit_code != 0
     assert "close_sma_50_ratio (370)" in str(result.exception)
-    assert "of 400 days" in str(result.exception)
+    assert "of 400 time steps" in str(result.exception)

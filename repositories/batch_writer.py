@@ -729,6 +729,11 @@ def log_row(row):
         embedded engine is always reachable, so its failures follow the backoff."""
         if self.db.is_embedded:
             return True
+        if self.db.is_shared:  # the default store: start its server again if it is gone
+            try:
+                return self.db.revive()
+            except Exception:  # noqa: BLE001 - still down; the backoff goes on
+                return False
         url = self.db.url
         port = url.port or _DEFAULT_PORTS.get(self.db.driver, 8123)
         try:

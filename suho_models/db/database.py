@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import pyarrow as pa
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from suho_models.db import chdb_dbapi
+    from suho_models.db.server.shared import SharedStore
 
 QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
 """(column names, rows) of one query."""
@@ -59,11 +61,18 @@ class Database:
     """An engine plus the ClickHouse-specific fast paths the repositories need."""
 
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
-        self.url = _with_local_server_password(
-            make_url(url or get_settings().resolved_database_url())
-        )
+        given = make_url(url or get_settings().resolved_database_url())
+        self.shared: SharedStore | None = None
+        """The default store's background server, for a ``clickhouse+local`` URL."""
+        if given.get_driver_name() == "local":
+            self.shared, given = _shared_store(given)
+        self.url = _with_local_server_password(given)
         self.http_port = _http_port(self.url)
         self.engine: Engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=False)
+        if self.shared is not None:
+            # Every use first checks that the server lives (a pid check), and starts
+            # it again after a crash: the pool's connections then reconnect.
+            sa.event.listen(self.engine, "checkout", lambda *_: self.revive())
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._schema_checked = False
         self._lock = threading.Lock()
@@ -81,16 +90,46 @@ class Database:
     def is_embedded(self) -> bool:
         return self.driver == "chdb"
 
+    @property
+    def is_shared(self) -> bool:
+        """The default store, served to every process by a background server."""
+        return self.shared is not None
+
+    def revive(self) -> bool:
+        """Shared store: start its server again if it is gone (True once it answers).
+
+        Other stores: True (nothing to start here). Raises
+        ``DatabaseUnavailableError`` when it cannot start, or came back on other
+        ports (this process's URL is then stale).
+        """
+        if self.shared is None:
+            return True
+        from suho_models.db.server.shared import StoreUnavailableError
+
+        try:
+            endpoint = self.shared.ensure()
+        except StoreUnavailableError as exc:
+            raise DatabaseUnavailableError(str(exc)) from None
+        if (endpoint.tcp_port, endpoint.http_port) != (self.url.port, self.http_port):
+            raise DatabaseUnavailableError(
+                f"the store's server at {self.shared.path} came back on other ports (the "
+                "old ones were taken): restart this process"
+            )
+        return True
+
     @cached_property
     def store_key(self) -> str:
         """A file-name-safe name of the target store and database, known without
         connecting (used to keep one store's spooled rows apart from another's)."""
         import hashlib
 
-        if self.is_embedded:
+        if self.is_embedded or self.shared is not None:
             from suho_models.db.dialect import split_chdb_url
 
-            path, database = split_chdb_url(self.url)
+            if self.shared is not None:  # the same spool as that folder's embedded store
+                path, database = str(self.shared.path), self.url.database or ""
+            else:
+                path, database = split_chdb_url(self.url)
             where = "embedded-" + hashlib.sha256(path.encode()).hexdigest()[:10]
         else:
             database = self.url.database or "default"
@@ -129,6 +168,8 @@ class Database:
         if self._http is not None:
             self._http.close()
             self._http = None
+        if self.shared is not None:
+            self.shared.close()
 
     def __enter__(self) -> Database:
         return self
@@ -237,6 +278,7 @@ class Database:
 
         rendered = render(sql, params)
         if self.http_port is not None:
+            self.revive()
             return into(self._http_blob(f"{rendered} FORMAT RawBLOB", size_hint))
         with self.engine.connect() as conn:
             if self.is_embedded:
@@ -305,6 +347,7 @@ class Database:
 
         rendered = render(sql, params)
         if self.http_port is not None:
+            self.revive()
             return self._http_client().query_arrow(rendered)
         with self.engine.connect() as conn:
             if self.is_embedded:
@@ -530,6 +573,20 @@ def _server_runner(transport: Any) -> QueryRunner:
 
 
 _TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+
+
+def _shared_store(url: URL) -> tuple[SharedStore, URL]:
+    """The shared store of a ``clickhouse+local:///<dir>/<database>`` URL, started when
+    no server runs for it, and the native URL of that server."""
+    from suho_models.db.dialect import split_chdb_url
+    from suho_models.db.server.shared import SharedStore, StoreUnavailableError
+
+    path, database = split_chdb_url(url)
+    try:
+        store = SharedStore(Path(path), idle_seconds=get_settings().server_idle_seconds)
+        return store, make_url(store.url(database))
+    except (StoreUnavailableError, OSError) as exc:
+        raise DatabaseUnavailableError(f"cannot open the store at {path}: {exc}") from None
 
 
 def _with_local_server_password(url: URL) -> URL:

@@ -140,7 +140,7 @@ class BatchWriter:
         schema: pa.Schema,
         *,
         max_rows: int = 50_000,
-        max_seconds: float = 2.0,
+        max_seconds: float = 0.5,
         max_buffered_rows: int = 1_000_000,
         spool_dir: Path | None = None,
         retry_initial: float = 0.5,

@@ -202,6 +202,12 @@ class Database:
         if data.num_rows == 0:
             return
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+        if self.http_port is not None:
+            # The server parses the Arrow stream itself: no per-value Python work
+            # (bench/results/shared_store.md).
+            self.revive()
+            self._http_client().insert_arrow(table, data, settings=settings)
+            return
         with self.engine.connect() as conn:
             if self.is_embedded:
                 _embedded(conn).client.insert_arrow(
@@ -584,6 +590,7 @@ def _shared_store(url: URL) -> tuple[SharedStore, URL]:
     path, database = split_chdb_url(url)
     try:
         store = SharedStore(Path(path), idle_seconds=get_settings().server_idle_seconds)
+        store.create_database(database)  # as the embedded driver does on connect
         return store, make_url(store.url(database))
     except (StoreUnavailableError, OSError) as exc:
         raise DatabaseUnavailableError(f"cannot open the store at {path}: {exc}") from None

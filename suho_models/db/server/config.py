@@ -136,9 +136,10 @@ def check_path_unlocked(path: Path) -> None:
         except OSError as exc:
             from suho_models.db.server.shared import holder
 
-            who = holder(path) or "another ClickHouse/chDB process"
+            who = holder(path)
             raise ServerError(
-                f"{path} is in use by {who} ({status} is locked); stop it first "
+                f"{path} is in use by another ClickHouse/chDB process"
+                f"{', ' + who if who else ''} ({status} is locked); stop it first "
                 "(the default store's own server: `suho db stop`)"
             ) from exc
         fcntl.flock(fh, fcntl.LOCK_UN)

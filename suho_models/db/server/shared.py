@@ -40,7 +40,7 @@ from suho_models.db.server.config import (
     server_dir,
     write_private,
 )
-from suho_models.db.server.engine import ping
+from suho_models.db.server.engine import http_request, ping
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +131,23 @@ def record_holder(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def start_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
-    """The store's start lock (flock); yields False when not blocking and it is taken."""
+def start_lock(path: Path, *, timeout: float = 0.0) -> Iterator[bool]:
+    """The store's start lock (flock), waited for up to ``timeout`` seconds; yields
+    whether it was taken."""
     folder = server_dir(path)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(folder / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
         yield True
     finally:
         os.close(fd)
@@ -173,6 +179,9 @@ class SharedStore:
     (also at exit; a killed process's registration lapses with its pid).
     """
 
+    lock_timeout = 15.0
+    """How long a client waits for another one's start (or a server's stop)."""
+
     def __init__(self, path: Path, *, idle_seconds: float, start_timeout: float = 60.0) -> None:
         self.path = Path(path).expanduser().resolve()
         self.idle_seconds = idle_seconds
@@ -196,6 +205,14 @@ class SharedStore:
         return native_url(
             HOST, endpoint.tcp_port, database, password=self.password, http_port=endpoint.http_port
         )
+
+    def create_database(self, database: str) -> None:
+        """``CREATE DATABASE IF NOT EXISTS`` (a fresh store has none yet)."""
+        if not database.replace("_", "").isalnum():
+            raise ValueError(f"database: expected letters, digits and _ (got {database!r})")
+        endpoint = self.ensure()
+        sql = f"CREATE DATABASE IF NOT EXISTS `{database}`"
+        http_request(f"{endpoint.base_url}/", sql.encode(), password=self.password, timeout=30)
 
     def ensure(self) -> Endpoint:
         seen = self._endpoint
@@ -223,7 +240,15 @@ class SharedStore:
     # -- starting -----------------------------------------------------------------
 
     def _join_or_start(self) -> Endpoint:
-        with start_lock(self.path):  # a server that is stopping holds it until it is gone
+        # A server that is stopping holds the lock until it is gone; a starting client
+        # holds it while its server starts.
+        with start_lock(self.path, timeout=self.lock_timeout) as taken:
+            if not taken:
+                raise StoreUnavailableError(
+                    f"the store's server at {self.path} is being started or stopped by "
+                    f"another process and was not ready within {self.lock_timeout:.0f}s; "
+                    "try again"
+                )
             endpoint = self._live_endpoint()
             if endpoint is None:
                 endpoint = self._start()

@@ -52,6 +52,18 @@ HOLDER_FILE_NAME = "holder.json"
 
 HOST = "127.0.0.1"
 
+_BOOT = """
+import os, sys, types
+# The server needs chDB and this package only: skip suho_models' and suho_models.db's
+# __init__ (the SQLAlchemy models, pyarrow, ...), seconds of a cold start.
+for name in ("suho_models", "suho_models.db"):
+    module = types.ModuleType(name)
+    module.__path__ = [os.path.join(sys.argv[1], *name.split("."))]
+    sys.modules[name] = module
+from suho_models.db.server.__main__ import main
+sys.exit(main())
+"""
+
 _children: dict[int, subprocess.Popen[bytes]] = {}  # servers this process started
 _registered: dict[Path, int] = {}  # path -> open SharedStore count in this process
 _registry_lock = threading.Lock()
@@ -307,7 +319,7 @@ class SharedStore:
         with open(log_path, "ab") as log_file:
             offset = log_file.tell()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "suho_models.db.server"],
+                [sys.executable, "-c", _BOOT, root],
                 stdin=subprocess.PIPE,
                 stdout=log_file,
                 stderr=log_file,

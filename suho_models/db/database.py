@@ -448,9 +448,12 @@ class Database:
 
         try:
             current = self.current_revision()
+        except DatabaseUnavailableError:
+            raise
         except Exception as exc:
             raise DatabaseUnavailableError(
-                f"cannot reach the database at {self.safe_url}: {exc}"
+                f"cannot reach the database at {self.safe_url}: {_why(exc)}"
+                + ("" if self.is_embedded else "; check that the server runs and the URL")
             ) from exc
         head = head_revision()
         if current != head:
@@ -463,6 +466,12 @@ class Database:
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+
+def _why(exc: BaseException) -> str:
+    """The driver's own message on one line (without SQLAlchemy's wrapper, SQL and link)."""
+    inner = getattr(exc, "orig", None) or exc
+    return " ".join(str(inner).split("[SQL:", 1)[0].split()) or type(inner).__name__
 
 
 def _read_all(stream: io.RawIOBase | io.BufferedIOBase, size_hint: int | None) -> memoryview:

@@ -9,6 +9,7 @@ PEP 249 errors whose text is one line, ``Code: 47. DB::Exception: ...
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,11 @@ from typing import Any
 from clickhouse_driver import errors as driver_errors
 from clickhouse_sqlalchemy.drivers.native import connector
 from clickhouse_sqlalchemy.exceptions import DatabaseException
+
+# clickhouse-driver logs each failed connect with its traceback at WARNING; with no
+# logging configured Python prints that to stderr, beside the error we raise (one line).
+# A handler of its own keeps it out of stderr; an app that configures logging still sees it.
+logging.getLogger("clickhouse_driver").addHandler(logging.NullHandler())
 
 apilevel = connector.apilevel
 threadsafety = connector.threadsafety

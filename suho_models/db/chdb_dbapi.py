@@ -163,15 +163,38 @@ def _new_client(path: str, database: str | None) -> Client:
     try:
         # The engine is per process; clients on one path share it and may run in parallel.
         with _clients_lock:
+            if path not in _opened:
+                _refuse_if_held(path)  # before the engine prints its own error to stderr
             client = clickhouse_connect.get_client(
                 interface="chdb", path=path, database=database, tz_mode="aware"
             )
+            _opened.add(path)
+    except OperationalError:
+        raise
     except Exception as exc:  # surface lock and path errors as DBAPI errors
         raise OperationalError(_open_error(path, exc)) from None
     from suho_models.db.server.shared import record_holder
 
     record_holder(Path(path))  # names this process in another one's "in use" error
     return client
+
+
+_opened: set[str] = set()  # paths this process's engine has open
+
+
+def _refuse_if_held(path: str) -> None:
+    """Another process holds ``<path>/status`` (clickhouse-local flocks it): say so."""
+    import fcntl
+
+    status = Path(path, "status")
+    if not status.exists():
+        return
+    with open(status, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OperationalError(_open_error(path, RuntimeError("Cannot lock file"))) from None
+        fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _open_error(path: str, exc: Exception) -> str:

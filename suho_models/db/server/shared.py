@@ -137,7 +137,8 @@ def record_holder(path: Path) -> None:
     if path in _holding:
         return
     _holding.add(path)
-    command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3]))
+    argv = getattr(sys, "orig_argv", sys.argv)[:4]
+    command = " ".join(Path(a).name if i < 2 else a[:40] for i, a in enumerate(argv))
     with contextlib.suppress(OSError):
         write_private(path / HOLDER_FILE_NAME, json.dumps({"pid": os.getpid(), "command": command}))
 

@@ -75,7 +75,8 @@
       state.el.dataset.xFrom = state.range ? String(state.range[0]) : "";
       state.el.dataset.xTo = state.range ? String(state.range[1]) : "";
       state.el.dataset.loaded = String((Number(state.el.dataset.loaded) || 0) + 1);
-      waiting(state.el, pairs.every(p => !p || p[0].length === 0));
+      const live = ["running", "pending"].includes(root.dataset.status);
+      waiting(state.el, pairs.every(p => !p || p[0].length === 0), live);
       if (!state.chart) {
         state.chart = makeChart(state.el, state.el.dataset.title, state.series, pairs, {
           xLabel: c.x,
@@ -140,18 +141,18 @@
     }
   }
 
-  /* An empty chart says so, until its first point arrives. */
-  function waiting(el, empty) {
+  /* An empty chart says so: a live run's "waiting for data" until its first point. */
+  function waiting(el, empty, live) {
     let note = el.querySelector(":scope > .chart-waiting");
     if (empty && !note) {
       note = document.createElement("div");
       note.className = "chart-waiting muted";
-      note.textContent = "waiting for data";
       el.appendChild(note);
     } else if (!empty && note) {
       note.remove();
     }
-    el.dataset.waiting = empty ? "true" : "false";
+    if (empty) note.textContent = live ? "waiting for data" : "no data";
+    el.dataset.waiting = empty && live ? "true" : "false";
   }
 
   async function loadImportance(button) {

@@ -162,7 +162,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--cold", type=int, default=3)
+    parser.add_argument("--render", action="store_true", help="re-render the .md from the .json")
     args = parser.parse_args()
+    if args.render:
+        render(json.loads((RESULTS_DIR / "shared_store.json").read_text()))
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="bench-shared-"))
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("SUHO_")}
@@ -209,7 +213,6 @@ def main() -> int:
         cold["shared_warm"].append(cold_command(shared_env))
     stop_server(shared_data / "clickhouse")
 
-    med = statistics.median
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpus": os.cpu_count(),
@@ -222,33 +225,46 @@ def main() -> int:
         "seed_queries_ms": queries,
         "cold_start_s": cold,
         "point_to_store_s": summary(latency, "s"),
-        "paired_ratio_shared_over_embedded": {
-            "rows": med([s / e for s, e in zip(*(ingest[a]["rows"] for a in urls), strict=True)]),
-            "columns": med(
-                [s / e for s, e in zip(*(ingest[a]["columns"] for a in urls), strict=True)]
-            ),
-        },
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "shared_store.json").write_text(json.dumps(results, indent=2))
+    render(results)
+    return 0
+
+
+def paired(values: dict[str, list[float]]) -> float:
+    """Median over the repeats of shared / embedded (each pair ran back to back)."""
+    pairs = zip(values["shared"], values["embedded"], strict=True)
+    return statistics.median(s / e for s, e in pairs)
+
+
+def render(results: dict[str, Any]) -> None:
+    med = statistics.median
+    load_before, load_after = results["loadavg_before"], results["loadavg_after"]
+    ingest = {
+        "rows": results["ingest_rows_per_s"],
+        "columns": results["ingest_columns_rows_per_s"],
+    }
+    queries, cold = results["seed_queries_ms"], results["cold_start_s"]
     lines = [
         "# The shared default store vs today's in-process store",
         "",
         f"Run {results['when']} on {results['cpus']} CPUs; load average before "
-        f"{load_before[0]:.1f}, after {results['loadavg_after'][0]:.1f} (a shared, noisy "
-        "machine: read the paired ratios).",
+        f"{load_before[0]:.1f}, after {load_after[0]:.1f} (a shared, noisy machine: read "
+        f"the paired ratios). {results['rows']:,} rows per log() run, "
+        f"{results['columnar_rows']:,} per log_columns() run, "
+        f"{len(ingest['rows']['shared'])} runs per arm, alternating; medians.",
         "",
         "| measure | embedded (today) | shared (new default) | shared / embedded |",
         "|---|---:|---:|---:|",
     ]
     for label, key in (("per-row log(), rows/s", "rows"), ("log_columns(), rows/s", "columns")):
-        e, s = med(ingest["embedded"][key]), med(ingest["shared"][key])
-        ratio = results["paired_ratio_shared_over_embedded"][key]
-        lines.append(f"| {label} | {e:,.0f} | {s:,.0f} | {ratio:.2f} |")
+        e, s = med(ingest[key]["embedded"]), med(ingest[key]["shared"])
+        lines.append(f"| {label} | {e:,.0f} | {s:,.0f} | {paired(ingest[key]):.2f} |")
     for name in SEED_QUERIES:
-        e = med(q[name] for q in queries["embedded"])
-        s = med(q[name] for q in queries["shared"])
-        lines.append(f"| seed query {name}, ms | {e:.1f} | {s:.1f} | {s / e:.2f} |")
+        times = {arm: [q[name] for q in queries[arm]] for arm in ("embedded", "shared")}
+        e, s = med(times["embedded"]), med(times["shared"])
+        lines.append(f"| seed query {name}, ms | {e:.1f} | {s:.1f} | {paired(times):.2f} |")
     ce, cd, cw = (med(cold[k]) for k in ("embedded", "shared_server_down", "shared_warm"))
     lines.append(
         f"| `suho runs list` cold, s (shared: server down) | {ce:.2f} | {cd:.2f} | {cd / ce:.2f} |"
@@ -267,7 +283,6 @@ def main() -> int:
     ]
     (RESULTS_DIR / "shared_store.md").write_text("\n".join(lines))
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

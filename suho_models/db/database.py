@@ -10,12 +10,10 @@ from __future__ import annotations
 import io
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -25,7 +23,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import Connection as NativeConnection
-from suho_models.db.native_dbapi import DatabaseError, OperationalError, translated_errors
+from suho_models.db.native_dbapi import (
+    DatabaseError,
+    OperationalError,
+    native_column,
+    one_line,
+    translated_errors,
+)
+from suho_models.db.read_only import (
+    QueryResult,
+    ReadOnlySession,
+    embedded_runner,
+    server_runner,
+)
 from suho_models.settings import get_settings
 
 if TYPE_CHECKING:
@@ -33,11 +43,6 @@ if TYPE_CHECKING:
 
     from suho_models.db import chdb_dbapi
     from suho_models.db.server.shared import SharedStore
-
-QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
-"""(column names, rows) of one query."""
-
-QueryRunner: TypeAlias = Callable[[str], QueryResult]
 
 T = TypeVar("T")
 
@@ -70,13 +75,14 @@ class Database:
         self.shared: SharedStore | None = None
         """The default store's background server, for a ``clickhouse+local`` URL."""
         if given.get_driver_name() == "local":
-            self.shared, given = _shared_store(given)
+            from suho_models.db.server.shared import open_shared_store
+
+            with _store_errors():
+                self.shared, given = open_shared_store(given, get_settings().server_idle_seconds)
         self.url = _with_local_server_password(given)
         self.http_port = _http_port(self.url)
         self.engine: Engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=False)
-        if self.shared is not None:
-            # Every use first checks that the server lives (a pid check), and starts
-            # it again after a crash: the pool's connections then reconnect.
+        if self.shared is not None:  # every use first checks that the server lives
             sa.event.listen(self.engine, "checkout", lambda *_: self.revive())
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._schema_checked = False
@@ -100,25 +106,11 @@ class Database:
         return self.shared is not None
 
     def revive(self) -> bool:
-        """Shared store: start its server again if it is gone (True once it answers).
-
-        Other stores: True (nothing to start here). Raises
-        ``DatabaseUnavailableError`` when it cannot start, or came back on other
-        ports (this process's URL is then stale).
-        """
-        if self.shared is None:
-            return True
-        from suho_models.db.server.shared import StoreUnavailableError
-
-        try:
-            endpoint = self.shared.ensure()
-        except StoreUnavailableError as exc:
-            raise DatabaseUnavailableError(str(exc)) from None
-        if (endpoint.tcp_port, endpoint.http_port) != (self.url.port, self.http_port):
-            raise DatabaseUnavailableError(
-                f"the store's server at {self.shared.path} came back on other ports (the "
-                "old ones were taken): restart this process"
-            )
+        """Shared store: start its server again if it is gone (True once it answers;
+        ``DatabaseUnavailableError`` if it cannot). Other stores: True."""
+        if self.shared is not None:
+            with _store_errors():
+                self.shared.check(self.url.port, self.http_port)
         return True
 
     @cached_property
@@ -130,10 +122,9 @@ class Database:
         if self.is_embedded or self.shared is not None:
             from suho_models.db.dialect import split_chdb_url
 
+            path, database = split_chdb_url(self.url) if self.is_embedded else ("", "")
             if self.shared is not None:  # the same spool as that folder's embedded store
                 path, database = str(self.shared.path), self.url.database or ""
-            else:
-                path, database = split_chdb_url(self.url)
             where = "embedded-" + hashlib.sha256(path.encode()).hexdigest()[:10]
         else:
             database = self.url.database or "default"
@@ -206,9 +197,7 @@ class Database:
         if data.num_rows == 0:
             return
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
-        if self.http_port is not None:
-            # The server parses the Arrow stream itself: no per-value Python work
-            # (bench/results/shared_store.md).
+        if self.http_port is not None:  # the server parses Arrow: no per-value Python work
             self.revive()
             self._http_client().insert_arrow(table, data, settings=settings)
             return
@@ -224,7 +213,7 @@ class Database:
                     _native(conn).transport.execute(
                         f"INSERT INTO `{table}` ({columns}) VALUES",
                         [
-                            _native_column(data.column(i), scales.get(name))
+                            native_column(data.column(i), scales.get(name))
                             for i, name in enumerate(data.column_names)
                         ],
                         columnar=True,
@@ -420,7 +409,7 @@ class Database:
                 client.command("SET readonly = 1")
                 if database:
                     client.database = database
-                session = ReadOnlySession(_embedded_runner(client), client_adds_format=True)
+                session = ReadOnlySession(embedded_runner(client), client_adds_format=True)
                 if session.query("SELECT getSetting('readonly')")[1] != [(1,)]:
                     raise RuntimeError("read-only session: readonly = 1 did not take effect")
                 yield session
@@ -429,7 +418,7 @@ class Database:
         else:
             with self.engine.connect() as conn:
                 transport = _native(conn).transport
-                yield ReadOnlySession(_server_runner(transport))
+                yield ReadOnlySession(server_runner(transport))
 
     def read_only_query(self, sql: str) -> QueryResult:
         """(column names, rows) of one query in a fresh :meth:`read_only_session`."""
@@ -456,7 +445,7 @@ class Database:
             raise
         except Exception as exc:
             raise DatabaseUnavailableError(
-                f"cannot reach the database at {self.safe_url}: {_why(exc)}"
+                f"cannot reach the database at {self.safe_url}: {one_line(exc)}"
                 + ("" if self.is_embedded else "; check that the server runs and the URL")
             ) from exc
         head = head_revision()
@@ -470,12 +459,6 @@ class Database:
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
-
-
-def _why(exc: BaseException) -> str:
-    """The driver's own message on one line (without SQLAlchemy's wrapper, SQL and link)."""
-    inner = getattr(exc, "orig", None) or exc
-    return " ".join(str(inner).split("[SQL:", 1)[0].split()) or type(inner).__name__
 
 
 def _read_all(stream: io.RawIOBase | io.BufferedIOBase, size_hint: int | None) -> memoryview:
@@ -552,61 +535,14 @@ def _native(conn: sa.Connection) -> NativeConnection:
     return cast(NativeConnection, conn.connection.dbapi_connection)
 
 
-class ReadOnlySession:
-    """Runs SQL text as given (no parameter substitution, so ``%`` is just a
-    character) on a connection that is read-only before the text arrives."""
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    from suho_models.db.server.shared import StoreUnavailableError
 
-    def __init__(self, run: QueryRunner, *, client_adds_format: bool = False) -> None:
-        self._run = run
-        self._client_adds_format = client_adds_format
-
-    def query(self, sql: str) -> QueryResult:
-        return self._run(sql)
-
-    def explain_ast(self, sql: str) -> list[str]:
-        """``EXPLAIN AST`` of one statement, one line per node (indented by depth)."""
-        _, rows = self._run(f"EXPLAIN AST {sql}")
-        lines = [line for (row,) in rows for line in str(row).split("\n")]
-        if self._client_adds_format and lines and lines[-1] == " Identifier Native":
-            # clickhouse-connect appends FORMAT Native to the text, which the parser
-            # gives to the explained statement as its last child.
-            lines.pop()
-        return lines
-
-
-def _embedded_runner(client: Client) -> QueryRunner:
-    def run(sql: str) -> QueryResult:
-        result = client.query(sql)
-        return list(result.column_names), [tuple(r) for r in result.result_rows]
-
-    return run
-
-
-def _server_runner(transport: Any) -> QueryRunner:
-    def run(sql: str) -> QueryResult:
-        # params=None: clickhouse-driver substitutes nothing, so '%' stays literal.
-        rows, types = transport.execute(sql, settings={"readonly": 1}, with_column_types=True)
-        return [name for name, _ in types], [tuple(r) for r in rows]
-
-    return run
-
-
-_TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
-
-
-def _shared_store(url: URL) -> tuple[SharedStore, URL]:
-    """The shared store of a ``clickhouse+local:///<dir>/<database>`` URL, started when
-    no server runs for it, and the native URL of that server."""
-    from suho_models.db.dialect import split_chdb_url
-    from suho_models.db.server.shared import SharedStore, StoreUnavailableError
-
-    path, database = split_chdb_url(url)
     try:
-        store = SharedStore(Path(path), idle_seconds=get_settings().server_idle_seconds)
-        store.create_database(database)  # as the embedded driver does on connect
-        return store, make_url(store.url(database))
+        yield
     except (StoreUnavailableError, OSError) as exc:
-        raise DatabaseUnavailableError(f"cannot open the store at {path}: {exc}") from None
+        raise DatabaseUnavailableError(str(exc)) from None
 
 
 def _with_local_server_password(url: URL) -> URL:
@@ -644,26 +580,3 @@ def _http_port(url: URL) -> int | None:
     if not 1 <= port <= 65535:
         raise ValueError(f"{HTTP_PORT_PARAM}: expected a port number 1-65535 (got {raw!r})")
     return port
-
-
-def _native_column(column: pa.ChunkedArray, datetime64_scale: int | None = None) -> Any:
-    """An Arrow column as clickhouse-driver wants it, avoiding per-row Python work
-    where we can: ``to_pylist`` builds one UUID / aware datetime object per row."""
-    type_ = column.type
-    storage = type_.storage_type if isinstance(type_, pa.BaseExtensionType) else type_
-    if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
-        # UUIDs: usually few distinct values (one run id per batch).
-        chunk = column.combine_chunks()
-        if isinstance(chunk, pa.ExtensionArray):
-            chunk = chunk.storage
-        encoded = chunk.dictionary_encode()
-        uuids = [None if b is None else uuid.UUID(bytes=b) for b in encoded.dictionary.to_pylist()]
-        return [None if i is None else uuids[i] for i in encoded.indices.to_pylist()]
-    if column.null_count:
-        return column.to_pylist()
-    if pa.types.is_timestamp(type_) and datetime64_scale in _TICK_UNITS:
-        ticks = column.cast(pa.timestamp(_TICK_UNITS[datetime64_scale], tz=type_.tz))
-        return ticks.cast(pa.int64()).to_numpy().tolist()
-    if pa.types.is_integer(type_) or pa.types.is_floating(type_):
-        return column.to_numpy().tolist()
-    return column.to_pylist()

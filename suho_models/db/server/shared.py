@@ -29,8 +29,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from suho_models.db.server.auth import ensure_password_file
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 from suho_models.db.server.config import (
     READY_FILE_NAME,
     ServerError,
@@ -219,6 +223,15 @@ class SharedStore:
             HOST, endpoint.tcp_port, database, password=self.password, http_port=endpoint.http_port
         )
 
+    def check(self, tcp_port: int | None, http_port: int | None) -> None:
+        """Before each use: the server lives (else it starts again), on these ports."""
+        endpoint = self.ensure()
+        if (endpoint.tcp_port, endpoint.http_port) != (tcp_port, http_port):
+            raise StoreUnavailableError(
+                f"the store's server at {self.path} came back on other ports (the old ones "
+                "were taken): restart this process"
+            )
+
     def create_database(self, database: str) -> None:
         """``CREATE DATABASE IF NOT EXISTS`` (a fresh store has none yet)."""
         if not database.replace("_", "").isalnum():
@@ -370,6 +383,23 @@ class SharedStore:
                     "unsetting SUHO_DATABASE_URL"
                 )
             time.sleep(0.1)
+
+
+def open_shared_store(url: URL, idle_seconds: float) -> tuple[SharedStore, URL]:
+    """The store of a ``clickhouse+local:///<dir>/<database>`` URL (its server started
+    when none runs, its database created) and the native URL of that server."""
+    from sqlalchemy.engine import make_url
+
+    from suho_models.db.dialect import split_chdb_url
+
+    path, database = split_chdb_url(url)
+    store = SharedStore(Path(path), idle_seconds=idle_seconds)
+    try:
+        store.create_database(database)  # as the embedded driver does on connect
+        return store, make_url(store.url(database))
+    except BaseException:
+        store.close()
+        raise
 
 
 def _last_error(log_path: Path, offset: int) -> str:

@@ -276,7 +276,11 @@ def test_kill_9_of_every_client_then_the_server_stops_by_itself(tmp_path: Path) 
         # The next client starts it again, on the recorded ports.
         again = _suho(env, "db", "upgrade", timeout=120)
         assert again.returncode == 0, again.stderr
-        assert _ready(data)["tcp_port"] == ready["tcp_port"]
+        # (its idle period is 2 s: read the recorded ports, not the live ready file)
+        endpoint = json.loads((data / "clickhouse" / "server" / "endpoint.json").read_text())
+        assert endpoint["tcp_port"] == ready["tcp_port"]
+        log = (data / "clickhouse" / "server" / "server.log").read_text()
+        assert log.count(f"tcp://127.0.0.1:{ready['tcp_port']} ") == 2  # started twice
     finally:
         for c in clients:
             if c.poll() is None:

@@ -134,8 +134,13 @@ def check_path_unlocked(path: Path) -> None:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            from suho_models.db.server.shared import holder
+
+            who = holder(path)
             raise ServerError(
-                f"{path} is in use by another ClickHouse/chDB process ({status} is locked)"
+                f"{path} is in use by another ClickHouse/chDB process"
+                f"{', ' + who if who else ''} ({status} is locked); stop it first "
+                "(the default store's own server: `suho db stop`)"
             ) from exc
         fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -86,6 +86,7 @@ def serve(
     http_port: int = 8123,
     host: str = "127.0.0.1",
     password: str | None = None,
+    idle_seconds: float | None = None,
 ) -> None:
     """Run a ClickHouse server on ``path`` in this process until SIGTERM or SIGINT.
 
@@ -101,6 +102,9 @@ def serve(
     ``ServerError`` when the engine cannot start or stops on its own. Must be
     called from the main thread (signal handlers), once per process (the
     engine starts once).
+
+    With ``idle_seconds``, it also stops by itself once no client has used it for
+    that long (the shared default store, :mod:`.idle`).
 
     ``<path>/server/ready.json`` holds ``{"pid", "host", "tcp_port", "http_port"}``
     from the moment ``/ping`` answers until the stop.
@@ -201,9 +205,16 @@ def serve(
                 path,
                 os.getpid(),
             )
+            watch = None
+            if idle_seconds is not None:
+                from suho_models.db.server.idle import IdleWatch
+
+                watch = IdleWatch(path, base_url, password, idle_seconds)
             while not stop.wait(0.2):
                 if not engine.is_alive():
                     break
+                if watch is not None and watch.should_stop():
+                    stop.set()
 
         if engine.is_alive():
             _stop_engine(engine, base_url, block_id, password)

@@ -174,7 +174,7 @@ def new_client(path: str, database: str | None) -> Client:
         raise
     except Exception as exc:  # surface lock and path errors as DBAPI errors
         raise OperationalError(_open_error(path, exc)) from None
-    from suho_models.db.server.shared import record_holder
+    from suho_models.db.server.holders import record_holder
 
     record_holder(Path(path))  # names this process in another one's "in use" error
     return client
@@ -202,7 +202,7 @@ def _open_error(path: str, exc: Exception) -> str:
     """One line for a store that cannot be opened in process: why, and what to do."""
     text = " ".join(str(exc).split())
     if "lock" in text.lower() or "EmbeddedServer" in text or "BAD_ARGUMENTS" in text:
-        from suho_models.db.server.shared import holder
+        from suho_models.db.server.holders import holder
 
         who = holder(Path(path))
         if who or Path(path, "status").exists():

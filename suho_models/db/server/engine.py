@@ -22,7 +22,6 @@ How the engine is driven (measured on chdb-core 26.9, see
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -41,16 +40,18 @@ from suho_models.db.server.auth import AuthServer, resolve_password
 from suho_models.db.server.config import (
     READY_FILE_NAME,
     ServerError,
-    check_path_unlocked,
     check_port_free,
     client_host,
     config_xml,
+    http_request,
+    ping,
     server_dir,
     url_host,
     users_xml,
     validate,
     write_private,
 )
+from suho_models.db.server.holders import check_path_unlocked
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +60,6 @@ _STOP_TIMEOUT_S = 30.0
 _QUERY_GRACE_S = 3.0  # for running client queries at stop
 _CONTROL_MARK = "suho-server-control"  # in the text of our own stop statements
 _served = False  # the engine can start once per process
-
-
-def http_request(
-    url: str, data: bytes | None = None, password: str | None = None, timeout: float = 2.0
-) -> str:
-    request = urllib.request.Request(url, data=data)
-    if password is not None:
-        token = base64.b64encode(f"default:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body: bytes = response.read()  # typeshed types urlopen's response as Any
-    return body.decode("utf-8", "replace")
-
-
-def ping(base_url: str, timeout: float = 1.0) -> bool:
-    try:
-        return http_request(f"{base_url}/ping", timeout=timeout).strip() == "Ok."
-    except (OSError, urllib.error.URLError):
-        return False
 
 
 def serve(

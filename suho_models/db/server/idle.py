@@ -16,8 +16,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from suho_models.db.server.config import READY_FILE_NAME, server_dir
-from suho_models.db.server.engine import http_request
+from suho_models.db.server.config import READY_FILE_NAME, http_request, server_dir
 from suho_models.db.server.shared import LOCK_FILE_NAME, live_clients
 
 log = logging.getLogger(__name__)

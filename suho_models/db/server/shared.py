@@ -40,20 +40,25 @@ from suho_models.db.server.config import (
     ServerError,
     check_port_free,
     free_port,
+    http_request,
     native_url,
+    ping,
     server_dir,
     write_private,
 )
-from suho_models.db.server.engine import http_request, ping
+from suho_models.db.server.holders import (
+    alive,
+    holder,
+    process_start_time,
+    read_json,
+    started_servers,
+)
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE_NAME = "start.lock"
 ENDPOINT_FILE_NAME = "endpoint.json"
 CLIENTS_DIR_NAME = "clients"
-HOLDER_FILE_NAME = "holder.json"
-"""``{"pid", "command"}`` of the process that opened the directory in process (embedded)."""
-
 HOST = "127.0.0.1"
 
 _BOOT = """
@@ -68,10 +73,8 @@ from suho_models.db.server.__main__ import main
 sys.exit(main())
 """
 
-_children: dict[int, subprocess.Popen[bytes]] = {}  # servers this process started
 _registered: dict[Path, int] = {}  # path -> open SharedStore count in this process
 _registry_lock = threading.Lock()
-_holding: set[Path] = set()  # paths this process opened in process
 
 
 class StoreUnavailableError(RuntimeError):
@@ -87,64 +90,6 @@ class Endpoint:
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.http_port}"
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a reused pid from the one recorded)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
-
-
-def alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None  # reaps our own dead server (no zombie "alive")
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return not Path("/proc").is_dir() or process_start_time(pid) is not None
-
-
-def read_json(file: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def holder(path: Path) -> str:
-    """Who holds ``path`` open, as words for an error ("pid 123 (suho ui)"), or ""."""
-    for file, what in (
-        (server_dir(path) / READY_FILE_NAME, "the store's background server"),
-        (path / HOLDER_FILE_NAME, ""),
-    ):
-        data = read_json(file)
-        if data is None:
-            continue
-        try:
-            pid = int(str(data["pid"]))
-        except (KeyError, ValueError):
-            continue
-        if alive(pid):
-            return f"pid {pid} ({what or data.get('command') or 'a chDB process'})"
-    return ""
-
-
-def record_holder(path: Path) -> None:
-    """Note this process as the in-process (embedded) user of ``path``, for error messages."""
-    if path in _holding:
-        return
-    _holding.add(path)
-    argv = getattr(sys, "orig_argv", sys.argv)[:4]
-    command = " ".join(Path(a).name if i < 2 else a[:40] for i, a in enumerate(argv))
-    with contextlib.suppress(OSError):
-        write_private(path / HOLDER_FILE_NAME, json.dumps({"pid": os.getpid(), "command": command}))
 
 
 @contextlib.contextmanager
@@ -341,7 +286,7 @@ class SharedStore:
                 cwd=self.path,  # not server/: the engine would read an old config.xml at import
                 start_new_session=True,  # outlives its starter; Ctrl-C there does not stop it
             )
-        _children[proc.pid] = proc
+        started_servers[proc.pid] = proc
         assert proc.stdin is not None
         with proc.stdin:
             proc.stdin.write(json.dumps(spec).encode())

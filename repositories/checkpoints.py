@@ -71,7 +71,13 @@ from repositories import signing
 from repositories.base import Repository, next_version, utcnow
 from repositories.errors import InvalidInputError, NotFoundError, describe_validation_error
 from repositories.object_store import ObjectStore, ObjectStoreError, object_store_from_uri
-from repositories.records import MAX_NAME_LENGTH, Record, UtcDatetime
+from repositories.records import (
+    MAX_NAME_LENGTH,
+    AgentTypeName,
+    ModelTypeName,
+    Record,
+    UtcDatetime,
+)
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
 from repositories.serialization import (
     CODE_FORMATS,
@@ -87,11 +93,9 @@ from suho_models import AgentCheckpoint as AgentCheckpointModel
 from suho_models import ModelCheckpoint as ModelCheckpointModel
 from suho_models.db import Database
 from suho_models.enums import (
-    AgentType,
     CheckpointKind,
     DeploymentStatus,
     ModelFormat,
-    ModelType,
     StorageKind,
 )
 from suho_models.settings import Settings, get_settings
@@ -217,7 +221,7 @@ class ModelCheckpointInfo(CheckpointRecord):
     metric_fields: ClassVar[tuple[str, ...]] = ("train_loss", "val_loss", "val_accuracy")
 
     model_name: str
-    model_type: ModelType
+    model_type: ModelTypeName
     iteration: int
     model_format: ModelFormat
     train_loss: float | None = None
@@ -242,7 +246,7 @@ class AgentCheckpointInfo(CheckpointRecord):
 
     metric_fields: ClassVar[tuple[str, ...]] = ("mean_reward", "sharpe_ratio")
 
-    agent_type: AgentType
+    agent_type: AgentTypeName
     episode_number: int
     timestep: int
     agent_format: ModelFormat
@@ -252,7 +256,7 @@ class AgentCheckpointInfo(CheckpointRecord):
 
     @property
     def name(self) -> str:
-        return self.agent_type.value
+        return str(self.agent_type)
 
     @property
     def step(self) -> int:
@@ -898,7 +902,7 @@ class ModelCheckpointRepository(CheckpointRepository[ModelCheckpointInfo]):
             run.run_id,
             obj_or_bytes,
             request,
-            columns={"model_name": name, "model_type": run.model_type.value},
+            columns={"model_name": name, "model_type": str(run.model_type)},
         )
 
 
@@ -952,7 +956,7 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
             run.run_id,
             obj_or_bytes,
             request,
-            columns={"agent_type": run.agent_type.value, "replay_buffer_uri": ""},
+            columns={"agent_type": str(run.agent_type), "replay_buffer_uri": ""},
             companion=None if replay_buffer is None else bytes(replay_buffer),
         )
 

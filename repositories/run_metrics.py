@@ -53,8 +53,8 @@ logged one by one), refused before it floods the table with one-off keys."""
 
 MAX_STEP = 2**64 - 1
 
-Sink = Callable[[list[tuple[int, dict[str, float]]]], None]
-"""Gets every sealed buffer too (the client's copy into training_metrics / reward_history)."""
+Sink = Callable[["LoggedCalls"], None]
+"""Gets every sealed buffer too, after it is written (the copy into the seed's series)."""
 
 
 class RunMetricPoint(Record):
@@ -158,9 +158,9 @@ class RunMetricLogger:
         self.next_step = first_step
         self._known: set[str] = set()
         self._known_ge = self._known.issuperset
-        self._buffer = _Buffer()
+        self._buffer = LoggedCalls()
         self._lock = threading.Lock()
-        self._sealed: queue.Queue[_Buffer | None] = queue.Queue(2)
+        self._sealed: queue.Queue[LoggedCalls | None] = queue.Queue(2)
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"run-metrics-{run_id}", daemon=True)
@@ -172,16 +172,16 @@ class RunMetricLogger:
 
         The fast path makes no object per value: keys and values are appended to two
         flat lists (``extend``), after two C-level checks (every key seen before,
-        every value converts to a float: ``math.fsum``); anything else takes
-        :meth:`_checked`, which names the bad key or value.
+        every value a plain float or int); anything else (new keys, numpy scalars,
+        tensors, bad values) takes :meth:`_checked`, which converts the values to
+        floats or names the bad key or value.
         """
-        if values.__class__ is not dict or not self._known_ge(values):
+        if (
+            values.__class__ is not dict
+            or not self._known_ge(values)
+            or not _plain_ge(map(type, values.values()))
+        ):
             values = self._checked(values)
-        else:
-            try:
-                _fsum(values.values())
-            except (TypeError, ValueError, OverflowError):
-                values = self._checked(values)
         n = len(values)
         if n > MAX_KEYS_PER_LOG:
             self._too_many(values)
@@ -227,7 +227,7 @@ class RunMetricLogger:
     def _hand_off(self) -> None:
         """Give the open buffer to the background thread (waits while two are queued)."""
         with self._lock:
-            buffer, self._buffer = self._buffer, _Buffer()
+            buffer, self._buffer = self._buffer, LoggedCalls()
         if buffer.steps:
             self._sealed.put(buffer)
 
@@ -237,7 +237,7 @@ class RunMetricLogger:
                 buffer = self._sealed.get(timeout=self.max_seconds)
             except queue.Empty:
                 with self._lock:
-                    buffer, self._buffer = self._buffer, _Buffer()
+                    buffer, self._buffer = self._buffer, LoggedCalls()
                 if buffer.steps:
                     self._write(buffer)
                 continue
@@ -248,12 +248,12 @@ class RunMetricLogger:
             finally:
                 self._sealed.task_done()
 
-    def _write(self, buffer: _Buffer) -> None:
+    def _write(self, buffer: LoggedCalls) -> None:
         try:
             self.writer.log_columns(buffer.columns(self.run_id))
             self.writer.flush()
             if self.sink is not None:
-                self.sink(buffer.calls())
+                self.sink(buffer)
         except BaseException as exc:  # noqa: BLE001 - raised in the logging thread
             self._error = exc
 
@@ -296,10 +296,10 @@ class RunMetricLogger:
         self.close()
 
 
-_fsum = math.fsum
+_plain_ge = frozenset({float, int}).issuperset
 
 
-class _Buffer:
+class LoggedCalls:
     """Logged calls, flat: every key and value in call order, a step and a length per call."""
 
     __slots__ = ("keys", "values", "steps", "lengths")
@@ -315,15 +315,19 @@ class _Buffer:
         become dictionary codes, values a float64 array, steps repeated per call."""
         return columns_of(run_id, self.keys, self.values, self.steps, self.lengths)
 
-    def calls(self) -> list[tuple[int, dict[str, float]]]:
-        """The calls again, as (step, values): for the copy into the seed's tables."""
+    def calls(self, touching: frozenset[str]) -> list[tuple[int, dict[str, float]]]:
+        """The calls that logged any of ``touching``, as (step, values); found without a
+        Python loop when no key of the buffer is among them (the usual case)."""
+        if touching.isdisjoint(self.keys):
+            return []
         out = []
         position = 0
         for step, n in zip(self.steps, self.lengths, strict=True):
             end = position + n
-            out.append(
-                (step, dict(zip(self.keys[position:end], self.values[position:end], strict=True)))
-            )
+            keys = self.keys[position:end]
+            if not touching.isdisjoint(keys):
+                values = [float(v) for v in self.values[position:end]]
+                out.append((step, dict(zip(keys, values, strict=True))))
             position = end
         return out
 

@@ -48,11 +48,14 @@ from repositories.checkpoints import (
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
 from repositories.object_store import ObjectStore
 from repositories.records import AgentTrainingRun, TrainingRun
+from repositories.run_metrics import RunMetricLogger, RunMetricRepository, RunMetricSummary
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository
+from repositories.serialization import CheckpointBytes
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
+from repositories.series_copy import series_copy
 from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
 from suho_models.db import Database
-from suho_models.enums import CheckpointKind, DeploymentStatus, RunStatus
+from suho_models.enums import CheckpointKind, DeploymentStatus, ModelFormat, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +288,49 @@ class RunTrackingService:
         if checkpoint is None:
             raise NotFoundError(f"run {run.run_id} has no checkpoint to deploy")
         return self.checkpoints.deploy(checkpoint.checkpoint_id, stage)
+
+    # ------------------------------------------------------------------ any metric, any model
+    def metric_logger(self, run_id: uuid.UUID | str, **options: Any) -> RunMetricLogger:
+        """A buffered logger of metrics of any name for a run of this kind
+        (``run_metrics``; ``options``: max_values, max_seconds, first_step). Calls
+        that log a column of this kind's series table are copied there too."""
+        key = self.runs.require(run_id)
+        return RunMetricRepository(self.db).logger(
+            key, sink=series_copy(self.series, key), **options
+        )
+
+    def metric_keys(self, run_id: uuid.UUID | str) -> list[RunMetricSummary]:
+        """Every metric key a run logged, with its count, last step and last value."""
+        return RunMetricRepository(self.db).keys(run_id)
+
+    def metric_series(self, run_id: uuid.UUID | str, key: str) -> list[tuple[int, float]]:
+        """``(step, value)`` of one key of a run, in step order."""
+        return RunMetricRepository(self.db).series(run_id, key)
+
+    def save_model(
+        self,
+        run_id: uuid.UUID | str,
+        data: bytes,
+        format: ModelFormat | str,
+        *,
+        step: int = 0,
+        kind: CheckpointKind | str = CheckpointKind.FINAL,
+        name: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Save a model's bytes as a checkpoint of the run (``step``: the iteration of a
+        supervised run, the timestep of an RL run; ``name``: the model name of a
+        supervised run, deployment's key)."""
+        checkpoints: Any = self.checkpoints  # the save's keywords differ by kind
+        if self.kind is RunKind.SUPERVISED:
+            return checkpoints.save_checkpoint(
+                run_id, data, format, metrics, iteration=step, kind=kind, model_name=name
+            )
+        return checkpoints.save_checkpoint(run_id, data, format, metrics, timestep=step, kind=kind)
+
+    def load_model_bytes(self, checkpoint_id: uuid.UUID | str) -> CheckpointBytes:
+        """A checkpoint's bytes, verified (see ``load_checkpoint`` of the repository)."""
+        return self.checkpoints.load_checkpoint(checkpoint_id)
 
 
 # --------------------------------------------------------------------------- lookups

@@ -61,6 +61,8 @@ class ModelFormat(StrEnum):
     SB3_STATE = "sb3_state"
     """SB3 weights, optimizer states and counters (torch, tensors only) plus the JSON
     that rebuilds the model: loads without running code, unlike ``sb3_zip``."""
+    TORCH_STATE_DICT = "torch_state_dict"
+    """A PyTorch ``state_dict`` (tensors only), loaded with ``weights_only=True``."""
     RAW = "raw"
 
 

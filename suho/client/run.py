@@ -85,6 +85,16 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({self.name!r}, run_id={self.run_id}, kind={self.kind.value}, {self.status})"
 
+    @property
+    def step(self) -> int:
+        """The step of the last ``log`` call (0 before any)."""
+        return max(self._logger.next_step - 1, 0)
+
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Add to the run's config (stored whole, filterable) while it is open."""
+        self.config.update(plain_config(values))
+        self.service.update(self.run_id, config_json=self.config)
+
     # ------------------------------------------------------------------ models
     def log_model(
         self,
@@ -101,12 +111,12 @@ class Run:
         if self._finished:
             raise InvalidInputError(f"run {self.run_id}: log_model after finish")
         saved = to_bytes(model)
-        at = self._logger.next_step - 1 if step is None else step
+        at = self.step if step is None else step
         info = self.service.save_model(
             self.run_id,
             saved.data,
             saved.format,
-            step=max(at, 0),
+            step=at,
             kind="final" if final else "intermediate",
             name=name,
             metrics=metrics,
@@ -165,7 +175,7 @@ class Run:
             elif key in given:
                 rest[key] = value
         if rest:
-            self._logger.log(rest, step=max(self._logger.next_step - 1, 0))
+            self._logger.log(rest, step=self.step)
         return finals
 
     def _end_by(self, exc: BaseException) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from suho.cli import tools
+from suho.cli import metrics, tools  # noqa: F401 - metrics registers `runs metrics`
 from suho.cli.agents import agents_app
 from suho.cli.checkpoints import checkpoints_app, trials_app
 from suho.cli.common import State

@@ -32,10 +32,15 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
     model: Annotated[str | None, typer.Option(help="Model type.")] = None,
     name: Annotated[str | None, typer.Option(help="Name pattern (SQL LIKE, e.g. 'xgb%').")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=VALUE of the run's config, repeatable (e.g. max_depth=6)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """List supervised runs, newest first (a running run without heartbeats: stale)."""
+    from repositories.params import parse_param
     from repositories.tracking import RunKind
 
     with database() as db:
@@ -45,6 +50,7 @@ def runs_list(
             status=status,
             type=model,
             name_like=name,
+            params=dict(parse_param(p) for p in param or []),
             limit=limit,
             as_json=as_json,
         )
@@ -68,6 +74,7 @@ def runs_list(
 def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     """One run with its checkpoints and trial count."""
     from repositories.tracking import RunKind, RunTrackingService
+    from suho.cli.metrics import metric_keys
 
     with database() as db:
         tracking = RunTrackingService(db, RunKind.SUPERVISED)
@@ -76,9 +83,12 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
         data["metric_rows"] = tracking.series.count(run.run_id)
         data["trials"] = len(tracking.trials.list(run.run_id))
         data["checkpoints"] = [dump(c) for c in tracking.checkpoints.list(run.run_id)]
-    show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
+        data["metric_keys"] = metric_keys(tracking, run.run_id)
+    show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json", "metric_keys"))
     if as_json:
         return
+    for key, info in data["metric_keys"].items():
+        console.print(f"metric {key}: {info['count']} step(s), last {info['last_value']}")
     for c in data["checkpoints"]:
         console.print(
             f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "

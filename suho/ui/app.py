@@ -39,6 +39,7 @@ from repositories.ui_queries import (
     flat_parameters,
     parameter_diff,
 )
+from suho.ui.metrics_api import router as metrics_router
 from suho_models.db import Database
 from suho_models.enums import DeploymentStatus, RunStatus
 
@@ -145,6 +146,7 @@ def create_app(
     browsers = {kind: RunBrowser(db, kind) for kind in RunKind}
     curves = CurveReader(db)
     tracking = {kind: RunTrackingService(db, kind) for kind in RunKind}
+    app.include_router(metrics_router)
 
     # ------------------------------------------------------------------ errors
     @app.exception_handler(InvalidInputError)

@@ -331,6 +331,24 @@ class LoggedCalls:
             position = end
         return out
 
+    def columns_for(self, touching: frozenset[str]) -> tuple[list[int], dict[str, list[Any]]]:
+        """``(steps, key -> values)`` of the calls that logged any of ``touching``, one
+        value per call (None where a call did not log the key). When every call
+        logged the same keys (the usual loop) the columns are slices of the flat
+        values: no Python work per call."""
+        if not self.steps or touching.isdisjoint(self.keys):
+            return [], {}
+        width = self.lengths[0]
+        first = self.keys[:width]
+        if width * len(self.lengths) == len(self.keys) and self.keys == first * len(self.lengths):
+            columns = {k: self.values[j::width] for j, k in enumerate(first) if k in touching}
+            return list(self.steps), columns
+        calls = self.calls(touching)
+        names: set[str] = set()
+        for _, values in calls:
+            names.update(values.keys() & touching)
+        return [s for s, _ in calls], {k: [d.get(k) for _, d in calls] for k in sorted(names)}
+
 
 def columns_of(
     run_id: uuid.UUID,

@@ -131,6 +131,13 @@ class TrainingMetricRepository(Repository[MetricPoint]):
         key = self.runs.require(run_id)
         return _write_all(training_metrics_writer(self.db), key, records)
 
+    def log_columns(self, run_id: uuid.UUID | str, columns: Mapping[str, Any]) -> None:
+        """Write iterations given as columns (lists or numpy arrays, None = NULL) now;
+        all or nothing, a bad value raises naming the field, the value and its index."""
+        key = self.runs.require(run_id)
+        with training_metrics_writer(self.db) as writer:
+            writer.log_columns({"run_id": key, **columns})
+
     def learning_curve_query(self, run_id: uuid.UUID | str) -> Query:
         """What :meth:`learning_curve` and :meth:`learning_curve_arrow` send; its
         ``sql()`` is the statement as SQL text (benches measure exactly that)."""
@@ -188,6 +195,12 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         records = [validate(RewardPoint, p) for p in points]
         key = self.runs.require(run_id)
         return _write_all(reward_history_writer(self.db), key, records)
+
+    def log_columns(self, run_id: uuid.UUID | str, columns: Mapping[str, Any]) -> None:
+        """Write steps given as columns now (all or nothing, see ``log_many``)."""
+        key = self.runs.require(run_id)
+        with reward_history_writer(self.db) as writer:
+            writer.log_columns({"run_id": key, **columns})
 
     def steps(
         self,

@@ -17,6 +17,7 @@ import pytest
 
 import suho
 from repositories.errors import InvalidInputError
+from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.tracking import RunKind, RunTrackingService, find_run
 from suho_models.db import Database, migrations
 from suho_models.enums import RunStatus
@@ -52,15 +53,15 @@ def test_a_loop_is_tracked_with_finals_series_and_params(db: Database) -> None:
     assert keys["best_auc"].last_value == 0.69 and keys["val_auc"].count == 20
     assert service.metric_series(run.run_id, "val_auc")[3] == (3, 0.53)
     # train_loss is a training_metrics column: the seed's table has it too.
-    curve = service.series.learning_curve(run.run_id)
+    curve = TrainingMetricRepository(db).learning_curve(run.run_id)
     assert [(p.iteration_number, p.train_loss) for p in curve][:2] == [(0, 1.0), (1, 0.5)]
     assert len(curve) == 20
     # Every config value is stored and filterable, with its type.
-    assert [r.run_id for r in service.runs.list(params={"max_depth": 6})] == [run.run_id]
-    assert service.runs.list(params={"max_depth": 5}) == []
-    assert service.runs.list(params={"max_depth": "6"}) == []  # a string is not the number
-    assert [r.run_id for r in service.runs.list(params={"eta": 0.25})] == [run.run_id]
-    assert len(service.runs.list(params={"objective": "binary:logistic", "_tags.team": "ml"}))
+    assert [r.run_id for r in service.list_runs(params={"max_depth": 6})] == [run.run_id]
+    assert service.list_runs(params={"max_depth": 5}) == []
+    assert service.list_runs(params={"max_depth": "6"}) == []  # a string is not the number
+    assert [r.run_id for r in service.list_runs(params={"eta": 0.25})] == [run.run_id]
+    assert len(service.list_runs(params={"objective": "binary:logistic", "_tags.team": "ml"}))
 
 
 def test_any_library_name_and_an_rl_run(db: Database) -> None:
@@ -71,9 +72,7 @@ def test_any_library_name_and_an_rl_run(db: Database) -> None:
     kind, stored = find_run(db, run.run_id)
     assert kind is RunKind.RL and str(stored.agent_type) == "cleanrl-dqn"
     assert stored.final_sharpe_ratio == 1.5
-    assert [
-        p.episode_cumulative_reward for p in RunTrackingService(db, "rl").series.steps(run.run_id)
-    ] == [
+    assert [p.episode_cumulative_reward for p in RewardHistoryRepository(db).steps(run.run_id)] == [
         1.0,
         2.0,
         3.0,
@@ -205,7 +204,7 @@ def test_kill_9_keeps_every_sealed_row_and_the_run_goes_stale(server_url: str) -
         service = RunTrackingService(db, "supervised", heartbeat_seconds=0.2)
         series = service.metric_series(run_id, "loss")
         assert series[:1000] == [(i, float(i)) for i in range(1000)]  # all sealed rows
-        stored = service.runs.get(run_id)
+        stored = service.get(run_id)
         assert stored.status is RunStatus.RUNNING and service.is_stale(stored)
     finally:
         db.close()
@@ -218,7 +217,7 @@ def test_sigterm_cancels_the_run_and_writes_its_metrics(server_url: str) -> None
     db = Database(server_url)
     try:
         service = RunTrackingService(db, "supervised")
-        stored = service.runs.get(run_id)
+        stored = service.get(run_id)
         assert stored.status is RunStatus.CANCELLED and "SIGTERM" in stored.error_message
         assert len(service.metric_series(run_id, "loss")) == 1500  # flushed on the way out
     finally:

@@ -112,14 +112,16 @@ class Run:
             raise InvalidInputError(f"run {self.run_id}: log_model after finish")
         saved = to_bytes(model)
         at = self.step if step is None else step
-        info = self.service.save_model(
+        placement = {"iteration": at} if self.kind is RunKind.SUPERVISED else {"timestep": at}
+        info = self.service.save_checkpoint(
             self.run_id,
             saved.data,
             saved.format,
-            step=at,
+            metrics,
             kind="final" if final else "intermediate",
-            name=name,
-            metrics=metrics,
+            model_name=name,
+            flush=self._logger,  # the metrics up to the checkpoint are stored first
+            **placement,
         )
         if saved.feature_names and self.kind is RunKind.SUPERVISED:
             self.service.update(self.run_id, features_used=saved.feature_names)
@@ -296,8 +298,8 @@ def load_model(checkpoint_id: uuid.UUID | str, *, db: Database | str | None = No
     from repositories.tracking import find_checkpoint
 
     database = _database(db)
-    kind, _, info = find_checkpoint(database, checkpoint_id)
-    data = RunTrackingService(database, kind).load_model_bytes(checkpoint_id)
+    _, tracking, info = find_checkpoint(database, checkpoint_id)
+    data = tracking.load_checkpoint(checkpoint_id)
     agent = str(getattr(info, "agent_type", "ppo"))
     return from_bytes(data, data.format, agent_type=agent)
 

@@ -162,6 +162,7 @@ class RunMetricLogger:
         self._lock = threading.Lock()
         self._sealed: queue.Queue[LoggedCalls | None] = queue.Queue(2)
         self._error: BaseException | None = None
+        self._writing = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"run-metrics-{run_id}", daemon=True)
         self._thread.start()
@@ -249,6 +250,10 @@ class RunMetricLogger:
                 self._sealed.task_done()
 
     def _write(self, buffer: LoggedCalls) -> None:
+        with self._writing:
+            self._write_now(buffer)
+
+    def _write_now(self, buffer: LoggedCalls) -> None:
         try:
             self.writer.log_columns(buffer.columns(self.run_id))
             self.writer.flush()
@@ -270,8 +275,10 @@ class RunMetricLogger:
         True when nothing is left in memory."""
         self._hand_off()
         self._sealed.join()
+        with self._writing:  # a buffer the timer sealed may still be on its way
+            pass
         self._raise_error()
-        return self.writer.pending_rows == 0
+        return self.writer.flush()
 
     def close(self) -> bool:
         """Flush, stop the background thread and close the writer; later logs are refused."""

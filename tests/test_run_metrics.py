@@ -101,3 +101,29 @@ def test_log_after_close_and_unknown_run_are_refused(db: Database) -> None:
     logger.close()
     with pytest.raises(InvalidInputError, match="log after finish"):
         logger.log({"loss": 1.0})
+
+
+def test_per_row_logger_seals_by_time_keeps_order_and_refuses_bad_rows(db: Database) -> None:
+    """The README's per-row logger: buffered columnar calls, sealed ``max_seconds``
+    after the first without a flush; unusual values take the checked path in order."""
+    import time
+
+    from repositories.batch_writer import InvalidRowError
+    from repositories.series import TrainingMetricRepository
+
+    run_id = _run(db)
+    repo = TrainingMetricRepository(db)
+    with repo.logger(run_id, max_seconds=0.2) as log:
+        log.log(0, train_loss=1.0)
+        log.log(1, train_loss=np.float64(0.5))  # numpy: the writer's checked path
+        log.log(2, train_loss=0.25, val_loss=0.3)
+        with pytest.raises(InvalidRowError, match="val_auc"):
+            log.log(3, val_auc=0.7)
+        with pytest.raises(InvalidRowError, match="train_loss"):
+            log.log(3, train_loss="high")
+        deadline = time.monotonic() + 20
+        while repo.count(run_id) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert repo.count(run_id) == 3  # written without flush or close
+    curve = [(p.iteration_number, p.train_loss, p.val_loss) for p in repo.learning_curve(run_id)]
+    assert curve == [(0, 1.0, None), (1, 0.5, None), (2, 0.25, 0.3)]

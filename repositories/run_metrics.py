@@ -35,9 +35,9 @@ from sqlalchemy import func
 from repositories.arrow_schema import arrow_schema
 from repositories.base import Repository
 from repositories.batch_writer import BatchWriter
-from repositories.errors import InvalidInputError, NotFoundError
+from repositories.errors import InvalidInputError, NotFoundError, as_uuid
 from repositories.records import Record, UtcDatetime
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _uuid
+from repositories.runs import AgentRunRepository, TrainingRunRepository
 from suho_models import RunMetric
 from suho_models.db import Database
 
@@ -395,7 +395,7 @@ class RunMetricRepository(Repository[RunMetricPoint]):
         self._runs = (TrainingRunRepository(db), AgentRunRepository(db))
 
     def require_run(self, run_id: uuid.UUID | str) -> uuid.UUID:
-        key = _uuid(run_id, "run_id")
+        key = as_uuid(run_id, "run_id")
         if not any(repo.exists(key) for repo in self._runs):
             raise NotFoundError(f"no supervised or RL run with run_id {run_id}")
         return key
@@ -431,7 +431,7 @@ class RunMetricRepository(Repository[RunMetricPoint]):
         """Every key of a run, with its step count, last step and the value there."""
         c = self.table.c
         query = self.read(
-            c.run_id == _uuid(run_id, "run_id"),
+            c.run_id == as_uuid(run_id, "run_id"),
             columns=[
                 c.key.label("key"),
                 func.count().label("count"),
@@ -448,7 +448,7 @@ class RunMetricRepository(Repository[RunMetricPoint]):
         c = self.table.c
         rows = (
             self.read(
-                c.run_id == _uuid(run_id, "run_id"),
+                c.run_id == as_uuid(run_id, "run_id"),
                 c.key == check_key(key),
                 columns=[c.step, c.value],
             )
@@ -461,7 +461,7 @@ class RunMetricRepository(Repository[RunMetricPoint]):
         c = self.table.c
         return (
             self.read(
-                c.run_id == _uuid(run_id, "run_id"),
+                c.run_id == as_uuid(run_id, "run_id"),
                 c.key == check_key(key),
                 columns=[c.step, c.value],
             )
@@ -470,12 +470,12 @@ class RunMetricRepository(Repository[RunMetricPoint]):
         )
 
     def count(self, run_id: uuid.UUID | str) -> int:
-        return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
+        return self._count(self.table.c.run_id == as_uuid(run_id, "run_id"))
 
     def last_step(self, run_id: uuid.UUID | str) -> int | None:
         c = self.table.c
         value = self.read(
-            c.run_id == _uuid(run_id, "run_id"), columns=[func.maxOrNull(c.step)]
+            c.run_id == as_uuid(run_id, "run_id"), columns=[func.maxOrNull(c.step)]
         ).scalar()
         return None if value is None else int(value)
 

@@ -81,13 +81,14 @@ def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
     trials = tracking.trials(run_id)
     if trials:
         fig, ax = plt.subplots(figsize=(8, 4))
-        done = [t for t in trials if t.objective_value is not None]
-        ax.scatter([t.trial_number for t in done], [t.objective_value for t in done], label="trial")
+        scored = [(t.trial_number, t.objective_value) for t in trials]
+        done = [(n, v) for n, v in scored if v is not None]
+        ax.scatter([n for n, _ in done], [v for _, v in done], label="trial")
         best, running = [], math.inf
-        for t in done:
-            running = min(running, t.objective_value)
+        for _, value in done:
+            running = min(running, value)
             best.append(running)
-        ax.step([t.trial_number for t in done], best, where="post", label="best so far")
+        ax.step([n for n, _ in done], best, where="post", label="best so far")
         ax.set(
             title="Tuning history",
             xlabel="trial number",

@@ -107,9 +107,15 @@ def _remember_build_of(model: Any) -> None:
     hyperparameters ``sb3_state`` rebuilds it with (SB3's defaults otherwise)."""
     if getattr(model, "suho_build", None) is not None:
         return
-    from trainers.rl.agents import _remember_build
+    from suho_models.enums import AgentType
 
-    agent = type(model).__name__.lower()
+    try:
+        agent = AgentType(type(model).__name__.lower())
+    except ValueError:
+        raise InvalidInputError(
+            f"log_model: sb3_state stores {', '.join(AgentType)} agents "
+            f"(got {type(model).__name__})"
+        ) from None
     params: dict[str, Any] = {}
     for name in ("gamma", "n_steps", "batch_size", "n_epochs", "ent_coef", "gae_lambda"):
         value = getattr(model, name, None)
@@ -118,7 +124,9 @@ def _remember_build_of(model: Any) -> None:
     rate = getattr(model, "learning_rate", None)
     if isinstance(rate, int | float):
         params["learning_rate"] = rate
-    _remember_build(model, agent, params, int(getattr(model, "_total_timesteps", 0) or 0))
+    timesteps = int(getattr(model, "_total_timesteps", 0) or 0)
+    # What trainers.rl.agents.build_model records: sb3_state rebuilds the agent from it.
+    model.suho_build = {"agent": agent.value, "params": params, "timesteps": timesteps}
 
 
 def from_bytes(data: bytes, fmt: ModelFormat, *, agent_type: str = "ppo") -> Any:

@@ -155,7 +155,7 @@ def planned_timesteps(model: Any, timesteps: int) -> int | None:
         if freq.unit is not TrainFrequencyUnit.STEP:
             return None
         chunk = freq.frequency * n_envs
-    return math.ceil(timesteps / chunk) * chunk
+    return int(math.ceil(timesteps / chunk) * chunk)
 
 
 class _ProgressCallback(BaseCallback):
@@ -372,7 +372,9 @@ class RLTrainer:
         )
         model._last_obs = None  # the env is new: learn() starts with a reset, a new episode
         if config.agent in OFF_POLICY and info.replay_buffer_uri:
-            restore_replay_buffer(model, self.tracking.load_replay_buffer(info.checkpoint_id))
+            buffer = self.tracking.load_replay_buffer(info.checkpoint_id)
+            if buffer is not None:  # a URI names one
+                restore_replay_buffer(model, buffer)
         model.set_random_seed(config.seed + int(model.num_timesteps))
         log.info(
             "resuming run %s from checkpoint %s (episode %d, step %d)",

@@ -31,7 +31,7 @@ from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
 from trainers.data.source import load_features
 from trainers.data.spec import ResolvedColumns
-from trainers.data.split import Split, chronological_split
+from trainers.data.split import Split, chronological_split, split_fields
 from trainers.progress import Progress
 from trainers.supervised.boosters import Booster, booster_for
 from trainers.supervised.config import SupervisedConfig
@@ -154,7 +154,7 @@ class SupervisedTrainer:
         task = config.task or infer_task(frame[config.target])
         split = chronological_split(frame, roles.time, config.split_ratios)
         if store:
-            self.tracking.update(run_id, task_type=task, **_split_fields(split))
+            self.tracking.update(run_id, task_type=task, **split_fields(split))
         if select:
             y_train = split.train[config.target].to_numpy()
             features = select_features(
@@ -299,16 +299,6 @@ def _stored_cv_scores(checkpoint: Any, folds: int) -> list[float] | None:
         return None
     scores = [checkpoint.metrics.get(f"cv_fold_{k}_loss") for k in range(1, folds + 1)]
     return None if any(v is None for v in scores) else [float(v) for v in scores]
-
-
-def _split_fields(split: Split) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for part in ("train", "val", "test"):
-        info = split.info[part]
-        fields[f"{part}_rows"] = info.rows
-        fields[f"{part}_start"] = info.start.to_pydatetime()
-        fields[f"{part}_end"] = info.end.to_pydatetime()
-    return fields
 
 
 def _final_metrics(

@@ -60,10 +60,9 @@ from repositories.kinds import (
     kind_of_run,
     profile_of,
 )
+from repositories.metrics_door import MetricsDoor
 from repositories.object_store import ObjectStore
-from repositories.run_metrics import RunMetricLogger, RunMetricRepository, RunMetricSummary
 from repositories.serialization import CheckpointBytes
-from repositories.series_copy import series_copy
 from repositories.ui_queries import Curve, CurveReader, RunBrowser, RunPage, SeriesPoint
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, DeploymentStatus, ModelFormat, RunStatus
@@ -103,7 +102,7 @@ class DeployedCheckpoint(Generic[R, I]):
     run: R
 
 
-class RunTrackingService(Generic[R, I, T, L]):
+class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
     """Tracking of one kind of run; every run write of the instance is serialized.
 
     ``kind`` is a profile of :mod:`repositories.kinds` (typed: the records it returns
@@ -185,9 +184,7 @@ class RunTrackingService(Generic[R, I, T, L]):
         limit: int | None = 100,
         params: Mapping[str, Any] | None = None,
     ) -> list[R]:
-        """Runs matching every filter (``type``: the model or agent type; ``params``:
-        values of the run's config, e.g. ``{"max_depth": 6}``, see
-        :mod:`repositories.params`)."""
+        """Runs matching every filter (``type``: model/agent type; ``params``: config)."""
         return cast(
             list[R],
             self._runs.list(
@@ -430,24 +427,6 @@ class RunTrackingService(Generic[R, I, T, L]):
     def objective(self, trial: TrialRecord) -> float | None:
         value = getattr(trial, self.profile.objective_column)
         return None if value is None else float(value)
-
-    # ------------------------------------------------------------------ metrics of any name
-    def metric_logger(self, run_id: uuid.UUID | str, **options: Any) -> RunMetricLogger:
-        """A buffered logger of metrics of any name for a run of this kind
-        (``run_metrics``; ``options``: max_values, max_seconds, first_step). Calls
-        that log a column of this kind's series table are copied there too."""
-        key = self._runs.require(run_id)
-        return RunMetricRepository(self.db).logger(
-            key, sink=series_copy(self._series, key), **options
-        )
-
-    def metric_keys(self, run_id: uuid.UUID | str) -> list[RunMetricSummary]:
-        """Every metric key a run logged, with its count, last step and last value."""
-        return RunMetricRepository(self.db).keys(run_id)
-
-    def metric_series(self, run_id: uuid.UUID | str, key: str) -> list[tuple[int, float]]:
-        """``(step, value)`` of one key of a run, in step order."""
-        return RunMetricRepository(self.db).series(run_id, key)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(

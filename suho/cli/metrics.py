@@ -1,4 +1,5 @@
-"""``suho runs metrics RUN_ID KEY``: one metric of any name, for runs of either kind.
+"""``suho runs metrics RUN_ID KEY``: one metric of any name, for runs of either kind
+(registered on ``runs_app`` by root.py).
 
 Metrics logged by the client (``run.log``, ``suho.autolog``) live in ``run_metrics``
 under any key; ``suho runs show`` lists a run's keys, this prints one series.
@@ -13,10 +14,8 @@ from typing import Any
 
 from suho.cli.common import JsonOption, database
 from suho.cli.output import emit
-from suho.cli.runs import runs_app
 
 
-@runs_app.command("metrics")
 def runs_metrics(run_id: str, key: str, as_json: JsonOption = False) -> None:
     """Print one metric of a run (supervised or RL) as step/value rows."""
     from repositories.tracking import RunTrackingService, find_run

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from suho.cli import metrics, tools  # noqa: F401 - metrics registers `runs metrics`
+from suho.cli import metrics, tools
 from suho.cli.agents import agents_app
 from suho.cli.checkpoints import checkpoints_app, trials_app
 from suho.cli.common import State
@@ -33,6 +33,7 @@ for sub, name in (
     (mlflow_app, "mlflow"),
 ):
     app.add_typer(sub, name=name)
+runs_app.command("metrics")(metrics.runs_metrics)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
 

@@ -141,6 +141,11 @@ class MetricLogger:
         self._seal()
         return self.writer.flush()
 
+    @property
+    def memory_rows(self) -> int:
+        """Rows neither inserted nor spooled: the only ones a crash would lose."""
+        return self.writer.memory_rows
+
     def close(self) -> bool:
         self._seal()
         return self.writer.close()
@@ -175,6 +180,11 @@ class RewardLogger:
 
     def flush(self) -> bool:
         return self.writer.flush()
+
+    @property
+    def memory_rows(self) -> int:
+        """Rows neither inserted nor spooled: the only ones a crash would lose."""
+        return self.writer.memory_rows
 
     def close(self) -> bool:
         return self.writer.close()

@@ -296,6 +296,11 @@ class RunMetricLogger:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def memory_rows(self) -> int:
+        """Values neither inserted nor spooled (the open buffer's and the writer's)."""
+        return len(self._buffer.keys) + self.writer.memory_rows
+
     def __enter__(self) -> RunMetricLogger:
         return self
 

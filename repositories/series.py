@@ -144,7 +144,7 @@ class MetricLogger:
     @property
     def memory_rows(self) -> int:
         """Rows neither inserted nor spooled: the only ones a crash would lose."""
-        return self.writer.memory_rows
+        return len(self._calls.steps) + self.writer.memory_rows
 
     def close(self) -> bool:
         self._seal()

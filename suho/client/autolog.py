@@ -77,9 +77,11 @@ def _run_for(library: str, params: Mapping[str, Any]) -> Iterator[tuple[client.R
         run.update_config({k: v for k, v in params.items() if k not in run.config})
         yield run, False
         return
-    kind = "rl" if library == "stable_baselines3" else "supervised"
-    type_key = "agent_type" if kind == "rl" else "model_type"
-    run = client.init(kind=kind, config=dict(params), **{type_key: _type_name(library, params)})
+    name = _type_name(library, params)
+    if library == "stable_baselines3":
+        run = client.init(kind="rl", config=dict(params), agent_type=name)
+    else:
+        run = client.init(config=dict(params), model_type=name)
     with run:
         yield run, True
 
@@ -132,7 +134,7 @@ def _patch_xgboost(xgboost: Any) -> None:
     original = xgboost.training.train
     for owner in (xgboost, xgboost.training, xgboost.sklearn):
         if getattr(owner, "train", None) is original or (owner, "train") in _patched:
-            _wrap(owner, "train", lambda _o, original=original: make(original))
+            _wrap(owner, "train", make)
 
 
 def _xgboost_importance(booster: Any) -> dict[str, float]:
@@ -181,7 +183,7 @@ def _patch_lightgbm(lightgbm: Any) -> None:
     original = lightgbm.engine.train
     for owner in (lightgbm, lightgbm.engine, lightgbm.sklearn):
         if getattr(owner, "train", None) is original:
-            _wrap(owner, "train", lambda _o, original=original: make(original))
+            _wrap(owner, "train", make)
 
 
 # --------------------------------------------------------------------------- CatBoost
@@ -230,7 +232,7 @@ def _patch_catboost(catboost: Any) -> None:
 def _sb3_callback_class() -> type:
     from stable_baselines3.common.callbacks import BaseCallback
 
-    class SuhoCallback(BaseCallback):  # type: ignore[misc]
+    class SuhoCallback(BaseCallback):
         """Stable-Baselines3 callback: every value SB3's logger dumps (``rollout/*``,
         ``train/*``, ``time/*``) logged at the timestep it was dumped, the final
         agent stored as ``sb3_state``. Uses the active run, or opens one for the
@@ -261,7 +263,7 @@ def _sb3_callback_class() -> type:
                     run.log(_scalars(values), step=int(step))
                 dump(step)
 
-            logger.dump = dumping
+            logger.dump = dumping  # type: ignore[method-assign]
 
         def _on_step(self) -> bool:
             return True

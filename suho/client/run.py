@@ -35,7 +35,7 @@ from typing import Any
 from repositories.errors import InvalidInputError
 from repositories.records import AgentFinalMetrics, SupervisedFinalMetrics
 from repositories.run_metrics import check_key, check_value
-from repositories.tracking import HEARTBEAT_SECONDS, RunKind, RunTrackingService
+from repositories.tracking import HEARTBEAT_SECONDS, AnyTracking, RunKind, RunTrackingService
 from suho.client.config import TAGS_KEY, plain_config
 from suho.client.models import from_bytes, to_bytes
 from suho_models.db import Database, migrations
@@ -61,7 +61,7 @@ class Run:
 
     def __init__(
         self,
-        service: RunTrackingService,
+        service: AnyTracking,
         record: Any,
         config: dict[str, Any],
         tags: dict[str, Any],
@@ -112,7 +112,7 @@ class Run:
             raise InvalidInputError(f"run {self.run_id}: log_model after finish")
         saved = to_bytes(model)
         at = self.step if step is None else step
-        placement = {"iteration": at} if self.kind is RunKind.SUPERVISED else {"timestep": at}
+        supervised = self.kind is RunKind.SUPERVISED
         info = self.service.save_checkpoint(
             self.run_id,
             saved.data,
@@ -120,8 +120,9 @@ class Run:
             metrics,
             kind="final" if final else "intermediate",
             model_name=name,
+            iteration=at if supervised else 0,
+            timestep=0 if supervised else at,
             flush=self._logger,  # the metrics up to the checkpoint are stored first
-            **placement,
         )
         if saved.feature_names and self.kind is RunKind.SUPERVISED:
             self.service.update(self.run_id, features_used=saved.feature_names)
@@ -254,7 +255,9 @@ def init(
                 "process; finish it first (run.finish())"
             )
         database = _database(db)
-        service = RunTrackingService(database, kind, heartbeat_seconds=heartbeat_seconds)
+        service: AnyTracking = RunTrackingService(
+            database, kind, heartbeat_seconds=heartbeat_seconds
+        )
         run_name = name if name is not None else _default_name()
         spec: dict[str, Any] = {"run_name": run_name, "config_json": plain}
         if service.kind is RunKind.SUPERVISED:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from repositories.run_metrics import RunMetricLogger, RunMetricRepository, RunMetricSummary
@@ -35,3 +36,8 @@ class MetricsDoor:
     def metric_series(self, run_id: uuid.UUID | str, key: str) -> list[tuple[int, float]]:
         """``(step, value)`` of one key of a run, in step order."""
         return RunMetricRepository(self.db).series(run_id, key)
+
+    def runs_with_params(self, params: Mapping[str, Any], **filters: Any) -> list[Any]:
+        """Runs whose config holds every value of ``params`` (``{"max_depth": 6}``,
+        dotted names reach into nested objects), with ``list_runs``' other filters."""
+        return list(self._runs.list(params=params, **filters))

@@ -91,7 +91,6 @@ class Flushable(Protocol):
     """What :meth:`RunTrackingService.save_checkpoint` flushes first (a series logger)."""
 
     def flush(self) -> bool: ...
-
     @property
     def memory_rows(self) -> int: ...
 
@@ -185,9 +184,8 @@ class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
         order_by: str = "created_at",
         descending: bool = True,
         limit: int | None = 100,
-        params: Mapping[str, Any] | None = None,
     ) -> list[R]:
-        """Runs matching every filter (``type``: model/agent type; ``params``: config)."""
+        """Runs matching every filter (``type``: the model or agent type)."""
         return cast(
             list[R],
             self._runs.list(
@@ -199,7 +197,6 @@ class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
                 order_by=order_by,
                 descending=descending,
                 limit=limit,
-                params=params,
             ),
         )
 
@@ -450,11 +447,9 @@ class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
         """Save a checkpoint of the run (placement: ``iteration`` for a model,
         ``episode_number``/``timestep`` for an agent).
 
-        ``flush``: the run's series logger, flushed first, so a checkpoint never
-        claims rows that could be lost (a resume keeps the rows before it). Rows in
-        spool files count as kept: the next writer replays them, and a resume replays
-        them before it trims. If some are held only in memory, nothing is saved
-        (:class:`SeriesNotStoredError`).
+        ``flush``: the run's series logger, flushed first, so a checkpoint never claims
+        rows a crash could lose; spooled rows count as kept (replayed before a resume
+        trims). Else nothing is saved (:class:`SeriesNotStoredError`).
         """
         if flush is not None and not flush.flush() and flush.memory_rows:
             raise SeriesNotStoredError(

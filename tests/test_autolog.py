@@ -80,7 +80,7 @@ def test_xgboost_sklearn_opens_its_own_run(
     model = xgb.XGBClassifier(n_estimators=8, max_depth=2)
     model.fit(x[:200], y[:200], eval_set=[(x[200:], y[200:])], verbose=False)
     service = RunTrackingService(db, "supervised")
-    (run,) = service.list_runs(params={"max_depth": 2})
+    (run,) = service.runs_with_params({"max_depth": 2})
     assert str(run.model_type) == "xgboost" and run.status is RunStatus.COMPLETED
     assert len(service.metric_series(run.run_id, "validation_0-logloss")) == 8
 

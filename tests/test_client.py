@@ -57,11 +57,11 @@ def test_a_loop_is_tracked_with_finals_series_and_params(db: Database) -> None:
     assert [(p.iteration_number, p.train_loss) for p in curve][:2] == [(0, 1.0), (1, 0.5)]
     assert len(curve) == 20
     # Every config value is stored and filterable, with its type.
-    assert [r.run_id for r in service.list_runs(params={"max_depth": 6})] == [run.run_id]
-    assert service.list_runs(params={"max_depth": 5}) == []
-    assert service.list_runs(params={"max_depth": "6"}) == []  # a string is not the number
-    assert [r.run_id for r in service.list_runs(params={"eta": 0.25})] == [run.run_id]
-    assert len(service.list_runs(params={"objective": "binary:logistic", "_tags.team": "ml"}))
+    assert [r.run_id for r in service.runs_with_params({"max_depth": 6})] == [run.run_id]
+    assert service.runs_with_params({"max_depth": 5}) == []
+    assert service.runs_with_params({"max_depth": "6"}) == []  # a string is not the number
+    assert [r.run_id for r in service.runs_with_params({"eta": 0.25})] == [run.run_id]
+    assert len(service.runs_with_params({"objective": "binary:logistic", "_tags.team": "ml"}))
 
 
 def test_any_library_name_and_an_rl_run(db: Database) -> None:

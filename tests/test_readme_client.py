@@ -42,7 +42,7 @@ def test_the_readme_client_examples_run_and_store_what_they_say(
     service = RunTrackingService(db, kind)
     keys = {k.key: k.count for k in service.metric_keys(first.run_id)}
     assert keys == {"train_loss": 100, "val_auc": 100, "epoch_time_s": 1}  # test_accuracy: a column
-    assert [r.run_id for r in service.list_runs(params={"_tags.team": "ml"})] == [first.run_id]
+    assert [r.run_id for r in service.runs_with_params({"_tags.team": "ml"})] == [first.run_id]
     assert len(service.metric_series(torch_run.run_id, "weight_norm/linear")) == 5
     assert service.final_checkpoint(torch_run.run_id).model_format.value == "torch_state_dict"
     assert len(service.metric_series(xgb_run.run_id, "train-logloss")) == 20

@@ -60,6 +60,7 @@ from repositories.kinds import (
     kind_of_run,
     profile_of,
 )
+from repositories.metrics_door import MetricsDoor
 from repositories.object_store import ObjectStore
 from repositories.serialization import CheckpointBytes
 from repositories.ui_queries import Curve, CurveReader, RunBrowser, RunPage, SeriesPoint
@@ -103,7 +104,7 @@ class DeployedCheckpoint(Generic[R, I]):
     run: R
 
 
-class RunTrackingService(Generic[R, I, T, L]):
+class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
     """Tracking of one kind of run; every run write of the instance is serialized.
 
     ``kind`` is a profile of :mod:`repositories.kinds` (typed: the records it returns

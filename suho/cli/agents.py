@@ -122,4 +122,4 @@ def agents_deploy(
             info = tracking.deploy(checkpoint, stage)
         else:
             info = tracking.deploy_best(by=by, stage=stage)
-    console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")
+    console.print(f"deployed {info.checkpoint_id} ({info.agent_type}) to {stage}")

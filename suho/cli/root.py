@@ -10,6 +10,7 @@ import typer
 
 from suho.cli import (
     data_import,  # noqa: F401  (registers suho data import)
+    metrics,
     store,
     tools,
 )
@@ -37,6 +38,7 @@ for sub, name in (
     (mlflow_app, "mlflow"),
 ):
     app.add_typer(sub, name=name)
+runs_app.command("metrics")(metrics.runs_metrics)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
 db_app.command("stop")(store.db_stop)

@@ -57,10 +57,17 @@ def ui(
     """Serve the web UI: runs, agents, curves, trials, checkpoints and deploys."""
     import os
 
-    import uvicorn
-
     from repositories.errors import InvalidInputError
-    from suho.ui.app import create_app, serving_options
+
+    try:
+        import uvicorn
+
+        from suho.ui.app import create_app, serving_options
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"suho ui needs the [ui] extra ({exc.name} is not installed): "
+            "pip install 'suho-training-tables[ui]'"
+        ) from None
 
     try:
         options = serving_options(host, read_only, token or os.environ.get("SUHO_UI_TOKEN"))

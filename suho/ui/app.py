@@ -22,6 +22,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from suho.ui.metrics_api import router as metrics_router
 from suho.ui.responses import FiniteJSONResponse, json_text
 from suho.ui.routes import api_router, pages_router
 from suho.ui.views import UIState, deploy_checkpoint, fmt
@@ -90,6 +91,7 @@ def create_app(
     app.state.ui = UIState.over(db, templates)
     for error, status in _ERROR_STATUS.items():
         app.add_exception_handler(error, _error_response(status))
+    app.include_router(metrics_router)
     app.include_router(api_router)
     app.include_router(pages_router)
     return app

@@ -34,6 +34,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -49,6 +50,7 @@ from repositories.errors import InvalidInputError, InvalidTransitionError, NotFo
 from repositories.object_store import ObjectStore
 from repositories.records import AgentTrainingRun, TrainingRun
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository
+from repositories.serialization import CheckpointBytes
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
 from suho_models.db import Database
@@ -88,6 +90,15 @@ _REPOSITORIES: dict[RunKind, tuple[type, type, type, type]] = {
         RewardHistoryRepository,
     ),
 }
+
+
+@dataclass
+class DeployedCheckpoint:
+    """A checkpoint in a deployment stage: its record, its verified bytes, its run."""
+
+    info: Any
+    data: CheckpointBytes
+    run: Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -251,6 +262,31 @@ class RunTrackingService:
             ended.append(self.fail(run.run_id, f"stale: no heartbeat since {seen.isoformat()}"))
         return ended
 
+    # ------------------------------------------------------------------ reading
+    def get(self, run_id: uuid.UUID | str) -> Any:
+        return self.runs.get(run_id)
+
+    def checkpoint(self, checkpoint_id: uuid.UUID | str) -> Any:
+        return self.checkpoints.get(checkpoint_id)
+
+    def load_checkpoint(self, checkpoint_id: uuid.UUID | str) -> CheckpointBytes:
+        """The checkpoint's bytes, checked against its SHA-256 (and signature)."""
+        data: CheckpointBytes = self.checkpoints.load_checkpoint(checkpoint_id)
+        return data
+
+    def deployed(
+        self, name: str, stage: DeploymentStatus | str = DeploymentStatus.PRODUCTION
+    ) -> DeployedCheckpoint:
+        """The checkpoint in ``stage`` for a model name or agent type, with its bytes
+        (verified) and its run; NotFoundError when the stage is empty."""
+        info = self.checkpoints.deployed(name, stage)
+        if info is None:
+            label = "model" if self.kind is RunKind.SUPERVISED else "agent"
+            raise NotFoundError(f"no {label} checkpoint {name} in {DeploymentStatus(stage).value}")
+        return DeployedCheckpoint(
+            info, self.load_checkpoint(info.checkpoint_id), self.get(info.run_id)
+        )
+
     # ------------------------------------------------------------------ checkpoints
     def final_checkpoint(self, run_id: uuid.UUID | str) -> Any:
         """The model the run ended with (kind ``final``, or legacy ``best``); else its
@@ -333,6 +369,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 __all__ = [
     "DEFAULT_RANKING",
+    "DeployedCheckpoint",
     "FINAL_KINDS",
     "HEARTBEAT_SECONDS",
     "STALE_AFTER_BEATS",

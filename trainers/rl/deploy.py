@@ -49,6 +49,19 @@ class DeployedAgent:
     env_config_json: dict[str, Any] | str | None
     scaling: ObservationScaling | None
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        info: AgentCheckpointInfo,
+        data: bytes,
+        run: Any,
+        *,
+        env: Any | None = None,
+        device: str = "cpu",
+    ) -> DeployedAgent:
+        """The agent of verified checkpoint bytes and its run (``suho.load_model``)."""
+        return _agent_from(info, data, run, env, device)
+
     def observe(self, states: np.ndarray) -> np.ndarray:
         """FinRL raw states (one, or one per row) -> what the model was trained on."""
         x = np.asarray(states, dtype=np.float64)
@@ -87,6 +100,20 @@ class DeployedAgent:
         return self.use_on(market)
 
 
+def _agent_from(
+    info: AgentCheckpointInfo, data: bytes, run: Any, env: Any | None, device: str
+) -> DeployedAgent:
+    model = load_model(info.agent_type, data, env, device)
+    config = RLConfig.model_validate_json(run.config_json)
+    scaling = stored_scaling(run.env_config_json)
+    if config.observation != "finrl" and scaling is None:
+        raise ValueError(
+            f"run {run.run_id}: env_config_json has no observation_scaling for its "
+            f"{config.observation!r} observation"
+        )
+    return DeployedAgent(model, info, config, run.env_config_json, scaling)
+
+
 def load_deployed_agent(
     db: Database,
     agent_type: AgentType | str,
@@ -104,18 +131,8 @@ def load_deployed_agent(
         raise NotFoundError(
             f"no {AgentType(agent_type).value} agent in {DeploymentStatus(stage).value}"
         )
-    model = load_model(
-        info.agent_type, checkpoints.load_checkpoint(info.checkpoint_id), env, device
-    )
-    run = AgentRunRepository(db).get(info.run_id)
-    config = RLConfig.model_validate_json(run.config_json)
-    scaling = stored_scaling(run.env_config_json)
-    if config.observation != "finrl" and scaling is None:
-        raise ValueError(
-            f"run {run.run_id}: env_config_json has no observation_scaling for its "
-            f"{config.observation!r} observation"
-        )
-    return DeployedAgent(model, info, config, run.env_config_json, scaling)
+    data = checkpoints.load_checkpoint(info.checkpoint_id)
+    return _agent_from(info, data, AgentRunRepository(db).get(info.run_id), env, device)
 
 
 __all__ = ["DeployedAgent", "load_deployed_agent"]

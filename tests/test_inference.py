@@ -1,0 +1,137 @@
+"""``suho.load_model``: a deployed model predicts what its trainer predicted on the
+test split, from named columns in any order; bad input is refused naming it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import suho
+from repositories.errors import InvalidInputError, NotFoundError
+from repositories.features import FeatureTable
+from repositories.tracking import RunKind, RunTrackingService
+from suho_models.db import Database, migrations
+from suho_models.enums import TaskType
+from trainers.data.synth import generate_ml_features
+from trainers.supervised.config import SupervisedConfig
+from trainers.supervised.trainer import SupervisedTrainer, TrainingResult
+
+START = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=400)
+MODEL_TYPES = ("xgboost", "lightgbm", "catboost")
+
+
+@pytest.fixture(scope="module")
+def features_db(embedded_dir: Any) -> Iterator[Database]:
+    url = f"clickhouse+chdb:///{embedded_dir}/infer_{uuid.uuid4().hex[:8]}"
+    migrations.upgrade(url)
+    db = Database(url)
+    FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=400, start=START))
+    yield db
+    db.close()
+
+
+def train(db: Database, model_type: str, **kw: Any) -> TrainingResult:
+    config = {
+        "model_type": model_type,
+        "rounds": 15,
+        "early_stopping": None,
+        "progress": False,
+        "cv_folds": 2,
+        "selection": {"top_k": 8},
+        "model_name": f"direction-{model_type}",
+        **kw,
+    }
+    return SupervisedTrainer(SupervisedConfig.model_validate(config), db).run()
+
+
+@pytest.fixture(scope="module")
+def trained(features_db: Database) -> dict[str, TrainingResult]:
+    results = {m: train(features_db, m) for m in MODEL_TYPES}
+    tracking = RunTrackingService(features_db, RunKind.SUPERVISED)
+    for result in results.values():
+        tracking.checkpoints.deploy(result.checkpoint_id, "production")
+    return results
+
+
+def expected(result: TrainingResult) -> tuple[pd.DataFrame, np.ndarray]:
+    """The test split's rows and the trainer's own predictions for them."""
+    assert result.split is not None
+    test = result.split.test
+    X = test[result.features].to_numpy(dtype=float)
+    return test, result.booster.predict(result.model, X, TaskType.CLASSIFICATION)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_load_model_predicts_what_the_trainer_did(
+    features_db: Database, trained: dict[str, TrainingResult], model_type: str
+) -> None:
+    result = trained[model_type]
+    rows, proba = expected(result)
+    by_name = suho.load_model(f"direction-{model_type}", db=features_db)
+    by_run = suho.load_model(str(result.run.run_id), db=features_db)
+    for model in (by_name, by_run):
+        assert model.checkpoint_id == result.checkpoint_id
+        assert model.features == result.features
+        # Extra columns ignored, order restored: a shuffled frame with everything in it.
+        shuffled = rows[list(reversed(rows.columns))]
+        np.testing.assert_array_equal(model.predict_proba(shuffled), proba)
+        np.testing.assert_array_equal(model.predict(shuffled), (proba >= 0.5).astype(int))
+        np.testing.assert_array_equal(
+            model.predict_proba(pa.Table.from_pandas(rows, preserve_index=False)), proba
+        )
+        records = rows[result.features].to_dict(orient="records")
+        np.testing.assert_allclose(model.predict_proba(records[:5]), proba[:5], rtol=0, atol=0)
+    assert 0 < proba.min() < proba.max() < 1  # a real model, not a constant
+
+
+def test_bad_input_is_refused_naming_it(
+    features_db: Database, trained: dict[str, TrainingResult]
+) -> None:
+    result = trained["xgboost"]
+    rows, _ = expected(result)
+    model = suho.load_model("direction-xgboost", db=features_db)
+    first, second = result.features[:2]
+    with pytest.raises(InvalidInputError, match=f"missing feature column '{first}'"):
+        model.predict(rows.drop(columns=[first]))
+    misspelt = rows.rename(columns={second: second + "x"})
+    with pytest.raises(InvalidInputError, match=f"did you mean '{second}x'"):
+        model.predict(misspelt)
+    wrong = rows.assign(**{first: rows[first].astype(str)})
+    with pytest.raises(InvalidInputError, match=f"'{first}' \\((str|object)\\) must be numeric"):
+        model.predict(wrong)
+    with pytest.raises(InvalidInputError, match="no rows"):
+        model.predict(rows.iloc[:0])
+    inf = rows.assign(**{first: np.inf})
+    with pytest.raises(InvalidInputError, match=f"column '{first}' has infinite values"):
+        model.predict(inf)
+    # NaN is "missing" to a booster, as in training: accepted.
+    assert len(model.predict(rows.assign(**{first: np.nan}))) == len(rows)
+
+
+def test_unknown_name_stage_and_run_are_refused(
+    features_db: Database, trained: dict[str, TrainingResult]
+) -> None:
+    with pytest.raises(NotFoundError, match="no model or agent named 'nope' has a checkpoint"):
+        suho.load_model("nope", db=features_db)
+    with pytest.raises(NotFoundError, match="in staging \\(it has one in production\\)"):
+        suho.load_model("direction-lightgbm", stage="staging", db=features_db)
+    with pytest.raises(InvalidInputError, match="stage: expected one of staging, production"):
+        suho.load_model("direction-lightgbm", stage="prod", db=features_db)
+    with pytest.raises(NotFoundError, match="no supervised or RL run"):
+        suho.load_model(str(uuid.uuid4()), db=features_db)
+
+
+def test_code_formats_are_not_loaded(features_db: Database) -> None:
+    result = train(features_db, "xgboost", model_format="pickle", model_name="pickled")
+    RunTrackingService(features_db, RunKind.SUPERVISED).checkpoints.deploy(
+        result.checkpoint_id, "production"
+    )
+    with pytest.raises(InvalidInputError, match="pickle runs code when loaded"):
+        suho.load_model("pickled", db=features_db)

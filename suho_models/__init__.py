@@ -1,6 +1,7 @@
 """SQLAlchemy models of the eight suho_analytics training tables."""
 
 from suho_models.base import DETAILED_RETENTION_MONTHS, Base, metadata
+from suho_models.predictions import ModelPrediction
 from suho_models.rl import AgentCheckpoint, AgentTrainingRun, RewardStep, RLHyperparameterTrial
 from suho_models.supervised import (
     HyperparameterTrial,
@@ -18,6 +19,7 @@ ALL_MODELS = (
     AgentCheckpoint,
     RewardStep,
     RLHyperparameterTrial,
+    ModelPrediction,
 )
 TABLE_NAMES = tuple(m.__tablename__ for m in ALL_MODELS)
 
@@ -30,6 +32,7 @@ __all__ = [
     "Base",
     "HyperparameterTrial",
     "ModelCheckpoint",
+    "ModelPrediction",
     "RLHyperparameterTrial",
     "RewardStep",
     "TrainingMetric",

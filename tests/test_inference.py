@@ -12,11 +12,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
 import suho
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.features import FeatureTable
+from repositories.predictions import PredictionRepository
 from repositories.tracking import RunKind, RunTrackingService
+from suho.cli import app
 from suho_models.db import Database, migrations
 from suho_models.enums import TaskType
 from trainers.data.synth import generate_ml_features
@@ -28,10 +31,14 @@ MODEL_TYPES = ("xgboost", "lightgbm", "catboost")
 
 
 @pytest.fixture(scope="module")
-def features_db(embedded_dir: Any) -> Iterator[Database]:
-    url = f"clickhouse+chdb:///{embedded_dir}/infer_{uuid.uuid4().hex[:8]}"
-    migrations.upgrade(url)
-    db = Database(url)
+def store_url(embedded_dir: Any) -> str:
+    return f"clickhouse+chdb:///{embedded_dir}/infer_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def features_db(store_url: str) -> Iterator[Database]:
+    migrations.upgrade(store_url)
+    db = Database(store_url)
     FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=400, start=START))
     yield db
     db.close()
@@ -135,3 +142,97 @@ def test_code_formats_are_not_loaded(features_db: Database) -> None:
     )
     with pytest.raises(InvalidInputError, match="pickle runs code when loaded"):
         suho.load_model("pickled", db=features_db)
+
+
+# --------------------------------------------------------------------------- suho predict
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_cli_predict_writes_the_trainers_predictions(
+    features_db: Database,
+    store_url: str,
+    trained: dict[str, TrainingResult],
+    model_type: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    monkeypatch.setenv("SUHO_DATABASE_URL", store_url)
+    result = trained[model_type]
+    rows, proba = expected(result)
+    run = result.run
+    window = ["--from", run.test_start.isoformat(), "--to", run.test_end.isoformat()]
+    args = ["predict", "--model", f"direction-{model_type}", *window, "--quiet"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert f"{len(rows):,} predictions by checkpoint {result.checkpoint_id}" in out.output
+    predictions = PredictionRepository(features_db)
+    stored = predictions.frame(result.checkpoint_id)
+    want = pd.DataFrame(
+        {"symbol": rows["symbol"].astype(str), "timestamp": rows["time"], "p": proba}
+    ).merge(stored, on=["symbol", "timestamp"], how="outer", validate="1:1")
+    np.testing.assert_array_equal(want["probability"].to_numpy(), want["p"].to_numpy())
+    np.testing.assert_array_equal(want["prediction"].to_numpy(), (want["p"] >= 0.5) * 1.0)
+    assert set(stored["run_id"].map(str)) == {str(run.run_id)}
+
+    # A re-run replaces its rows: still one per (checkpoint, symbol, time).
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert predictions.count(result.checkpoint_id) == len(rows)
+
+    # To a file instead: the same predictions, each naming its checkpoint.
+    path = tmp_path / "out.parquet"
+    assert CliRunner().invoke(app, [*args, "-o", str(path)]).exit_code == 0
+    written = pd.read_parquet(path)
+    assert set(written["checkpoint_id"]) == {str(result.checkpoint_id)}
+    np.testing.assert_array_equal(np.sort(written["probability"]), np.sort(proba))
+
+
+def test_cli_predict_refuses_bad_input_and_writes_nothing(
+    features_db: Database,
+    store_url: str,
+    trained: dict[str, TrainingResult],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    monkeypatch.setenv("SUHO_DATABASE_URL", store_url)
+    result = trained["lightgbm"]
+    rows, _ = expected(result)
+    repo = PredictionRepository(features_db)
+    before = repo.count(result.checkpoint_id)
+    bad_file = tmp_path / "rows.parquet"
+    rows.drop(columns=[result.features[0]]).to_parquet(bad_file)
+    wrong_type = tmp_path / "typed.parquet"
+    rows.assign(**{result.features[1]: "x"}).to_parquet(wrong_type)
+    cases = {
+        ("--model", "nope"): "no model or agent named 'nope'",
+        ("--model", "direction-lightgbm", "--stage", "staging"): "in staging",
+        ("--model", "direction-lightgbm", "--source", str(bad_file)): (
+            f"missing feature column '{result.features[0]}'"
+        ),
+        ("--model", "direction-lightgbm", "--source", str(wrong_type)): "must be numeric",
+        ("--model", "direction-lightgbm", "--from", "2099-01-01"): "no rows to predict",
+        ("--model", "direction-lightgbm", "--source", "no_such_table"): "does not exist",
+    }
+    for args, message in cases.items():
+        out = CliRunner().invoke(app, ["predict", *args, "--quiet"])
+        assert out.exit_code != 0, args
+        assert message in str(out.exception), (args, out.exception)
+    assert repo.count(result.checkpoint_id) == before
+
+
+def test_prediction_writes_split_by_partition_and_rerun_is_idempotent(
+    features_db: Database,
+) -> None:
+    """150 months in one write: two INSERTs of at most 100 partitions; a second write
+    of the same keys replaces the first."""
+    repo = PredictionRepository(features_db)
+    checkpoint, run = uuid.uuid4(), uuid.uuid4()
+    times = pd.date_range("2010-01-01", periods=150, freq="MS", tz="UTC")
+    frame = pd.DataFrame(
+        {"symbol": "EURUSD", "timestamp": times, "prediction": 1.0, "probability": 0.75}
+    )
+    assert len(repo._by_partitions(repo._arrow(checkpoint, run, frame))) == 2
+    assert repo.write(checkpoint, run, frame) == 150
+    assert repo.write(checkpoint, run, frame.assign(prediction=0.0)) == 150
+    stored = repo.frame(checkpoint)
+    assert len(stored) == 150 and (stored["prediction"] == 0.0).all()
+    assert set(stored["checkpoint_id"]) == {checkpoint}
+    with pytest.raises(InvalidInputError, match="prediction at row 1 is nan"):
+        repo.write(uuid.uuid4(), run, frame.assign(prediction=[1.0, np.nan] + [1.0] * 148))

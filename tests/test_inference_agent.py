@@ -103,3 +103,22 @@ def test_agent_bad_input_is_refused(agent_db: Database, trained: RLTrainingResul
         model.act(np.zeros((2, 3)))
     with pytest.raises(InvalidInputError, match="NaN or infinite"):
         model.act(np.full((1, 3), np.nan))
+
+
+def test_cli_predict_writes_the_agents_actions(
+    agent_db: Database, trained: RLTrainingResult, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from repositories.predictions import PredictionRepository
+    from suho.cli import app
+
+    monkeypatch.setenv("SUHO_DATABASE_URL", agent_db.url.render_as_string(hide_password=False))
+    run = trained.run
+    window = ["--from", run.trade_start.isoformat(), "--to", run.trade_end.isoformat()]
+    out = CliRunner().invoke(app, ["predict", "--model", "ppo", *window, "--quiet"])
+    assert out.exit_code == 0, out.output
+    stored = PredictionRepository(agent_db).frame(trained.checkpoint_id)
+    expected = np.asarray(trained.evaluation.actions, dtype=np.float64)
+    np.testing.assert_array_equal(stored["prediction"].to_numpy().reshape(expected.shape), expected)
+    assert stored["probability"].isna().all()

@@ -16,6 +16,7 @@ import suho_models
 from repositories.base import Repository, row_of
 from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
 from repositories.errors import SchemaMismatchError
+from repositories.predictions import PredictionRepository
 from repositories.records import TrainingRun
 from repositories.runs import AgentRunRepository, TrainingRunRepository
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
@@ -76,6 +77,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     AgentCheckpointRepository,
     RewardHistoryRepository,
     RLTrialRepository,
+    PredictionRepository,
 )
 
 SUPPLIED_BY_THE_WRITE = {

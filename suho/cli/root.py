@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from suho.cli import tools
+from suho.cli import predict, tools
 from suho.cli.agents import agents_app
 from suho.cli.checkpoints import checkpoints_app, trials_app
 from suho.cli.common import State
@@ -35,6 +35,7 @@ for sub, name in (
     app.add_typer(sub, name=name)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
+app.command("predict")(predict.predict)
 
 
 @app.callback()

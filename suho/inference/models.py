@@ -55,6 +55,19 @@ class SupervisedModel:
     def features(self) -> list[str]:
         return list(self.signature.features)
 
+    @property
+    def time_column(self) -> str:
+        return str(self._spec().get("time_column") or "time")
+
+    @property
+    def symbol_column(self) -> str:
+        return str(self._spec().get("symbol_column") or "symbol")
+
+    def _spec(self) -> dict[str, Any]:
+        config = json.loads(self.run.config_json or "{}")
+        spec = config.get("features") if isinstance(config, dict) else None
+        return spec if isinstance(spec, dict) else {}
+
     def scores(self, data: Tabular) -> np.ndarray:
         """The booster's own output: P(class 1) for classification, else the value
         (what the trainer evaluated its test split with)."""

@@ -65,24 +65,30 @@ class FeatureSignature:
     allow_nan: bool = True
     """The boosters take NaN as "missing", as in training; agents' states cannot."""
 
+    def check_names(self, present: Sequence[str], extra: Sequence[str] = ()) -> None:
+        """Raises naming every feature (and ``extra`` column) not in ``present``, with
+        the closest name present."""
+        wanted = [*self.features, *[e for e in extra if e not in self.features]]
+        missing = [f for f in wanted if f not in present]
+        if not missing:
+            return
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, list(present), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidInputError(
+            f"input: missing feature column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(hints)}; the model needs {len(self.features)} columns: "
+            f"{', '.join(self.features)}"
+        )
+
     def check(self, data: Tabular) -> pd.DataFrame:
         """``data`` reduced to the features, in model order; raises naming every
         missing or non-numeric column (nothing is predicted from a partial match)."""
         frame = as_frame(data)
         if len(frame) == 0:
             raise InvalidInputError("input: no rows to predict")
-        present = [str(c) for c in frame.columns]
-        missing = [f for f in self.features if f not in present]
-        if missing:
-            hints = []
-            for name in missing:
-                close = difflib.get_close_matches(name, present, n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise InvalidInputError(
-                f"input: missing feature column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(hints)}; the model needs {len(self.features)} columns: "
-                f"{', '.join(self.features)}"
-            )
+        self.check_names([str(c) for c in frame.columns])
         selected = frame[list(self.features)]
         wrong = [
             f"{c!r} ({selected[c].dtype})" for c in self.features if not _is_numeric(selected[c])

@@ -274,6 +274,13 @@ class RunTrackingService:
         data: CheckpointBytes = self.checkpoints.load_checkpoint(checkpoint_id)
         return data
 
+    def deployed_info(
+        self, name: str, stage: DeploymentStatus | str = DeploymentStatus.PRODUCTION
+    ) -> Any | None:
+        """The checkpoint record in ``stage`` for a model name or agent type, without its
+        bytes (what a server polls for a new deploy); None when the stage is empty."""
+        return self.checkpoints.deployed(name, stage)
+
     def deployed(
         self, name: str, stage: DeploymentStatus | str = DeploymentStatus.PRODUCTION
     ) -> DeployedCheckpoint:

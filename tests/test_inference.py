@@ -236,3 +236,162 @@ def test_prediction_writes_split_by_partition_and_rerun_is_idempotent(
     assert set(stored["checkpoint_id"]) == {checkpoint}
     with pytest.raises(InvalidInputError, match="prediction at row 1 is nan"):
         repo.write(uuid.uuid4(), run, frame.assign(prediction=[1.0, np.nan] + [1.0] * 148))
+
+
+# --------------------------------------------------------------------------- suho serve
+def serving_client(db: Database, ref: str, **options: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    from suho.inference.serve import ModelHolder, create_serving_app
+
+    return TestClient(create_serving_app(ModelHolder(db, ref), **options))
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_serve_predicts_what_the_trainer_did(
+    features_db: Database, trained: dict[str, TrainingResult], model_type: str
+) -> None:
+    result = trained[model_type]
+    rows, proba = expected(result)
+    client = serving_client(features_db, f"direction-{model_type}")
+    info = client.get("/model").json()
+    assert info["checkpoint_id"] == str(result.checkpoint_id)
+    assert info["features"] == result.features
+    assert client.get("/health").json()["checkpoint_id"] == str(result.checkpoint_id)
+    records = rows[list(reversed(result.features))].to_dict(orient="records")  # any key order
+    body = client.post("/predict", json={"records": records}).json()
+    assert body["checkpoint_id"] == str(result.checkpoint_id)
+    np.testing.assert_array_equal(np.asarray(body["probability"]), proba)
+    np.testing.assert_array_equal(body["prediction"], (proba >= 0.5).astype(int))
+    columns = {f: rows[f].tolist() for f in result.features}
+    by_columns = client.post("/predict", json={"columns": columns}).json()
+    np.testing.assert_array_equal(np.asarray(by_columns["probability"]), proba)
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_serve_refuses_bad_requests_with_422_naming_the_field(
+    features_db: Database, trained: dict[str, TrainingResult]
+) -> None:
+    result = trained["catboost"]
+    rows, _ = expected(result)
+    first = result.features[0]
+    client = serving_client(features_db, "direction-catboost")
+    record = {f: float(rows[f].iloc[0]) for f in result.features}
+
+    def error(response: Any) -> str:
+        assert response.status_code == 422, response.text
+        return str(response.json()["detail"])
+
+    malformed = client.post(
+        "/predict", content=b'{"records": [', headers={"content-type": "application/json"}
+    )
+    assert "JSON decode error" in error(malformed)
+    typed = error(client.post("/predict", json={"records": [{**record, first: "high"}]}))
+    assert f"'records', 0, '{first}'" in typed and "valid number" in typed
+    missing = {k: v for k, v in record.items() if k != first}
+    assert f"missing feature column '{first}'" in error(
+        client.post("/predict", json={"records": [missing]})
+    )
+    assert "exactly one of records or columns" in error(client.post("/predict", json={}))
+    assert "at least 1 item" in error(client.post("/predict", json={"records": []}))
+    assert "this is a supervised model" in error(client.post("/act", json={"states": [[1.0]]}))
+
+
+def test_serve_beyond_loopback_needs_the_token(features_db: Database, trained: Any) -> None:
+    from suho.ui.app import serving_options
+
+    with pytest.raises(InvalidInputError, match="is not loopback: set a token"):
+        serving_options("0.0.0.0", True, None)
+    options = serving_options("0.0.0.0", True, "s3cret")
+    client = serving_client(
+        features_db,
+        "direction-xgboost",
+        token=options["token"],
+        allowed_hosts=options["allowed_hosts"],
+    )
+    assert client.get("/health").status_code == 401
+    ok = client.get("/health", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    loopback = serving_options("127.0.0.1", True, None)
+    local = serving_client(
+        features_db, "direction-xgboost", allowed_hosts=loopback["allowed_hosts"]
+    )
+    assert local.get("/health").status_code == 400  # Host: testserver is not loopback
+    assert local.get("/health", headers={"host": "127.0.0.1"}).status_code == 200
+
+
+def test_hot_swap_under_load_fails_no_request(
+    features_db: Database, trained: dict[str, TrainingResult]
+) -> None:
+    """A real server, a client loop, and a new deploy: the loop sees the new
+    checkpoint and no error."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from suho.inference.serve import ModelHolder, create_serving_app
+
+    old = train(features_db, "xgboost", model_name="swapped", seed=1)
+    new = train(features_db, "xgboost", model_name="swapped", seed=2, rounds=20)
+    tracking = RunTrackingService(features_db, RunKind.SUPERVISED)
+    tracking.checkpoints.deploy(old.checkpoint_id, "production")
+    rows, new_proba = expected(new)
+    records = rows[new.features].to_dict(orient="records")
+
+    holder = ModelHolder(features_db, "swapped", poll_seconds=0.2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_serving_app(holder), host="127.0.0.1", port=port, log_level="error")
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    holder.start()
+    seen: list[str] = []
+    errors: list[str] = []
+    last_body: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def loop() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post("/predict", json={"records": records})
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code} {response.text[:200]}")
+                    continue
+                body = response.json()
+                seen.append(body["checkpoint_id"])
+                last_body.update(body)
+
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        client_thread = threading.Thread(target=loop, daemon=True)
+        client_thread.start()
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tracking.checkpoints.deploy(new.checkpoint_id, "production")
+        while str(new.checkpoint_id) not in seen[-1:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        client_thread.join(timeout=30)
+    finally:
+        stop.set()
+        holder.stop()
+        server.should_exit = True
+        serving.join(timeout=30)
+    assert errors == []
+    assert seen[0] == str(old.checkpoint_id) and seen[-1] == str(new.checkpoint_id)
+    assert set(seen) == {str(old.checkpoint_id), str(new.checkpoint_id)}
+    assert holder.swaps == 1
+    np.testing.assert_array_equal(np.asarray(last_body["probability"]), new_proba)

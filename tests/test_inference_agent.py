@@ -122,3 +122,32 @@ def test_cli_predict_writes_the_agents_actions(
     expected = np.asarray(trained.evaluation.actions, dtype=np.float64)
     np.testing.assert_array_equal(stored["prediction"].to_numpy().reshape(expected.shape), expected)
     assert stored["probability"].isna().all()
+
+
+def test_serve_act_equals_the_deployed_agent(agent_db: Database, trained: RLTrainingResult) -> None:
+    from fastapi.testclient import TestClient
+
+    from suho.inference.serve import ModelHolder, create_serving_app
+
+    client = TestClient(create_serving_app(ModelHolder(agent_db, "ppo")))
+    assert client.get("/model").json()["checkpoint_id"] == str(trained.checkpoint_id)
+    rows = trade_rows(agent_db, trained.run)
+    for column in rows.select_dtypes(include="datetimetz").columns:
+        rows[column] = rows[column].map(lambda t: t.isoformat())
+    records = rows.to_dict(orient="records")  # floats exactly (to_json rounds them)
+    body = client.post("/act", json={"records": records}).json()
+    expected = np.asarray(trained.evaluation.actions, dtype=np.float64)
+    actions = np.asarray([a["action"] for a in body["actions"]])
+    np.testing.assert_array_equal(actions.reshape(expected.shape), expected)
+
+    deployed = load_deployed_agent(agent_db, "ppo")
+    market = deployed.load_market(agent_db)
+    env = deployed.make_env(market.trade, market)
+    env.reset()
+    state = np.asarray(env.unwrapped.state, dtype=np.float64)
+    raw = client.post("/act", json={"states": [state.tolist()]}).json()
+    np.testing.assert_array_equal(np.asarray(raw["actions"]), deployed.predict(state[None, :]))
+    bad = client.post("/act", json={"states": [[1.0, 2.0]]})
+    assert bad.status_code == 422 and "raw state" in bad.json()["detail"]
+    wrong = client.post("/predict", json={"records": [{"x": 1.0}]})
+    assert wrong.status_code == 422 and "this is an agent" in wrong.json()["detail"]

@@ -72,3 +72,51 @@ def predict(
         f"({loaded.describe()['name']}) -> {result.written_to} in {took:.1f}s",
         soft_wrap=True,
     )
+
+
+def serve(
+    model: ModelRef,
+    stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
+    host: Annotated[str, typer.Option(help="Listen address; non-loopback needs a token.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Token every request must carry (prefer SUHO_UI_TOKEN: arguments show in "
+            "`ps`). Required beyond loopback."
+        ),
+    ] = None,
+    poll: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between checks for a new deploy.")
+    ] = 2.0,
+) -> None:
+    """Serve a deployed model (POST /predict) or agent (POST /act) over HTTP; a new
+    deploy to the stage is picked up without a restart. Docs at /docs."""
+    import os
+
+    import uvicorn
+
+    from repositories.errors import InvalidInputError
+    from suho.inference.serve import ModelHolder, create_serving_app
+    from suho.ui.app import serving_options
+
+    try:
+        options = serving_options(host, True, token or os.environ.get("SUHO_UI_TOKEN"))
+    except InvalidInputError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("host: "), param_hint="--host") from None
+    db = database()
+    holder = ModelHolder(db, model, stage, poll_seconds=poll)
+    app = create_serving_app(holder, token=options["token"], allowed_hosts=options["allowed_hosts"])
+    console.print(
+        f"suho serve on http://{host}:{port}/ (docs at /docs): checkpoint "
+        f"{holder.model.checkpoint_id} ({holder.model.describe()['name']}, {stage})",
+        soft_wrap=True,
+    )
+    holder.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        holder.stop()
+        db.close()

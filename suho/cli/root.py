@@ -35,7 +35,8 @@ for sub, name in (
     app.add_typer(sub, name=name)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
-app.command("predict")(predict.predict)
+for command in (predict.predict, predict.serve):
+    app.command(command.__name__)(command)
 
 
 @app.callback()

@@ -395,3 +395,43 @@ def test_hot_swap_under_load_fails_no_request(
     assert set(seen) == {str(old.checkpoint_id), str(new.checkpoint_id)}
     assert holder.swaps == 1
     np.testing.assert_array_equal(np.asarray(last_body["probability"]), new_proba)
+
+
+# --------------------------------------------------------------------------- MLflow
+def test_mlflow_pyfunc_predicts_what_suho_does(
+    features_db: Database,
+    trained: dict[str, TrainingResult],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from suho.integrations.mlflow import MlflowExporter
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).search_experiments()
+    exporter = MlflowExporter(features_db, uri, artifact_location=str(tmp_path / "artifacts"))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        for model_type, result in trained.items():
+            exporter.export(result.run.run_id)
+            exporter.export(result.run.run_id)  # again: no second model, no second version
+            rows, proba = expected(result)
+            name = f"suho-direction-{model_type}"
+            versions = MlflowClient(uri).search_model_versions(f"name = '{name}'")
+            assert len(versions) == 1
+            loaded = mlflow.pyfunc.load_model(f"models:/{name}@production")
+            inputs = loaded.metadata.get_input_schema().input_names()
+            assert inputs == result.features
+            out = loaded.predict(rows[result.features])
+            np.testing.assert_array_equal(out["probability"].to_numpy(), proba)
+            suho_model = suho.load_model(f"direction-{model_type}", db=features_db)
+            np.testing.assert_array_equal(out["prediction"].to_numpy(), suho_model.predict(rows))
+            with pytest.raises(Exception, match=result.features[0]):
+                loaded.predict(rows[result.features].drop(columns=[result.features[0]]))
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)

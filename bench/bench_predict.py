@@ -47,6 +47,7 @@ def _env(work: Path) -> dict[str, str]:
         SUHO_DATA_DIR=str(work / "data"),
         PYTHONPATH=str(ROOT),
         MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     return env
 

@@ -86,9 +86,7 @@ def phase_prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     config = {"model_type": "xgboost", "rounds": 100, "early_stopping": None, "progress": False}
     config |= {"cv_folds": 2, "selection": {"top_k": 20}, "model_name": MODEL}
     result = SupervisedTrainer(SupervisedConfig.model_validate(config), db).run()
-    RunTrackingService(db, RunKind.SUPERVISED).checkpoints.deploy(
-        result.checkpoint_id, "production"
-    )
+    RunTrackingService(db, RunKind.SUPERVISED).deploy(result.checkpoint_id, "production")
     uri = os.environ["MLFLOW_TRACKING_URI"]
     MlflowExporter(db, uri, artifact_location=str(work / "artifacts")).export(result.run.run_id)
     sample = big.head(1000)[result.features]

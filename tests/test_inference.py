@@ -63,7 +63,7 @@ def trained(features_db: Database) -> dict[str, TrainingResult]:
     results = {m: train(features_db, m) for m in MODEL_TYPES}
     tracking = RunTrackingService(features_db, RunKind.SUPERVISED)
     for result in results.values():
-        tracking.checkpoints.deploy(result.checkpoint_id, "production")
+        tracking.deploy(result.checkpoint_id, "production")
     return results
 
 
@@ -137,9 +137,7 @@ def test_unknown_name_stage_and_run_are_refused(
 
 def test_code_formats_are_not_loaded(features_db: Database) -> None:
     result = train(features_db, "xgboost", model_format="pickle", model_name="pickled")
-    RunTrackingService(features_db, RunKind.SUPERVISED).checkpoints.deploy(
-        result.checkpoint_id, "production"
-    )
+    RunTrackingService(features_db, RunKind.SUPERVISED).deploy(result.checkpoint_id, "production")
     with pytest.raises(InvalidInputError, match="pickle runs code when loaded"):
         suho.load_model("pickled", db=features_db)
 
@@ -337,7 +335,7 @@ def test_hot_swap_under_load_fails_no_request(
     old = train(features_db, "xgboost", model_name="swapped", seed=1)
     new = train(features_db, "xgboost", model_name="swapped", seed=2, rounds=20)
     tracking = RunTrackingService(features_db, RunKind.SUPERVISED)
-    tracking.checkpoints.deploy(old.checkpoint_id, "production")
+    tracking.deploy(old.checkpoint_id, "production")
     rows, new_proba = expected(new)
     records = rows[new.features].to_dict(orient="records")
 
@@ -380,7 +378,7 @@ def test_hot_swap_under_load_fails_no_request(
         client_thread.start()
         while not seen and time.monotonic() < deadline:
             time.sleep(0.05)
-        tracking.checkpoints.deploy(new.checkpoint_id, "production")
+        tracking.deploy(new.checkpoint_id, "production")
         while str(new.checkpoint_id) not in seen[-1:] and time.monotonic() < deadline:
             time.sleep(0.05)
         stop.set()

@@ -48,7 +48,7 @@ def trained(agent_db: Database) -> RLTrainingResult:
         }
     )
     result = RLTrainer(config, agent_db).run()
-    RunTrackingService(agent_db, RunKind.RL).checkpoints.deploy(result.checkpoint_id, "production")
+    RunTrackingService(agent_db, RunKind.RL).deploy(result.checkpoint_id, "production")
     return result
 
 

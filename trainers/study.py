@@ -17,11 +17,19 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from suho_models.enums import TrialState
 
 log = logging.getLogger(__name__)
+
+
+class TrialLog(Protocol):
+    """Where a study's trials are recorded: the run's tracking service."""
+
+    def log_trial(self, run_id: uuid.UUID | str, trial: Any) -> object: ...
+
+    def finished_trials(self, run_id: uuid.UUID | str) -> set[int]: ...
 
 
 def storage_url(configured: str | None) -> str | None:

@@ -20,7 +20,13 @@ import pandas as pd
 
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.serialization import CODE_FORMATS, CheckpointBytes
-from repositories.tracking import DeployedCheckpoint, RunKind, RunTrackingService, find_run
+from repositories.tracking import (
+    AnyTracking,
+    DeployedCheckpoint,
+    RunKind,
+    RunTrackingService,
+    find_run,
+)
 from suho.inference.signature import FeatureSignature, Tabular, as_frame
 from suho_models.db import Database
 from suho_models.enums import DeploymentStatus, ModelFormat, TaskType
@@ -231,7 +237,7 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 
 def resolve(
     db: Database, name_or_run_id: str, stage: str = "production", *, store: Any = None
-) -> tuple[RunKind, DeployedCheckpoint]:
+) -> tuple[RunKind, DeployedCheckpoint[Any, Any]]:
     """Which checkpoint ``name_or_run_id`` means: a run's final checkpoint, or the one a
     model name / agent type has in ``stage``; its bytes verified."""
     if str(stage) not in STAGES:
@@ -267,7 +273,7 @@ def resolve(
     )
 
 
-def _has_deployed(service: RunTrackingService, name: str, stage: str) -> bool:
+def _has_deployed(service: AnyTracking, name: str, stage: str) -> bool:
     try:
         service.deployed(name, stage)
     except NotFoundError:
@@ -284,7 +290,9 @@ def _refuse_code(fmt: ModelFormat, checkpoint_id: Any) -> None:
         )
 
 
-def from_checkpoint(kind: RunKind, found: DeployedCheckpoint, device: str = "cpu") -> LoadedModel:
+def from_checkpoint(
+    kind: RunKind, found: DeployedCheckpoint[Any, Any], device: str = "cpu"
+) -> LoadedModel:
     """A live model from a resolved checkpoint."""
     data: CheckpointBytes = found.data
     if kind is RunKind.SUPERVISED:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from repositories.serialization import CODE_FORMATS, FILE_EXTENSIONS
-from repositories.tracking import RunKind, RunTrackingService
+from repositories.tracking import AnyTracking, RunKind
 
 MODEL_DIR = "mlflow_models"
 """Artifact folder of the MLflow models, one sub-folder per checkpoint id."""
@@ -30,25 +30,30 @@ def can_log_model(kind: RunKind, info: Any) -> bool:
     return kind is RunKind.SUPERVISED and info.format not in CODE_FORMATS
 
 
-def log_model(client: Any, mlrun: Any, tracking: RunTrackingService, info: Any) -> str:
+def log_model(client: Any, mlrun: Any, tracking: AnyTracking, info: Any) -> str:
     """Log the checkpoint as an MLflow model under the run; returns its artifact URI
     (the ``source`` of a model version). Logged once per checkpoint."""
     import mlflow
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     path = f"{MODEL_DIR}/{info.checkpoint_id}"
     run_id = mlrun.info.run_id
     if any(Path(f.path).name == "MLmodel" for f in client.list_artifacts(run_id, path)):
         return f"{mlrun.info.artifact_uri}/{path}"
-    run = tracking.get(info.run_id)
+    run: Any = tracking.get(info.run_id)  # a supervised run (can_log_model)
     features = [str(f) for f in run.features_used]
     task = str(getattr(run.task_type, "value", run.task_type))
-    outputs = [ColSpec("long", "prediction"), ColSpec("double", "probability")]
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec("long", "prediction"),
+        ColSpec("double", "probability"),
+    ]
     if task != "classification":
         outputs = [ColSpec("double", "prediction")]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("double", f) for f in features]
     signature = ModelSignature(
-        inputs=Schema([ColSpec("double", f) for f in features]), outputs=Schema(outputs)
+        inputs=Schema(inputs),
+        outputs=Schema(outputs),
     )
     with tempfile.TemporaryDirectory() as tmp:
         model_file = Path(tmp) / f"model.{FILE_EXTENSIONS[info.format]}"

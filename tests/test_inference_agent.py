@@ -60,7 +60,7 @@ def trade_rows(db: Database, run: Any) -> pd.DataFrame:
 
 def test_agent_acts_as_the_deployed_agent(agent_db: Database, trained: RLTrainingResult) -> None:
     model = suho.load_model("ppo", db=agent_db)
-    assert model.kind is RunKind.RL
+    assert model.kind == RunKind.RL
     assert model.checkpoint_id == trained.checkpoint_id
     assert suho.load_model(str(trained.run.run_id), db=agent_db).checkpoint_id == (
         trained.checkpoint_id

@@ -38,7 +38,7 @@ STAGES = (DeploymentStatus.STAGING.value, DeploymentStatus.PRODUCTION.value)
 class SupervisedModel:
     """A gradient-boosted model with the feature signature of its run."""
 
-    kind: ClassVar[RunKind] = RunKind.SUPERVISED
+    kind: ClassVar[str] = "supervised"  # RunKind value
     checkpoint: Any
     run: Any
     booster: Any
@@ -98,7 +98,7 @@ class SupervisedModel:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind.value,
+            "kind": self.kind,
             "name": self.checkpoint.model_name,
             "model_type": str(self.run.model_type),
             "task": self.task.value,
@@ -115,7 +115,7 @@ class AgentModel:
     """A deployed RL agent: :class:`~trainers.rl.deploy.DeployedAgent` plus the input
     contract of ``ml_features`` rows."""
 
-    kind: ClassVar[RunKind] = RunKind.RL
+    kind: ClassVar[str] = "rl"  # RunKind value
     agent: Any
     run: Any
 
@@ -213,7 +213,7 @@ class AgentModel:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind.value,
+            "kind": self.kind,
             "name": str(self.agent.info.agent_type),
             "agent_type": str(self.agent.info.agent_type),
             "checkpoint_id": str(self.checkpoint_id),

@@ -95,9 +95,13 @@ def predict_rows(model: LoadedModel, rows: pd.DataFrame, progress: bool = False)
     else:
         out = _supervised(model, rows, progress)
         out.insert(0, "symbol", rows[symbol].astype(str).to_numpy())
-        out.insert(1, "timestamp", pd.to_datetime(rows[time], utc=True).to_numpy())
-    out.insert(0, "checkpoint_id", str(model.checkpoint_id))
-    out.insert(1, "run_id", str(model.run_id))
+        # .array keeps the tz-aware column as it is (to_numpy() boxes every timestamp)
+        out.insert(1, "timestamp", pd.to_datetime(rows[time], utc=True).array)
+    n = len(out)
+    for position, (name, value) in enumerate(
+        (("checkpoint_id", model.checkpoint_id), ("run_id", model.run_id))
+    ):  # one category, not n strings
+        out.insert(position, name, pd.Categorical.from_codes(np.zeros(n, int), [str(value)]))
     return out
 
 

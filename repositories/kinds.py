@@ -25,14 +25,14 @@ from repositories.checkpoints import (
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.object_store import ObjectStore
 from repositories.records import AgentTrainingRun, RLTrial, TrainingRun, Trial
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository
+from repositories.runs import AgentRunRepository, RunRepository, TrainingRunRepository
 from repositories.series import (
     MetricLogger,
     RewardHistoryRepository,
     RewardLogger,
     TrainingMetricRepository,
 )
-from repositories.trials import HyperparameterTrialRepository, RLTrialRepository, _TrialRepository
+from repositories.trials import HyperparameterTrialRepository, RLTrialRepository, TrialRepository
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, ModelFormat
 
@@ -107,9 +107,9 @@ class KindProfile(Generic[R, I, T, L]):
     checkpoint_record: type[I]
     trial_record: type[T]
     logger_type: type[L]
-    runs: type[_RunRepository[Any]]
+    runs: type[RunRepository[Any]]
     checkpoints: type[CheckpointRepository[Any]]
-    trials: type[_TrialRepository[Any]]
+    trials: type[TrialRepository[Any]]
     series: type[TrainingMetricRepository | RewardHistoryRepository]
     save: SaveCheckpoint
     """Saves a checkpoint through the kind's repository with its placement columns."""
@@ -146,9 +146,9 @@ class KindProfile(Generic[R, I, T, L]):
     def repositories(
         self, db: Database, store: ObjectStore | None = None
     ) -> tuple[
-        _RunRepository[Any],
+        RunRepository[Any],
         CheckpointRepository[Any],
-        _TrialRepository[Any],
+        TrialRepository[Any],
         TrainingMetricRepository | RewardHistoryRepository,
     ]:
         return self.runs(db), self.checkpoints(db, store), self.trials(db), self.series(db)

@@ -90,6 +90,8 @@ class Flushable(Protocol):
     """What :meth:`RunTrackingService.save_checkpoint` flushes first (a series logger)."""
 
     def flush(self) -> bool: ...
+    @property
+    def memory_rows(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -444,11 +446,11 @@ class RunTrackingService(Generic[R, I, T, L]):
         """Save a checkpoint of the run (placement: ``iteration`` for a model,
         ``episode_number``/``timestep`` for an agent).
 
-        ``flush``: the run's series logger, flushed first, so a checkpoint never
-        claims rows the table does not hold (a resume keeps the rows before it); if
-        they cannot be stored yet, nothing is saved (:class:`SeriesNotStoredError`).
+        ``flush``: the run's series logger, flushed first, so a checkpoint never claims
+        rows a crash could lose; spooled rows count as kept (replayed before a resume
+        trims). Else nothing is saved (:class:`SeriesNotStoredError`).
         """
-        if flush is not None and not flush.flush():
+        if flush is not None and not flush.flush() and flush.memory_rows:
             raise SeriesNotStoredError(
                 f"run {run_id}: series rows not stored yet; checkpoint not saved"
             )

@@ -32,9 +32,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ClauseList
 
-from repositories.errors import InvalidInputError
+from repositories.errors import InvalidInputError, as_uuid
 from repositories.kinds import PROFILES, CurveSpec, RunKind, curve_owner, profile_of
-from repositories.runs import _RunRepository, _uuid
+from repositories.runs import RunRepository
 from suho_models.db import Database
 from suho_models.enums import RunStatus
 
@@ -117,7 +117,7 @@ class RunBrowser:
     def __init__(self, db: Database, kind: RunKind | str) -> None:
         profile = profile_of(kind)
         self.kind = profile.kind
-        self.runs: _RunRepository[Any] = profile.runs(db)
+        self.runs: RunRepository[Any] = profile.runs(db)
         self.type_column = profile.type_column
 
     @property
@@ -295,7 +295,7 @@ class CurveReader:
         if unknown := [n for n in names if n not in c]:
             raise InvalidInputError(f"columns: unknown {', '.join(unknown)} for {spec.name}")
         x = c[spec.x]
-        where: list[ColumnElement[bool]] = [c.run_id == _uuid(run_id, "run_id")]
+        where: list[ColumnElement[bool]] = [c.run_id == as_uuid(run_id, "run_id")]
         if spec.episode_ends_only:
             where.append(c.is_episode_end == 1)
         if after is not None:
@@ -339,7 +339,7 @@ class CurveReader:
                 f"series: unknown {', '.join(unknown)} for curve {name} (one of {', '.join(known)})"
             )
         repo = self._series[owner.kind]
-        key = _uuid(run_id, "run_id")
+        key = as_uuid(run_id, "run_id")
         c = repo.table.c
         x = c[x_name]
         where: list[ColumnElement[bool]] = [c.run_id == key]

@@ -21,6 +21,17 @@ class MlflowSeries:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A chart of a run's page: series of one curve."""
+
+    id: str
+    curve: str
+    series: str
+    """Comma-separated series names."""
+    title: str
+
+
+@dataclass(frozen=True)
 class Presentation:
     data: AnyProfile
     title: str
@@ -29,6 +40,12 @@ class Presentation:
     """The listing's path and section; ``/api<path>`` is its JSON."""
     report_label: str
     """How a report's heading names it."""
+    noun: str
+    """How a run's page names one ("supervised", "RL agent")."""
+    seed_title: str
+    """The seed query's name, shown when a listing is in its order."""
+    charts: tuple[Chart, ...]
+    """The charts of a run's page, in order."""
     mlflow_series: Mapping[str, MlflowSeries]
     """Per curve name of the kind, its MLflow metric keys."""
     mlflow_tags: Mapping[str, str]
@@ -81,6 +98,18 @@ PRESENTATIONS: dict[RunKind, Presentation] = {
         title="Runs",
         path="/runs",
         report_label="supervised",
+        noun="supervised",
+        seed_title="Compare Model Performance",
+        charts=(
+            Chart("chart-loss", "metrics", "train_loss,val_loss", "Loss (train / validation)"),
+            Chart(
+                "chart-accuracy",
+                "metrics",
+                "train_accuracy,val_accuracy",
+                "Accuracy (train / validation)",
+            ),
+            Chart("chart-lr", "metrics", "learning_rate", "Learning rate"),
+        ),
         mlflow_series={
             "metrics": MlflowSeries({name: name for name in SUPERVISED_SERIES}),
         },
@@ -98,6 +127,18 @@ PRESENTATIONS: dict[RunKind, Presentation] = {
         title="Agents",
         path="/agents",
         report_label="RL",
+        noun="RL agent",
+        seed_title="Best RL Agents",
+        charts=(
+            Chart("chart-rewards", "episodes", "episode_final_reward", "Reward per episode"),
+            Chart(
+                "chart-losses",
+                "steps",
+                "policy_loss,value_loss",
+                "Policy and value loss (per timestep)",
+            ),
+            Chart("chart-account", "steps", "account_value", "Account value during training"),
+        ),
         mlflow_series={
             "episodes": MlflowSeries(EPISODE_SERIES),
             "steps": MlflowSeries(STEP_SERIES, optional=True),
@@ -121,6 +162,7 @@ def presentation(kind: RunKind | str) -> Presentation:
 __all__ = [
     "EPISODE_SERIES",
     "PRESENTATIONS",
+    "Chart",
     "STEP_SERIES",
     "SUPERVISED_SERIES",
     "MlflowSeries",

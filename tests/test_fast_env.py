@@ -21,7 +21,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from trainers.data.synth import generate_ml_features
 from trainers.rl.config import DEFAULT_INDICATORS
-from trainers.rl.fast_env import FastStockTradingEnv, FastVecEnv, MarketArrays
+from trainers.rl.fast_env import FastStockTradingEnv, MarketArrays
+from trainers.rl.fast_vec_env import FastVecEnv
 from trainers.rl.finrl_env import (
     EnvConfig,
     make_finrl_env,
@@ -386,7 +387,7 @@ def test_market_arrays_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="buy_cost_pct: needs 2 values"):
         FastStockTradingEnv(market, buy_cost_pct=[0.1, 0.1, 0.1])
     one_day = MarketArrays.from_frame(frame.loc[[0]], INDICATORS)
-    with pytest.raises(ValueError, match="at least 2 days"):
+    with pytest.raises(ValueError, match=r"at least 2 time steps \(bars\)"):
         FastVecEnv(one_day, 2)
 
 

@@ -112,7 +112,7 @@ def _beating_journal_class() -> type:
     from optuna.storages._heartbeat import BaseHeartbeat
     from optuna.trial import TrialState as OptunaState
 
-    class _BeatingJournal(JournalStorage, BaseHeartbeat):  # type: ignore[misc]
+    class _BeatingJournal(JournalStorage, BaseHeartbeat):
         """A journal with the heartbeat Optuna gives only RDB storages: a beat is a
         system attribute of the running trial; a trial is stale when neither its
         last beat nor its start is within the grace period."""
@@ -344,7 +344,7 @@ def _claim(study: Any) -> int | None:
         try:
             if storage.set_trial_state_values(frozen._trial_id, optuna.trial.TrialState.RUNNING):
                 storage.set_trial_system_attr(frozen._trial_id, WORKER_ATTR, worker_identity())
-                return frozen._trial_id
+                return int(frozen._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None

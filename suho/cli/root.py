@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
-from suho.cli import predict, tools
+from suho.cli import (
+    data_import,  # noqa: F401  (registers suho data import)
+    predict,
+    tools,
+)
 from suho.cli.agents import agents_app
 from suho.cli.checkpoints import checkpoints_app, trials_app
 from suho.cli.common import State
@@ -49,7 +53,9 @@ def _main(
 def main() -> None:
     """Entry point: user errors become one line and a non-zero exit."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a raised typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort as exc:

@@ -76,7 +76,11 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
         data = dump(run) | {"stale": tracking.is_stale(run)}
         data["metric_rows"] = tracking.series_count(run.run_id)
         data["trials"] = len(tracking.trials(run.run_id))
-        data["checkpoints"] = [dump(c) for c in tracking.checkpoints(run.run_id)]
+        checkpoints = tracking.checkpoints(run.run_id)
+        data["checkpoints"] = [dump(c) for c in checkpoints]
+        verdict = _baseline_verdict(run, checkpoints)
+        if verdict is not None:
+            data["baselines"] = verdict
     show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
     if as_json:
         return
@@ -85,6 +89,18 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
             f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "
             f"iteration {c['iteration']} {c['deployment_status']}"
         )
+
+
+def _baseline_verdict(run: Any, checkpoints: list[Any]) -> str | None:
+    """The plain line comparing the model with its baselines (final checkpoint)."""
+    from suho_models.enums import CheckpointKind
+    from trainers.baselines import supervised_verdict
+
+    finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+    if not finals or not any(k.startswith("baseline_") for k in finals[-1].metrics):
+        return None
+    task = getattr(run.task_type, "value", run.task_type) or "classification"
+    return supervised_verdict(str(task), finals[-1].metrics)
 
 
 def end_run(run_id: str, status: str, reason: str) -> None:

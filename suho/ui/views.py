@@ -167,7 +167,7 @@ def compare(
     name = curve or tracking.profile.curves[0].name
     type_column = tracking.type_column
     metrics = tracking.metric_columns
-    runs = []
+    runs: list[dict[str, Any]] = []
     for _, run in found:
         params = {
             type_column: getattr(run, type_column).value,
@@ -245,7 +245,7 @@ def _number(value: str | None, name: str) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except ValueError:
         raise InvalidInputError(f"{name}: not a number (got {value!r})") from None
 
@@ -254,7 +254,7 @@ def _integer(value: str | None, name: str, default: int) -> int:
     if value in (None, ""):
         return default
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except ValueError:
         raise InvalidInputError(f"{name}: not an integer (got {value!r})") from None
 

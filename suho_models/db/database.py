@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
+from suho_models.db import partitions
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import Connection as NativeConnection
 from suho_models.db.native_dbapi import DatabaseError, OperationalError, translated_errors
@@ -58,6 +59,11 @@ class DatabaseUnavailableError(RuntimeError):
 class Database:
     """An engine plus the ClickHouse-specific fast paths the repositories need."""
 
+    open_hooks: ClassVar[list[Callable[[Database], None]]] = []
+    """Called with each new handle. Cluster mode registers its run-time routing here
+    (synchronous Distributed inserts, per-node deletes), so this module imports no
+    cluster code; importing ``suho_models.db`` registers it."""
+
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
         self.url = _with_local_server_password(
             make_url(url or get_settings().resolved_database_url())
@@ -68,9 +74,8 @@ class Database:
         self._schema_checked = False
         self._lock = threading.Lock()
         self._http: Client | None = None
-        from suho_models.db.cluster import attach
-
-        attach(self)  # cluster mode: synchronous Distributed inserts, per-node deletes
+        for hook in self.open_hooks:
+            hook(self)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -153,13 +158,23 @@ class Database:
 
     # ------------------------------------------------------------------ columnar I/O
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
-        """Bulk insert a whole Arrow table in one columnar INSERT.
+        """Bulk insert a whole Arrow table: one columnar INSERT per at most 100 monthly
+        partitions (``partitions.split_by_partition``), so any length of data goes in.
 
         ``dedup_token`` (``insert_deduplication_token``): the same token for a retried
         batch makes ClickHouse drop what an earlier, failed-looking attempt wrote.
         """
         if data.num_rows == 0:
             return
+        chunks = [data]
+        partitioning = self._monthly_partitioning(table)
+        if partitioning is not None:
+            chunks = partitions.split_by_partition(data, *partitioning)
+        for n, chunk in enumerate(chunks):
+            token = dedup_token if dedup_token is None or len(chunks) == 1 else f"{dedup_token}:{n}"
+            self._insert_arrow_block(table, chunk, token)
+
+    def _insert_arrow_block(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
         with self.engine.connect() as conn:
             if self.is_embedded:
@@ -283,6 +298,38 @@ class Database:
         finally:
             connection.close()
 
+    def _monthly_partitioning(self, table: str) -> tuple[str, str] | None:
+        """(column, time zone) of a ``toYYYYMM(column)`` partition key, else None.
+
+        A Distributed table has no key of its own: its ``<table>_local`` has.
+        """
+        from suho_models.db.cluster.settings import LOCAL_SUFFIX  # the package imports us
+
+        cache: dict[str, tuple[str, str] | None] = self.__dict__.setdefault("_part_cache", {})
+        if table not in cache:
+            found: tuple[str, str] | None = None
+            for name in (table, f"{table}{LOCAL_SUFFIX}"):
+                rows = self.execute(
+                    "SELECT partition_key FROM system.tables "
+                    "WHERE database = currentDatabase() AND name = %(t)s",
+                    {"t": name},
+                )
+                if not rows:
+                    break
+                column = partitions.monthly_column(rows[0][0] or "")
+                if column is not None:
+                    types = self.execute(
+                        "SELECT type FROM system.columns WHERE database = currentDatabase() "
+                        "AND table = %(t)s AND name = %(c)s",
+                        {"t": name, "c": column},
+                    )
+                    found = (column, partitions.column_timezone(types[0][0] if types else ""))
+                    break
+            if found is None:  # not cached: the table may be created (or re-created) later
+                return None
+            cache[table] = found
+        return cache[table]
+
     def _datetime64_scales(self, table: str) -> dict[str, int]:
         """DateTime64 scale per column, so timestamps can travel as integer ticks."""
         cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_scale_cache", {})
@@ -358,11 +405,11 @@ class Database:
         client-sent query setting, which the query text cannot lift.
         """
         if self.is_embedded:
-            from suho_models.db.chdb_dbapi import _new_client
+            from suho_models.db.chdb_dbapi import new_client
             from suho_models.db.dialect import split_chdb_url
 
             path, database = split_chdb_url(self.url)
-            client = _new_client(path, None)
+            client = new_client(path, None)
             try:
                 client.command("SET readonly = 1")
                 if database:
@@ -395,7 +442,7 @@ class Database:
         """Fail fast, with the fix, when the database is not at the code's head."""
         if self._schema_checked:
             return
-        from suho_models.db.migrations import head_revision
+        from suho_models.db.revisions import head_revision
 
         try:
             current = self.current_revision()

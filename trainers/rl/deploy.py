@@ -81,7 +81,7 @@ class DeployedAgent:
     def predict(self, states: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """The agent's actions for FinRL raw states (greedy by default)."""
         action, _ = self.model.predict(self.observe(states), deterministic=deterministic)
-        return action
+        return np.asarray(action)
 
     def use_on(self, market: MarketData) -> MarketData:
         """Make ``market``'s envs use this agent's stored observation statistics."""

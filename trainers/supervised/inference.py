@@ -54,4 +54,4 @@ def test_split_predictions(db: Database, loaded: LoadedRun) -> tuple[np.ndarray,
     return y, loaded.booster.predict(loaded.model, X, loaded.task)
 
 
-test_split_predictions.__test__ = False  # type: ignore[attr-defined]  (not a pytest test)
+test_split_predictions.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

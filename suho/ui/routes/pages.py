@@ -54,6 +54,7 @@ def list_page(request: Request, ui: UIState, kind: RunKind) -> HTMLResponse:
         "runs.html",
         display=display,
         kind=kind.value,
+        shown=shown,
         title=shown.title,
         base=shown.path,
         data=data,
@@ -91,6 +92,7 @@ def run_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
         request,
         "run.html",
         section=presentation(tracking.kind).path.strip("/"),
+        shown=presentation(tracking.kind),
         d=detail,
         run=detail["run"],
         trials=trials_of(tracking, run),
@@ -103,7 +105,8 @@ def run_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
 def compare_page(ui: UI, request: Request, ids: str = "") -> HTMLResponse:
     chosen = [i for i in ids.split(",") if i] or request.query_params.getlist("id")
     data = compare(ui, chosen, None, None)
-    return page(request, "compare.html", data=data, ids=",".join(chosen))
+    shown = presentation(data["kind"])
+    return page(request, "compare.html", data=data, ids=",".join(chosen), shown=shown)
 
 
 @router.get("/live", response_class=HTMLResponse)

@@ -102,12 +102,12 @@ def phase_prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 def phase_batch(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from repositories.features import FeatureTable
     from suho.inference.batch import run_batch
-    from suho.inference.models import load_model
+    from suho.inference.models import SupervisedModel, load_model
     from suho_models.db import Database
 
     db = Database(os.environ["SUHO_DATABASE_URL"])
     model = load_model(MODEL, db=db)
-    assert not isinstance(model, type(None))
+    assert isinstance(model, SupervisedModel)
 
     def by_hand() -> int:
         frame = FeatureTable(db, "bench_rows").read(["time", "symbol", *model.features])

@@ -39,8 +39,8 @@ for sub, name in (
     app.add_typer(sub, name=name)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
-for command in (predict.predict, predict.serve):
-    app.command(command.__name__)(command)
+app.command("predict")(predict.predict)
+app.command("serve")(predict.serve)
 
 
 @app.callback()

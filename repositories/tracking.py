@@ -526,13 +526,6 @@ class RunTrackingService(Generic[R, I, T, L]):
             raise NotFoundError(f"run {run.run_id} has no checkpoint to deploy")
         return self.deploy(checkpoint.checkpoint_id, stage)
 
-    def deployed_info(
-        self, name: str, stage: DeploymentStatus | str = DeploymentStatus.PRODUCTION
-    ) -> I | None:
-        """The checkpoint record in ``stage`` for a model name or agent type, without its
-        bytes (what ``suho serve`` polls for a new deploy); None when the stage is empty."""
-        return cast("I | None", self._checkpoints.deployed(name, stage))
-
     def deployed(
         self, name: str, stage: DeploymentStatus | str = DeploymentStatus.PRODUCTION
     ) -> DeployedCheckpoint[R, I]:

@@ -1,7 +1,7 @@
 """``suho serve``: one deployed model or agent over HTTP (FastAPI).
 
 * **Hot swap without a failed request.** A :class:`ModelHolder` polls the stage
-  every ``poll_seconds`` (a metadata read, no bytes) and, when another checkpoint
+  every ``poll_seconds`` and, when another checkpoint
   holds it, loads that one in its own thread and swaps one reference. A request
   takes the reference once, so it finishes on the model it started with; nothing
   is ever unloaded under it. A stage that empties keeps the last model serving.
@@ -108,13 +108,16 @@ class ModelHolder:
             self._thread = None
 
     def check(self) -> bool:
-        """Swap in the checkpoint now in the stage, if another; whether it swapped."""
-        service = RunTrackingService(self.db, self.kind)
-        info = service.deployed_info(self.ref, self.stage)
-        if info is None or uuid.UUID(str(info.checkpoint_id)) == self.model.checkpoint_id:
+        """Swap in the checkpoint now in the stage, if another; whether it swapped.
+        (The door's lookup reads the stage's bytes too: a poll verifies them, and a swap
+        deserializes what the poll read.)"""
+        try:
+            found = RunTrackingService(self.db, self.kind).deployed(self.ref, self.stage)
+        except NotFoundError:
+            return False  # the stage emptied: keep serving what we have
+        if uuid.UUID(str(found.info.checkpoint_id)) == self.model.checkpoint_id:
             return False
-        kind, found = resolve(self.db, self.ref, self.stage)
-        fresh = from_checkpoint(kind, found)
+        fresh = from_checkpoint(self.kind, found)
         self.model, self.loaded_at = fresh, time.time()  # one reference: atomic
         self.swaps += 1
         log.info("serving checkpoint %s (was another)", fresh.checkpoint_id)

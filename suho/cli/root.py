@@ -11,6 +11,7 @@ import typer
 from suho.cli import (
     data_import,  # noqa: F401  (registers suho data import)
     predict,
+    store,
     tools,
 )
 from suho.cli.agents import agents_app
@@ -39,6 +40,7 @@ for sub, name in (
     app.add_typer(sub, name=name)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
+db_app.command("stop")(store.db_stop)
 app.command("predict")(predict.predict)
 app.command("serve")(predict.serve)
 

@@ -15,7 +15,7 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (about a minute).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """The whole pipeline on the configured store (the embedded default: no server)."""
+    """The whole pipeline on the configured store (the shared default: nothing to start)."""
     from suho.demo import run_demo
     from suho_models.settings import get_settings
 

@@ -13,6 +13,8 @@ ours and the feature table use); any other key leaves the write whole.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -84,3 +86,38 @@ def split_by_partition(
             chunks.append(data.take(pa.array(order[start : start + count])))
         start += count
     return chunks
+
+
+Execute = Callable[[str, dict[str, Any]], list[Any]]
+
+
+def monthly_partitioning(
+    execute: Execute, table: str, cache: dict[str, tuple[str, str]]
+) -> tuple[str, str] | None:
+    """(column, time zone) of ``table``'s ``toYYYYMM(column)`` partition key, else None.
+
+    A Distributed table has no key of its own: its ``<table>_local`` has. Found keys
+    are cached; a table without one is not (it may be created or re-created later).
+    """
+    from suho_models.db.cluster.settings import LOCAL_SUFFIX  # the package imports database
+
+    if table in cache:
+        return cache[table]
+    for name in (table, f"{table}{LOCAL_SUFFIX}"):
+        rows = execute(
+            "SELECT partition_key FROM system.tables "
+            "WHERE database = currentDatabase() AND name = %(t)s",
+            {"t": name},
+        )
+        if not rows:
+            return None
+        column = monthly_column(rows[0][0] or "")
+        if column is not None:
+            types = execute(
+                "SELECT type FROM system.columns WHERE database = currentDatabase() "
+                "AND table = %(t)s AND name = %(c)s",
+                {"t": name, "c": column},
+            )
+            cache[table] = (column, column_timezone(types[0][0] if types else ""))
+            return cache[table]
+    return None

@@ -6,18 +6,21 @@ The client (``import suho``)::
         for i in range(100):
             run.log({"loss": 0.5 / (i + 1), "val_auc": 0.7}, step=i)
 
-is loaded on first use, so the CLI and ``import suho`` stay light.
+and inference (``suho.load_model("NAME", stage="production").predict(df)``) are loaded
+on first use, so the CLI and ``import suho`` stay light.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from suho.inference import load_model as load_model
+
 if TYPE_CHECKING:
-    from suho.client import Run, active_run, finish, init, load_model, log
+    from suho.client import Run, active_run, finish, init, load_checkpoint, log
     from suho.client.autolog import SuhoCallback, autolog
 
-_CLIENT = {"Run", "active_run", "finish", "init", "load_model", "log"}
+_CLIENT = {"Run", "active_run", "finish", "init", "load_checkpoint", "log"}
 _AUTOLOG = {"autolog", "SuhoCallback"}
 
 
@@ -33,4 +36,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'suho' has no attribute {name!r}")
 
 
-__all__ = ["Run", "SuhoCallback", "active_run", "autolog", "finish", "init", "load_model", "log"]
+__all__ = [
+    "Run",
+    "SuhoCallback",
+    "active_run",
+    "autolog",
+    "finish",
+    "init",
+    "load_checkpoint",
+    "load_model",
+    "log",
+]

@@ -3,6 +3,7 @@
 
 from suho_models.base import DETAILED_RETENTION_MONTHS, Base, metadata
 from suho_models.metrics import RunMetric
+from suho_models.predictions import ModelPrediction
 from suho_models.rl import AgentCheckpoint, AgentTrainingRun, RewardStep, RLHyperparameterTrial
 from suho_models.supervised import (
     HyperparameterTrial,
@@ -21,6 +22,7 @@ ALL_MODELS = (
     RewardStep,
     RLHyperparameterTrial,
     RunMetric,
+    ModelPrediction,
 )
 TABLE_NAMES = tuple(m.__tablename__ for m in ALL_MODELS)
 
@@ -33,6 +35,7 @@ __all__ = [
     "Base",
     "HyperparameterTrial",
     "ModelCheckpoint",
+    "ModelPrediction",
     "RLHyperparameterTrial",
     "RewardStep",
     "RunMetric",

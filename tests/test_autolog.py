@@ -44,7 +44,7 @@ def _check(db: Database, run: suho.Run, keys: dict[str, int]) -> object:
         assert [s for s, _ in service.metric_series(run.run_id, key)] == list(range(count))
     assert any(k.startswith("feature_importance/") for k in logged) or kind.value == "rl"
     checkpoint = service.final_checkpoint(run.run_id)
-    return suho.load_model(checkpoint.checkpoint_id, db=db)
+    return suho.load_checkpoint(checkpoint.checkpoint_id, db=db)
 
 
 def test_xgboost(db: Database, data: tuple[np.ndarray, np.ndarray]) -> None:

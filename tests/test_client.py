@@ -148,7 +148,7 @@ def test_a_pytorch_loop_logs_any_key_and_its_model(db: Database) -> None:
     assert info.model_format.value == "torch_state_dict"
     mse = RunTrackingService(db, "supervised").metric_series(run.run_id, "mse")
     assert len(mse) == 30 and mse[-1][1] < mse[0][1]
-    state = suho.load_model(info.checkpoint_id, db=db)
+    state = suho.load_checkpoint(info.checkpoint_id, db=db)
     again = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     again.load_state_dict(state)
     assert torch.equal(again(x), model(x))

@@ -17,7 +17,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _blocks() -> list[str]:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    """The python blocks of the client section (the inference section's need a deploy)."""
+    section = README.read_text().split("## Tracking any training code", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     return [b for b in blocks if "import suho" in b]
 
 

@@ -16,6 +16,7 @@ import suho_models
 from repositories.base import Repository, row_of
 from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
 from repositories.errors import SchemaMismatchError
+from repositories.predictions import PredictionRepository
 from repositories.records import TrainingRun
 from repositories.run_metrics import RunMetricRepository
 from repositories.runs import AgentRunRepository, TrainingRunRepository
@@ -77,6 +78,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     AgentCheckpointRepository,
     RewardHistoryRepository,
     RLTrialRepository,
+    PredictionRepository,
     RunMetricRepository,
 )
 

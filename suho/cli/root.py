@@ -11,6 +11,7 @@ import typer
 from suho.cli import (
     data_import,  # noqa: F401  (registers suho data import)
     metrics,
+    predict,
     store,
     tools,
 )
@@ -42,6 +43,8 @@ runs_app.command("metrics")(metrics.runs_metrics)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
 db_app.command("stop")(store.db_stop)
+app.command("predict")(predict.predict)
+app.command("serve")(predict.serve)
 
 
 @app.callback()

@@ -155,4 +155,6 @@ def from_bytes(data: bytes, fmt: ModelFormat, *, agent_type: str = "ppo") -> Any
         from trainers.rl.agents import load_model
 
         return load_model(agent_type, data)
-    raise InvalidInputError(f"load_model: {fmt.value} checkpoints are not loaded by the client")
+    raise InvalidInputError(
+        f"load_checkpoint: {fmt.value} checkpoints are not loaded by the client"
+    )

@@ -295,7 +295,7 @@ def active_run() -> Run | None:
     return _active
 
 
-def load_model(checkpoint_id: uuid.UUID | str, *, db: Database | str | None = None) -> Any:
+def load_checkpoint(checkpoint_id: uuid.UUID | str, *, db: Database | str | None = None) -> Any:
     """A model stored by ``run.log_model``, as its library's object (an XGBoost or
     LightGBM Booster, a CatBoost model, a torch state_dict, an SB3 model)."""
     from repositories.tracking import find_checkpoint

@@ -53,6 +53,19 @@ class DeployedAgent:
     env_config_json: dict[str, Any] | str | None
     scaling: ObservationScaling | None
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        info: AgentCheckpointInfo,
+        data: CheckpointBytes,
+        run: AgentTrainingRun,
+        *,
+        env: Any | None = None,
+        device: str = "cpu",
+    ) -> DeployedAgent:
+        """The agent of verified checkpoint bytes and its run (``suho.load_model``)."""
+        return _agent(info, data, run, env, device)
+
     def observe(self, states: np.ndarray) -> np.ndarray:
         """FinRL raw states (one, or one per row) -> what the model was trained on."""
         x = np.asarray(states, dtype=np.float64)

@@ -18,6 +18,7 @@ from repositories.checkpoints import FILE_EXTENSIONS
 from repositories.errors import InvalidInputError
 from repositories.kinds import PROFILES, CheckpointInfo, RunKind, RunRecord, TrialRecord
 from repositories.tracking import AnyTracking, RunTrackingService, tracking_for_run
+from suho.integrations import mlflow_models
 from suho.integrations.mlflow.names import (
     ALIASES,
     CHECKPOINT_DIR,
@@ -455,7 +456,10 @@ class MlflowExporter:
                     self.client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
                 result.artifacts += 1
             if info.deployment_status is not DeploymentStatus.NOT_DEPLOYED and self.has_registry():
-                self._register(kind, info, mlrun, name, result)
+                source = f"{mlrun.info.artifact_uri}/{CHECKPOINT_DIR}/{name}"
+                if mlflow_models.can_log_model(kind, info):  # an MLflow model, not a file
+                    source = mlflow_models.log_model(self.client, mlrun, tracking, info)
+                self._register(kind, info, mlrun, source, result)
 
     def registered_model_name(self, kind: RunKind, info: Any) -> str:
         name = f"{info.name}{presentation(kind).mlflow_model_suffix}"
@@ -475,7 +479,7 @@ class MlflowExporter:
         return self._registry
 
     def _register(
-        self, kind: RunKind, info: Any, mlrun: Any, artifact: str, result: ExportResult
+        self, kind: RunKind, info: Any, mlrun: Any, source: str, result: ExportResult
     ) -> None:
         from mlflow.exceptions import MlflowException
 
@@ -498,7 +502,7 @@ class MlflowExporter:
         if version is None:
             version = self.client.create_model_version(
                 name,
-                source=f"{mlrun.info.artifact_uri}/{CHECKPOINT_DIR}/{artifact}",
+                source=source,
                 run_id=mlrun.info.run_id,
                 tags={CHECKPOINT_TAG: str(info.checkpoint_id), "suho.sha256": info.sha256},
             )

@@ -1,0 +1,320 @@
+"""Inference speed: ``suho predict`` against reading the rows and calling the
+library by hand, and ``suho serve`` against ``mlflow models serve`` on the same model.
+
+Phases run in their own processes (the embedded engine opens a data directory in
+one process at a time):
+
+1. ``prepare``: features (a small training table and ``--rows`` rows to predict),
+   an XGBoost model trained and deployed, exported to a SQLite MLflow registry.
+2. ``batch``: rows/s of ``run_batch`` (what ``suho predict`` runs: read, check,
+   predict, write) to Parquet and to ``model_predictions``, against reading the same
+   columns with ``FeatureTable.read`` and calling the booster by hand, in
+   alternating order.
+3. servers: ``python -m suho serve`` and ``mlflow models serve --env-manager local``
+   on the same registered model; one client measures p50/p99 latency for 1 and 1,000
+   rows (alternating servers), then requests/s of 1 row from 4 client threads.
+
+    python bench/bench_predict.py            # --rows 1000000 for the issue's size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+ROOT = harness.ROOT
+MODEL = "bench-direction"
+
+
+def _env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUHO_")}
+    env.update(
+        SUHO_DATABASE_URL=f"clickhouse+chdb:///{work}/store",
+        SUHO_DATA_DIR=str(work / "data"),
+        PYTHONPATH=str(ROOT),
+        MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    return env
+
+
+def _phase(work: Path, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    out = work / f"{name}.json"
+    command = [sys.executable, __file__, "--phase", name, "--work", str(work)]
+    command += ["--rows", str(args.rows), "--reps", str(args.reps)]
+    subprocess.run(command, check=True, env=_env(work), cwd=work)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+# --------------------------------------------------------------------------- phases
+def phase_prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import datetime as dt
+
+    from repositories.features import FeatureTable
+    from repositories.tracking import RunKind, RunTrackingService
+    from suho.integrations.mlflow import MlflowExporter
+    from suho_models.db import Database, migrations
+    from trainers.data.synth import generate_ml_features
+    from trainers.supervised.config import SupervisedConfig
+    from trainers.supervised.trainer import SupervisedTrainer
+
+    url = os.environ["SUHO_DATABASE_URL"]
+    migrations.upgrade(url)
+    db = Database(url)
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    FeatureTable(db).write(generate_ml_features(("EURUSD", "XAUUSD"), periods=600, start=start))
+    symbols = max(1, args.rows // 5000)
+    big = generate_ml_features(
+        tuple(f"S{i:03d}" for i in range(symbols)), periods=args.rows // symbols, start=start
+    )
+    FeatureTable(db, "bench_rows").write(big)
+    config = {"model_type": "xgboost", "rounds": 100, "early_stopping": None, "progress": False}
+    config |= {"cv_folds": 2, "selection": {"top_k": 20}, "model_name": MODEL}
+    result = SupervisedTrainer(SupervisedConfig.model_validate(config), db).run()
+    RunTrackingService(db, RunKind.SUPERVISED).deploy(result.checkpoint_id, "production")
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    MlflowExporter(db, uri, artifact_location=str(work / "artifacts")).export(result.run.run_id)
+    sample = big.head(1000)[result.features]
+    sample.to_parquet(work / "sample.parquet")
+    db.close()
+    return {
+        "rows": len(big),
+        "features": len(result.features),
+        "checkpoint": str(result.checkpoint_id),
+    }
+
+
+def phase_batch(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from repositories.features import FeatureTable
+    from suho.inference.batch import run_batch
+    from suho.inference.models import SupervisedModel, load_model
+    from suho_models.db import Database
+
+    db = Database(os.environ["SUHO_DATABASE_URL"])
+    model = load_model(MODEL, db=db)
+    assert isinstance(model, SupervisedModel)
+
+    def by_hand() -> int:
+        frame = FeatureTable(db, "bench_rows").read(["time", "symbol", *model.features])
+        X = frame[model.features].to_numpy(dtype=float)
+        return len(model.booster.predict(model.model, X, model.task))
+
+    def to_parquet() -> int:
+        out = work / "out.parquet"
+        return len(run_batch(db, model, "bench_rows", output=out).predictions)
+
+    def to_table() -> int:
+        return len(run_batch(db, model, "bench_rows").predictions)
+
+    arms = {"by_hand": by_hand, "suho_predict_parquet": to_parquet, "suho_predict_table": to_table}
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    rows = by_hand()  # warm up
+    for rep in range(args.reps):
+        order = list(arms) if rep % 2 == 0 else list(reversed(arms))
+        for name in order:
+            began = time.perf_counter()
+            assert arms[name]() == rows
+            times[name].append(time.perf_counter() - began)
+    db.close()
+    medians = {k: harness.median(v) for k, v in times.items()}
+    return {
+        "rows": rows,
+        "seconds": times,
+        "rows_per_s": {k: rows / v for k, v in medians.items()},
+        "overhead_vs_hand": {k: medians[k] / medians["by_hand"] - 1 for k in medians},
+    }
+
+
+# --------------------------------------------------------------------------- servers
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {url}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+    import pandas as pd
+
+    env = _env(work)
+    suho_port, mlflow_port = _free_port(), _free_port()
+    suho = subprocess.Popen(
+        [sys.executable, "-m", "suho", "serve", "--model", MODEL, "--port", str(suho_port)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+    )
+    mlflow_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m"]
+    mlflow_cmd += [f"models:/suho-{MODEL}@production", "--env-manager", "local"]
+    mlflow_cmd += ["-p", str(mlflow_port), "-h", "127.0.0.1"]
+    mlflow = subprocess.Popen(mlflow_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{suho_port}/health", suho)
+        _wait(f"http://127.0.0.1:{mlflow_port}/ping", mlflow)
+        sample = pd.read_parquet(work / "sample.parquet")
+        records = {n: sample.head(n).to_dict(orient="records") for n in (1, 1000)}
+        targets = {
+            "suho_serve": (f"http://127.0.0.1:{suho_port}/predict", "records"),
+            "mlflow_serve": (f"http://127.0.0.1:{mlflow_port}/invocations", "dataframe_records"),
+        }
+        # Both answer the same numbers first.
+        with httpx.Client(timeout=60) as client:
+            a = client.post(targets["suho_serve"][0], json={"records": records[1000]}).json()
+            b = client.post(
+                targets["mlflow_serve"][0], json={"dataframe_records": records[1000]}
+            ).json()
+            probability = [p["probability"] for p in b["predictions"]]
+            assert np.array_equal(np.asarray(a["probability"]), np.asarray(probability))
+        latency: dict[str, dict[str, Any]] = {}
+        with httpx.Client(timeout=60) as client:
+            for n in (1, 1000):
+                reps = args.requests if n == 1 else max(20, args.requests // 10)
+                samples: dict[str, list[float]] = {k: [] for k in targets}
+                for i in range(reps):
+                    order = list(targets) if i % 2 == 0 else list(reversed(targets))
+                    for name in order:
+                        url, key = targets[name]
+                        began = time.perf_counter()
+                        response = client.post(url, json={key: records[n]})
+                        samples[name].append(time.perf_counter() - began)
+                        response.raise_for_status()
+                for name, values in samples.items():
+                    ms = np.asarray(values) * 1000
+                    latency.setdefault(name, {})[f"{n}_rows"] = {
+                        "p50_ms": float(np.percentile(ms, 50)),
+                        "p99_ms": float(np.percentile(ms, 99)),
+                        "requests": len(ms),
+                    }
+        throughput = {}
+        for name, (url, key) in targets.items():
+            stop = time.perf_counter() + args.seconds
+            counts = [0] * 4
+
+            def client_loop(
+                i: int,
+                url: str = url,
+                key: str = key,
+                stop: float = stop,
+                counts: list[int] = counts,
+            ) -> None:
+                with httpx.Client(timeout=60) as c:
+                    while time.perf_counter() < stop:
+                        c.post(url, json={key: records[1]}).raise_for_status()
+                        counts[i] += 1
+
+            threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(4)]
+            began = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            throughput[name] = sum(counts) / (time.perf_counter() - began)
+        return {"latency": latency, "requests_per_s_1_row_4_clients": throughput}
+    finally:
+        for proc in (suho, mlflow):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# --------------------------------------------------------------------------- report
+def markdown(r: harness.Results) -> list[str]:
+    lines = r.header("Inference: suho predict and suho serve")
+    batch = r["batch"]
+    lines += ["## Batch", "", f"{batch['rows']:,} feature rows, median of the repetitions.", ""]
+    lines += harness.table(
+        ["arm", "rows/s", "overhead vs by hand"],
+        [
+            (k, harness.num(v, ",.0f"), harness.pct(batch["overhead_vs_hand"][k]))
+            for k, v in batch["rows_per_s"].items()
+        ],
+    )
+    online = r.data.get("online")
+    if online:
+        lines += ["", "## Online", ""]
+        rows = []
+        for name, by_size in online["latency"].items():
+            for size_, s in by_size.items():
+                rows.append(
+                    (name, size_, harness.num(s["p50_ms"], ".2f"), harness.num(s["p99_ms"], ".2f"))
+                )
+        lines += harness.table(["server", "rows", "p50 ms", "p99 ms"], rows, numeric_from=2)
+        lines += ["", "Requests/s, 1 row, 4 client threads:", ""]
+        lines += harness.table(
+            ["server", "requests/s"],
+            [
+                (k, harness.num(v, ",.0f"))
+                for k, v in online["requests_per_s_1_row_4_clients"].items()
+            ],
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="Feature rows to predict.")
+    parser.add_argument("--reps", type=int, default=3, help="Batch repetitions per arm.")
+    parser.add_argument("--requests", type=int, default=200, help="Latency requests of 1 row.")
+    parser.add_argument("--seconds", type=float, default=5.0, help="Throughput window per server.")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    harness.add_results_arguments(parser, "predict", "Small sizes; nothing written.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.reps, args.requests, args.seconds = 20_000, 1, 30, 1.0
+    if args.phase:
+        phases = {"prepare": phase_prepare, "batch": phase_batch}
+        data = phases[args.phase](args.work, args)
+        (args.work / f"{args.phase}.json").write_text(json.dumps(data))
+        return 0
+    import mlflow
+    import xgboost
+
+    results = harness.Results(args, xgboost=xgboost.__version__, mlflow=mlflow.__version__)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results["prepare"] = _phase(work, "prepare", args)
+        results["batch"] = _phase(work, "batch", args)
+        try:
+            results["online"] = servers(work, args)
+        except Exception as exc:  # noqa: BLE001 - the batch figures stand on their own
+            results["online_error"] = repr(exc)
+    results.write(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

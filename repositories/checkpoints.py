@@ -602,23 +602,40 @@ class CheckpointRepository(Repository[InfoT], Generic[InfoT]):
         return store
 
     # ------------------------------------------------------------------ signing
-    def sign(self, checkpoint_id: uuid.UUID | str) -> InfoT | None:
+    def sign(
+        self, checkpoint_id: uuid.UUID | str, *, expected_sha256: str | None = None
+    ) -> InfoT | None:
         """Sign a checkpoint stored before signatures existed (its hash is checked first).
 
         For a trusted operator, once, on a store nobody else could write yet: a
         signature vouches that the bytes are ours. Returns the new row's record, or
         None when it needs none (a data-only format, or already validly signed).
+        ``expected_sha256``: the hash the operator was shown; a row changed since
+        then is refused. Which rows may be signed at all: :mod:`.legacy_signing`.
         """
         row = self._meta_row(checkpoint_id)
         if ModelFormat(row[self.format_column]) not in CODE_FORMATS:
             return None
         if self._untrusted_reason(row) is None:
             return None
+        if expected_sha256 is not None and row["sha256"] != expected_sha256:
+            raise UntrustedCheckpointError(
+                f"checkpoint {checkpoint_id} changed since it was listed (sha256 "
+                f"{row['sha256'][:12]}…, listed {expected_sha256[:12]}…): not signed"
+            )
         self._verified_bytes(row, bytes)
         for uri in self._companion_uris(self._to_info(row)):
             self._verified_companion(row, uri)
         signature = signing.sign(self._signed_fields(row), self.key)
         return self._new_version(row, {"signature": signature})
+
+    def signature_problem(self, checkpoint_id: uuid.UUID | str) -> str | None:
+        """Why a code-format checkpoint may not be loaded as it is (unsigned, or a
+        signature that does not verify); None when it may (or needs no signature)."""
+        row = self._meta_row(checkpoint_id)
+        if ModelFormat(row[self.format_column]) not in CODE_FORMATS:
+            return None
+        return self._untrusted_reason(row)
 
     def _verified_companion(self, row: Mapping[str, Any], uri: str) -> bytes:
         raise NotImplementedError
@@ -1005,32 +1022,17 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
 
 
 def sign_checkpoints(
-    db: Database, run_id: uuid.UUID | str | None = None, *, store: ObjectStore | None = None
+    db: Database,
+    run_id: uuid.UUID | str | None = None,
+    *,
+    store: ObjectStore | None = None,
+    confirm: Callable[[Any], bool] | None = None,
 ) -> list[uuid.UUID]:
-    """Sign the unsigned code-format checkpoints of one run, or of every run (None).
+    """Sign the checkpoints of one run, or of every run (None), stored before
+    signatures; only those :mod:`repositories.legacy_signing`'s rule allows."""
+    from repositories.legacy_signing import sign_legacy
 
-    The migration step for checkpoints stored before signatures: a trusted operator
-    runs it once (``suho checkpoints sign RUN_ID|--all``). Each checkpoint's bytes
-    are hash-checked before it is signed. Returns the ids signed.
-    """
-    repos = (ModelCheckpointRepository(db, store), AgentCheckpointRepository(db, store))
-    if run_id is not None and not any(repo.runs.exists(run_id) for repo in repos):
-        raise NotFoundError(f"no supervised or RL run with run_id {run_id}")
-    signed: list[uuid.UUID] = []
-    for repo in repos:
-        table, fmt = repo.table.name, repo.format_column
-        codes = ", ".join(f"'{f.value}'" for f in sorted(CODE_FORMATS))
-        sql = f"SELECT checkpoint_id FROM `{table}` FINAL WHERE `{fmt}` IN ({codes})"
-        params: dict[str, Any] = {}
-        if run_id is not None:
-            if not repo.runs.exists(run_id):
-                continue
-            sql += " AND run_id = %(run_id)s"
-            params["run_id"] = _uuid(run_id, "run_id")
-        for (checkpoint_id,) in db.execute(sql, params):
-            if repo.sign(checkpoint_id) is not None:
-                signed.append(checkpoint_id)
-    return signed
+    return sign_legacy(db, run_id, store=store, confirm=confirm)
 
 
 # --------------------------------------------------------------------------- helpers

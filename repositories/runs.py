@@ -19,6 +19,7 @@ from repositories.errors import (
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
+    enum_value,
     validate,
 )
 from repositories.records import (
@@ -116,7 +117,7 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         c = self.table.c
         where = []
         if status is not None:
-            where.append(c.status == RunStatus(status).value)
+            where.append(c.status == enum_value(RunStatus, status, "status").value)
         if type is not None:
             where.append(c[self.type_column] == str(type))
         if name_like is not None:

@@ -45,7 +45,12 @@ from repositories.checkpoints import (
     CheckpointRepository,
     ModelCheckpointRepository,
 )
-from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from repositories.errors import (
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    enum_value,
+)
 from repositories.object_store import ObjectStore
 from repositories.records import AgentTrainingRun, TrainingRun
 from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository
@@ -149,7 +154,7 @@ class RunTrackingService:
 
     def end(self, run_id: uuid.UUID | str, status: RunStatus | str, reason: str = "") -> Any:
         """End a run by hand (``suho runs fail|cancel``): failed or cancelled."""
-        target = RunStatus(status)
+        target = enum_value(RunStatus, status, "status")
         if target is RunStatus.FAILED:
             return self.fail(run_id, reason or "marked failed by hand")
         if target is RunStatus.CANCELLED:

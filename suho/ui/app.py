@@ -26,6 +26,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from repositories.serialization import CorruptCheckpointError
 from repositories.tracking import RunKind, RunTrackingService, find_checkpoint, find_run
 from repositories.ui_queries import (
     CURVES,
@@ -46,6 +47,7 @@ from suho_models.enums import DeploymentStatus, RunStatus
 
 HERE = Path(__file__).resolve().parent
 MAX_COMPARE = 10
+FIRST_YEAR, LAST_YEAR = 1900, 2299
 DEPLOY_STAGES = (DeploymentStatus.STAGING.value, DeploymentStatus.PRODUCTION.value)
 CHART_CURVES = {RunKind.SUPERVISED: ("metrics",), RunKind.RL: ("episodes", "steps")}
 
@@ -121,6 +123,10 @@ def create_app(
     @app.exception_handler(NotFoundError)
     async def _missing(request: Request, exc: NotFoundError) -> Response:
         return FiniteJSONResponse({"error": str(exc)}, 404)
+
+    @app.exception_handler(CorruptCheckpointError)
+    async def _unloadable(request: Request, exc: CorruptCheckpointError) -> Response:
+        return FiniteJSONResponse({"error": str(exc)}, 422)
 
     @app.exception_handler(InvalidTransitionError)
     async def _conflict(request: Request, exc: InvalidTransitionError) -> Response:
@@ -486,9 +492,12 @@ def _number(value: str | None, name: str) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise InvalidInputError(f"{name}: not a number (got {value!r})") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{name}: expected a finite number (got {value!r})")
+    return number
 
 
 def _integer(value: str | None, name: str, default: int) -> int:
@@ -507,6 +516,10 @@ def _date(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datet
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInputError(f"{name}: not a date (YYYY-MM-DD) (got {value!r})") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # what the store's DateTime64 holds
+        raise InvalidInputError(
+            f"{name}: expected a date from {FIRST_YEAR}-01-01 to {LAST_YEAR}-12-31 (got {value!r})"
+        )
     if end_of_day and len(value) == 10:
         parsed = parsed + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -1,0 +1,107 @@
+"""``suho agents``: RL agent runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from suho.cli.common import AgentOption, JsonOption, database
+from suho.cli.output import console, dump, emit, show
+from suho.cli.runs import run_rows
+
+agents_app = typer.Typer(help="RL agent runs.", no_args_is_help=True)
+
+
+@agents_app.command("list")
+def agents_list(
+    status: Annotated[str | None, typer.Option()] = None,
+    agent: AgentOption = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List RL agent runs, newest first (a running run without heartbeats: stale)."""
+    from repositories.tracking import RunKind
+
+    with database() as db:
+        rows = run_rows(db, RunKind.RL, status=status, type=agent, limit=limit, as_json=as_json)
+    emit(
+        rows,
+        as_json,
+        "agent runs",
+        [
+            "run_id",
+            "run_name",
+            "agent_type",
+            "status",
+            "final_sharpe_ratio",
+            "final_total_return",
+            "created_at",
+        ],
+    )
+
+
+@agents_app.command("show")
+def agents_show(run_id: str, as_json: JsonOption = False) -> None:
+    """One agent run with its checkpoints and episode count."""
+    import json
+
+    from repositories.tracking import RunKind, RunTrackingService
+    from suho_models.enums import CheckpointKind
+
+    with database() as db:
+        tracking = RunTrackingService(db, RunKind.RL)
+        run = tracking.runs.get(run_id)
+        data = dump(run) | {"stale": tracking.is_stale(run)}
+        data["episodes_logged"] = len(tracking.series.reward_curve(run.run_id))
+        checkpoints = tracking.checkpoints.list(run.run_id)
+        data["checkpoints"] = [dump(c) for c in checkpoints]
+        env = json.loads(run.env_config_json or "{}")
+        for key in ("env", "n_envs", "sizing", "observation", "reward", "reward_params"):
+            if key in env:
+                data[f"env_{key}" if key in ("env", "reward") else key] = env[key]
+        finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+        if finals:  # a stuck agent: few steps moving shares, saturated or constant actions
+            activity = {k: v for k, v in finals[-1].metrics.items() if k.startswith("eval_")}
+            data.update(activity)
+    show(
+        data, as_json, f"agent run {run.run_id}", ("checkpoints", "config_json", "env_config_json")
+    )
+
+
+@agents_app.command("best")
+def agents_best(
+    limit: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonOption = False
+) -> None:
+    """The seed's "Best RL Agents": completed agents by Sharpe ratio."""
+    from repositories.runs import AgentRunRepository
+
+    with database() as db:
+        rows = AgentRunRepository(db).best_agents(limit)
+    emit(
+        rows,
+        as_json,
+        "Best RL Agents",
+        ["run_name", "agent_type", "final_sharpe_ratio", "final_total_return"],
+    )
+
+
+@agents_app.command("deploy")
+def agents_deploy(
+    best: Annotated[bool, typer.Option("--best", help="Deploy the best completed agent.")] = False,
+    by: Annotated[str, typer.Option(help="Run column to rank by.")] = "final_sharpe_ratio",
+    checkpoint: Annotated[str | None, typer.Option(help="Deploy this checkpoint.")] = None,
+    stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
+) -> None:
+    """Mark an agent checkpoint as production (the previous one is archived)."""
+    from repositories.tracking import RunKind, RunTrackingService
+
+    if not best and not checkpoint:
+        raise typer.BadParameter("give --best or --checkpoint ID")
+    with database() as db:
+        tracking = RunTrackingService(db, RunKind.RL)
+        if checkpoint:
+            info = tracking.checkpoints.deploy(checkpoint, stage)
+        else:
+            info = tracking.deploy_best(by=by, stage=stage)
+    console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")

@@ -1,0 +1,139 @@
+"""``suho runs``: supervised runs, and ending runs of either kind."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from suho.cli.common import JsonOption, ReasonOption, database
+from suho.cli.output import console, dump, emit, show
+
+runs_app = typer.Typer(help="Supervised training runs.", no_args_is_help=True)
+
+
+def run_rows(db: Any, kind: Any, *, as_json: bool, **filters: Any) -> list[dict[str, Any]]:
+    """Listed runs with ``stale`` (JSON) or a status of ``running (stale)`` (table)."""
+    from repositories.tracking import RunTrackingService
+
+    tracking = RunTrackingService(db, kind)
+    rows = []
+    for run in tracking.runs.list(**filters):
+        row, stale = dump(run), tracking.is_stale(run)
+        row["stale"] = stale
+        if stale and not as_json:
+            row["status"] = f"{row['status']} (stale)"
+        rows.append(row)
+    return rows
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
+    model: Annotated[str | None, typer.Option(help="Model type.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name pattern (SQL LIKE, e.g. 'xgb%').")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List supervised runs, newest first (a running run without heartbeats: stale)."""
+    from repositories.tracking import RunKind
+
+    with database() as db:
+        rows = run_rows(
+            db,
+            RunKind.SUPERVISED,
+            status=status,
+            type=model,
+            name_like=name,
+            limit=limit,
+            as_json=as_json,
+        )
+    emit(
+        rows,
+        as_json,
+        "training runs",
+        [
+            "run_id",
+            "run_name",
+            "model_type",
+            "status",
+            "final_test_accuracy",
+            "final_f1_score",
+            "created_at",
+        ],
+    )
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOption = False) -> None:
+    """One run with its checkpoints and trial count."""
+    from repositories.tracking import RunKind, RunTrackingService
+
+    with database() as db:
+        tracking = RunTrackingService(db, RunKind.SUPERVISED)
+        run = tracking.runs.get(run_id)
+        data = dump(run) | {"stale": tracking.is_stale(run)}
+        data["metric_rows"] = tracking.series.count(run.run_id)
+        data["trials"] = len(tracking.trials.list(run.run_id))
+        data["checkpoints"] = [dump(c) for c in tracking.checkpoints.list(run.run_id)]
+    show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
+    if as_json:
+        return
+    for c in data["checkpoints"]:
+        console.print(
+            f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "
+            f"iteration {c['iteration']} {c['deployment_status']}"
+        )
+
+
+def end_run(run_id: str, status: str, reason: str) -> None:
+    from repositories.tracking import RunTrackingService, find_run
+
+    with database() as db:
+        kind, run = find_run(db, run_id)
+        ended = RunTrackingService(db, kind).end(run.run_id, status, reason)
+    console.print(f"{kind.value} run [bold]{ended.run_id}[/bold] {ended.status.value}")
+
+
+@runs_app.command("fail")
+def runs_fail(run_id: str, reason: ReasonOption = "") -> None:
+    """Mark a run of either kind failed (e.g. one whose process died: stale)."""
+    end_run(run_id, "failed", reason)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, reason: ReasonOption = "") -> None:
+    """Mark a run of either kind cancelled."""
+    end_run(run_id, "cancelled", reason)
+
+
+@runs_app.command("sweep-stale")
+def runs_sweep_stale(as_json: JsonOption = False) -> None:
+    """Mark every stale run (running, no heartbeat for a while) failed, of both kinds."""
+    from repositories.tracking import RunKind, RunTrackingService
+
+    ended = []
+    with database() as db:
+        for kind in RunKind:
+            for run in RunTrackingService(db, kind).sweep_stale():
+                ended.append({"kind": kind.value, **dump(run)})
+    emit(
+        ended, as_json, "stale runs marked failed", ["kind", "run_id", "run_name", "error_message"]
+    )
+
+
+@runs_app.command("compare")
+def runs_compare(
+    limit: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonOption = False
+) -> None:
+    """The seed's "Compare Model Performance": best completed runs by test accuracy."""
+    from repositories.runs import TrainingRunRepository
+
+    with database() as db:
+        rows = TrainingRunRepository(db).compare_model_performance(limit)
+    emit(
+        rows,
+        as_json,
+        "Compare Model Performance",
+        ["run_name", "model_type", "final_test_accuracy", "final_f1_score"],
+    )

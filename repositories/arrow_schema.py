@@ -395,9 +395,9 @@ def _check_range(array: pa.Array, rule: ColumnRule) -> None:
 
     inside = pa.array(np.ones(len(array), dtype=bool))
     if rule.low is not None:
-        inside = pc.and_(inside, pc.greater_equal(array, rule.low))
+        inside = pc.and_(inside, pc.greater_equal(array, pa.scalar(rule.low, array.type)))
     if rule.high is not None:
-        inside = pc.and_(inside, pc.less_equal(array, rule.high))
+        inside = pc.and_(inside, pc.less_equal(array, pa.scalar(rule.high, array.type)))
     inside = pc.fill_null(inside, True)  # NULL is the nullability rule's business
     if pc.all(inside).as_py():
         return

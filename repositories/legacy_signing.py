@@ -171,13 +171,14 @@ def sign_legacy(
 ) -> list[uuid.UUID]:
     """Sign the checkpoints the rule allows, of one run or of all (None).
 
-    ``confirm`` is shown every candidate (refused ones too, with the reason) and
-    returns whether to sign the allowed ones; None signs them (scripts). A row whose
+    ``confirm`` is shown every candidate (refused ones too, with the reason; also
+    when none may be signed) and returns whether to sign the allowed ones; None
+    signs them (scripts). A row whose
     hash changed since it was listed is refused. Returns the ids signed.
     """
     candidates = legacy_checkpoints(db, run_id, store=store)
     allowed = [c for c in candidates if c.refused is None]
-    if not allowed or (confirm is not None and not confirm(candidates)):
+    if not candidates or (confirm is not None and not confirm(candidates)) or not allowed:
         return []
     repos = {repo.table.name: repo for repo in _repositories(db, store)}
     signed: list[uuid.UUID] = []

@@ -44,7 +44,7 @@ MAX_OFFSET = 2**63 - 1
 """ClickHouse reads OFFSET as a 64-bit integer: beyond it the query fails."""
 TIME_RANGE = (
     dt.datetime(1900, 1, 1, tzinfo=dt.UTC),
-    dt.datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC),
+    dt.datetime(2299, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
 )
 """What ``DateTime64(3)`` holds: a filter outside it is an input error, not a query error."""
 MAX_POINTS = 10_000

@@ -463,11 +463,14 @@ def test_cli_signs_checkpoints_stored_before_signatures(
     runner = CliRunner()
     refused = runner.invoke(app, ["checkpoints", "sign"])
     assert refused.exit_code != 0 and "RUN_ID or --all" in refused.output
-    done = runner.invoke(app, ["checkpoints", "sign", str(run_id)])
+    declined = runner.invoke(app, ["checkpoints", "sign", str(run_id)], input="n\n")
+    assert declined.exit_code == 0 and "signed 0 checkpoint(s)" in declined.output
+    assert str(legacy) in declined.output and "joblib" in declined.output  # shown first
+    done = runner.invoke(app, ["checkpoints", "sign", str(run_id)], input="y\n")
     assert done.exit_code == 0, done.output
     assert "signed 1 checkpoint(s)" in done.output
     assert ModelCheckpointRepository(db).load_object(legacy) == [1, 2]
-    assert "signed 0" in runner.invoke(app, ["checkpoints", "sign", "--all"]).output
+    assert "signed 0" in runner.invoke(app, ["checkpoints", "sign", "--all", "--yes"]).output
 
 
 def test_rl_resume_refuses_a_switched_checkpoint(

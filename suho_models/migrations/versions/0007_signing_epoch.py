@@ -13,8 +13,10 @@ the creation time of the oldest signed checkpoint, or now, whichever is earlier 
 row an attacker adds can only move it earlier, which refuses more).
 
 ``checkpoint_signing_epoch`` (one row: ``signing_from``, ``recorded_at``,
-``revision``) is written once, by ``CREATE TABLE ... AS SELECT``: a re-run (``IF NOT
-EXISTS``) keeps the first time, and in cluster mode each node records its own.
+``revision``) is not a model table (nothing writes it; autogenerate leaves it alone,
+see ``suho_models.db.migrations.UNMODELLED_TABLES``) and is written once, by
+``CREATE TABLE ... AS SELECT``: a re-run (``IF NOT EXISTS``) keeps the first time,
+and in cluster mode each node records its own.
 """
 
 from collections.abc import Sequence
@@ -39,7 +41,11 @@ def _oldest_signed(table: str) -> str:
 
 def upgrade() -> None:
     op.execute(
-        f"CREATE TABLE IF NOT EXISTS {TABLE} ENGINE = MergeTree ORDER BY tuple() "
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+        "signing_from DateTime64(3, 'UTC') COMMENT 'Rows created before this may be legacy', "
+        "recorded_at DateTime64(3, 'UTC') COMMENT 'When this revision recorded it', "
+        "revision String COMMENT 'The revision that began signing') "
+        "ENGINE = MergeTree ORDER BY tuple() "
         "COMMENT 'When checkpoint signing began: only older unsigned rows may be signed' "
         "AS SELECT least(now64(3, 'UTC'), "
         f"{_oldest_signed('model_checkpoints')}, {_oldest_signed('agent_checkpoints')}"

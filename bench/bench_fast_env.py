@@ -122,7 +122,8 @@ def _vec_env_arm(make: Callable[[], Any], calls: int, n_envs: int, n_tickers: in
 
 
 def bench_raw(frame: Any, market: Any, indicators: list[str], args: argparse.Namespace) -> dict:
-    from trainers.rl.fast_env import FastStockTradingEnv, FastVecEnv
+    from trainers.rl.fast_env import FastStockTradingEnv
+    from trainers.rl.fast_vec_env import FastVecEnv
     from trainers.rl.finrl_env import EnvConfig, make_finrl_env
 
     config = EnvConfig()
@@ -193,7 +194,8 @@ def _cpu_timed(fn: Callable, totals: dict[str, float], key: str) -> Callable:
 def bench_ppo(frame: Any, market: Any, indicators: list[str], args: argparse.Namespace) -> dict:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from trainers.rl.fast_env import FastStockTradingEnv, FastVecEnv
+    from trainers.rl.fast_env import FastStockTradingEnv
+    from trainers.rl.fast_vec_env import FastVecEnv
     from trainers.rl.finrl_env import EnvConfig, make_finrl_env
     from trainers.rl.rewards import wrap_reward
 

@@ -85,7 +85,7 @@ def bench_ingest(db: Database, tracking: RunTrackingService, n: int) -> tuple[uu
         )
     assert writer.close(), "rows left unflushed"
     seconds = time.perf_counter() - start
-    assert tracking.series.count(run_id) == n
+    assert tracking.series_count(run_id) == n
     return run_id, {
         "rows": n,
         "seconds": seconds,

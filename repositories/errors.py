@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -60,3 +61,13 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
         value = error.get("input")
         parts.append(f"{field}: {error['msg']} (got {value!r:.200})")
     return f"invalid {what}: " + "; ".join(parts)
+
+
+def as_uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
+    """``value`` as a UUID; InvalidInputError naming ``field`` when it is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInputError(f"{field}: not a UUID (got {value!r})") from None

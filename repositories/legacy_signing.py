@@ -33,10 +33,8 @@ from repositories.checkpoints import (
     CheckpointRepository,
     ModelCheckpointRepository,
 )
-from repositories.errors import NotFoundError, RepositoryError
+from repositories.errors import NotFoundError, RepositoryError, as_uuid
 from repositories.object_store import ObjectStore
-from repositories.runs import _uuid
-from repositories.serialization import CODE_FORMATS
 from suho_models.db import Database
 
 EPOCH_TABLE = "checkpoint_signing_epoch"
@@ -106,37 +104,28 @@ def legacy_checkpoints(
     epoch = signing_epoch(db)
     repos = _repositories(db, store)
     if run_id is not None:
-        run_id = _uuid(run_id, "run_id")
+        run_id = as_uuid(run_id, "run_id")
         if not any(repo.runs.exists(run_id) for repo in repos):
             raise NotFoundError(f"no supervised or RL run with run_id {run_id}")
     found: list[LegacyCheckpoint] = []
-    codes = ", ".join(f"'{f.value}'" for f in sorted(CODE_FORMATS))
     for repo in repos:
-        table, fmt = repo.table.name, repo.format_column
-        sql = (
-            f"SELECT checkpoint_id, run_id, `{fmt}`, size_bytes, sha256, created_at, signature "
-            f"FROM `{table}` FINAL WHERE `{fmt}` IN ({codes})"
-        )
-        params: dict[str, Any] = {}
-        if run_id is not None:
-            sql += " AND run_id = %(run_id)s"
-            params["run_id"] = run_id
-        for checkpoint_id, row_run, form, size, sha256, created, signature in db.execute(
-            sql + " ORDER BY created_at, checkpoint_id", params
-        ):
+        for checkpoint_id in repo.code_format_ids(run_id):
             problem = repo.signature_problem(checkpoint_id)
             if problem is None:
                 continue  # validly signed
-            run = repo.runs.get(row_run) if repo.runs.exists(row_run) else None
-            created = _utc(created)
+            info = repo.get(checkpoint_id)
+            run = repo.runs.get(info.run_id) if repo.runs.exists(info.run_id) else None
+            created = _utc(info.created_at)
             run_created = None if run is None else _utc(run.created_at)
-            refused = _refusal(epoch, created, run_created, signature, problem)
+            refused = _refusal(epoch, created, run_created, info.signature, problem)
             found.append(
                 LegacyCheckpoint(
-                    table, checkpoint_id, row_run, None if run is None else run.run_name,
-                    str(form), int(size), str(sha256), created, run_created, refused,
+                    repo.table.name, info.checkpoint_id, info.run_id,
+                    None if run is None else run.run_name, info.format.value,
+                    info.size_bytes, info.sha256, created, run_created, refused,
                 )
             )  # fmt: skip
+    found.sort(key=lambda c: (c.created_at, str(c.checkpoint_id)))
     return found
 
 

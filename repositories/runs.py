@@ -19,6 +19,7 @@ from repositories.errors import (
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
+    as_uuid,
     enum_value,
     validate,
 )
@@ -61,7 +62,7 @@ RunT = TypeVar("RunT", TrainingRun, AgentTrainingRun)
 fields both share (status, run_id, started_at, created_at, updated_at)."""
 
 
-class _RunRepository(Repository[RunT], Generic[RunT]):
+class RunRepository(Repository[RunT], Generic[RunT]):
     create_record: ClassVar[type[BaseModel]]
     final_metrics: ClassVar[type[BaseModel]]
     type_column: ClassVar[str]
@@ -85,17 +86,17 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         return record
 
     def get(self, run_id: uuid.UUID | str) -> RunT:
-        run = self.get_one_or_none(self.table.c.run_id == _uuid(run_id, "run_id"))
+        run = self.get_one_or_none(self.table.c.run_id == as_uuid(run_id, "run_id"))
         if run is None:
             raise NotFoundError(f"{self.table.name}: no run with run_id {run_id}")
         return run
 
     def exists(self, run_id: uuid.UUID | str) -> bool:
-        return self._count(self.table.c.run_id == _uuid(run_id, "run_id")) > 0
+        return self._count(self.table.c.run_id == as_uuid(run_id, "run_id")) > 0
 
     def require(self, run_id: uuid.UUID | str) -> uuid.UUID:
         """The run's id, or NotFoundError: ClickHouse has no foreign keys, we check."""
-        key = _uuid(run_id, "run_id")
+        key = as_uuid(run_id, "run_id")
         if not self.exists(key):
             raise NotFoundError(f"{self.table.name}: no run with run_id {run_id}")
         return key
@@ -264,7 +265,7 @@ class _RunRepository(Repository[RunT], Generic[RunT]):
         return record
 
 
-class TrainingRunRepository(_RunRepository[TrainingRun]):
+class TrainingRunRepository(RunRepository[TrainingRun]):
     model = TrainingRunModel
     record = TrainingRun
     create_record = TrainingRunCreate
@@ -276,7 +277,7 @@ class TrainingRunRepository(_RunRepository[TrainingRun]):
         return self.db.execute_mappings(queries.COMPARE_MODEL_PERFORMANCE_FINAL, {"limit": limit})
 
 
-class AgentRunRepository(_RunRepository[AgentTrainingRun]):
+class AgentRunRepository(RunRepository[AgentTrainingRun]):
     model = AgentTrainingRunModel
     record = AgentTrainingRun
     create_record = AgentTrainingRunCreate
@@ -286,12 +287,3 @@ class AgentRunRepository(_RunRepository[AgentTrainingRun]):
     def best_agents(self, limit: int = 10) -> list[dict[str, Any]]:
         """The seed's "Best RL Agents", reading current rows only."""
         return self.db.execute_mappings(queries.BEST_RL_AGENTS_FINAL, {"limit": limit})
-
-
-def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise InvalidInputError(f"{field}: not a UUID (got {value!r})") from None

@@ -16,10 +16,10 @@ from sqlalchemy import func
 
 from repositories.base import Repository
 from repositories.batch_writer import BatchWriter, reward_history_writer, training_metrics_writer
-from repositories.errors import InvalidInputError, validate
+from repositories.errors import InvalidInputError, as_uuid, validate
 from repositories.query import Query
 from repositories.records import EpisodeSummary, MetricPoint, RewardPoint
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _uuid
+from repositories.runs import AgentRunRepository, TrainingRunRepository
 from suho_models import RewardStep, TrainingMetric
 from suho_models.db import Database
 
@@ -136,7 +136,7 @@ class TrainingMetricRepository(Repository[MetricPoint]):
         ``sql()`` is the statement as SQL text (benches measure exactly that)."""
         c = self.table.c
         return self.read(
-            c.run_id == _uuid(run_id, "run_id"), columns=self.record_columns(MetricPoint)
+            c.run_id == as_uuid(run_id, "run_id"), columns=self.record_columns(MetricPoint)
         ).order_by(c.iteration_number)
 
     def learning_curve(self, run_id: uuid.UUID | str) -> list[MetricPoint]:
@@ -148,7 +148,7 @@ class TrainingMetricRepository(Repository[MetricPoint]):
         return self.learning_curve_query(run_id).arrow()
 
     def count(self, run_id: uuid.UUID | str) -> int:
-        return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
+        return self._count(self.table.c.run_id == as_uuid(run_id, "run_id"))
 
     def delete_after(self, run_id: uuid.UUID | str, iteration_number: int) -> None:
         """Forget iterations past a checkpoint: a resumed run re-trains them, and
@@ -156,7 +156,7 @@ class TrainingMetricRepository(Repository[MetricPoint]):
         self.db.execute(
             "DELETE FROM training_metrics WHERE run_id = %(r)s AND iteration_number > %(i)s",
             {
-                "r": _uuid(run_id, "run_id"),
+                "r": as_uuid(run_id, "run_id"),
                 "i": _non_negative("iteration_number", iteration_number),
             },
         )
@@ -164,7 +164,7 @@ class TrainingMetricRepository(Repository[MetricPoint]):
     def last_iteration(self, run_id: uuid.UUID | str) -> int | None:
         c = self.table.c
         value = self.read(
-            c.run_id == _uuid(run_id, "run_id"), columns=[func.maxOrNull(c.iteration_number)]
+            c.run_id == as_uuid(run_id, "run_id"), columns=[func.maxOrNull(c.iteration_number)]
         ).scalar()
         return None if value is None else int(value)
 
@@ -201,7 +201,7 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         ``episode_ends_only`` let an incremental reader (the MLflow mirror) fetch only
         what it has not seen, or the episode-end rows with their losses."""
         c = self.table.c
-        where = [c.run_id == _uuid(run_id, "run_id")]
+        where = [c.run_id == as_uuid(run_id, "run_id")]
         if episode_number is not None:
             where.append(c.episode_number == episode_number)
         if after_timestep is not None:
@@ -217,7 +217,7 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         """One point per finished episode: its total reward and Sharpe ratio."""
         c = self.table.c
         rows = self._select(
-            c.run_id == _uuid(run_id, "run_id"),
+            c.run_id == as_uuid(run_id, "run_id"),
             c.is_episode_end == 1,
             order_by=[c.episode_number],
             columns=self.record_columns(EpisodeSummary),
@@ -225,20 +225,23 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         return [EpisodeSummary.model_validate(dict(r)) for r in rows]
 
     def count(self, run_id: uuid.UUID | str) -> int:
-        return self._count(self.table.c.run_id == _uuid(run_id, "run_id"))
+        return self._count(self.table.c.run_id == as_uuid(run_id, "run_id"))
 
     def delete_after(self, run_id: uuid.UUID | str, timestep_number: int) -> None:
         """Forget steps past a checkpoint: a resumed run replays them."""
         self.db.execute(
             "DELETE FROM reward_history WHERE run_id = %(r)s AND timestep_number > %(t)s",
-            {"r": _uuid(run_id, "run_id"), "t": _non_negative("timestep_number", timestep_number)},
+            {
+                "r": as_uuid(run_id, "run_id"),
+                "t": _non_negative("timestep_number", timestep_number),
+            },
         )
 
     def last_step(self, run_id: uuid.UUID | str) -> tuple[int, int] | None:
         """(episode_number, timestep_number) of the last stored step, for resume."""
         c = self.table.c
         rows = self._select(
-            c.run_id == _uuid(run_id, "run_id"),
+            c.run_id == as_uuid(run_id, "run_id"),
             order_by=[c.timestep_number.desc()],
             limit=1,
             columns=[c.episode_number, c.timestep_number],

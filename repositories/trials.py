@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 from pydantic import BaseModel
 
 from repositories.base import Repository, utcnow
-from repositories.errors import InvalidInputError, validate
+from repositories.errors import InvalidInputError, as_uuid, validate
 from repositories.records import RLTrial, RLTrialCreate, Trial, TrialCreate
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _uuid
+from repositories.runs import AgentRunRepository, TrainingRunRepository
 from suho_models import HyperparameterTrial, RLHyperparameterTrial
 from suho_models.db import Database
 from suho_models.enums import TrialState
@@ -25,7 +25,7 @@ from suho_models.enums import TrialState
 TrialT = TypeVar("TrialT", Trial, RLTrial)
 
 
-class _TrialRepository(Repository[TrialT], Generic[TrialT]):
+class TrialRepository(Repository[TrialT], Generic[TrialT]):
     create_record: ClassVar[type[BaseModel]]
     run_repository: ClassVar[type[TrainingRunRepository | AgentRunRepository]]
     objective_column: ClassVar[str]
@@ -48,7 +48,7 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
 
     def list(self, run_id: uuid.UUID | str) -> list[TrialT]:
         c = self.table.c
-        return self._list(c.run_id == _uuid(run_id, "run_id"), order_by=[c.trial_number])
+        return self._list(c.run_id == as_uuid(run_id, "run_id"), order_by=[c.trial_number])
 
     def best(
         self,
@@ -62,7 +62,7 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
         c = self.table.c
         objective = c[self.objective_column]
         return self._list(
-            c.run_id == _uuid(run_id, "run_id"),
+            c.run_id == as_uuid(run_id, "run_id"),
             c.state == TrialState.COMPLETE.value,
             objective.isnot(None),
             order_by=[
@@ -75,11 +75,11 @@ class _TrialRepository(Repository[TrialT], Generic[TrialT]):
     def finished_numbers(self, run_id: uuid.UUID | str) -> set[int]:
         """Trial numbers already logged: a resumed study skips them."""
         c = self.table.c
-        rows = self._select(c.run_id == _uuid(run_id, "run_id"), columns=[c.trial_number])
+        rows = self._select(c.run_id == as_uuid(run_id, "run_id"), columns=[c.trial_number])
         return {int(r["trial_number"]) for r in rows}
 
 
-class HyperparameterTrialRepository(_TrialRepository[Trial]):
+class HyperparameterTrialRepository(TrialRepository[Trial]):
     model = HyperparameterTrial
     record = Trial
     create_record = TrialCreate
@@ -87,7 +87,7 @@ class HyperparameterTrialRepository(_TrialRepository[Trial]):
     objective_column = "objective_value"
 
 
-class RLTrialRepository(_TrialRepository[RLTrial]):
+class RLTrialRepository(TrialRepository[RLTrial]):
     model = RLHyperparameterTrial
     record = RLTrial
     create_record = RLTrialCreate

@@ -32,10 +32,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ClauseList
 
-from repositories.errors import InvalidInputError
-from repositories.runs import AgentRunRepository, TrainingRunRepository, _RunRepository, _uuid
-from repositories.series import RewardHistoryRepository, TrainingMetricRepository
-from repositories.tracking import RunKind
+from repositories.errors import InvalidInputError, as_uuid
+from repositories.kinds import PROFILES, CurveSpec, RunKind, curve_owner, profile_of
+from repositories.runs import RunRepository
 from suho_models.db import Database
 from suho_models.enums import RunStatus
 
@@ -99,13 +98,12 @@ COMMON_LIST_COLUMNS = (
 DEFAULT_VIEWS: dict[RunKind, dict[str, Any]] = {
     # The seed's "Compare Model Performance" and "Best RL Agents": completed runs,
     # best first (ties by run_id, as the repositories' FINAL variants order them).
-    RunKind.SUPERVISED: {"status": "completed", "sort": "final_test_accuracy", "descending": True},
-    RunKind.RL: {"status": "completed", "sort": "final_sharpe_ratio", "descending": True},
+    kind: {"status": "completed", "sort": p.ranking_metric, "descending": True}
+    for kind, p in PROFILES.items()
 }
 
 SEED_COLUMNS: dict[RunKind, tuple[str, ...]] = {
-    RunKind.SUPERVISED: ("run_name", "model_type", "final_test_accuracy", "final_f1_score"),
-    RunKind.RL: ("run_name", "agent_type", "final_sharpe_ratio", "final_total_return"),
+    kind: p.seed_columns for kind, p in PROFILES.items()
 }
 
 
@@ -124,11 +122,10 @@ class RunBrowser:
     """Listing of one kind of run for the UI: filter, sort by any column, page."""
 
     def __init__(self, db: Database, kind: RunKind | str) -> None:
-        self.kind = RunKind(kind)
-        self.runs: _RunRepository[Any] = (
-            TrainingRunRepository(db) if self.kind is RunKind.SUPERVISED else AgentRunRepository(db)
-        )
-        self.type_column = self.runs.type_column
+        profile = profile_of(kind)
+        self.kind = profile.kind
+        self.runs: RunRepository[Any] = profile.runs(db)
+        self.type_column = profile.type_column
 
     @property
     def metric_columns(self) -> list[str]:
@@ -257,29 +254,22 @@ def _plain_row(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- curves
-SUPERVISED_SERIES = (
-    "train_loss",
-    "val_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "learning_rate",
-    "gradient_norm",
-)
-RL_STEP_SERIES = (
-    "step_reward",
-    "episode_cumulative_reward",
-    "account_value",
-    "policy_loss",
-    "value_loss",
-)
-RL_EPISODE_SERIES = ("episode_final_reward", "sharpe_ratio", "account_value")
-
 CURVES: dict[str, tuple[RunKind, str, tuple[str, ...]]] = {
-    # name: (kind, x column, series)
-    "metrics": (RunKind.SUPERVISED, "iteration_number", SUPERVISED_SERIES),
-    "steps": (RunKind.RL, "timestep_number", RL_STEP_SERIES),
-    "episodes": (RunKind.RL, "episode_number", RL_EPISODE_SERIES),
+    # name: (kind, x column, series), from the kinds' profiles
+    c.name: (kind, c.x, c.series)
+    for kind, p in PROFILES.items()
+    for c in p.curves
 }
+
+
+@dataclass
+class SeriesPoint:
+    """One row of a run's series, not downsampled: its x, when it was recorded, and
+    the values asked for by column."""
+
+    x: int
+    recorded_at: dt.datetime | None
+    values: dict[str, float | None]
 
 
 @dataclass
@@ -304,8 +294,40 @@ class CurveReader:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.metrics = TrainingMetricRepository(db)
-        self.rewards = RewardHistoryRepository(db)
+        self._series = {kind: p.series(db) for kind, p in PROFILES.items()}
+
+    def points(
+        self,
+        run_id: uuid.UUID | str,
+        spec: CurveSpec,
+        *,
+        columns: Sequence[str] | None = None,
+        after: int | None = None,
+    ) -> list[SeriesPoint]:
+        """Every row of curve ``spec`` of a run in x order (``columns``: the values to
+        read, default the curve's series; ``after``: only rows with x past it)."""
+        repo = self._series[curve_owner(spec.name)[0].kind]
+        c = repo.table.c
+        names = tuple(columns) if columns is not None else spec.series
+        if unknown := [n for n in names if n not in c]:
+            raise InvalidInputError(f"columns: unknown {', '.join(unknown)} for {spec.name}")
+        x = c[spec.x]
+        where: list[ColumnElement[bool]] = [c.run_id == as_uuid(run_id, "run_id")]
+        if spec.episode_ends_only:
+            where.append(c.is_episode_end == 1)
+        if after is not None:
+            where.append(x > int(after))
+        rows = (
+            repo.read(*where, columns=[x, c.recorded_at, *(c[n] for n in names)]).order_by(x).rows()
+        )
+        return [
+            SeriesPoint(
+                int(r[spec.x]),
+                _utc(r["recorded_at"]),
+                {n: None if r[n] is None else float(r[n]) for n in names},
+            )
+            for r in rows
+        ]
 
     def curve(
         self,
@@ -319,8 +341,7 @@ class CurveReader:
     ) -> Curve:
         """A run's curve ``name`` (``metrics`` for supervised runs, ``steps`` or
         ``episodes`` for agents), each series LTTB-downsampled to ``points``."""
-        if name not in CURVES:
-            raise InvalidInputError(f"curve: expected one of {', '.join(CURVES)} (got {name!r})")
+        owner, spec = curve_owner(name)
         if not isinstance(points, int) or not 3 <= points <= MAX_POINTS:
             raise InvalidInputError(f"points: expected 3 to {MAX_POINTS} (got {points!r})")
         for label, bound in (("x_from", x_from), ("x_to", x_to)):
@@ -328,18 +349,18 @@ class CurveReader:
                 raise InvalidInputError(f"{label}: expected a finite number (got {bound!r})")
         if x_from is not None and x_to is not None and x_from > x_to:
             raise InvalidInputError(f"x_from: {x_from} is after x_to {x_to}")
-        kind, x_name, known = CURVES[name]
+        x_name, known = spec.x, spec.series
         chosen = tuple(series) if series else known
         if unknown := [s for s in chosen if s not in known]:
             raise InvalidInputError(
                 f"series: unknown {', '.join(unknown)} for curve {name} (one of {', '.join(known)})"
             )
-        repo = self.metrics if kind is RunKind.SUPERVISED else self.rewards
-        key = _uuid(run_id, "run_id")
+        repo = self._series[owner.kind]
+        key = as_uuid(run_id, "run_id")
         c = repo.table.c
         x = c[x_name]
         where: list[ColumnElement[bool]] = [c.run_id == key]
-        if name == "episodes":
+        if spec.episode_ends_only:
             where.append(c.is_episode_end == 1)
         if x_from is not None:
             where.append(x >= x_from)
@@ -361,6 +382,13 @@ class CurveReader:
             None if row["x_max"] is None else float(row["x_max"]),
             {s: _unzip(row[s]) for s in chosen},
         )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """As the records read it: a naive time is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _unzip(pairs: Any) -> list[list[float]]:
@@ -414,6 +442,7 @@ __all__ = [
     "CurveReader",
     "RunBrowser",
     "RunPage",
+    "SeriesPoint",
     "flat_parameters",
     "lttb",
     "parameter_diff",

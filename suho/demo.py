@@ -70,8 +70,9 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     from repositories.features import FeatureTable
+    from repositories.kinds import RL, SUPERVISED
     from repositories.queries import seed_query
-    from repositories.tracking import RunKind, RunTrackingService
+    from repositories.tracking import RunTrackingService
     from suho.report import write_report
     from suho_models.db import Database, migrations
     from trainers.data.synth import generate_ml_features
@@ -142,10 +143,10 @@ def run_demo(
             )
 
         step("6. deploying the best model and the best agent")
-        supervised = RunTrackingService(db, RunKind.SUPERVISED)
+        supervised = RunTrackingService(db, SUPERVISED)
         result.deployed_model = supervised.deploy_best(by="final_test_accuracy")
-        best_model = supervised.runs.get(result.deployed_model.run_id)
-        result.deployed_agent = RunTrackingService(db, RunKind.RL).deploy_best()
+        best_model = supervised.get(result.deployed_model.run_id)
+        result.deployed_agent = RunTrackingService(db, RL).deploy_best()
         console.print(
             f"   model {best_model.run_name} -> production; agent "
             f"{result.deployed_agent.agent_type.value} -> production"

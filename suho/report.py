@@ -12,12 +12,16 @@ import base64
 import html
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from repositories.kinds import RL, SUPERVISED, RunKind
+from repositories.tracking import RunTrackingService, tracking_for_run
+from suho.kinds import presentation
 from suho_models.db import Database
 
 
@@ -47,22 +51,21 @@ def _render(fig: Any) -> bytes:
 
 # --------------------------------------------------------------------------- supervised
 def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
-    from repositories.series import TrainingMetricRepository
-    from repositories.trials import HyperparameterTrialRepository
     from suho_models.enums import TaskType
     from trainers.supervised.inference import load_run_model, test_split_predictions
 
     plt = _plt()
     figures = []
-    curve = TrainingMetricRepository(db).learning_curve(run_id)
-    it = [p.iteration_number for p in curve]
+    tracking = RunTrackingService(db, SUPERVISED)
+    curve = tracking.series(run_id, "metrics")
+    it = [p.x for p in curve]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    loss_ax.plot(it, [p.train_loss for p in curve], label="train")
-    loss_ax.plot(it, [p.val_loss for p in curve], label="validation")
+    loss_ax.plot(it, [p.values["train_loss"] for p in curve], label="train")
+    loss_ax.plot(it, [p.values["val_loss"] for p in curve], label="validation")
     loss_ax.set(title="Loss per iteration", xlabel="iteration", ylabel="loss (log loss / RMSE)")
     loss_ax.legend()
-    acc_ax.plot(it, [p.train_accuracy for p in curve], label="train")
-    acc_ax.plot(it, [p.val_accuracy for p in curve], label="validation")
+    acc_ax.plot(it, [p.values["train_accuracy"] for p in curve], label="train")
+    acc_ax.plot(it, [p.values["val_accuracy"] for p in curve], label="validation")
     acc_ax.set(title="Accuracy per iteration", xlabel="iteration", ylabel="accuracy (fraction)")
     acc_ax.legend()
     figures.append(Figure("learning_curves", "Learning curves", _render(fig)))
@@ -75,16 +78,17 @@ def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
     ax.set(title="Feature importance (top 20)", xlabel="importance (gain)", ylabel="feature")
     figures.append(Figure("feature_importance", "Feature importance", _render(fig)))
 
-    trials = HyperparameterTrialRepository(db).list(run_id)
+    trials = tracking.trials(run_id)
     if trials:
         fig, ax = plt.subplots(figsize=(8, 4))
-        done = [t for t in trials if t.objective_value is not None]
-        ax.scatter([t.trial_number for t in done], [t.objective_value for t in done], label="trial")
+        scored = [(t.trial_number, t.objective_value) for t in trials]
+        done = [(n, v) for n, v in scored if v is not None]
+        ax.scatter([n for n, _ in done], [v for _, v in done], label="trial")
         best, running = [], math.inf
-        for t in done:
-            running = min(running, t.objective_value)
+        for _, value in done:
+            running = min(running, value)
             best.append(running)
-        ax.step([t.trial_number for t in done], best, where="post", label="best so far")
+        ax.step([n for n, _ in done], best, where="post", label="best so far")
         ax.set(
             title="Tuning history",
             xlabel="trial number",
@@ -124,23 +128,21 @@ def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
 
 # --------------------------------------------------------------------------- RL
 def rl_figures(db: Database, run_id: Any) -> list[Figure]:
-    from repositories.series import RewardHistoryRepository
-
     plt = _plt()
-    rewards = RewardHistoryRepository(db)
+    tracking = RunTrackingService(db, RL)
     figures = []
-    episodes = rewards.reward_curve(run_id)
+    episodes = tracking.series(run_id, "episodes")
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(
-        [e.episode_number for e in episodes], [e.episode_final_reward for e in episodes], marker="o"
+        [e.x for e in episodes], [e.values["episode_final_reward"] for e in episodes], marker="o"
     )
     ax.set(title="Reward per episode", xlabel="episode", ylabel="episode reward (sum)")
     figures.append(Figure("episode_rewards", "Reward per episode", _render(fig)))
 
-    steps = rewards.steps(run_id)
+    steps = tracking.series(run_id, "steps", columns=["policy_loss", "value_loss"])
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot([s.timestep_number for s in steps], [s.policy_loss for s in steps], label="policy")
-    ax.plot([s.timestep_number for s in steps], [s.value_loss for s in steps], label="value")
+    ax.plot([s.x for s in steps], [s.values["policy_loss"] for s in steps], label="policy")
+    ax.plot([s.x for s in steps], [s.values["value_loss"] for s in steps], label="value")
     ax.set(title="Policy and value loss", xlabel="timestep", ylabel="loss")
     ax.legend()
     figures.append(Figure("losses", "Policy and value loss", _render(fig)))
@@ -168,6 +170,13 @@ def rl_figures(db: Database, run_id: Any) -> list[Figure]:
     return figures
 
 
+FIGURES: dict[RunKind, Callable[[Database, Any], list[Figure]]] = {
+    SUPERVISED.kind: supervised_figures,
+    RL.kind: rl_figures,
+}
+"""The figures of a report, per kind of run."""
+
+
 # --------------------------------------------------------------------------- HTML
 def _metadata_rows(record: Any) -> list[tuple[str, str]]:
     rows = []
@@ -180,13 +189,9 @@ def _metadata_rows(record: Any) -> list[tuple[str, str]]:
 
 def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
     """Write ``<output>.html`` and one PNG per figure beside it; returns the HTML path."""
-    from repositories.tracking import RunKind, find_run
-
-    found, record = find_run(db, run_id)
-    if found is RunKind.SUPERVISED:
-        figures, kind = supervised_figures(db, record.run_id), "supervised"
-    else:
-        figures, kind = rl_figures(db, record.run_id), "RL"
+    tracking, record = tracking_for_run(db, run_id)
+    figures = FIGURES[tracking.kind](db, record.run_id)
+    kind = presentation(tracking.kind).report_label
     output = Path(output or f"report-{record.run_id}.html")
     output.parent.mkdir(parents=True, exist_ok=True)
     images = []

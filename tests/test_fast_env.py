@@ -21,7 +21,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from trainers.data.synth import generate_ml_features
 from trainers.rl.config import DEFAULT_INDICATORS
-from trainers.rl.fast_env import FastStockTradingEnv, FastVecEnv, MarketArrays
+from trainers.rl.fast_env import FastStockTradingEnv, MarketArrays
+from trainers.rl.fast_vec_env import FastVecEnv
 from trainers.rl.finrl_env import (
     EnvConfig,
     make_finrl_env,

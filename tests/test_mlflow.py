@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.features import FeatureTable
+from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.tracking import RunKind, RunTrackingService
 from suho.cli import app
 from suho.integrations.mlflow import (
@@ -177,7 +178,7 @@ def supervised_config(**kw: Any) -> SupervisedConfig:
 def supervised_run(store: Database, mlflow_process: Any) -> Any:
     """A run with a 2-trial study, its final model deployed to production."""
     result = SupervisedTrainer(supervised_config(tuning={"trials": 2}), store).run()
-    RunTrackingService(store, RunKind.SUPERVISED).checkpoints.deploy(
+    RunTrackingService(store, RunKind.SUPERVISED).deploy(
         result.checkpoint_id, DeploymentStatus.PRODUCTION
     )
     return result.run.run_id
@@ -204,9 +205,7 @@ def rl_run(store: Database, server: str) -> tuple[Any, LiveMirror]:
     mirror = LiveMirror(store, server, RunKind.RL, interval=0.3, final_timeout=120)
     with mirror:
         result = RLTrainer(config, store, tracking=mirror.tracking()).run()
-    RunTrackingService(store, RunKind.RL).checkpoints.deploy(
-        result.checkpoint_id, DeploymentStatus.STAGING
-    )
+    RunTrackingService(store, RunKind.RL).deploy(result.checkpoint_id, DeploymentStatus.STAGING)
     return result.run.run_id, mirror
 
 
@@ -289,7 +288,7 @@ def test_supervised_run_reads_back_from_the_server(
     store: Database, server: str, supervised_run: Any, tmp_path: Path
 ) -> None:
     tracking = RunTrackingService(store, RunKind.SUPERVISED)
-    run = tracking.runs.get(supervised_run)
+    run = tracking.get(supervised_run)
     result = exporter(store, server).export(supervised_run)
     assert result.created
     client = MlflowClient(server)
@@ -300,7 +299,7 @@ def test_supervised_run_reads_back_from_the_server(
     mlrun = client.get_run(mlrun.info.run_id)
 
     # Params: the configuration, flattened, plus the best trial's hyperparameters.
-    trials = tracking.trials.list(run.run_id)
+    trials = tracking.trials(run.run_id)
     best = min(
         (t for t in trials if t.state is TrialState.COMPLETE), key=lambda t: t.objective_value
     )
@@ -311,7 +310,7 @@ def test_supervised_run_reads_back_from_the_server(
     assert mlrun.data.params["tuning.trials"] == "2"
 
     # Metrics: every series equal point by point (step, value, time) to the learning curve.
-    curve = tracking.series.learning_curve(run.run_id)
+    curve = TrainingMetricRepository(tracking.db).learning_curve(run.run_id)
     assert len(curve) == 25
     for key in SUPERVISED_SERIES:
         ours = [
@@ -360,14 +359,14 @@ def test_supervised_run_reads_back_from_the_server(
         assert RUN_ID_TAG not in child.data.tags  # the parent alone answers the run's tag
 
     # Checkpoints: bytes equal, same sha256; the deployed one registered with its alias.
-    infos = tracking.checkpoints.list(run.run_id)
+    infos = tracking.checkpoints(run.run_id)
     for info in infos:
         check_artifact(
             client,
             mlrun,
             info,
             tmp_path / str(info.checkpoint_id),
-            tracking.checkpoints.load_checkpoint(info.checkpoint_id),
+            tracking.load_checkpoint(info.checkpoint_id),
         )
     (deployed,) = [i for i in infos if i.deployment_status is DeploymentStatus.PRODUCTION]
     name = f"suho-{deployed.model_name}"
@@ -401,7 +400,7 @@ def test_rl_run_mirrored_live_reads_back(
     assert mirror.results[-1].status is RunStatus.COMPLETED
 
     tracking = RunTrackingService(store, RunKind.RL)
-    run = tracking.runs.get(run_id)
+    run = tracking.get(run_id)
     result = exporter(store, server).export(run_id)  # after deployment: the registry
     assert not result.created and result.metric_points == 0  # the mirror had sent all
     client = MlflowClient(server)
@@ -409,8 +408,8 @@ def test_rl_run_mirrored_live_reads_back(
     mlrun = client.get_run(mlrun.info.run_id)
 
     # Episode summaries, by episode: rewards, Sharpe, account values and the losses.
-    ends = tracking.series.steps(run_id, episode_ends_only=True)
-    curve = tracking.series.reward_curve(run_id)
+    ends = RewardHistoryRepository(tracking.db).steps(run_id, episode_ends_only=True)
+    curve = RewardHistoryRepository(tracking.db).reward_curve(run_id)
     assert len(ends) == len(curve) == run.total_episodes >= 5
     for key, column in EPISODE_SERIES.items():
         ours = [
@@ -441,9 +440,7 @@ def test_rl_run_mirrored_live_reads_back(
     assert mlrun.info.status == "FINISHED" and mlrun.info.end_time == ms(run.completed_at)
 
     final = tracking.final_checkpoint(run_id)
-    check_artifact(
-        client, mlrun, final, tmp_path, tracking.checkpoints.load_checkpoint(final.checkpoint_id)
-    )
+    check_artifact(client, mlrun, final, tmp_path, tracking.load_checkpoint(final.checkpoint_id))
     version = client.get_model_version_by_alias("suho-ppo-agent", "staging")
     assert version.tags["suho.checkpoint_id"] == str(final.checkpoint_id)
     assert version.tags["suho.deployment_status"] == "staging"
@@ -500,7 +497,7 @@ def test_plain_sqlite_uri_with_all_steps(
     ex.export(supervised_run)
     client = MlflowClient(uri)
     mlrun = client.get_run(ex.find(RunKind.RL, run_id).info.run_id)
-    steps = RunTrackingService(store, RunKind.RL).series.steps(run_id)
+    steps = RewardHistoryRepository(store).steps(run_id)
     for key, column in STEP_SERIES.items():
         ours = [
             (s.timestep_number, float(getattr(s, column)))
@@ -537,7 +534,7 @@ KEYS = 4
 
 
 def log_points(tracking: RunTrackingService, run_id: Any, first: int, last: int) -> None:
-    tracking.series.log_many(
+    tracking.log_series(
         run_id,
         [
             {"iteration_number": i, "train_loss": 1 / i, "val_loss": 2 / i, "learning_rate": 0.1}
@@ -628,9 +625,9 @@ def test_server_down_during_live_mirror_training_completes(
     with mirror:
         result = SupervisedTrainer(supervised_config(), store, tracking=mirror.tracking()).run()
     tracking = RunTrackingService(store, RunKind.SUPERVISED)
-    run = tracking.runs.get(result.run.run_id)
+    run = tracking.get(result.run.run_id)
     assert run.status is RunStatus.COMPLETED
-    curve = tracking.series.learning_curve(run.run_id)
+    curve = TrainingMetricRepository(tracking.db).learning_curve(run.run_id)
     assert [p.iteration_number for p in curve] == list(range(1, 26))
     assert tracking.final_checkpoint(run.run_id) is not None
     assert mirror.passes == 0 and mirror.failures >= 2  # retried
@@ -693,4 +690,4 @@ def test_cli_export_and_bad_input(
     with pytest.raises(InvalidInputError, match="experiment_prefix"):
         exporter(store, uri, experiment_prefix="")
     with pytest.raises(InvalidInputError, match=r"after_timestep.*-1"):
-        RunTrackingService(store, RunKind.RL).series.steps(uuid.uuid4(), after_timestep=-1)
+        RewardHistoryRepository(store).steps(uuid.uuid4(), after_timestep=-1)

@@ -77,7 +77,7 @@ KILL = SETUP + textwrap.dedent(
         import trainers.supervised.tuning as tuning
         real = tuning.cross_validate
         def dying_cv(*a, **k):  # dies as the study starts trial KILL_IN_TUNING
-            done = len(trainer.trials.list(trainer.runs.list()[0].run_id))
+            done = len(trainer.tracking.trials(trainer.tracking.list_runs()[0].run_id))
             if done >= int(os.environ["KILL_IN_TUNING"]):
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(*a, **k)

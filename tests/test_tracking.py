@@ -49,20 +49,20 @@ def test_guard_marks_failures_and_interrupts(db: Database, kind: RunKind) -> Non
     failing = started(tracking, new(tracking, "failing"))
     with pytest.raises(ValueError, match="bad data"), tracking.guard(failing.run_id):
         raise ValueError("bad data")
-    stored = tracking.runs.get(failing.run_id)
+    stored = tracking.get(failing.run_id)
     assert stored.status is RunStatus.FAILED
     assert stored.error_message == "ValueError: bad data"
 
     interrupted = started(tracking, new(tracking, "interrupted"))
     with pytest.raises(KeyboardInterrupt), tracking.guard(interrupted.run_id):
         raise KeyboardInterrupt
-    stored = tracking.runs.get(interrupted.run_id)
+    stored = tracking.get(interrupted.run_id)
     assert stored.status is RunStatus.CANCELLED and "KeyboardInterrupt" in stored.error_message
 
     fine = started(tracking, new(tracking, "fine"))
     with tracking.guard(fine.run_id):
         tracking.complete(fine.run_id)
-    assert tracking.runs.get(fine.run_id).status is RunStatus.COMPLETED
+    assert tracking.get(fine.run_id).status is RunStatus.COMPLETED
 
 
 def test_an_error_after_completion_keeps_the_status_and_the_error(db: Database) -> None:
@@ -71,7 +71,7 @@ def test_an_error_after_completion_keeps_the_status_and_the_error(db: Database) 
     with pytest.raises(RuntimeError, match="after"), tracking.guard(run.run_id):
         tracking.complete(run.run_id)
         raise RuntimeError("after completion")
-    assert tracking.runs.get(run.run_id).status is RunStatus.COMPLETED
+    assert tracking.get(run.run_id).status is RunStatus.COMPLETED
 
 
 def test_sigterm_inside_guard_cancels_and_the_handler_is_restored(db: Database) -> None:
@@ -81,7 +81,7 @@ def test_sigterm_inside_guard_cancels_and_the_handler_is_restored(db: Database) 
     with pytest.raises(Terminated), tracking.guard(run.run_id):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises in the main thread before this ends
-    stored = tracking.runs.get(run.run_id)
+    stored = tracking.get(run.run_id)
     assert stored.status is RunStatus.CANCELLED and "SIGTERM" in stored.error_message
     assert signal.getsignal(signal.SIGTERM) is before
     assert issubclass(Terminated, KeyboardInterrupt)  # Ctrl-C's cleanup paths run for it
@@ -103,7 +103,7 @@ def test_guard_outside_the_main_thread_leaves_signals_alone(db: Database) -> Non
     thread.start()
     thread.join()
     assert errors == []
-    assert tracking.runs.get(run.run_id).status is RunStatus.COMPLETED
+    assert tracking.get(run.run_id).status is RunStatus.COMPLETED
 
 
 # --------------------------------------------------------------------------- heartbeats
@@ -112,19 +112,19 @@ def test_heartbeats_while_guarded_never_undo_a_status_change(db: Database) -> No
     run = started(tracking, supervised_run(tracking))
     assert run.heartbeat_at is None
     with tracking.guard(run.run_id):
-        first = tracking.runs.get(run.run_id).heartbeat_at
+        first = tracking.get(run.run_id).heartbeat_at
         assert first is not None  # a beat at once
         deadline = time.monotonic() + 30
-        while tracking.runs.get(run.run_id).heartbeat_at == first:
+        while tracking.get(run.run_id).heartbeat_at == first:
             assert time.monotonic() < deadline, "no heartbeat from the thread"
             time.sleep(0.02)
         # Status changes and heartbeats interleave; the change always survives.
         for n in range(20):
             tracking.update(run.run_id, train_rows=n)
-        assert tracking.runs.get(run.run_id).train_rows == 19
+        assert tracking.get(run.run_id).train_rows == 19
         tracking.complete(run.run_id, {"final_test_accuracy": 0.5})
         time.sleep(0.1)  # several intervals: any beat now must not write
-    stored = tracking.runs.get(run.run_id)
+    stored = tracking.get(run.run_id)
     assert stored.status is RunStatus.COMPLETED and stored.final_test_accuracy == 0.5
     assert stored.train_rows == 19
     assert tracking.heartbeat(run.run_id) is False  # not running: nothing written
@@ -145,18 +145,18 @@ def test_stale_runs_are_found_shown_and_swept(db: Database) -> None:
     tracking.update(finished.run_id, heartbeat_at=long_ago)
     tracking.complete(finished.run_id)
 
-    assert tracking.is_stale(dead) and not tracking.is_stale(tracking.runs.get(alive.run_id))
-    assert not tracking.is_stale(tracking.runs.get(finished.run_id))
+    assert tracking.is_stale(dead) and not tracking.is_stale(tracking.get(alive.run_id))
+    assert not tracking.is_stale(tracking.get(finished.run_id))
     stale = {r.run_name for r in tracking.stale_runs()}
     assert stale == {"dead", "old-style"}
     swept = tracking.sweep_stale()
     assert {r.run_name for r in swept} == {"dead", "old-style"}
     for run in swept:
-        stored = tracking.runs.get(run.run_id)
+        stored = tracking.get(run.run_id)
         assert stored.status is RunStatus.FAILED and "stale: no heartbeat since" in (
             stored.error_message
         )
-    assert tracking.runs.get(alive.run_id).status is RunStatus.RUNNING
+    assert tracking.get(alive.run_id).status is RunStatus.RUNNING
     assert tracking.stale_runs() == []
 
 
@@ -185,7 +185,7 @@ def test_one_resume_protocol(db: Database) -> None:
         tracking.resume(crashed.run_id, require_state=True)
     assert db.execute("SELECT * FROM training_runs ORDER BY updated_at") == before
 
-    checkpoint = tracking.checkpoints.save_checkpoint(crashed.run_id, b"x", "xgboost_ubjson")
+    checkpoint = tracking.save_checkpoint(crashed.run_id, b"x", "xgboost_ubjson")
     tracking.fail(crashed.run_id, "killed")
     run, latest = tracking.resume(crashed.run_id, require_state=True)
     assert run.status is RunStatus.RUNNING and run.error_message == ""
@@ -210,7 +210,7 @@ def test_find_run_and_checkpoint_of_either_kind(db: Database) -> None:
         find_run(db, uuid.uuid4())
     with pytest.raises(InvalidInputError, match="run_id: not a UUID"):
         find_run(db, "nope")
-    saved = rl.checkpoints.save_checkpoint(a.run_id, b"agent", "sb3_zip")
+    saved = rl.save_checkpoint(a.run_id, b"agent", "sb3_zip")
     kind, repo, info = find_checkpoint(db, saved.checkpoint_id)
     assert kind is RunKind.RL and info.checkpoint_id == saved.checkpoint_id
     with pytest.raises(NotFoundError, match="no model or agent checkpoint"):
@@ -223,14 +223,12 @@ def test_final_checkpoint_reads_the_legacy_best_kind(db: Database) -> None:
     tracking = RunTrackingService(db, RunKind.SUPERVISED)
     run = supervised_run(tracking)
     assert tracking.final_checkpoint(run.run_id) is None
-    first = tracking.checkpoints.save_checkpoint(run.run_id, b"1", "xgboost_ubjson", iteration=5)
+    first = tracking.save_checkpoint(run.run_id, b"1", "xgboost_ubjson", iteration=5)
     assert tracking.final_checkpoint(run.run_id).checkpoint_id == first.checkpoint_id  # latest
-    legacy = tracking.checkpoints.save_checkpoint(
-        run.run_id, b"2", "xgboost_ubjson", iteration=6, kind="best"
-    )
-    tracking.checkpoints.save_checkpoint(run.run_id, b"3", "xgboost_ubjson", iteration=7)
+    legacy = tracking.save_checkpoint(run.run_id, b"2", "xgboost_ubjson", iteration=6, kind="best")
+    tracking.save_checkpoint(run.run_id, b"3", "xgboost_ubjson", iteration=7)
     assert tracking.final_checkpoint(run.run_id).checkpoint_id == legacy.checkpoint_id
-    final = tracking.checkpoints.save_checkpoint(
+    final = tracking.save_checkpoint(
         run.run_id, b"4", "xgboost_ubjson", iteration=6, kind=CheckpointKind.FINAL
     )
     assert tracking.final_checkpoint(run.run_id).checkpoint_id == final.checkpoint_id  # newer
@@ -244,8 +242,8 @@ def _completed_agent(rl: RunTrackingService, name: str, **final: Any) -> tuple[A
             rl, name, **({"agent_type": final.pop("agent_type")} if "agent_type" in final else {})
         ),
     )
-    rl.checkpoints.save_checkpoint(run.run_id, b"mid", "sb3_zip", episode_number=1)
-    checkpoint = rl.checkpoints.save_checkpoint(
+    rl.save_checkpoint(run.run_id, b"mid", "sb3_zip", episode_number=1)
+    checkpoint = rl.save_checkpoint(
         run.run_id, name.encode(), "sb3_zip", episode_number=2, kind=CheckpointKind.FINAL
     )
     rl.complete(run.run_id, final)
@@ -270,7 +268,7 @@ def test_deploy_best_ranks_in_clickhouse_skipping_null_and_nan(db: Database) -> 
     assert deployed.checkpoint_id == low.checkpoint_id
     assert deployed.deployment_status is DeploymentStatus.STAGING
     assert rl.deploy_best(by="total_timesteps", type="ppo").checkpoint_id == low.checkpoint_id
-    assert rl.checkpoints.get(high.checkpoint_id).deployment_status is DeploymentStatus.ARCHIVED
+    assert rl.checkpoint(high.checkpoint_id).deployment_status is DeploymentStatus.ARCHIVED
 
     # Ties go to the newest run.
     time.sleep(0.01)
@@ -288,8 +286,8 @@ def test_deploy_best_supervised_takes_the_final_model(db: Database) -> None:
     deployed = {}
     for name, accuracy in (("a", 0.6), ("b", 0.7)):
         run = started(tracking, supervised_run(tracking, name))
-        tracking.checkpoints.save_checkpoint(run.run_id, b"i", "xgboost_ubjson", iteration=3)
-        deployed[name] = tracking.checkpoints.save_checkpoint(
+        tracking.save_checkpoint(run.run_id, b"i", "xgboost_ubjson", iteration=3)
+        deployed[name] = tracking.save_checkpoint(
             run.run_id, name.encode(), "xgboost_ubjson", iteration=2, kind=CheckpointKind.FINAL
         )
         tracking.complete(run.run_id, {"final_test_accuracy": accuracy})

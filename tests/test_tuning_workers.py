@@ -91,7 +91,7 @@ def check_study(db: Database, kind: RunKind, run_id: uuid.UUID, config: Any) -> 
     import optuna
 
     tracking = RunTrackingService(db, kind)
-    assert tracking.runs.get(run_id).status is RunStatus.COMPLETED
+    assert tracking.get(run_id).status is RunStatus.COMPLETED
     study = optuna.load_study(
         study_name=str(run_id), storage=study_storage(config.tuning.storage, run_id)
     )
@@ -102,13 +102,13 @@ def check_study(db: Database, kind: RunKind, run_id: uuid.UUID, config: Any) -> 
     assert not study.get_trials(
         states=(optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
     )
-    logged = tracking.trials.list(run_id)  # read with FINAL
+    logged = tracking.trials(run_id)  # read with FINAL
     numbers = [t.trial_number for t in logged]
     assert len(numbers) == len(set(numbers)) == len(study.trials)
     ok = [t for t in logged if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert sorted(t.trial_number for t in ok) == sorted(t.number for t in done)
     assert all(t.worker_host and t.worker_pid > 0 for t in logged)
-    finals = [c for c in tracking.checkpoints.list(run_id) if c.kind in FINAL_KINDS]
+    finals = [c for c in tracking.checkpoints(run_id) if c.kind in FINAL_KINDS]
     assert len(finals) == 1
     return logged
 
@@ -148,7 +148,7 @@ def test_four_workers_finish_exactly_twelve_rl_trials_on_redis(
     assert codes == [0] * WORKERS
     check_study(server_db, RunKind.RL, run.run_id, config)
     stored = RLConfig.model_validate_json(
-        RunTrackingService(server_db, RunKind.RL).runs.get(run.run_id).config_json
+        RunTrackingService(server_db, RunKind.RL).get(run.run_id).config_json
     )
     assert stored.tuned_params is not None  # the best trial's parameters trained the run
 
@@ -211,7 +211,7 @@ def test_a_tuning_run_needs_trials(server_db: Database) -> None:
     )
     with pytest.raises(InvalidInputError, match="tuning.trials"):
         create_tuning_run("supervised", config, server_db)
-    assert not RunTrackingService(server_db, RunKind.SUPERVISED).runs.list()
+    assert not RunTrackingService(server_db, RunKind.SUPERVISED).list_runs()
 
 
 # --------------------------------------------------------------------------- storage, CLI
@@ -263,7 +263,7 @@ def test_cli_refuses_workers_on_the_embedded_store_before_creating_a_run(
     result = CliRunner().invoke(app, ["tune", "supervised", "--trials", "4", "--workers", "2"])
     assert result.exit_code != 0
     assert "suho db serve" in str(result.exception)
-    assert not RunTrackingService(Database(url), RunKind.SUPERVISED).runs.list()
+    assert not RunTrackingService(Database(url), RunKind.SUPERVISED).list_runs()
 
     unknown = CliRunner().invoke(app, ["tune", "worker", str(uuid.uuid4())])
     assert unknown.exit_code != 0 and "no supervised or RL run" in str(unknown.exception)
@@ -282,9 +282,9 @@ def test_cli_tunes_with_one_worker_on_the_embedded_store(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     db = Database(url)
-    (run,) = RunTrackingService(db, RunKind.SUPERVISED).runs.list()
+    (run,) = RunTrackingService(db, RunKind.SUPERVISED).list_runs()
     assert run.status is RunStatus.COMPLETED
-    trials = RunTrackingService(db, RunKind.SUPERVISED).trials.list(run.run_id)
+    trials = RunTrackingService(db, RunKind.SUPERVISED).trials(run.run_id)
     assert [t.trial_number for t in trials] == [0, 1, 2]
     assert {t.worker_pid for t in trials} == {os.getpid()}
     late = CliRunner().invoke(app, ["tune", "worker", str(run.run_id)])

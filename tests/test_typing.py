@@ -1,4 +1,4 @@
-"""The data layer (repositories/, suho_models/) passes mypy in strict mode.
+"""The data layer (repositories/, suho_models/) and the trainers pass mypy in strict mode.
 
 mypy is in the test extra: if it is missing, ``python -m mypy`` fails and so does
 this test (it never skips).
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED_PACKAGES = ("repositories", "suho_models")
+CHECKED_PACKAGES = ("repositories", "suho_models", "trainers")
 
 DEFERRED = {"repositories.checkpoints", "repositories.object_store", "repositories.serialization"}
 """Our only modules whose errors mypy ignores for now (see pyproject.toml)."""
@@ -24,7 +24,7 @@ def mypy_config() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
 
 
-def test_mypy_is_strict_for_the_data_layer() -> None:
+def test_mypy_is_strict_for_the_checked_packages() -> None:
     config = mypy_config()
     assert config.get("strict") is True
     assert set(CHECKED_PACKAGES) <= set(config["files"])

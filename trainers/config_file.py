@@ -21,6 +21,17 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message says where and why."""
 
 
+_CONFIG_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def config_model(model: type[M]) -> type[M]:
+    """Class decorator: a trainer config whose ValidationErrors
+    :func:`describe_config_error` can name the known fields of. The config modules
+    register here, so this module needs no import of them (they import it)."""
+    _CONFIG_MODELS[model.__name__] = model
+    return model
+
+
 def read_config_file(path: str | Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The file's settings with ``overrides`` laid over them.
 
@@ -151,11 +162,7 @@ def _describe_one(error: Mapping[str, Any], model: type[BaseModel] | None) -> st
 
 def _config_model(title: str) -> type[BaseModel] | None:
     """The trainer config class a ValidationError is about (for its field names)."""
-    from trainers.rl.config import RLConfig, RLTuningConfig
-    from trainers.supervised.config import SelectionConfig, SupervisedConfig, TuningConfig
-
-    models = (SupervisedConfig, RLConfig, TuningConfig, RLTuningConfig, SelectionConfig)
-    return next((m for m in models if m.__name__ == title), None)
+    return _CONFIG_MODELS.get(title)
 
 
 def _known_fields(model: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
@@ -219,4 +226,10 @@ def _line_of(path: Path, text: str, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-__all__ = ["ConfigError", "describe_config_error", "read_config_file", "validate_config_file"]
+__all__ = [
+    "ConfigError",
+    "config_model",
+    "describe_config_error",
+    "read_config_file",
+    "validate_config_file",
+]

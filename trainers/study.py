@@ -17,11 +17,19 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from suho_models.enums import TrialState
 
 log = logging.getLogger(__name__)
+
+
+class TrialLog(Protocol):
+    """Where a study's trials are recorded: the run's tracking service."""
+
+    def log_trial(self, run_id: uuid.UUID | str, trial: Any) -> object: ...
+
+    def finished_trials(self, run_id: uuid.UUID | str) -> set[int]: ...
 
 
 def storage_url(configured: str | None) -> str | None:
@@ -104,7 +112,7 @@ def _beating_journal_class() -> type:
     from optuna.storages._heartbeat import BaseHeartbeat
     from optuna.trial import TrialState as OptunaState
 
-    class _BeatingJournal(JournalStorage, BaseHeartbeat):  # type: ignore[misc]
+    class _BeatingJournal(JournalStorage, BaseHeartbeat):
         """A journal with the heartbeat Optuna gives only RDB storages: a beat is a
         system attribute of the running trial; a trial is stale when neither its
         last beat nor its start is within the grace period."""
@@ -336,7 +344,7 @@ def _claim(study: Any) -> int | None:
         try:
             if storage.set_trial_state_values(frozen._trial_id, optuna.trial.TrialState.RUNNING):
                 storage.set_trial_system_attr(frozen._trial_id, WORKER_ATTR, worker_identity())
-                return frozen._trial_id
+                return int(frozen._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None

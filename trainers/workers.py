@@ -27,18 +27,18 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from repositories.errors import InvalidInputError
-from repositories.tracking import RunKind, RunTrackingService, find_run
+from repositories.kinds import RunKind, RunRecord
+from repositories.tracking import AnyTracking, RunTrackingService, tracking_for_run
 from suho_models.db import Database
 from suho_models.enums import RunStatus
+from trainers.kinds import TrainerKind, trainer_kind
 from trainers.study import (
     TrialHeartbeat,
     claim_final,
@@ -67,121 +67,30 @@ class WorkerResult:
     message: str
 
 
-def _config_class(kind: RunKind) -> type:
-    if kind is RunKind.SUPERVISED:
-        from trainers.supervised.config import SupervisedConfig
-
-        return SupervisedConfig
-    from trainers.rl.config import RLConfig
-
-    return RLConfig
-
-
 def _tuning_trials(config: Any) -> int:
     return int(config.tuning.trials)
 
 
 # --------------------------------------------------------------------------- the run
-def create_tuning_run(kind: RunKind | str, config: Any, db: Database) -> Any:
+def create_tuning_run(kind: RunKind | str, config: Any, db: Database) -> RunRecord:
     """Create and start the run, store its data preparation, create its shared study."""
-    kind = RunKind(kind)
+    trainer = trainer_kind(kind)
     if not config.tuning.trials:
         raise InvalidInputError("tuning.trials: expected at least 1 for a tuning run (got 0)")
-    if kind is RunKind.SUPERVISED:
-        from trainers.supervised.trainer import SupervisedTrainer
-
-        trainer: Any = SupervisedTrainer(config.model_copy(update={"progress": False}), db)
-        run = trainer.tracking.create(_supervised_run_fields(config))
-        trainer.tracking.start(run.run_id)
-        with trainer.tracking.guard(run.run_id):
-            _supervised_inputs(trainer, trainer.tracking.runs.get(run.run_id), prepare=True)
-    else:
-        from trainers.rl.environment import env_config_json, load_market
-        from trainers.rl.trainer import RLTrainer
-
-        trainer = RLTrainer(config, db)
-        run = trainer.tracking.create(_rl_run_fields(config))
-        trainer.tracking.start(run.run_id)
-        with trainer.tracking.guard(run.run_id):  # bad data fails here, not in W workers
-            market = load_market(config, db)
-            trainer.tracking.update(
-                run.run_id,
-                state_dim=market.state_dim,
-                action_dim=market.action_dim,
-                tickers=market.tickers,
-                env_config_json=env_config_json(market, config),
-                **market.period_fields(),
-            )
-    with trainer.tracking.guard(run.run_id):
-        spec_options = _study_options(kind, config)
+    tracking: AnyTracking = RunTrackingService(db, trainer.data.kind)
+    run = tracking.create(trainer.run_fields(config))
+    tracking.start(run.run_id)
+    with tracking.guard(run.run_id):  # bad data fails here, not in W workers
+        trainer.prepare(config, db, tracking, run.run_id)
         create_shared_study(
             run.run_id,
             study_storage(config.tuning.storage, run.run_id),
             study_name=config.tuning.study_name or str(run.run_id),
             trials=config.tuning.trials,
-            **spec_options,
+            # the sampler and pruner are each worker's own
+            direction=trainer.data.direction,
         )
-    return trainer.tracking.runs.get(run.run_id)
-
-
-def _study_options(kind: RunKind, config: Any) -> dict[str, Any]:
-    """Direction of the study (the sampler and pruner are each worker's own)."""
-    return {"direction": "minimize" if kind is RunKind.SUPERVISED else "maximize"}
-
-
-def _supervised_run_fields(config: Any) -> dict[str, Any]:
-    from suho_models.enums import TaskType
-
-    return {
-        "run_name": config.run_name or f"{config.resolved_model_name}-{int(time.time())}",
-        "model_type": config.model_type,
-        "task_type": config.task or TaskType.CLASSIFICATION,
-        "target_variable": config.target,
-        "train_ratio": config.split_ratios[0],
-        "val_ratio": config.split_ratios[1],
-        "test_ratio": config.split_ratios[2],
-        "config_json": config.model_dump_json(),
-    }
-
-
-def _rl_run_fields(config: Any) -> dict[str, Any]:
-    return {
-        "run_name": config.run_name or f"{config.agent.value}-{int(time.time())}",
-        "agent_type": config.agent,
-        "reward_function_type": config.reward,
-        "initial_amount": config.initial_amount,
-        "buy_cost_pct": config.buy_cost_pct,
-        "sell_cost_pct": config.sell_cost_pct,
-        "config_json": config.model_dump_json(),
-    }
-
-
-def _supervised_inputs(trainer: Any, run: Any, *, prepare: bool) -> tuple[Any, ...]:
-    """The training split the study tunes on; ``prepare`` selects the features and
-    stores them with the split on the run (the coordinator), else they are read back."""
-    from trainers.data.source import load_features
-    from trainers.data.split import chronological_split
-    from trainers.supervised.selection import select_features
-    from trainers.supervised.trainer import _split_fields, infer_task
-
-    config = trainer.config
-    frame, roles = load_features(
-        config.source, config.features, trainer.db, config.start, config.end, config.symbols
-    )
-    task = config.task or infer_task(frame[config.target])
-    split = chronological_split(frame, roles.time, config.split_ratios)
-    y = split.train[config.target].to_numpy()
-    if prepare:
-        features = select_features(
-            split.train[roles.features], y, config.selection, task, config.seed
-        )
-        trainer.tracking.update(
-            run.run_id, task_type=task, features_used=features, **_split_fields(split)
-        )
-    else:
-        features = list(run.features_used)
-    X = split.train[features].to_numpy(dtype=float)
-    return X, y, split.train[roles.time].to_numpy(), task
+    return tracking.get(run.run_id)
 
 
 # --------------------------------------------------------------------------- a worker
@@ -195,9 +104,10 @@ def run_worker(
     """Join the run's study, run slots until none is left, and finish the run if this
     worker is the one that claims the election token."""
     heartbeat = heartbeat or TrialHeartbeat()
-    kind, run = find_run(db, run_id)
+    tracking, run = tracking_for_run(db, run_id)
     run_id = run.run_id
-    config = _config_class(kind).model_validate_json(run.config_json)
+    trainer = trainer_kind(tracking.kind)
+    config = trainer.config(run.config_json)
     if run.status is RunStatus.COMPLETED:
         return WorkerResult(run_id, 0, False, STUDY_COMPLETE)
     import optuna
@@ -216,18 +126,17 @@ def run_worker(
     if study_done(study) and final_done(study):
         return WorkerResult(run_id, 0, False, STUDY_COMPLETE)
 
-    tracking = RunTrackingService(db, kind)
-    with _run_heartbeat(tracking, run_id):
+    with tracking.beating(run_id):  # the run is not stale while this worker works
         ran = 0
         if not study_done(study):
-            spec = _study_spec(kind, config, db, run, on_trial)
+            spec = trainer.study_spec(config, db, tracking, run_id, on_trial)
             # Each worker samples with its own seed: the same seed everywhere would
             # draw the same parameters in every worker.
             sampler = optuna.samplers.TPESampler(seed=(config.seed * 7919 + os.getpid()) % 2**32)
             study = optuna.load_study(
                 study_name=name, storage=storage, sampler=sampler, pruner=spec.options["pruner"]
             )
-            with _torch_threads(kind, config):
+            with trainer.threads(config):
                 ran = work(study, spec.objective, _tolerant(spec.record), heartbeat)
         claim = claim_final(study, heartbeat)
         if claim is None:
@@ -236,56 +145,23 @@ def run_worker(
     try:
         with final_beating(claim, heartbeat):
             _wait_for_database(db)
-            _finish(kind, config, db, tracking, run_id)
+            _finish(trainer, config, db, tracking, run_id)
         ok = True
     finally:
         finish_final(claim, ok)
     return WorkerResult(run_id, ran, True, "finished the run")
 
 
-def _study_spec(
-    kind: RunKind, config: Any, db: Database, run: Any, on_trial: Callable[[int], None] | None
-) -> Any:
-    if kind is RunKind.SUPERVISED:
-        from trainers.supervised.trainer import SupervisedTrainer
-        from trainers.supervised.tuning import study_spec
-
-        trainer: Any = SupervisedTrainer(config.model_copy(update={"progress": False}), db)
-        X, y, times, task = _supervised_inputs(trainer, run, prepare=False)
-        spec = study_spec(
-            trainer.booster, X, y, times, trainer.config, task, run.run_id, trainer.trials, on_trial
-        )
-        return spec
-    from trainers.rl.environment import load_market
-    from trainers.rl.trainer import RLTrainer
-    from trainers.rl.tuning import study_spec as rl_spec
-
-    trainer = RLTrainer(config, db)
-    market = load_market(config, db)
-    return rl_spec(config, market, run.run_id, trainer.trials, on_trial)
-
-
 def _finish(
-    kind: RunKind, config: Any, db: Database, tracking: RunTrackingService, run_id: uuid.UUID
+    trainer: TrainerKind, config: Any, db: Database, tracking: AnyTracking, run_id: uuid.UUID
 ) -> None:
     """Retrain the best trial and complete the run: the trainer's own path, whose
     tuning step finds the study finished (and logs the trials the table lacks)."""
-    run = tracking.runs.get(run_id)
+    run = tracking.get(run_id)
     if run.status is not RunStatus.RUNNING:  # a finisher before this one failed
         run, _ = tracking.resume(run_id)
     with tracking.guard(run_id):
-        if kind is RunKind.SUPERVISED:
-            from trainers.supervised.trainer import SupervisedTrainer
-
-            quiet = config.model_copy(update={"progress": False})
-            SupervisedTrainer(quiet, db, tracking=tracking)._train(run_id)
-            return
-        from trainers.rl.trainer import RLTrainer, torch_threads
-
-        trainer = RLTrainer(config, db)
-        trainer.tracking = tracking
-        with torch_threads(config.torch_threads):
-            trainer._train(tracking.runs.get(run_id), config, None)
+        trainer.finish(config, db, tracking, run_id)
 
 
 def _wait_for_database(db: Database, timeout: float = 600.0) -> None:
@@ -320,39 +196,6 @@ def _tolerant(record: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     return callback
 
 
-@contextmanager
-def _run_heartbeat(tracking: RunTrackingService, run_id: uuid.UUID) -> Iterator[None]:
-    """Keep the run's ``heartbeat_at`` fresh while this worker works (not stale)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(tracking.heartbeat_seconds):
-            try:
-                if not tracking.heartbeat(run_id):
-                    return
-            except Exception as exc:  # noqa: BLE001 - a missed beat must not end the worker
-                log.warning("run %s: heartbeat not written: %s", run_id, exc)
-
-    thread = threading.Thread(target=beat, name=f"run-heartbeat-{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-@contextmanager
-def _torch_threads(kind: RunKind, config: Any) -> Iterator[None]:
-    if kind is not RunKind.RL:
-        yield
-        return
-    from trainers.rl.trainer import torch_threads
-
-    with torch_threads(config.torch_threads):
-        yield
-
-
 # --------------------------------------------------------------------------- launching
 def worker_command(run_id: uuid.UUID, heartbeat: TrialHeartbeat | None = None) -> list[str]:
     """``suho tune worker RUN_ID`` as this Python runs it."""
@@ -380,7 +223,7 @@ def local_workers_allowed(db: Database, workers: int) -> None:
 
 
 def launch(
-    run: Any,
+    run: RunRecord,
     kind: RunKind | str,
     db: Database,
     workers: int,
@@ -396,7 +239,7 @@ def launch(
     from trainers.progress import Progress
 
     local_workers_allowed(db, workers)
-    config = _config_class(RunKind(kind)).model_validate_json(run.config_json)
+    config = trainer_kind(kind).config(run.config_json)
     total = _tuning_trials(config)
     if db.is_embedded:
         with Progress(progress).task("tuning", total) as advance:

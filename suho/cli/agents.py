@@ -21,10 +21,10 @@ def agents_list(
     as_json: JsonOption = False,
 ) -> None:
     """List RL agent runs, newest first (a running run without heartbeats: stale)."""
-    from repositories.tracking import RunKind
+    from repositories.kinds import RL
 
     with database() as db:
-        rows = run_rows(db, RunKind.RL, status=status, type=agent, limit=limit, as_json=as_json)
+        rows = run_rows(db, RL, status=status, type=agent, limit=limit, as_json=as_json)
     emit(
         rows,
         as_json,
@@ -46,23 +46,23 @@ def agents_show(run_id: str, as_json: JsonOption = False) -> None:
     """One agent run with its checkpoints and episode count."""
     import json
 
-    from repositories.tracking import RunKind, RunTrackingService
-    from suho_models.enums import CheckpointKind
+    from repositories.kinds import RL
+    from repositories.tracking import RunTrackingService
 
     with database() as db:
-        tracking = RunTrackingService(db, RunKind.RL)
-        run = tracking.runs.get(run_id)
+        tracking = RunTrackingService(db, RL)
+        run = tracking.get(run_id)
         data = dump(run) | {"stale": tracking.is_stale(run)}
-        data["episodes_logged"] = len(tracking.series.reward_curve(run.run_id))
-        checkpoints = tracking.checkpoints.list(run.run_id)
+        data["episodes_logged"] = len(tracking.series(run.run_id, "episodes", columns=()))
+        checkpoints = tracking.checkpoints(run.run_id)
+        final = tracking.final_checkpoint(run.run_id)
         data["checkpoints"] = [dump(c) for c in checkpoints]
         env = json.loads(run.env_config_json or "{}")
         for key in ("env", "n_envs", "sizing", "observation", "reward", "reward_params"):
             if key in env:
                 data[f"env_{key}" if key in ("env", "reward") else key] = env[key]
-        finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
-        if finals:  # a stuck agent: few steps moving shares, saturated or constant actions
-            activity = {k: v for k, v in finals[-1].metrics.items() if k.startswith("eval_")}
+        if final is not None:  # a stuck agent: few steps moving shares, saturated or constant
+            activity = {k: v for k, v in final.metrics.items() if k.startswith("eval_")}
             data.update(activity)
     show(
         data, as_json, f"agent run {run.run_id}", ("checkpoints", "config_json", "env_config_json")
@@ -74,10 +74,11 @@ def agents_best(
     limit: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonOption = False
 ) -> None:
     """The seed's "Best RL Agents": completed agents by Sharpe ratio."""
-    from repositories.runs import AgentRunRepository
+    from repositories.kinds import RL
+    from repositories.tracking import RunTrackingService
 
     with database() as db:
-        rows = AgentRunRepository(db).best_agents(limit)
+        rows = RunTrackingService(db, RL).seed_ranking(limit)
     emit(
         rows,
         as_json,
@@ -94,14 +95,15 @@ def agents_deploy(
     stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
 ) -> None:
     """Mark an agent checkpoint as production (the previous one is archived)."""
-    from repositories.tracking import RunKind, RunTrackingService
+    from repositories.kinds import RL
+    from repositories.tracking import RunTrackingService
 
     if not best and not checkpoint:
         raise typer.BadParameter("give --best or --checkpoint ID")
     with database() as db:
-        tracking = RunTrackingService(db, RunKind.RL)
+        tracking = RunTrackingService(db, RL)
         if checkpoint:
-            info = tracking.checkpoints.deploy(checkpoint, stage)
+            info = tracking.deploy(checkpoint, stage)
         else:
             info = tracking.deploy_best(by=by, stage=stage)
     console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")

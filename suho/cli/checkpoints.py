@@ -21,12 +21,12 @@ def trials_list(
     as_json: JsonOption = False,
 ) -> None:
     """The tuning trials of a supervised or RL run."""
-    from repositories.tracking import RunKind, RunTrackingService, find_run
+    from repositories.tracking import tracking_for_run
 
     with database() as db:
-        kind, record = find_run(db, run)
-        trials = RunTrackingService(db, kind).trials.list(record.run_id)
-    objective = "objective_value" if kind is RunKind.SUPERVISED else "mean_reward"
+        tracking, record = tracking_for_run(db, run)
+        trials = tracking.trials(record.run_id)
+    objective = tracking.objective_column
     emit(
         [dump(t) for t in trials],
         as_json,
@@ -41,11 +41,11 @@ def checkpoints_list(
     as_json: JsonOption = False,
 ) -> None:
     """Checkpoints of a run (metadata only, never the bytes)."""
-    from repositories.tracking import RunTrackingService, find_run
+    from repositories.tracking import tracking_for_run
 
     with database() as db:
-        kind, record = find_run(db, run)
-        infos = RunTrackingService(db, kind).checkpoints.list(record.run_id)
+        tracking, record = tracking_for_run(db, run)
+        infos = tracking.checkpoints(record.run_id)
     emit(
         [dump(i) | {"step": i.step, "format": i.format.value} for i in infos],
         as_json,
@@ -65,12 +65,12 @@ def checkpoints_export(
     """Write a checkpoint's bytes (verified against its SHA-256) to PATH: through a
     temporary file and a rename, never through a symbolic link, never over an
     existing file without --force."""
-    from repositories.tracking import find_checkpoint
+    from repositories.tracking import tracking_for_checkpoint
     from suho.cli.files import write_new_file
 
     with database() as db:
-        _, repo, info = find_checkpoint(db, checkpoint_id)
-        data = repo.load_checkpoint(info.checkpoint_id)
+        tracking, info = tracking_for_checkpoint(db, checkpoint_id)
+        data = tracking.load_checkpoint(info.checkpoint_id)
     write_new_file(path, data, force=force)
     console.print(
         f"wrote {len(data):,} bytes ({info.format.value}, sha256 {info.sha256[:12]}…) to {path}"
@@ -83,11 +83,11 @@ def checkpoints_deploy(
     stage: Annotated[str, typer.Option(help="staging or production.")] = "production",
 ) -> None:
     """Mark a checkpoint staging or production; the previous holder is archived."""
-    from repositories.tracking import find_checkpoint
+    from repositories.tracking import tracking_for_checkpoint
 
     with database() as db:
-        _, repo, _ = find_checkpoint(db, checkpoint_id)
-        info = repo.deploy(checkpoint_id, stage)
+        tracking, _ = tracking_for_checkpoint(db, checkpoint_id)
+        info = tracking.deploy(checkpoint_id, stage)
     console.print(f"deployed {info.checkpoint_id} ({info.name}) to {stage}")
 
 

@@ -18,7 +18,7 @@ def run_rows(db: Any, kind: Any, *, as_json: bool, **filters: Any) -> list[dict[
 
     tracking = RunTrackingService(db, kind)
     rows = []
-    for run in tracking.runs.list(**filters):
+    for run in tracking.list_runs(**filters):
         row, stale = dump(run), tracking.is_stale(run)
         row["stale"] = stale
         if stale and not as_json:
@@ -36,12 +36,12 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List supervised runs, newest first (a running run without heartbeats: stale)."""
-    from repositories.tracking import RunKind
+    from repositories.kinds import SUPERVISED
 
     with database() as db:
         rows = run_rows(
             db,
-            RunKind.SUPERVISED,
+            SUPERVISED,
             status=status,
             type=model,
             name_like=name,
@@ -67,15 +67,16 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     """One run with its checkpoints and trial count."""
-    from repositories.tracking import RunKind, RunTrackingService
+    from repositories.kinds import SUPERVISED
+    from repositories.tracking import RunTrackingService
 
     with database() as db:
-        tracking = RunTrackingService(db, RunKind.SUPERVISED)
-        run = tracking.runs.get(run_id)
+        tracking = RunTrackingService(db, SUPERVISED)
+        run = tracking.get(run_id)
         data = dump(run) | {"stale": tracking.is_stale(run)}
-        data["metric_rows"] = tracking.series.count(run.run_id)
-        data["trials"] = len(tracking.trials.list(run.run_id))
-        data["checkpoints"] = [dump(c) for c in tracking.checkpoints.list(run.run_id)]
+        data["metric_rows"] = tracking.series_count(run.run_id)
+        data["trials"] = len(tracking.trials(run.run_id))
+        data["checkpoints"] = [dump(c) for c in tracking.checkpoints(run.run_id)]
     show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
     if as_json:
         return
@@ -87,12 +88,12 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
 
 
 def end_run(run_id: str, status: str, reason: str) -> None:
-    from repositories.tracking import RunTrackingService, find_run
+    from repositories.tracking import tracking_for_run
 
     with database() as db:
-        kind, run = find_run(db, run_id)
-        ended = RunTrackingService(db, kind).end(run.run_id, status, reason)
-    console.print(f"{kind.value} run [bold]{ended.run_id}[/bold] {ended.status.value}")
+        tracking, run = tracking_for_run(db, run_id)
+        ended = tracking.end(run.run_id, status, reason)
+    console.print(f"{tracking.kind.value} run [bold]{ended.run_id}[/bold] {ended.status.value}")
 
 
 @runs_app.command("fail")
@@ -127,10 +128,11 @@ def runs_compare(
     limit: Annotated[int, typer.Option(min=1)] = 10, as_json: JsonOption = False
 ) -> None:
     """The seed's "Compare Model Performance": best completed runs by test accuracy."""
-    from repositories.runs import TrainingRunRepository
+    from repositories.kinds import SUPERVISED
+    from repositories.tracking import RunTrackingService
 
     with database() as db:
-        rows = TrainingRunRepository(db).compare_model_performance(limit)
+        rows = RunTrackingService(db, SUPERVISED).seed_ranking(limit)
     emit(
         rows,
         as_json,

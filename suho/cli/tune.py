@@ -47,7 +47,7 @@ def launch_tuning(kind: str, cfg: Any, workers: int, quiet: bool) -> None:
         console.print(f"run [bold]{run.run_id}[/bold]: join with `suho tune worker {run.run_id}`")
         codes = launch(run, kind, db, workers, progress=not quiet)
         tracking = RunTrackingService(db, kind)
-        run = tracking.runs.get(run.run_id)
+        run = tracking.get(run.run_id)
         if run.status.value == "running" and all(codes):  # no worker of ours got through
             run = tracking.fail(run.run_id, f"every tuning worker failed (exit codes {codes})")
     console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}")

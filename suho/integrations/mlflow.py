@@ -68,14 +68,16 @@ import tempfile
 import threading
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repositories.checkpoints import FILE_EXTENSIONS
 from repositories.errors import InvalidInputError
-from repositories.tracking import RunKind, RunTrackingService, find_run
+from repositories.kinds import PROFILES, CheckpointInfo, RunKind, RunRecord, TrialRecord
+from repositories.tracking import AnyTracking, RunHook, RunTrackingService, tracking_for_run
+from suho.kinds import EPISODE_SERIES, STEP_SERIES, SUPERVISED_SERIES, presentation
 from suho_models.db import Database
 from suho_models.enums import (
     TERMINAL_STATUSES,
@@ -114,32 +116,6 @@ TRIAL_STATUS_TO_MLFLOW = {
     TrialState.FAILED: "FAILED",
 }
 ALIASES = {DeploymentStatus.PRODUCTION: "production", DeploymentStatus.STAGING: "staging"}
-
-SUPERVISED_SERIES = (
-    "train_loss",
-    "val_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "learning_rate",
-    "gradient_norm",
-    "iteration_duration_ms",
-)
-EPISODE_SERIES = {
-    "episode_reward": "episode_final_reward",
-    "episode_sharpe_ratio": "sharpe_ratio",
-    "episode_account_value": "account_value",
-    "episode_policy_loss": "policy_loss",
-    "episode_value_loss": "value_loss",
-    "episode_end_timestep": "timestep_number",
-}
-STEP_SERIES = {
-    "step_reward": "step_reward",
-    "step_cumulative_reward": "episode_cumulative_reward",
-    "step_account_value": "account_value",
-    "step_policy_loss": "policy_loss",
-    "step_value_loss": "value_loss",
-}
-AGENT_TOTALS = ("total_timesteps", "total_episodes")
 
 
 class MlflowUnavailableError(InvalidInputError):
@@ -267,7 +243,7 @@ class MlflowExporter:
         include_intermediate: bool = True,
         artifact_location: str | None = None,
         client: Any = None,
-        tracking: Mapping[RunKind, RunTrackingService] | None = None,
+        tracking: Mapping[RunKind, AnyTracking] | None = None,
     ) -> None:
         mlflow = import_mlflow()
         if not experiment_prefix or not isinstance(experiment_prefix, str):
@@ -288,16 +264,16 @@ class MlflowExporter:
         self._registry: bool | None = None
 
     # ------------------------------------------------------------------ selection
-    def tracking_for(self, kind: RunKind) -> RunTrackingService:
+    def tracking_for(self, kind: RunKind) -> AnyTracking:
         if kind not in self._tracking:
             self._tracking[kind] = RunTrackingService(self.db, kind)
         return self._tracking[kind]
 
-    def select(self, *, since: dt.datetime | None = None) -> list[tuple[RunKind, Any]]:
-        """Every run of both kinds (created at or after ``since``), oldest first."""
-        chosen = []
-        for kind in RunKind:
-            runs = self.tracking_for(kind).runs.list(
+    def select(self, *, since: dt.datetime | None = None) -> list[tuple[RunKind, RunRecord]]:
+        """Every run of every kind (created at or after ``since``), oldest first."""
+        chosen: list[tuple[RunKind, RunRecord]] = []
+        for kind in PROFILES:
+            runs = self.tracking_for(kind).list_runs(
                 created_from=since, descending=False, limit=None
             )
             chosen.extend((kind, run) for run in runs)
@@ -333,9 +309,10 @@ class MlflowExporter:
     def export(self, run_id: uuid.UUID | str, kind: RunKind | None = None) -> ExportResult:
         """Create or update the MLflow copy of one run; returns what was sent."""
         if kind is None:
-            kind, run = find_run(self.db, run_id)
+            found, run = tracking_for_run(self.db, run_id)
+            kind = found.kind
         else:
-            run = self.tracking_for(kind).runs.get(run_id)
+            run = self.tracking_for(kind).get(run_id)
         tracking = self.tracking_for(kind)
         exp_id = self.experiment_id(kind)
         mlrun, created = self._find_or_create(exp_id, kind, run)
@@ -391,12 +368,11 @@ class MlflowExporter:
 
     # ------------------------------------------------------------------ params and tags
     def _params(
-        self, kind: RunKind, run: Any, tracking: RunTrackingService, ended: bool
+        self, kind: RunKind, run: Any, tracking: AnyTracking, ended: bool
     ) -> dict[str, str]:
         params = flatten(json.loads(run.config_json or "{}"))
         if ended:
-            direction = "minimize" if kind is RunKind.SUPERVISED else "maximize"
-            best = tracking.trials.best(run.run_id, n=1, direction=direction)
+            best = tracking.best_trials(run.run_id, n=1)
             if best:
                 params.update(flatten(json.loads(best[0].hyperparameters), "tuned."))
         return params
@@ -434,14 +410,8 @@ class MlflowExporter:
         }
         if run.error_message:
             tags["suho.error_message"] = run.error_message[:5000]
-        if kind is RunKind.SUPERVISED:
-            tags["suho.model_type"] = run.model_type.value
-            tags["suho.task_type"] = run.task_type.value
-            tags["suho.target_variable"] = run.target_variable
-        else:
-            tags["suho.agent_type"] = run.agent_type.value
-            tags["suho.reward_function"] = run.reward_function_type.value
-            tags["suho.tickers"] = ",".join(run.tickers)
+        for tag, column in presentation(kind).mlflow_tags.items():
+            tags[tag] = _tag_value(getattr(run, column))
         return tags
 
     def _log_tags(self, mlrun: Any, tags: Mapping[str, str], result: ExportResult) -> None:
@@ -463,42 +433,29 @@ class MlflowExporter:
         result.artifacts += 1
 
     # ------------------------------------------------------------------ metrics
-    def _series(
-        self, kind: RunKind, run: Any, tracking: RunTrackingService, mlrun: Any
-    ) -> list[Any]:
+    def _series(self, kind: RunKind, run: Any, tracking: AnyTracking, mlrun: Any) -> list[Any]:
         high = _high_water_marks(mlrun)
         running = run.status not in TERMINAL_STATUSES
-        if kind is RunKind.SUPERVISED:
+        points = []
+        for curve, series in presentation(kind).mlflow_series.items():
+            if series.optional and not self.all_steps:
+                continue
+            after = None
+            if series.optional:  # a long series: read only what MLflow lacks
+                seen = [high.get(k) for k in series.keys]
+                after = None if None in seen else min(v for v in seen if v is not None)
+            keys = list(series.keys.items())
             rows = [
                 _Row(
-                    p.iteration_number,
+                    p.x,
                     _ms(p.recorded_at) or 0,
-                    {k: getattr(p, k) for k in SUPERVISED_SERIES},
+                    {key: p.values[column] for key, column in keys},
                 )
-                for p in tracking.series.learning_curve(run.run_id)
-            ]
-            return _points(rows, high, running)
-        ends = [
-            _Row(
-                s.episode_number,
-                _ms(s.recorded_at) or 0,
-                {key: getattr(s, column) for key, column in EPISODE_SERIES.items()},
-            )
-            for s in tracking.series.steps(run.run_id, episode_ends_only=True)
-        ]
-        points = _points(ends, high, running)
-        if self.all_steps:
-            seen = [high.get(k) for k in STEP_SERIES]
-            after = None if None in seen else min(v for v in seen if v is not None)
-            steps = [
-                _Row(
-                    s.timestep_number,
-                    _ms(s.recorded_at) or 0,
-                    {key: getattr(s, column) for key, column in STEP_SERIES.items()},
+                for p in tracking.series(
+                    run.run_id, curve, columns=[c for _, c in keys], after=after
                 )
-                for s in tracking.series.steps(run.run_id, after_timestep=after)
             ]
-            points.extend(_points(steps, high, running))
+            points.extend(_points(rows, high, running))
         return points
 
     def _finals(self, kind: RunKind, run: Any, mlrun: Any) -> list[Any]:
@@ -507,8 +464,7 @@ class MlflowExporter:
 
         have = _high_water_marks(mlrun)
         names = [n for n in type(run).model_fields if n.startswith("final_")]
-        if kind is RunKind.RL:
-            names.extend(AGENT_TOTALS)
+        names.extend(PROFILES[kind].total_columns)
         when = _ms(run.completed_at or run.updated_at) or 0
         return [
             Metric(name, float(getattr(run, name)), when, 0)
@@ -539,13 +495,14 @@ class MlflowExporter:
         exp_id: str,
         kind: RunKind,
         run: Any,
-        tracking: RunTrackingService,
+        tracking: AnyTracking,
         parent: Any,
         result: ExportResult,
     ) -> None:
         from mlflow.entities import Metric, ViewType
 
-        trials = tracking.trials.list(run.run_id)
+        shown = presentation(kind)
+        trials = tracking.trials(run.run_id)
         if not trials:
             return
         children = {
@@ -580,20 +537,11 @@ class MlflowExporter:
                 "suho.trial_state": trial.state.value,
                 "suho.study_name": trial.study_name,
             }
-            if kind is RunKind.SUPERVISED:
-                tags["suho.tuning_method"] = trial.tuning_method.value
+            for name in shown.trial_tags:
+                tags[f"suho.{name}"] = _tag_value(getattr(trial, name))
             self._log_tags(child, tags, result)
             self._log_params(child, flatten(json.loads(trial.hyperparameters)), result)
-            values: list[tuple[str, float | None, int]] = [
-                ("duration_seconds", trial.duration_seconds, 0)
-            ]
-            if kind is RunKind.SUPERVISED:
-                values.append(("objective", trial.objective_value, 0))
-                values.extend(("fold_score", s, k) for k, s in enumerate(trial.scores, start=1))
-            else:
-                values.append(("objective", trial.mean_reward, 0))
-                values.append(("sharpe_ratio", trial.sharpe_ratio, 0))
-                values.append(("total_timesteps", float(trial.total_timesteps), 0))
+            values = _trial_values(trial, tracking, shown.trial_metrics, shown.trial_fold_scores)
             high = _high_water_marks(child)
             points = [
                 Metric(key, float(value), when, step)
@@ -610,13 +558,13 @@ class MlflowExporter:
         self,
         kind: RunKind,
         run: Any,
-        tracking: RunTrackingService,
+        tracking: AnyTracking,
         mlrun: Any,
         result: ExportResult,
     ) -> None:
         infos = [
             i
-            for i in tracking.checkpoints.list(run.run_id)
+            for i in tracking.checkpoints(run.run_id)
             if self.include_intermediate
             or i.kind is not CheckpointKind.INTERMEDIATE
             or i.deployment_status is not DeploymentStatus.NOT_DEPLOYED
@@ -631,7 +579,7 @@ class MlflowExporter:
         for info in infos:
             name = checkpoint_artifact_name(info)
             if present.get(name) != info.size_bytes:
-                data = tracking.checkpoints.load_checkpoint(info.checkpoint_id)  # sha256 checked
+                data = tracking.load_checkpoint(info.checkpoint_id)  # sha256 checked
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / name
                     path.write_bytes(data)
@@ -641,7 +589,7 @@ class MlflowExporter:
                 self._register(kind, info, mlrun, name, result)
 
     def registered_model_name(self, kind: RunKind, info: Any) -> str:
-        name = info.name if kind is RunKind.SUPERVISED else f"{info.name}-agent"
+        name = f"{info.name}{presentation(kind).mlflow_model_suffix}"
         return f"{self.prefix}-{name}".replace("/", "_")
 
     def has_registry(self) -> bool:
@@ -705,7 +653,32 @@ class MlflowExporter:
                 self.client.delete_registered_model_alias(name, other)
 
 
-def checkpoint_artifact_name(info: Any) -> str:
+def _tag_value(value: Any) -> str:
+    """A run or trial column as tag text: enums by value, lists comma-joined."""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(getattr(value, "value", value))
+
+
+def _trial_values(
+    trial: TrialRecord, tracking: AnyTracking, metrics: Sequence[str], fold_scores: bool
+) -> list[tuple[str, float | None, int]]:
+    """A trial's metrics as ``(key, value, step)``: its duration and objective, the
+    kind's other trial metrics, and cross-validation scores by fold."""
+    values: list[tuple[str, float | None, int]] = [
+        ("duration_seconds", trial.duration_seconds, 0),
+        ("objective", tracking.objective(trial), 0),
+    ]
+    for name in metrics:
+        value = getattr(trial, name)
+        values.append((name, None if value is None else float(value), 0))
+    if fold_scores:
+        scores = getattr(trial, "scores", [])
+        values.extend(("fold_score", s, k) for k, s in enumerate(scores, start=1))
+    return values
+
+
+def checkpoint_artifact_name(info: CheckpointInfo) -> str:
     return f"{info.kind.value}-{info.step}-{info.checkpoint_id}.{FILE_EXTENSIONS[info.format]}"
 
 
@@ -744,24 +717,6 @@ def _reachable(uri: str, timeout: float = 2.0) -> bool:
             return resp.status == 200
     except OSError:
         return False
-
-
-class _AnnouncingTracking(RunTrackingService):
-    """A tracking service that tells the mirror which run it starts or resumes."""
-
-    def __init__(self, *args: Any, on_run: Callable[[uuid.UUID], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_run = on_run
-
-    def start(self, run_id: uuid.UUID | str) -> Any:
-        run = super().start(run_id)
-        self._on_run(run.run_id)
-        return run
-
-    def resume(self, run_id: uuid.UUID | str, *, require_state: bool = False) -> tuple[Any, Any]:
-        run, latest = super().resume(run_id, require_state=require_state)
-        self._on_run(run.run_id)
-        return run, latest
 
 
 class LiveMirror:
@@ -808,8 +763,11 @@ class LiveMirror:
         self.results: collections.deque[ExportResult] = collections.deque(maxlen=1000)
         """What each successful pass sent, newest last."""
 
-    def tracking(self, **kwargs: Any) -> RunTrackingService:
-        return _AnnouncingTracking(self.db, self.kind, on_run=self.follow, **kwargs)
+    def tracking(self, **kwargs: Any) -> Any:
+        """A tracking service for the trainer: every run it starts or resumes is
+        followed (through the service's ``on_run`` hook)."""
+        hook: RunHook = self.follow
+        return RunTrackingService(self.db, PROFILES[self.kind], on_run=hook, **kwargs)
 
     def follow(self, run_id: uuid.UUID | str) -> None:
         self._run_id = uuid.UUID(str(run_id))
@@ -872,6 +830,9 @@ class LiveMirror:
 
 
 __all__ = [
+    "EPISODE_SERIES",
+    "STEP_SERIES",
+    "SUPERVISED_SERIES",
     "ExportResult",
     "LiveMirror",
     "MlflowExporter",

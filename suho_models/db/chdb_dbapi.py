@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
-    # Only for annotations: _new_client imports clickhouse_connect when connecting.
+    # Only for annotations: new_client imports clickhouse_connect when connecting.
     from clickhouse_connect.driver.client import Client
 
 apilevel = "2.0"
@@ -156,7 +156,8 @@ _VALUES_TAIL = re.compile(r"\bVALUES\s*(\(.*\))\s*$", re.IGNORECASE | re.DOTALL)
 _clients_lock = threading.Lock()
 
 
-def _new_client(path: str, database: str | None) -> Client:
+def new_client(path: str, database: str | None) -> Client:
+    """A client of the process's one embedded engine at ``path``."""
     import clickhouse_connect
 
     try:
@@ -180,7 +181,7 @@ class Connection:
         self.database = database
         # The database may not exist yet (the migration creates it), so connect
         # to the engine first and switch lazily.
-        self.client = _new_client(path, None)
+        self.client = new_client(path, None)
         if database:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
             self.client.database = database

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -58,6 +58,11 @@ class DatabaseUnavailableError(RuntimeError):
 class Database:
     """An engine plus the ClickHouse-specific fast paths the repositories need."""
 
+    open_hooks: ClassVar[list[Callable[[Database], None]]] = []
+    """Called with each new handle. Cluster mode registers its run-time routing here
+    (synchronous Distributed inserts, per-node deletes), so this module imports no
+    cluster code; importing ``suho_models.db`` registers it."""
+
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
         self.url = _with_local_server_password(
             make_url(url or get_settings().resolved_database_url())
@@ -68,9 +73,8 @@ class Database:
         self._schema_checked = False
         self._lock = threading.Lock()
         self._http: Client | None = None
-        from suho_models.db.cluster import attach
-
-        attach(self)  # cluster mode: synchronous Distributed inserts, per-node deletes
+        for hook in self.open_hooks:
+            hook(self)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -358,11 +362,11 @@ class Database:
         client-sent query setting, which the query text cannot lift.
         """
         if self.is_embedded:
-            from suho_models.db.chdb_dbapi import _new_client
+            from suho_models.db.chdb_dbapi import new_client
             from suho_models.db.dialect import split_chdb_url
 
             path, database = split_chdb_url(self.url)
-            client = _new_client(path, None)
+            client = new_client(path, None)
             try:
                 client.command("SET readonly = 1")
                 if database:
@@ -395,7 +399,7 @@ class Database:
         """Fail fast, with the fix, when the database is not at the code's head."""
         if self._schema_checked:
             return
-        from suho_models.db.migrations import head_revision
+        from suho_models.db.revisions import head_revision
 
         try:
             current = self.current_revision()

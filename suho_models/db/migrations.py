@@ -1,29 +1,31 @@
 """Alembic, driven from Python: what ``suho db`` and the schema check call.
 
 The migration environment ships inside the package (``suho_models/migrations``:
-``env.py`` and ``versions/``) and is found through the package, so a wheel install
-migrates from any directory. ``alembic.ini`` and ``alembic/env.py`` at the top of a
-checkout serve the ``alembic`` command line; their ``version_locations`` is the same
-``versions/`` folder, so both routes run the same revision files, and both
-environments call :func:`run_environment`.
+``env.py`` and ``versions/``) and is found through the package
+(:mod:`suho_models.db.revisions`), so a wheel install migrates from any directory.
+``alembic.ini`` and ``alembic/env.py`` at the top of a checkout serve the ``alembic``
+command line; their ``version_locations`` is the same ``versions/`` folder, so both
+routes run the same revision files, and both environments call
+:func:`run_environment`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
+from suho_models.db import cluster
 from suho_models.db.database import Database
-
-MIGRATIONS_PACKAGE = "suho_models.migrations"
+from suho_models.db.revisions import (
+    MIGRATIONS_PACKAGE,
+    alembic_config,
+    head_revision,
+    script_location,
+)
 
 UNMODELLED_TABLES = frozenset({"checkpoint_signing_epoch"})
 """Tables a revision creates that no model describes (written once, by the revision):
@@ -35,40 +37,22 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     return not (type_ == "table" and name in UNMODELLED_TABLES)
 
 
-def script_location() -> Path:
-    """The package's migration environment on disk (Alembic needs real files)."""
-    root = Path(str(resources.files(MIGRATIONS_PACKAGE)))
-    if not (root / "env.py").is_file() or not (root / "versions").is_dir():
-        raise RuntimeError(
-            f"{MIGRATIONS_PACKAGE} has no env.py/versions at {root}: the package is not "
-            "installed as files (zip imports cannot run Alembic)"
-        )
-    return root
-
-
-def alembic_config(url: str | None = None) -> Config:
-    """A config without an ini file: the package carries everything a run needs."""
-    config = Config()
-    location = script_location()
-    config.set_main_option("script_location", str(location))
-    config.set_main_option("version_locations", str(location / "versions"))
-    config.set_main_option("path_separator", "os")
-    if url:
-        # Percent signs in passwords would be read as interpolation by configparser.
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-@lru_cache(maxsize=1)
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, f"{MIGRATIONS_PACKAGE}/versions has no revision"
-    return head
+__all__ = [
+    "MIGRATIONS_PACKAGE",
+    "UNMODELLED_TABLES",
+    "alembic_config",
+    "current",
+    "downgrade",
+    "head_revision",
+    "history",
+    "include_name",
+    "run_environment",
+    "script_location",
+    "upgrade",
+]
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    from suho_models.db import cluster
-
     settings = cluster.cluster_settings()
     if settings.enabled and make_url(url).get_driver_name() != "chdb":
         cluster.create_database(url, settings)  # on every node
@@ -114,10 +98,7 @@ def run_environment(context: Any) -> None:
     command on every node in turn.
     """
     import suho_models
-    from suho_models.db import (
-        cluster,
-        compat,  # noqa: F401  (registers the Alembic impl)
-    )
+    from suho_models.db import compat  # noqa: F401  (registers the Alembic impl)
     from suho_models.settings import get_settings
 
     config = context.config

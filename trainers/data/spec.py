@@ -13,7 +13,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ __all__ = ["FeatureSpec", "FeatureSpecError", "ResolvedColumns", "is_numeric_dty
 DEFAULT_TARGETS: tuple[str, ...] = ("target_direction", "target_return")
 DEFAULT_RESERVED: tuple[str, ...] = ("open", "high", "low", "close", "volume", "target_*")
 
-SchemaLike = pd.DataFrame | Mapping[str, Any] | Iterable[tuple[str, Any]]
+SchemaLike: TypeAlias = pd.DataFrame | Mapping[str, Any] | Iterable[tuple[str, Any]]
 """A frame, ``{column: dtype}``, or ``[(column, dtype), ...]``; dtypes may be numpy/pandas
 dtypes or type names, including ClickHouse ones such as ``Nullable(Float64)``."""
 

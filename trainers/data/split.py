@@ -66,6 +66,17 @@ class Split:
         return {"ratios": list(self.ratios), **{k: v.to_dict() for k, v in self.info.items()}}
 
 
+def split_fields(split: Split) -> dict[str, Any]:
+    """A training run's columns for its split: each part's rows, start and end."""
+    fields: dict[str, Any] = {}
+    for part in ("train", "val", "test"):
+        info = split.info[part]
+        fields[f"{part}_rows"] = info.rows
+        fields[f"{part}_start"] = info.start.to_pydatetime()
+        fields[f"{part}_end"] = info.end.to_pydatetime()
+    return fields
+
+
 def _check_ratios(ratios: Any) -> tuple[float, float, float]:
     try:
         values = tuple(ratios)

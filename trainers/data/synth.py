@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -157,7 +158,8 @@ def _activity_cycle(times: pd.DatetimeIndex) -> np.ndarray:
     """Intraday activity peaking at the London/New York overlap, mean 1 over the grid."""
     hour = times.hour.to_numpy() + times.minute.to_numpy() / 60.0
     cycle = 0.6 + 0.9 * np.exp(-0.5 * ((hour - 14.0) / 3.5) ** 2)
-    return cycle / cycle.mean()
+    activity: np.ndarray = cycle / cycle.mean()
+    return activity
 
 
 def _simulate_symbol(
@@ -283,7 +285,7 @@ def _features_wide(
     """
     o, h, lo, c, v = (pd.DataFrame(a, copy=False) for a in (open_, high, low, close, volume))
     f: dict[str, pd.DataFrame | np.ndarray] = {}
-    log_c = np.log(c)
+    log_c: pd.DataFrame = np.log(c)
     lr = log_c.diff()
 
     for w in _RET_WINDOWS:
@@ -291,7 +293,7 @@ def _features_wide(
     for w in _RET_WINDOWS:
         f[f"log_ret_{w}"] = log_c - log_c.shift(w)
     for k in _RET_LAGS:
-        f[f"ret_1_lag_{k}"] = f["ret_1"].shift(k)
+        f[f"ret_1_lag_{k}"] = cast(pd.DataFrame, f["ret_1"]).shift(k)
 
     sma = {w: c.rolling(w).mean() for w in set(_MA_WINDOWS + _BB_WINDOWS + _ZSCORE_WINDOWS)}
     ema = {w: _ema(c, w) for w in _MA_WINDOWS}
@@ -420,11 +422,11 @@ def _to_long(
     flat = None if keep is None else keep.reshape(-1)
     if flat is not None and flat.all():
         flat = None
+    take: slice | np.ndarray = slice(None) if flat is None else flat
     if flat is not None:
         rows = np.flatnonzero(flat)
         if rows[-1] - rows[0] + 1 == len(rows):  # one contiguous run: slice, don't gather
-            flat = slice(int(rows[0]), int(rows[-1]) + 1)
-    take = slice(None) if flat is None else flat
+            take = slice(int(rows[0]), int(rows[-1]) + 1)
 
     floats = [k for k, a in wide.items() if a.dtype == np.float64]
     others = [k for k in wide if k not in floats]

@@ -98,7 +98,7 @@ NET_ARCHS: dict[str, list[int]] = {
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu")
 
 
-def algorithm_class(agent: AgentType | str) -> type:
+def algorithm_class(agent: AgentType | str) -> type[Any]:
     """The SB3 class of an agent type (imported on first use: torch is heavy)."""
     import stable_baselines3 as sb3
 

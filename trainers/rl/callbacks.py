@@ -287,11 +287,11 @@ class StopAtTimestep(BaseCallback):
             return True
         local = self.locals
         if "n_rollout_steps" in local:  # on-policy: n_steps counts the steps before this one
-            return local["n_steps"] + 1 >= local["n_rollout_steps"]
+            return bool(local["n_steps"] + 1 >= local["n_rollout_steps"])
         freq = local.get("train_freq")
         if freq is None or freq.unit is not TrainFrequencyUnit.STEP:
             return False
-        return local["num_collected_steps"] >= freq.frequency
+        return bool(local["num_collected_steps"] >= freq.frequency)
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suho_models.enums import AgentType, RewardFunctionType
-from trainers.config_file import validate_config_file
+from trainers.config_file import config_model, validate_config_file
 from trainers.data.spec import FeatureSpec
 from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 
@@ -48,6 +48,7 @@ RESUME_OVERRIDABLE = frozenset(
 """Fields a resumed run may change; everything else comes from the stored config."""
 
 
+@config_model
 class RLTuningConfig(BaseModel):
     """Optuna tuning before training (trials train on the first part of the train
     period and are evaluated on its last ``validation_ratio``; the trade period
@@ -74,6 +75,7 @@ class RLTuningConfig(BaseModel):
     pruning: bool = True
 
 
+@config_model
 class RLConfig(BaseModel):
     """Everything an RL run needs; stored with the run as JSON (resume reads it back)."""
 

@@ -1,7 +1,7 @@
 """Loading a deployed RL agent back as a live agent that acts as it did in training.
 
-Promoting one is ``RunTrackingService(db, RunKind.RL).deploy_best(...)`` (or the
-checkpoint repository's ``deploy``): one home for deployment of both kinds.
+Promoting one is ``RunTrackingService(db, RL).deploy_best(...)`` (or its
+``deploy``): one home for deployment of both kinds.
 Production is per agent type: promoting an agent archives the one of the same
 type that held the stage before.
 
@@ -13,16 +13,20 @@ exactly the actions it took before it was saved.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from repositories.checkpoints import AgentCheckpointInfo, AgentCheckpointRepository
+from repositories.checkpoints import AgentCheckpointInfo
 from repositories.errors import NotFoundError
+from repositories.kinds import RL
 from repositories.object_store import ObjectStore
-from repositories.runs import AgentRunRepository
+from repositories.records import AgentTrainingRun
+from repositories.serialization import CheckpointBytes
+from repositories.tracking import RunTrackingService
 from suho_models.db import Database
 from suho_models.enums import AgentType, DeploymentStatus
 from trainers.rl.agents import load_model
@@ -64,7 +68,7 @@ class DeployedAgent:
     def predict(self, states: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """The agent's actions for FinRL raw states (greedy by default)."""
         action, _ = self.model.predict(self.observe(states), deterministic=deterministic)
-        return action
+        return np.asarray(action)
 
     def use_on(self, market: MarketData) -> MarketData:
         """Make ``market``'s envs use this agent's stored observation statistics."""
@@ -80,7 +84,7 @@ class DeployedAgent:
 
     def load_market(self, db: Database) -> MarketData:
         """The run's recorded periods, with its stored scaling applied."""
-        run = AgentRunRepository(db).get(self.info.run_id)
+        run = RunTrackingService(db, RL).get(self.info.run_id)
         market = load_market(
             self.config, db, start=run.train_start, end=run.trade_end, trade_start=run.trade_start
         )
@@ -98,16 +102,42 @@ def load_deployed_agent(
 ) -> DeployedAgent:
     """The agent in ``stage`` for ``agent_type`` (bytes verified), with its run's
     observation statistics."""
-    checkpoints = AgentCheckpointRepository(db, store)
-    info = checkpoints.deployed(AgentType(agent_type).value, stage)
-    if info is None:
+    tracking = RunTrackingService(db, RL, store=store)
+    try:
+        deployed = tracking.deployed(AgentType(agent_type).value, stage)
+    except NotFoundError:
         raise NotFoundError(
             f"no {AgentType(agent_type).value} agent in {DeploymentStatus(stage).value}"
-        )
-    model = load_model(
-        info.agent_type, checkpoints.load_checkpoint(info.checkpoint_id), env, device
-    )
-    run = AgentRunRepository(db).get(info.run_id)
+        ) from None
+    return _agent(deployed.info, deployed.data, deployed.run, env, device)
+
+
+def load_run_agent(
+    db: Database,
+    run_id: uuid.UUID | str,
+    *,
+    env: Any | None = None,
+    device: str = "cpu",
+    store: ObjectStore | None = None,
+) -> DeployedAgent:
+    """A run's final agent (its latest checkpoint if it has no final one; bytes
+    verified), with its run's observation statistics."""
+    tracking = RunTrackingService(db, RL, store=store)
+    run = tracking.get(run_id)
+    info = tracking.final_checkpoint(run.run_id)
+    if info is None:
+        raise NotFoundError(f"run {run.run_id} has no agent checkpoint to evaluate")
+    return _agent(info, tracking.load_checkpoint(info.checkpoint_id), run, env, device)
+
+
+def _agent(
+    info: AgentCheckpointInfo,
+    data: CheckpointBytes,
+    run: AgentTrainingRun,
+    env: Any | None,
+    device: str,
+) -> DeployedAgent:
+    model = load_model(info.agent_type, data, env, device)
     config = RLConfig.model_validate_json(run.config_json)
     scaling = stored_scaling(run.env_config_json)
     if config.observation != "finrl" and scaling is None:
@@ -118,4 +148,4 @@ def load_deployed_agent(
     return DeployedAgent(model, info, config, run.env_config_json, scaling)
 
 
-__all__ = ["DeployedAgent", "load_deployed_agent"]
+__all__ = ["DeployedAgent", "load_deployed_agent", "load_run_agent"]

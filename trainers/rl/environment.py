@@ -21,7 +21,8 @@ from trainers.data.source import is_file_source, load_features
 from trainers.data.spec import FeatureSpec
 from trainers.data.synth import OHLCV_COLUMNS
 from trainers.rl.config import RLConfig
-from trainers.rl.fast_env import FastStockTradingEnv, FastVecEnv, MarketArrays
+from trainers.rl.fast_env import FastStockTradingEnv, MarketArrays
+from trainers.rl.fast_vec_env import FastVecEnv
 from trainers.rl.finrl_env import (
     ENV_MODULE,
     EnvConfig,
@@ -209,12 +210,13 @@ def make_vec_env(data: pd.DataFrame, market: MarketData, config: RLConfig) -> An
     n = config.n_envs
     vectorized = (RewardFunctionType.PORTFOLIO_VALUE_CHANGE, RewardFunctionType.LOG_RETURN)
     if config.env == "fast" and config.reward in vectorized:
-        venv: VecEnv = FastVecEnv.from_config(
+        fast = FastVecEnv.from_config(
             market_arrays(data, market), env_config(config), n, terminal_reward="zero"
         )
+        venv: VecEnv = fast
         scaling = observation_scaling(market, config)
         if scaling is not None:
-            venv = VecScaledObservation(venv, scaling)
+            venv = VecScaledObservation(fast, scaling)
         if config.reward is RewardFunctionType.LOG_RETURN:
             venv = VecLogReturn(venv, **config.reward_params)
         return venv

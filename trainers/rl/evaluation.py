@@ -78,7 +78,8 @@ class Evaluation:
 
     @property
     def account_values(self) -> np.ndarray:
-        return self.equity["account_value"].to_numpy()
+        values: np.ndarray = self.equity["account_value"].to_numpy()
+        return values
 
 
 def run_episode(model: Any, env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
@@ -105,9 +106,8 @@ def evaluate_agent(
     """Run ``model`` greedily (``deterministic=True``) over ``data`` once."""
     env = make_env(data, market, config)
     values, rewards, actions, dates = run_episode(model, env)
-    executed = np.asarray(env.unwrapped.actions_memory, dtype=np.float64).reshape(
-        -1, market.stock_dim
-    )
+    memory = env.unwrapped.actions_memory  # type: ignore[attr-defined]  # FinRL's env
+    executed = np.asarray(memory, dtype=np.float64).reshape(-1, market.stock_dim)
     bench = buy_and_hold(data, config.initial_amount, config.buy_cost_pct)
     equity = pd.DataFrame(
         {

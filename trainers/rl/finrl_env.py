@@ -59,7 +59,8 @@ def stock_trading_env_class() -> type:
     if module is None:
         with _import_lock:
             module = sys.modules.get(ENV_MODULE) or _import_env_module()
-    return module.StockTradingEnv
+    env_class: type = module.StockTradingEnv
+    return env_class
 
 
 def _import_env_module() -> types.ModuleType:
@@ -213,7 +214,7 @@ class NotionalSizing(gym.ActionWrapper):
         holdings = np.asarray(state[1 + n : 1 + 2 * n], dtype=np.float64)
         value = float(state[0]) + float(np.sum(prices * holdings))
         per_share = self.position_fraction * value / n / prices
-        return np.asarray(action, dtype=np.float64) * per_share / inner.hmax  # type: ignore[attr-defined]
+        return np.asarray(action, dtype=np.float64) * per_share / inner.hmax  # type: ignore[attr-defined, no-any-return]
 
 
 def make_finrl_env(data: pd.DataFrame, indicators: list[str], config: EnvConfig) -> Any:

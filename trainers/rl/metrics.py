@@ -59,7 +59,8 @@ def returns_from_values(values: ArrayLike) -> np.ndarray:
         return np.empty(0)
     if np.any(v[:-1] == 0):
         raise ValueError("account values must be non-zero to form returns")
-    return v[1:] / v[:-1] - 1.0
+    returns: np.ndarray = v[1:] / v[:-1] - 1.0
+    return returns
 
 
 def total_return(values: ArrayLike) -> float:

@@ -24,7 +24,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnvWrapper
+
+from trainers.rl.fast_vec_env import FastVecEnv
 
 OBSERVATIONS = ("scaled", "finrl")
 """``scaled``: see the module docstring; ``finrl``: FinRL's raw state, as float32."""
@@ -102,23 +104,24 @@ class ScaledObservation(gym.ObservationWrapper):
 
 
 class VecScaledObservation(VecEnvWrapper):
-    """:class:`~trainers.rl.fast_env.FastVecEnv` with the scaled observation, computed
+    """:class:`~trainers.rl.fast_vec_env.FastVecEnv` with the scaled observation, computed
     from its float64 states (the same numbers as :class:`ScaledObservation`)."""
 
-    def __init__(self, venv: VecEnv, scaling: ObservationScaling) -> None:
+    def __init__(self, venv: FastVecEnv, scaling: ObservationScaling) -> None:
         super().__init__(venv, observation_space=scaling.space())
         self.scaling = scaling
+        self.fast = venv
 
     def reset(self) -> np.ndarray:
         self.venv.reset()
-        return self.scaling.transform(self.venv.states())
+        return self.scaling.transform(self.fast.states())
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         _, rewards, dones, infos = self.venv.step_wait()
         for info in infos:
             if "terminal_observation" in info:
                 info["terminal_observation"] = self.scaling.transform(info["terminal_observation"])
-        return self.scaling.transform(self.venv.states()), rewards, dones, infos
+        return self.scaling.transform(self.fast.states()), rewards, dones, infos
 
 
 __all__ = ["OBSERVATIONS", "ObservationScaling", "ScaledObservation", "VecScaledObservation"]

@@ -12,12 +12,11 @@ import uuid
 
 import numpy as np
 
-from repositories.checkpoints import AgentCheckpointRepository
 from repositories.errors import NotFoundError
+from repositories.kinds import RL
 from repositories.object_store import ObjectStore
-from repositories.runs import AgentRunRepository
+from repositories.tracking import RunTrackingService
 from suho_models.db import Database
-from suho_models.enums import CheckpointKind
 from trainers.rl.agents import load_model
 from trainers.rl.config import RLConfig
 from trainers.rl.environment import load_market, use_stored_scaling
@@ -30,11 +29,10 @@ def trade_evaluation(
 ) -> Evaluation:
     """Re-run a run's final agent (its latest checkpoint if it has no final one) on
     its trade period: equity vs buy-and-hold (``.equity``) and the metrics."""
-    run = AgentRunRepository(db).get(run_id)
+    tracking = RunTrackingService(db, RL, store=store)
+    run = tracking.get(run_id)
     config = RLConfig.model_validate_json(run.config_json)
-    checkpoints = AgentCheckpointRepository(db, store)
-    finals = checkpoints.list(run.run_id, kind=CheckpointKind.FINAL)
-    info = finals[-1] if finals else checkpoints.latest(run.run_id)
+    info = tracking.final_checkpoint(run.run_id)
     if info is None:
         raise NotFoundError(f"run {run.run_id} has no agent checkpoint to evaluate")
     market = load_market(
@@ -42,7 +40,7 @@ def trade_evaluation(
     )
     use_stored_scaling(market, run.env_config_json)
     with torch_threads(config.torch_threads):
-        model = load_model(run.agent_type, checkpoints.load_checkpoint(info.checkpoint_id))
+        model = load_model(run.agent_type, tracking.load_checkpoint(info.checkpoint_id))
         return evaluate_agent(model, market.trade, market, config)
 
 

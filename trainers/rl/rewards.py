@@ -39,6 +39,7 @@ from typing import Any, ClassVar, SupportsFloat
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from suho_models.enums import RewardFunctionType
 
@@ -56,7 +57,7 @@ class AccountValueReward(gym.Wrapper):
 
     # The account-value list of the wrapped env; FinRL rebinds it on reset.
     def _account_memory(self) -> list[Any]:
-        return self.env.unwrapped.asset_memory  # type: ignore[attr-defined]
+        return self.env.unwrapped.asset_memory  # type: ignore[attr-defined, no-any-return]
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
@@ -196,13 +197,13 @@ class VecLogReturn(VecEnvWrapper):
         self.scaling = float(scaling)
         self._previous = np.zeros(venv.num_envs)
 
-    def reset(self) -> np.ndarray:
+    def reset(self) -> VecEnvObs:
         obs = self.venv.reset()
         memories = self.venv.env_method("asset_memory")
         self._previous = np.array([float(m[-1]) for m in memories])
         return obs
 
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    def step_wait(self) -> VecEnvStepReturn:
         obs, _, dones, infos = self.venv.step_wait()
         values = np.array([info["account_value"] for info in infos])
         rewards = np.log(values / self._previous) * self.scaling

@@ -49,10 +49,11 @@ import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from repositories.checkpoints import AgentCheckpointInfo
+from repositories.kinds import RL
 from repositories.object_store import ObjectStore
-from repositories.records import AgentTrainingRun
+from repositories.records import AgentTrainingRun, RLTrial
 from repositories.series import RewardLogger
-from repositories.tracking import RunKind, RunTrackingService
+from repositories.tracking import RunTrackingService, SeriesNotStoredError
 from suho_models.db import Database
 from suho_models.enums import AgentType, CheckpointKind, ModelFormat
 from trainers.progress import Progress
@@ -76,6 +77,21 @@ from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.finrl_env import MarketData
 
 log = logging.getLogger(__name__)
+
+AgentTracking = RunTrackingService[AgentTrainingRun, AgentCheckpointInfo, RLTrial, RewardLogger]
+
+
+def run_fields(config: RLConfig) -> dict[str, Any]:
+    """The run row a configuration makes (before training fills in the rest)."""
+    return {
+        "run_name": config.run_name or f"{config.agent.value}-{int(time.time())}",
+        "agent_type": config.agent,
+        "reward_function_type": config.reward,
+        "initial_amount": config.initial_amount,
+        "buy_cost_pct": config.buy_cost_pct,
+        "sell_cost_pct": config.sell_cost_pct,
+        "config_json": config.model_dump_json(),
+    }
 
 
 @dataclass
@@ -139,7 +155,7 @@ def planned_timesteps(model: Any, timesteps: int) -> int | None:
         if freq.unit is not TrainFrequencyUnit.STEP:
             return None
         chunk = freq.frequency * n_envs
-    return math.ceil(timesteps / chunk) * chunk
+    return int(math.ceil(timesteps / chunk) * chunk)
 
 
 class _ProgressCallback(BaseCallback):
@@ -172,15 +188,11 @@ class RLTrainer:
         *,
         store: ObjectStore | None = None,
         progress: bool = False,
-        tracking: RunTrackingService | None = None,
+        tracking: AgentTracking | None = None,
     ) -> None:
         self.config = config
         self.db = db or Database()
-        self.tracking = tracking or RunTrackingService(self.db, RunKind.RL, store=store)
-        self.runs = self.tracking.runs
-        self.rewards = self.tracking.series
-        self.checkpoints = self.tracking.checkpoints
-        self.trials = self.tracking.trials
+        self.tracking: AgentTracking = tracking or RunTrackingService(self.db, RL, store=store)
         self.progress = Progress(progress)
 
     # ------------------------------------------------------------------ public
@@ -188,17 +200,7 @@ class RLTrainer:
         if self.config.resume is not None:
             return self._resume(self.config.resume)
         config = self.config
-        run = self.tracking.create(
-            {
-                "run_name": config.run_name or f"{config.agent.value}-{int(time.time())}",
-                "agent_type": config.agent,
-                "reward_function_type": config.reward,
-                "initial_amount": config.initial_amount,
-                "buy_cost_pct": config.buy_cost_pct,
-                "sell_cost_pct": config.sell_cost_pct,
-                "config_json": config.model_dump_json(),
-            }
-        )
+        run = self.tracking.create(run_fields(config))
         run = self.tracking.start(run.run_id)
         with self.tracking.guard(run.run_id), torch_threads(config.torch_threads):
             return self._train(run, config, None)
@@ -221,32 +223,14 @@ class RLTrainer:
     ) -> RLTrainingResult:
         run_id = run.run_id
         resuming = config.resume is not None
-        periods: dict[str, Any] = {}
-        if resuming and run.train_start is not None:
-            periods = {
-                "start": run.train_start,
-                "end": run.trade_end,
-                "trade_start": run.trade_start,
-            }
-        market = load_market(config, self.db, **periods)
-        if resuming:
-            use_stored_scaling(market, run.env_config_json)
-        stored_env = env_config_json(market, config)
-        self.tracking.update(
-            run_id,
-            state_dim=stored_env["observation_space"],
-            action_dim=market.action_dim,
-            tickers=market.tickers,
-            env_config_json=stored_env,
-            **market.period_fields(),
-        )
+        market = self.market(run, config, resuming=resuming)
         config = self._tuned(run_id, config, market)
         params = rollout_params(config)
 
         env = make_vec_env(market.train, market, config)
         if resume_from is not None:
             model = self._restore(resume_from, env, config)
-            first_episode, keep_until = resume_from.episode_number + 1, resume_from.timestep
+            first_episode = resume_from.episode_number + 1
         else:
             model = build_model(
                 config.agent,
@@ -256,22 +240,21 @@ class RLTrainer:
                 seed=config.seed,
                 device=config.device,
             )
-            first_episode, keep_until = 1, 0
+            first_episode = 1
         losses = attach_loss_writer(model, config.agent, config.verbose)
 
         saved: list[uuid.UUID] = []
-        rewards = self.rewards.logger(run_id)
+        # resuming: the rows past the checkpoint go (after a dead writer's spool files
+        # are replayed), so the table holds the final trajectory's steps once each
+        rewards = self.tracking.open_series(run_id, resume_from, resuming=resuming)
         callback: RewardHistoryCallback | None = None
         try:
-            if resuming:
-                rewards.flush()  # replays spool files a dead writer left, before the delete
-                self.rewards.delete_after(run_id, keep_until)
 
             def on_checkpoint(callback: RewardHistoryCallback) -> None:
                 info = self._checkpoint(run_id, config, model, callback, rewards)
                 if info is not None:
                     saved.append(info.checkpoint_id)
-                    pruned = self.checkpoints.prune(run_id, keep_last=config.keep_checkpoints)
+                    pruned = self.tracking.prune(run_id, keep_last=config.keep_checkpoints)
                     saved[:] = [i for i in saved if i not in pruned]
 
             callback = RewardHistoryCallback(
@@ -316,7 +299,7 @@ class RLTrainer:
         if resume_from is not None and resume_from.kind is CheckpointKind.FINAL:
             final_id = resume_from.checkpoint_id  # it crashed after saving it
         else:
-            final_id = self.checkpoints.save_checkpoint(
+            final_id = self.tracking.save_checkpoint(
                 run_id,
                 model_to_bytes(model),
                 ModelFormat.SB3_STATE,
@@ -337,13 +320,41 @@ class RLTrainer:
             completed, model, evaluation, market, params, final_id, saved, resume_from
         )
 
+    def market(
+        self, run: AgentTrainingRun, config: RLConfig, *, resuming: bool = False, store: bool = True
+    ) -> MarketData:
+        """The run's market data; a resumed run keeps its periods and its observation
+        scaling. ``store``: record the environment and periods on the run (a tuning
+        worker, one of many, writes nothing)."""
+        periods: dict[str, Any] = {}
+        if resuming and run.train_start is not None:
+            periods = {
+                "start": run.train_start,
+                "end": run.trade_end,
+                "trade_start": run.trade_start,
+            }
+        market = load_market(config, self.db, **periods)
+        if resuming:
+            use_stored_scaling(market, run.env_config_json)
+        if store:
+            stored_env = env_config_json(market, config)
+            self.tracking.update(
+                run.run_id,
+                state_dim=stored_env["observation_space"],
+                action_dim=market.action_dim,
+                tickers=market.tickers,
+                env_config_json=stored_env,
+                **market.period_fields(),
+            )
+        return market
+
     def _tuned(self, run_id: uuid.UUID, config: RLConfig, market: MarketData) -> RLConfig:
         """Tune once per run: the result is recorded in the run's config (tuned_params)."""
         if not config.tuning.trials or config.tuned_params is not None:
             return config
         from trainers.rl.tuning import tune
 
-        params = tune(config, market, run_id, self.trials)
+        params = tune(config, market, run_id, self.tracking)
         tuned = config.model_copy(update={"tuned_params": params})
         self.tracking.update(
             run_id, config_json=tuned.model_copy(update={"resume": None}).model_dump_json()
@@ -353,7 +364,7 @@ class RLTrainer:
     def _restore(self, info: AgentCheckpointInfo, env: Any, config: RLConfig) -> Any:
         model = load_model(
             config.agent,
-            self.checkpoints.load_checkpoint(info.checkpoint_id),
+            self.tracking.load_checkpoint(info.checkpoint_id),
             env,
             config.device,
             params=config.effective_agent_params,
@@ -361,7 +372,9 @@ class RLTrainer:
         )
         model._last_obs = None  # the env is new: learn() starts with a reset, a new episode
         if config.agent in OFF_POLICY and info.replay_buffer_uri:
-            restore_replay_buffer(model, self.checkpoints.load_replay_buffer(info.checkpoint_id))
+            buffer = self.tracking.load_replay_buffer(info.checkpoint_id)
+            if buffer is not None:  # a URI names one
+                restore_replay_buffer(model, buffer)
         model.set_random_seed(config.seed + int(model.num_timesteps))
         log.info(
             "resuming run %s from checkpoint %s (episode %d, step %d)",
@@ -383,24 +396,26 @@ class RLTrainer:
         """Save the agent at an episode end; rows up to this step are flushed first, so a
         checkpoint never claims steps the table does not hold."""
         timestep = int(model.num_timesteps)
-        if not rewards.flush():
+        buffer = None
+        if config.agent in OFF_POLICY and config.save_replay_buffer:
+            buffer = replay_buffer_to_bytes(model)
+        try:
+            info = self.tracking.save_checkpoint(
+                run_id,
+                model_to_bytes(model),
+                ModelFormat.SB3_STATE,
+                callback.checkpoint_metrics(),
+                episode_number=callback.episodes_done,
+                timestep=timestep,
+                kind=CheckpointKind.INTERMEDIATE,
+                replay_buffer=buffer,
+                flush=rewards,
+            )
+        except SeriesNotStoredError:
             log.warning(
                 "run %s: reward rows not yet stored, checkpoint at %d skipped", run_id, timestep
             )
             return None
-        buffer = None
-        if config.agent in OFF_POLICY and config.save_replay_buffer:
-            buffer = replay_buffer_to_bytes(model)
-        info = self.checkpoints.save_checkpoint(
-            run_id,
-            model_to_bytes(model),
-            ModelFormat.SB3_STATE,
-            callback.checkpoint_metrics(),
-            episode_number=callback.episodes_done,
-            timestep=timestep,
-            kind=CheckpointKind.INTERMEDIATE,
-            replay_buffer=buffer,
-        )
         log.info(
             "run %s: checkpoint at episode %d, step %d", run_id, callback.episodes_done, timestep
         )
@@ -408,9 +423,11 @@ class RLTrainer:
 
 
 __all__ = [
+    "AgentTracking",
     "RLTrainer",
     "RLTrainingResult",
     "planned_timesteps",
     "rollout_params",
+    "run_fields",
     "torch_threads",
 ]

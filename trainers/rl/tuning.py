@@ -37,7 +37,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 
-from repositories.trials import RLTrialRepository
+from repositories.kinds import RL
 from suho_models.enums import AgentType, TrialState
 from trainers.rl.agents import OFF_POLICY, build_model
 from trainers.rl.config import RLConfig
@@ -47,6 +47,7 @@ from trainers.rl.finrl_env import MarketData, split_periods
 from trainers.rl.metrics import PerformanceMetrics
 from trainers.study import (
     StudySpec,
+    TrialLog,
     load_study,
     log_once,
     optimize_remaining,
@@ -184,7 +185,7 @@ def study_spec(
     config: RLConfig,
     market: MarketData,
     run_id: uuid.UUID,
-    trials: RLTrialRepository,
+    trials: TrialLog,
     on_trial: Callable[[int], None] | None = None,
 ) -> StudySpec:
     """The run's study: objective, trial logging and options (one process or workers)."""
@@ -236,7 +237,7 @@ def study_spec(
         attrs = frozen.user_attrs
         worker = worker_of(frozen)
         mean = frozen.value if state is TrialState.COMPLETE else attrs.get("mean_reward")
-        trials.log(
+        trials.log_trial(
             run_id,
             {
                 "trial_number": frozen.number,
@@ -257,7 +258,7 @@ def study_spec(
             on_trial(frozen.number)
 
     options = {
-        "direction": "maximize",
+        "direction": RL.direction,
         "sampler": optuna.samplers.TPESampler(seed=config.seed),
         "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     }
@@ -277,7 +278,7 @@ def tune(
     config: RLConfig,
     market: MarketData,
     run_id: uuid.UUID,
-    trials: RLTrialRepository,
+    trials: TrialLog,
     on_trial: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the study; returns the best trial's parameters (over ``config.agent_params``),
@@ -290,7 +291,7 @@ def tune(
         spec.objective,
         tuning.trials,
         tuning.timeout_seconds,
-        log_once(spec.record, trials.finished_numbers(run_id)),
+        log_once(spec.record, trials.finished_trials(run_id)),
     )
     return best_params(study, config)
 

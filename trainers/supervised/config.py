@@ -10,10 +10,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from suho_models.enums import ModelFormat, ModelType, TaskType
-from trainers.config_file import validate_config_file
+from trainers.config_file import config_model, validate_config_file
 from trainers.data.spec import FeatureSpec
 
 
+@config_model
 class SelectionConfig(BaseModel):
     """Feature selection, applied on the training split only (no leakage)."""
 
@@ -27,6 +28,7 @@ class SelectionConfig(BaseModel):
     """Keep the k most important features of a quick model fit (None: keep all)."""
 
 
+@config_model
 class TuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -44,6 +46,7 @@ class TuningConfig(BaseModel):
     pruning: bool = True
 
 
+@config_model
 class SupervisedConfig(BaseModel):
     """Everything a supervised run needs; stored with the run as JSON."""
 

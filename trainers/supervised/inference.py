@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from repositories.errors import NotFoundError
-from repositories.tracking import RunKind, RunTrackingService
+from repositories.kinds import SUPERVISED
+from repositories.tracking import RunTrackingService
 from suho_models.db import Database
 from suho_models.enums import TaskType
 from trainers.data.source import load_features
@@ -28,14 +29,14 @@ class LoadedRun:
 
 def load_run_model(db: Database, run_id: Any) -> LoadedRun:
     """The run's final model (checksum-verified), as a live model."""
-    tracking = RunTrackingService(db, RunKind.SUPERVISED)
-    run = tracking.runs.get(run_id)
+    tracking = RunTrackingService(db, SUPERVISED)
+    run = tracking.get(run_id)
     chosen = tracking.final_checkpoint(run.run_id)
     if chosen is None:
         raise NotFoundError(f"run {run_id} has no checkpoint")
     booster = booster_for(run.model_type)
     model = booster.from_bytes(
-        tracking.checkpoints.load_checkpoint(chosen.checkpoint_id), chosen.format, run.task_type
+        tracking.load_checkpoint(chosen.checkpoint_id), chosen.format, run.task_type
     )
     config = SupervisedConfig.model_validate_json(run.config_json)
     return LoadedRun(config, run.task_type, list(run.features_used), booster, model)
@@ -53,4 +54,4 @@ def test_split_predictions(db: Database, loaded: LoadedRun) -> tuple[np.ndarray,
     return y, loaded.booster.predict(loaded.model, X, loaded.task)
 
 
-test_split_predictions.__test__ = False  # type: ignore[attr-defined]  (not a pytest test)
+test_split_predictions.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

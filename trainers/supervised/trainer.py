@@ -13,25 +13,59 @@ folds again.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from repositories.records import TrainingRun
-from repositories.tracking import RunKind, RunTrackingService
+from repositories.checkpoints import ModelCheckpointInfo
+from repositories.kinds import SUPERVISED
+from repositories.records import TrainingRun, Trial
+from repositories.series import MetricLogger
+from repositories.tracking import RunTrackingService, SeriesNotStoredError
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
 from trainers.data.source import load_features
-from trainers.data.split import Split, chronological_split
+from trainers.data.spec import ResolvedColumns
+from trainers.data.split import Split, chronological_split, split_fields
 from trainers.progress import Progress
 from trainers.supervised.boosters import Booster, booster_for
 from trainers.supervised.config import SupervisedConfig
 from trainers.supervised.metrics import classification_metrics, regression_metrics
 from trainers.supervised.selection import select_features
 from trainers.supervised.tuning import cross_validate, tune
+
+log = logging.getLogger(__name__)
+
+SupervisedTracking = RunTrackingService[TrainingRun, ModelCheckpointInfo, Trial, MetricLogger]
+
+
+def run_fields(config: SupervisedConfig) -> dict[str, Any]:
+    """The run row a configuration makes (before training fills in the rest)."""
+    return {
+        "run_name": config.run_name or f"{config.resolved_model_name}-{int(time.time())}",
+        "model_type": config.model_type,
+        "task_type": config.task or TaskType.CLASSIFICATION,
+        "target_variable": config.target,
+        "train_ratio": config.split_ratios[0],
+        "val_ratio": config.split_ratios[1],
+        "test_ratio": config.split_ratios[2],
+        "config_json": config.model_dump_json(),
+    }
+
+
+@dataclass
+class Inputs:
+    """A run's data as training sees it: the split, the roles, the features, the task."""
+
+    split: Split
+    roles: ResolvedColumns
+    features: list[str]
+    task: TaskType
 
 
 def infer_task(y: pd.Series) -> TaskType:
@@ -71,33 +105,17 @@ class SupervisedTrainer:
         config: SupervisedConfig,
         db: Database | None = None,
         *,
-        tracking: RunTrackingService | None = None,
+        tracking: SupervisedTracking | None = None,
     ) -> None:
         self.config = config
         self.db = db or Database()
-        self.tracking = tracking or RunTrackingService(self.db, RunKind.SUPERVISED)
-        self.runs = self.tracking.runs
-        self.metrics = self.tracking.series
-        self.trials = self.tracking.trials
-        self.checkpoints = self.tracking.checkpoints
+        self.tracking: SupervisedTracking = tracking or RunTrackingService(self.db, SUPERVISED)
         self.booster = booster_for(config.model_type)
         self.progress = Progress(config.progress)
 
     # ------------------------------------------------------------------ public
     def run(self) -> TrainingResult:
-        config = self.config
-        run = self.tracking.create(
-            {
-                "run_name": config.run_name or f"{config.resolved_model_name}-{int(time.time())}",
-                "model_type": config.model_type,
-                "task_type": config.task or TaskType.CLASSIFICATION,
-                "target_variable": config.target,
-                "train_ratio": config.split_ratios[0],
-                "val_ratio": config.split_ratios[1],
-                "test_ratio": config.split_ratios[2],
-                "config_json": config.model_dump_json(),
-            }
-        )
+        run = self.tracking.create(run_fields(self.config))
         self.tracking.start(run.run_id)
         with self.tracking.guard(run.run_id):
             return self._train(run.run_id)
@@ -115,7 +133,7 @@ class SupervisedTrainer:
         changed.
         """
         db = db or Database()
-        tracking = RunTrackingService(db, RunKind.SUPERVISED)
+        tracking = RunTrackingService(db, SUPERVISED)
         run, latest = tracking.resume(run_id, require_state=True)
         with tracking.guard(run.run_id):
             config = SupervisedConfig.model_validate_json(run.config_json)
@@ -124,24 +142,37 @@ class SupervisedTrainer:
             return cls(config, db, tracking=tracking)._train(run.run_id, latest)
 
     # ------------------------------------------------------------------ steps
-    def _train(self, run_id: Any, resume_from: Any = None) -> TrainingResult:
+    def inputs(self, run_id: uuid.UUID | str, *, select: bool, store: bool = True) -> Inputs:
+        """Load and split the run's data; ``select`` chooses the features, else the
+        run's stored ones are used (a resumed model, or a tuning worker, reads what was
+        chosen once). ``store``: record the task, split and chosen features on the run
+        (a tuning worker, one of many, writes nothing)."""
         config = self.config
         frame, roles = load_features(
             config.source, config.features, self.db, config.start, config.end, config.symbols
         )
         task = config.task or infer_task(frame[config.target])
         split = chronological_split(frame, roles.time, config.split_ratios)
-        self.tracking.update(run_id, task_type=task, **_split_fields(split))
-
-        y_train = split.train[config.target].to_numpy()
-        if resume_from is not None:  # the model was trained on these, in this order
-            features = list(self.runs.get(run_id).features_used)
-        else:
+        if store:
+            self.tracking.update(run_id, task_type=task, **split_fields(split))
+        if select:
+            y_train = split.train[config.target].to_numpy()
             features = select_features(
                 split.train[roles.features], y_train, config.selection, task, config.seed
             )
-            self.tracking.update(run_id, features_used=features)
+            if store:
+                self.tracking.update(run_id, features_used=features)
+        else:  # the model was trained on these, in this order
+            features = list(self.tracking.get(run_id).features_used)
+        return Inputs(split, roles, features, task)
 
+    def _train(
+        self, run_id: uuid.UUID, resume_from: ModelCheckpointInfo | None = None
+    ) -> TrainingResult:
+        config = self.config
+        inputs = self.inputs(run_id, select=resume_from is None)
+        split, roles, features, task = inputs.split, inputs.roles, inputs.features, inputs.task
+        y_train = split.train[config.target].to_numpy()
         X_train = split.train[features].to_numpy(dtype=float)
         X_val = split.val[features].to_numpy(dtype=float)
         X_test = split.test[features].to_numpy(dtype=float)
@@ -160,7 +191,7 @@ class SupervisedTrainer:
                     config,
                     task,
                     run_id,
-                    self.trials,
+                    self.tracking,
                     on_trial=lambda _n: advance(),
                 )
         cv_scores = _stored_cv_scores(resume_from, config.cv_folds)
@@ -172,15 +203,14 @@ class SupervisedTrainer:
         init_model, done = None, 0
         if resume_from is not None:
             init_model = self.booster.from_bytes(
-                self.checkpoints.load_checkpoint(resume_from.checkpoint_id),
+                self.tracking.load_checkpoint(resume_from.checkpoint_id),
                 resume_from.format,
                 task,
             )
             done = resume_from.step
-            self.metrics.delete_after(run_id, done)
 
         with (
-            self.metrics.logger(run_id) as logger,
+            self.tracking.open_series(run_id, resume_from) as logger,
             self.progress.task("training", config.rounds) as advance,
         ):
             advance(done)
@@ -188,17 +218,21 @@ class SupervisedTrainer:
             def on_snapshot(iteration: int, data: bytes) -> None:
                 # Metrics up to the checkpoint must be durable before it exists:
                 # a resume starts from it and keeps the rows before it.
-                logger.flush()
-                self.checkpoints.save_checkpoint(
-                    run_id,
-                    data,
-                    self.booster.native_format,
-                    _cv_metrics(cv_scores),
-                    iteration=iteration,
-                    kind=CheckpointKind.INTERMEDIATE,
-                    model_name=config.resolved_model_name,
-                )
-                self.checkpoints.prune(run_id, keep_last=config.keep_checkpoints)
+                try:
+                    self.tracking.save_checkpoint(
+                        run_id,
+                        data,
+                        self.booster.native_format,
+                        _cv_metrics(cv_scores),
+                        iteration=iteration,
+                        kind=CheckpointKind.INTERMEDIATE,
+                        model_name=config.resolved_model_name,
+                        flush=logger,
+                    )
+                except SeriesNotStoredError as exc:
+                    log.warning("%s (iteration %d)", exc, iteration)
+                    return
+                self.tracking.prune(run_id, keep_last=config.keep_checkpoints)
 
             def on_iteration(iteration: int, values: dict[str, Any]) -> None:
                 logger.log(iteration, **values)
@@ -243,7 +277,7 @@ class SupervisedTrainer:
         metrics: dict[str, float | None] = {f"val_{k}": v for k, v in val_m.items()}
         metrics.update({f"train_{k}": v for k, v in train_m.items()})
         metrics["cv_mean_loss"] = float(np.mean(cv_scores)) if cv_scores else None
-        checkpoint = self.checkpoints.save_checkpoint(
+        checkpoint = self.tracking.save_checkpoint(
             run_id,
             data,
             fmt,
@@ -265,16 +299,6 @@ def _stored_cv_scores(checkpoint: Any, folds: int) -> list[float] | None:
         return None
     scores = [checkpoint.metrics.get(f"cv_fold_{k}_loss") for k in range(1, folds + 1)]
     return None if any(v is None for v in scores) else [float(v) for v in scores]
-
-
-def _split_fields(split: Split) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for part in ("train", "val", "test"):
-        info = split.info[part]
-        fields[f"{part}_rows"] = info.rows
-        fields[f"{part}_start"] = info.start.to_pydatetime()
-        fields[f"{part}_end"] = info.end.to_pydatetime()
-    return fields
 
 
 def _final_metrics(

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from repositories.trials import HyperparameterTrialRepository
+from repositories.kinds import SUPERVISED
 from suho_models.enums import TaskType, TrialState, TuningMethod
 from trainers.data.split import time_series_cv
 from trainers.study import (
     StudySpec,
+    TrialLog,
     load_study,
     log_once,
     optimize_remaining,
@@ -78,7 +79,7 @@ def study_spec(
     config: SupervisedConfig,
     task: TaskType,
     run_id: uuid.UUID,
-    trials: HyperparameterTrialRepository,
+    trials: TrialLog,
     on_trial: Callable[[int], None] | None = None,
 ) -> StudySpec:
     """The run's study: objective, trial logging and options (one process or workers)."""
@@ -100,7 +101,7 @@ def study_spec(
         state = trial_state(frozen)
         duration = frozen.duration.total_seconds() if frozen.duration else 0.0
         worker = worker_of(frozen)
-        trials.log(
+        trials.log_trial(
             run_id,
             {
                 "trial_number": frozen.number,
@@ -119,7 +120,7 @@ def study_spec(
             on_trial(frozen.number)
 
     options = {
-        "direction": "minimize",
+        "direction": SUPERVISED.direction,
         "sampler": optuna.samplers.TPESampler(seed=config.seed),
         "pruner": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5),
     }
@@ -142,7 +143,7 @@ def tune(
     config: SupervisedConfig,
     task: TaskType,
     run_id: uuid.UUID,
-    trials: HyperparameterTrialRepository,
+    trials: TrialLog,
     on_trial: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the study; returns the best parameters (merged over the defaults)."""
@@ -153,6 +154,6 @@ def tune(
         spec.objective,
         config.tuning.trials,
         config.tuning.timeout_seconds,
-        log_once(spec.record, trials.finished_numbers(run_id)),
+        log_once(spec.record, trials.finished_trials(run_id)),
     )
     return best_params(study, {**booster.default_params(task, config.seed), **config.params})

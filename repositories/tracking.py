@@ -44,12 +44,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 from pydantic import BaseModel
 
 from repositories.base import utcnow
-from repositories.errors import (
-    InvalidInputError,
-    InvalidTransitionError,
-    NotFoundError,
-    enum_value,
-)
+from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError, enum_value
 from repositories.guard import Terminated, beating, guarded
 from repositories.kinds import (
     FINAL_KINDS,

@@ -18,14 +18,21 @@ Why the design is what it is:
 * **Flushes** happen at ``max_rows`` (in the logging thread, which gives
   back-pressure), ``max_seconds`` after the oldest unflushed row (a daemon
   thread), on ``flush()``/``close()``, and at interpreter exit (``atexit``).
-* **Never drop rows.** A batch whose insert fails goes to an Arrow IPC file in
-  ``spool_dir`` at once (write-ahead, :mod:`repositories.spool`), and while the
-  database keeps failing every newly sealed batch does too. Spooled files are
-  replayed first, in order, and deleted only after their insert succeeded; a new
-  writer for the same table replays files a crashed process left behind. Failed
+* **Never drop rows.** A batch whose insert fails goes to the spool in ``spool_dir``
+  at once (write-ahead, :mod:`repositories.spool`), and while the database keeps
+  failing every newly sealed batch does too, appended to one segment file (a few
+  large files per outage, not one per batch). Spooled files are replayed first, in
+  order, and deleted only after their insert succeeded; a new writer for the same
+  table replays files a crashed process left behind. Failed
   inserts are retried with exponential backoff, and while the server cannot be
   reached a cheap TCP probe every ``probe_interval`` seconds notices its return,
   so rows arrive within about that long after it is back.
+* **Never lose rows silently.** Rows that can be neither inserted nor spooled (the
+  database failing and the spool's disk full or unwritable) stay in memory, up to
+  ``max_buffered_rows``; past that, ``log()`` blocks up to ``block_seconds`` for
+  room, then raises :class:`RowsNotStoredError` and refuses rows until there is
+  room (back-pressure: memory stays bounded). ``close()`` raises
+  :class:`RowsNotStoredError` with the count of rows it could not keep.
 * **What a kill -9 can lose:** only rows not yet acknowledged by an INSERT or a
   spool file: those logged since the last seal (fewer than ``max_rows``, logged
   within the last ``max_seconds``) and, while the database answers, the sealed
@@ -81,7 +88,8 @@ from repositories.arrow_schema import (
     is_scalar,
     values_to_arrow,
 )
-from repositories.spool import SpoolDir
+from repositories.errors import RepositoryError
+from repositories.spool import DEFAULT_SEGMENT_ROWS, SpoolDir
 from suho_models.db.database import Database
 from suho_models.rl import RewardStep
 from suho_models.settings import get_settings
@@ -92,6 +100,20 @@ logger = logging.getLogger(__name__)
 _IDLE_WAIT_S = 1.0
 _DEFAULT_PORTS = {"native": 9000}  # other network drivers speak HTTP
 _CONVERSION_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, AttributeError)
+
+
+class RowsNotStoredError(RepositoryError):
+    """Rows were logged that the writer could neither insert nor spool to disk: they
+    live only in this process's memory (``rows`` of them) and are lost when it exits.
+
+    Raised by ``close()`` (after everything else was stored or spooled) and, as
+    back-pressure, by ``log()``/``log_columns()`` once ``max_buffered_rows`` such rows
+    are held. The message names the table, the count and both causes."""
+
+    def __init__(self, message: str, *, table: str, rows: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.rows = rows
 
 
 class _Batch:
@@ -146,9 +168,13 @@ class BatchWriter:
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
         probe_interval: float = 1.0,
+        block_seconds: float = 30.0,
+        spool_segment_rows: int = DEFAULT_SEGMENT_ROWS,
     ) -> None:
         if max_rows < 1 or max_buffered_rows < 1:
             raise ValueError("max_rows and max_buffered_rows must be positive")
+        if block_seconds < 0:
+            raise ValueError(f"block_seconds: must be >= 0 (got {block_seconds!r})")
         self.db = db
         self.table = table
         self.schema = schema
@@ -158,10 +184,12 @@ class BatchWriter:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.probe_interval = probe_interval
+        self.block_seconds = block_seconds
         self._spool_files = SpoolDir(
             spool_dir
             if spool_dir is not None
-            else get_settings().data_dir / "spool" / db.store_key / table
+            else get_settings().data_dir / "spool" / db.store_key / table,
+            segment_rows=spool_segment_rows,
         )
         self.spool_dir = self._spool_files.path
 
@@ -195,8 +223,11 @@ class BatchWriter:
         self._down = False  # the probe found the server unreachable
         self._probe_at = 0.0
         self._last_error: BaseException | None = None
+        self._spool_error: OSError | None = None  # the last failed spool write
+        self._refusing = False  # back-pressure: log() raises until rows can be kept
 
         self._sealing_rows = 0  # rows being converted outside _lock
+        self._spooling_rows = 0  # a batch being appended to the spool outside _lock
         self._seal_lock = threading.Lock()  # batches enter the queue in logging order
         self._flush_lock = threading.Lock()  # one insert loop at a time
         self._spool_lock = threading.Lock()  # spool files are written in order
@@ -234,7 +265,9 @@ class BatchWriter:
         by_name = "".join(f"    v{i} = get({n!r})\n" for i, n in enumerate(self._names))
         unpack = "".join(f"v{i}, " for i in range(width))
         appends = "".join(f"        a{i}(v{i})\n" for i in range(width))
-        tail = f"""    with lock:
+        tail = f"""    if writer._refusing:
+        writer._at_limit()
+    with lock:
         if writer._closed:
             writer._raise_closed()
 {appends}        n = len(first)
@@ -307,6 +340,8 @@ def log_row(row):
             length = 1  # all scalars: one row
         if length == 0:
             return
+        if self._refusing:
+            self._at_limit()
         arrays = [self._column(rule, columns, length) for rule in self._rules]
         table = self._with_recorded_at(pa.Table.from_arrays(arrays, schema=self.schema))
         with self._seal_lock:
@@ -343,9 +378,11 @@ def log_row(row):
     def flush(self) -> bool:
         """Insert everything queued now (spooled files first); True when nothing is left.
 
-        Ignores the retry backoff. A failure does not raise: the rows are in spool
-        files (durable), ``last_error`` says why, and the background thread keeps
-        retrying.
+        Ignores the retry backoff (not the probe: while the server is unreachable no
+        INSERT is tried). A failure does not raise: the rows are in spool files
+        (durable), ``last_error`` says why, and the background thread keeps retrying;
+        rows the spool could not take either are counted by ``memory_rows``
+        (``spool_error`` in :meth:`stats` says why) and ``close()`` raises for them.
         """
         self._seal()
         return self._flush(force=True)
@@ -354,9 +391,11 @@ def log_row(row):
         """Flush and stop; True when every row landed in the database.
 
         Retries failed inserts until ``timeout`` seconds have passed; whatever is
-        still queued then is written to ``spool_dir`` (never lost) and replayed
-        by the next writer for this table, and close returns False.
+        still queued then is written to ``spool_dir`` and replayed by the next
+        writer for this table, and close returns False.
 
+        Raises :class:`RowsNotStoredError`, with their count, when rows could be
+        neither inserted nor spooled (they are only in memory, lost at exit).
         Raises :class:`RowsRejectedError` (after everything else is stored or
         spooled) when any row was rejected at sealing: rows are checked when logged,
         so that means a value passed the checks but not Arrow's conversion.
@@ -364,7 +403,11 @@ def log_row(row):
         with self._lock:
             already = self._closed
             self._closed = True
-        done = (not self._batches and not self._spool) if already else self._close(timeout)
+        done = (not self.pending_rows) if already else self._close(timeout)
+        held = self.memory_rows
+        if held:
+            rejected = f"; {self._rows_rejected} more rejected" if self._rows_rejected else ""
+            raise self._not_stored(held, f"were logged but not kept{rejected}")
         if self._rows_rejected:
             raise RowsRejectedError(
                 f"BatchWriter({self.table}) rejected {self._rows_rejected} row(s) that were "
@@ -396,17 +439,27 @@ def log_row(row):
             done = self._flush(force=True, lock_timeout=max(deadline - time.monotonic(), 0.0))
         if not done:
             self._spool_memory()
+        try:
+            self._close_segment()
+        except OSError as exc:
+            logger.error("BatchWriter(%s): closing the spool segment: %s", self.table, exc)
+        if not done:
             with self._lock:
-                files, rows = len(self._spool), self._spool_rows
-            logger.warning(
-                "BatchWriter(%s) closed with %d rows not inserted (%s); they are in %d "
-                "spool file(s) under %s and will be replayed by the next writer for %s",
+                files, spooled = len(self._spool), self._spool_rows
+            held = self.memory_rows
+            (logger.error if held else logger.warning)(
+                "BatchWriter(%s) closed with %d row(s) not inserted (%s): %d in %d spool "
+                "file(s) under %s, replayed by the next writer for %s; %d held only in "
+                "memory (not spooled: %s)",
                 self.table,
-                rows,
-                self._last_error,
+                spooled + held,
+                _short(self._last_error),
+                spooled,
                 files,
                 self.spool_dir,
                 self.table,
+                held,
+                _short(self._spool_error),
             )
         return done
 
@@ -421,6 +474,17 @@ def log_row(row):
     ) -> None:
         try:
             self.close()
+        except RowsNotStoredError as err:
+            if exc is None or isinstance(exc, RowsNotStoredError):
+                raise
+            if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: that stays the cause
+                logger.error("%s (closing after %r)", err, exc)
+                return
+            raise RowsNotStoredError(
+                f"{err} (the block had raised {type(exc).__name__}: {exc})",
+                table=err.table,
+                rows=err.rows,
+            ) from exc
         except RowsRejectedError:
             if exc is None:
                 raise
@@ -453,12 +517,21 @@ def log_row(row):
         """Rows queued in memory or in spool files, not yet inserted."""
         with self._lock:
             open_rows = len(self._columns[0])
-            return open_rows + self._sealing_rows + self._batch_rows + self._spool_rows
+            in_memory = open_rows + self._sealing_rows + self._spooling_rows + self._batch_rows
+            return in_memory + self._spool_rows
+
+    @property
+    def memory_rows(self) -> int:
+        """Pending rows held only in memory (open, sealing or sealed, not spooled):
+        those a crash would lose, and those ``close()`` raises for if they remain."""
+        with self._lock:
+            held = self._sealing_rows + self._spooling_rows + self._batch_rows
+            return len(self._columns[0]) + held
 
     @property
     def spooled_files(self) -> int:
-        """Spool files waiting to be replayed."""
-        return len(self._spool)
+        """Spool files waiting to be replayed (this writer's open segment included)."""
+        return len(self._spool) + (1 if self._spool_files.open_rows else 0)
 
     @property
     def spooled_rows(self) -> int:
@@ -478,9 +551,11 @@ def log_row(row):
             "rows_rejected": self.rows_rejected,
             "flush_count": self.flush_count,
             "pending_rows": self.pending_rows,
+            "memory_rows": self.memory_rows,
             "spooled_files": self.spooled_files,
             "spooled_rows": self.spooled_rows,
             "last_error": repr(self._last_error) if self._last_error else None,
+            "spool_error": repr(self._spool_error) if self._spool_error else None,
         }
 
     def __repr__(self) -> str:
@@ -588,19 +663,56 @@ def log_row(row):
         self._seal()
         if self._failures:
             self._spool_memory()
+        else:
+            with self._lock:
+                over = self._batch_rows > self.max_buffered_rows
+            # Wait for another thread's flush only when memory is over its bound.
+            if over:
+                self._flush(force=False)
+            elif self._flush_lock.acquire(blocking=False):
+                try:
+                    self._flush_locked(force=False)
+                finally:
+                    self._flush_lock.release()
+            if self._batch_rows > self.max_buffered_rows:
+                self._spool_memory(keep_rows=self.max_buffered_rows)
+        if self.memory_rows > self.max_buffered_rows:
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure when rows can be neither inserted nor spooled: block the
+        logging thread up to ``block_seconds`` while the background thread retries,
+        then raise and refuse rows (:meth:`_at_limit`) until memory is back in bounds."""
+        deadline = time.monotonic() + self.block_seconds
+        while (held := self.memory_rows) > self.max_buffered_rows:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._refusing = True
+                raise self._not_stored(
+                    held,
+                    f"held in memory, over max_buffered_rows={self.max_buffered_rows:,} "
+                    f"for {self.block_seconds:g}s; log() refuses rows until they can be kept",
+                )
+            time.sleep(min(0.1, left))
+
+    def _at_limit(self) -> None:
+        """log()'s gate while refusing: pass again once there is room."""
+        held = self.memory_rows
+        if held <= self.max_buffered_rows:
+            self._refusing = False
             return
-        with self._lock:
-            over = self._batch_rows > self.max_buffered_rows
-        # Wait for another thread's flush only when memory is over its bound.
-        if over:
-            self._flush(force=False)
-        elif self._flush_lock.acquire(blocking=False):
-            try:
-                self._flush_locked(force=False)
-            finally:
-                self._flush_lock.release()
-        if self._batch_rows > self.max_buffered_rows:
-            self._spool_memory(keep_rows=self.max_buffered_rows)
+        raise self._not_stored(
+            held, f"held in memory, over max_buffered_rows={self.max_buffered_rows:,}; row refused"
+        )
+
+    def _not_stored(self, rows: int, what: str) -> RowsNotStoredError:
+        return RowsNotStoredError(
+            f"BatchWriter({self.table}): {rows:,} row(s) {what}. They could not be inserted "
+            f"({_short(self._last_error)}) nor spooled to {self.spool_dir} "
+            f"({_short(self._spool_error)}), and are lost when this process exits",
+            table=self.table,
+            rows=rows,
+        )
 
     def _flush(self, *, force: bool, lock_timeout: float = -1) -> bool:
         if not self._flush_lock.acquire(timeout=lock_timeout):
@@ -619,13 +731,21 @@ def log_row(row):
         """
         if not force and self._failures and time.monotonic() < self._retry_at:
             return False
+        if self._down and not self._reachable():
+            # Still unreachable: no INSERT to try, and the open spool segment stays
+            # open (closing it for every retry would make a file per retry).
+            self._spool_memory()
+            return False
         try:
             while True:
                 with self._lock:
                     spooled = self._spool[0] if self._spool else None
-                    batch = self._next_attempt() if spooled is None else None
+                    segment = spooled is None and self._spool_files.open_rows > 0
+                    batch = None if spooled or segment else self._next_attempt()
                 if spooled is not None:
                     self._replay(*spooled)
+                elif segment:
+                    self._close_segment()  # replayed next, before newer memory batches
                 elif batch is not None:
                     self._insert(batch)
                 else:
@@ -678,18 +798,21 @@ def log_row(row):
             self._flush_count += 1
 
     def _replay(self, path: Path, rows: int) -> None:
-        spooled = self._spool_files.read(path)
-        if spooled is not None and spooled.table.num_rows:
-            token = spooled.token or f"{self.db.store_key}:{self.table}:spool:{path.name}"
-            self.db.insert_arrow(self.table, spooled.table, dedup_token=token)
+        """Insert one spool file, group by group (each under its fixed token), then
+        delete it; a failure part-way repeats the whole file later, deduplicated."""
+        groups = self._spool_files.read(path)
+        for group in groups or ():
+            token = group.token or f"{self.db.store_key}:{self.table}:spool:{group.key}"
+            self.db.insert_arrow(self.table, group.table, dedup_token=token)
+        if groups is not None:
             self._spool_files.remove(path)
         with self._lock:
             if self._spool and self._spool[0][0] == path:
                 self._spool.popleft()
                 self._spool_rows -= rows
-            if spooled is not None:
-                self._rows_flushed += spooled.table.num_rows
-                self._flush_count += 1
+            if groups is not None:
+                self._rows_flushed += sum(g.table.num_rows for g in groups)
+                self._flush_count += len(groups)
 
     def _on_failure(self, exc: BaseException) -> None:
         self._failures += 1
@@ -741,8 +864,9 @@ def log_row(row):
 
     # ------------------------------------------------------------------ spool
     def _spool_memory(self, *, keep_rows: int = 0) -> None:
-        """Move the oldest memory batches to spool files until at most ``keep_rows``
-        remain: one file per batch, with its token, never merged or split."""
+        """Move the oldest memory batches to the spool until at most ``keep_rows``
+        remain: appended to the open segment, one record per batch with its token
+        and whether it was attempted, never split."""
         with self._spool_lock:
             while True:
                 self._seal()
@@ -751,22 +875,47 @@ def log_row(row):
                         return
                     batch = self._batches.popleft()
                     self._batch_rows -= batch.rows
+                    self._spooling_rows = batch.rows
                 try:
-                    path = self._spool_files.write(batch.table, batch.token)
+                    closed = self._spool_files.append(
+                        batch.table, batch.token, attempted=batch.attempted
+                    )
                 except OSError as exc:
                     with self._lock:  # put it back: memory is better than nothing
                         self._batches.appendleft(batch)
                         self._batch_rows += batch.rows
-                    logger.error(
-                        "BatchWriter(%s): cannot spool to %s, keeping rows in memory: %s",
-                        self.table,
-                        self.spool_dir,
-                        exc,
-                    )
+                        self._spooling_rows = 0
+                    self._on_spool_failure(exc)
                     return
                 with self._lock:
-                    self._spool.append((path, batch.rows))
+                    self._spooling_rows = 0
                     self._spool_rows += batch.rows
+                    if closed is not None:
+                        self._spool.append(closed)
+                if self._spool_error is not None:
+                    logger.warning("BatchWriter(%s): spooling works again", self.table)
+                    self._spool_error = None
+
+    def _on_spool_failure(self, exc: OSError) -> None:
+        first = self._spool_error is None
+        self._spool_error = exc
+        (logger.error if first else logger.debug)(
+            "BatchWriter(%s): cannot spool to %s (%s): %d of %d pending row(s) are held "
+            "only in memory (lost if this process exits)",
+            self.table,
+            self.spool_dir,
+            exc,
+            self.memory_rows,
+            self.pending_rows,
+        )
+
+    def _close_segment(self) -> None:
+        """Close the open spool segment and queue it for replay (after older files)."""
+        with self._spool_lock:
+            closed = self._spool_files.close_segment()
+        if closed is not None:
+            with self._lock:
+                self._spool.append(closed)
 
     def _adopt_spool_leftovers(self) -> None:
         """Queue spool files from earlier (crashed or failed) writers, oldest first."""
@@ -805,8 +954,10 @@ def log_row(row):
         now = time.monotonic()
         with self._lock:
             due = bool(self._columns[0]) and self._open_rows_due(now)
-        if due:
-            self._seal()
+            held = bool(self._batches)
+        if due or held:
+            if due:
+                self._seal()
             self._spool_memory()  # write-ahead: the database is failing
         if self._down and now >= self._probe_at:
             self._probe()
@@ -820,14 +971,14 @@ def log_row(row):
         now = time.monotonic()
         with self._lock:
             open_rows = len(self._columns[0])
-            if self._failures and (open_rows or self._batches or self._spool):
+            if self._failures and (open_rows or self._batches or self._spool_rows):
                 wait = self._retry_at - now
                 if self._down:
                     wait = min(wait, self._probe_at - now)
                 if open_rows:
                     wait = min(wait, (self._rows_first_at or now) + self.max_seconds - now)
                 return min(max(wait, 0.0), _IDLE_WAIT_S)
-            if self._spool:
+            if self._spool_rows:
                 return 0.0
             oldest = None
             if self._batches:
@@ -862,6 +1013,14 @@ def _inline_check(i: int, rule: ColumnRule) -> str:
     return f"    if {test}:\n        {v} = c{i}({v})\n"
 
 
+def _short(exc: BaseException | None) -> str:
+    """An error's first line, bounded (a driver's message can run to pages)."""
+    if exc is None:
+        return "no error"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -882,6 +1041,7 @@ __all__ = [
     "UUID_ARROW_TYPE",
     "BatchWriter",
     "InvalidRowError",
+    "RowsNotStoredError",
     "RowsRejectedError",
     "arrow_schema",
     "reward_history_writer",

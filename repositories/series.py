@@ -63,6 +63,11 @@ class MetricLogger:
     def flush(self) -> bool:
         return self.writer.flush()
 
+    @property
+    def memory_rows(self) -> int:
+        """Rows neither inserted nor spooled: the only ones a crash would lose."""
+        return self.writer.memory_rows
+
     def close(self) -> bool:
         return self.writer.close()
 
@@ -96,6 +101,11 @@ class RewardLogger:
 
     def flush(self) -> bool:
         return self.writer.flush()
+
+    @property
+    def memory_rows(self) -> int:
+        """Rows neither inserted nor spooled: the only ones a crash would lose."""
+        return self.writer.memory_rows
 
     def close(self) -> bool:
         return self.writer.close()

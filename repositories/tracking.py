@@ -91,6 +91,9 @@ class Flushable(Protocol):
 
     def flush(self) -> bool: ...
 
+    @property
+    def memory_rows(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class DeployedCheckpoint(Generic[R, I]):
@@ -445,10 +448,12 @@ class RunTrackingService(Generic[R, I, T, L]):
         ``episode_number``/``timestep`` for an agent).
 
         ``flush``: the run's series logger, flushed first, so a checkpoint never
-        claims rows the table does not hold (a resume keeps the rows before it); if
-        they cannot be stored yet, nothing is saved (:class:`SeriesNotStoredError`).
+        claims rows that could be lost (a resume keeps the rows before it). Rows in
+        spool files count as kept: the next writer replays them, and a resume replays
+        them before it trims. If some are held only in memory, nothing is saved
+        (:class:`SeriesNotStoredError`).
         """
-        if flush is not None and not flush.flush():
+        if flush is not None and not flush.flush() and flush.memory_rows:
             raise SeriesNotStoredError(
                 f"run {run_id}: series rows not stored yet; checkpoint not saved"
             )

@@ -75,10 +75,11 @@ def run_demo(
     from repositories.tracking import RunTrackingService
     from suho.report import write_report
     from suho_models.db import Database, migrations
+    from suho_models.enums import AgentType, ModelType
     from trainers.data.synth import generate_ml_features
     from trainers.rl.config import RLConfig
     from trainers.rl.trainer import RLTrainer
-    from trainers.supervised.config import SupervisedConfig
+    from trainers.supervised.config import SelectionConfig, SupervisedConfig, TuningConfig
     from trainers.supervised.trainer import SupervisedTrainer
 
     console = console or Console()
@@ -108,12 +109,12 @@ def run_demo(
         for model_type in ("xgboost", "lightgbm", "catboost"):
             trials = size.trials if model_type == "lightgbm" else 0
             config = SupervisedConfig(
-                model_type=model_type,
+                model_type=ModelType(model_type),
                 rounds=size.rounds,
                 early_stopping=30,
                 cv_folds=3,
-                selection={"top_k": 40},
-                tuning={"trials": trials},
+                selection=SelectionConfig(top_k=40),
+                tuning=TuningConfig(trials=trials),
                 progress=progress,
                 checkpoint_every=max(size.rounds // 2, 1),
                 run_name=f"demo-{model_type}",
@@ -127,14 +128,14 @@ def run_demo(
 
         step("4-5. RL agents (PPO on-policy, SAC off-policy), evaluated on the trade period")
         for agent in ("ppo", "sac"):
-            config = RLConfig(
-                agent=agent,
+            rl_config = RLConfig(
+                agent=AgentType(agent),
                 timesteps=size.rl_timesteps,
                 symbols=list(size.rl_symbols),
                 checkpoint_every_episodes=size.checkpoint_every_episodes,
                 run_name=f"demo-{agent}",
             )
-            trained_agent = RLTrainer(config, db).run()
+            trained_agent = RLTrainer(rl_config, db).run()
             result.agent_runs.append(trained_agent.run)
             run = trained_agent.run
             console.print(
@@ -172,8 +173,8 @@ def run_demo(
 
         step("8. reports")
         reports = data_dir / "reports"
-        for run in (best_model, result.deployed_agent):
-            path = write_report(db, run.run_id, reports / f"{run.run_id}.html")
+        for reported in (best_model, result.deployed_agent):
+            path = write_report(db, reported.run_id, reports / f"{reported.run_id}.html")
             result.reports.append(path)
             console.print(f"   {path}")
     step("done")

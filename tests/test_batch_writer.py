@@ -28,6 +28,7 @@ from repositories.batch_writer import (
     TRAINING_METRICS_SCHEMA,
     BatchWriter,
     InvalidRowError,
+    RowsNotStoredError,
     RowsRejectedError,
     reward_history_writer,
     training_metrics_writer,
@@ -62,7 +63,25 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
 
 
 def _spool_files(path: Path) -> list[Path]:
-    return sorted(path.glob("*.arrow")) if path.is_dir() else []
+    """Spool files on disk, any layout (segments open or closed, legacy files)."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.suffix in (".seg", ".open", ".arrow"))
+
+
+def _spooled_rows(path: Path) -> int:
+    from repositories.spool import SpoolDir
+
+    return sum(rows for _, rows in SpoolDir(path).leftovers())
+
+
+def _spooled_table(path: Path) -> pa.Table:
+    """Every row in the spool, in replay order."""
+    from repositories.spool import SpoolDir
+
+    spool = SpoolDir(path)
+    groups = [g for f, _ in spool.leftovers() for g in spool.read(f) or ()]
+    return pa.concat_tables(g.table for g in groups)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -500,37 +519,43 @@ def test_failed_inserts_keep_rows_spool_them_and_replay_exactly_once(
         assert w.flush() is False
         assert w.last_error is not None
         assert (w.rows_logged, w.rows_flushed, w.pending_rows) == (1_000, 0, 1_000)
-        # Write-ahead: every batch whose insert failed is on disk, none only in memory.
+        # Write-ahead: every batch whose insert failed is on disk, none only in memory,
+        # and the 10 batches share one spool file (appended to while the server is down).
         assert w.pending_rows == w.spooled_rows
-        assert w.spooled_files == len(_spool_files(spool)) >= 7
-        # The background thread keeps retrying with backoff, and keeps failing.
-        failures = w._failures
-        assert _wait_for(lambda: w._failures > failures, timeout=5)
+        assert w.memory_rows == 0
+        assert w.spooled_files == len(_spool_files(spool)) == 1
+        # The background thread keeps probing the server; no file per retry.
+        probed = w._probe_at
+        assert _wait_for(lambda: w._probe_at > probed, timeout=5)
+        for i in range(1_000, 1_100):
+            w.log(run_id=run, iteration_number=i, train_loss=i / 10, iteration_duration_ms=1.0)
+        assert w.flush() is False
+        assert len(_spool_files(spool)) == 1
     finally:
         assert w.close(timeout=0.2) is False
         down.close()
     assert not stale_tmp.exists()  # its writer is gone: the partial file was dropped
-    files = _spool_files(spool)
-    assert sum(int(f.name.split("-")[-1][:-7]) for f in files) == 1_000
-    # Spool files are whole Arrow files, oldest first: together they are the log, in order.
-    spooled = pa.concat_tables(pa.ipc.open_file(str(f)).read_all() for f in files)
-    assert spooled.column("iteration_number").to_pylist() == list(range(1_000))
+    assert len(_spool_files(spool)) == 1
+    assert _spooled_rows(spool) == 1_100
+    # Records are whole Arrow batches in writing order: together they are the log.
+    spooled = _spooled_table(spool)
+    assert spooled.column("iteration_number").to_pylist() == list(range(1_100))
     assert _count(db, run, final=False) == 0
 
     # A new writer on a working database replays the leftovers by itself (its
     # background thread, no flush() needed), then writes its own rows.
     with _writer(db, tmp_path, spool_dir=spool) as again:
         assert _wait_for(lambda: again.spooled_files == 0, timeout=10)
-        assert _count(db, run, final=False) == 1_000
-        again.log(run_id=run, iteration_number=1_000, iteration_duration_ms=1.0)
-    assert again.rows_flushed == 1_001
+        assert _count(db, run, final=False) == 1_100
+        again.log(run_id=run, iteration_number=1_100, iteration_duration_ms=1.0)
+    assert again.rows_flushed == 1_101
     assert not _spool_files(spool)
-    assert _count(db, run, final=False) == 1_001  # each row inserted exactly once
-    assert _count(db, run) == 1_001
+    assert _count(db, run, final=False) == 1_101  # each row inserted exactly once
+    assert _count(db, run) == 1_101
     assert db.scalar(
         "SELECT sum(train_loss) FROM training_metrics FINAL WHERE run_id = %(r)s",
         {"r": str(run)},
-    ) == pytest.approx(sum(i / 10 for i in range(1_000)))
+    ) == pytest.approx(sum(i / 10 for i in range(1_100)))
 
 
 def test_a_batch_that_partly_landed_is_counted_once(db: Database, tmp_path: Path) -> None:
@@ -615,7 +640,8 @@ def test_an_attempted_group_is_retried_as_it_was(
     for lo in range(0, 300, 100):
         log_chunk(lo, lo + 100)  # three batches, none attempted yet
     assert w.flush() is False
-    assert w.spooled_files == 2  # the attempted group, and the batch logged meanwhile
+    # The attempted group, and the batch logged meanwhile: two records of one file.
+    assert (w.spooled_files, w.spooled_rows) == (1, 400)
     assert w.close(timeout=10) is True
     assert _count(db, run, final=False) == 400
     assert _count(db, run) == 400
@@ -654,7 +680,7 @@ def test_a_spool_file_replayed_twice_is_stored_once(db: Database, tmp_path: Path
     finally:
         down.close()
     files = _spool_files(spool)
-    assert len(files) == 3
+    assert len(files) == 1  # 3 batches, the first attempted: 2 INSERTs on replay
     saved = {f.name: f.read_bytes() for f in files}
     with _writer(db, tmp_path) as first:
         assert first.flush() is True
@@ -674,16 +700,182 @@ def test_spool_files_keep_each_batch_and_its_token(tmp_path: Path) -> None:
     spool = SpoolDir(tmp_path / "spool")
     table = pa.table({"x": pa.array([3, 1, 2], pa.int64())}).replace_schema_metadata({b"k": b"v"})
     path = spool.write(table, "store:t:abc")
-    back = spool.read(path)
-    assert back is not None
+    (back,) = spool.read(path) or ()
     assert back.token == "store:t:abc"
     assert back.table.equals(table, check_metadata=True)  # rows, order, metadata: as sealed
     legacy = tmp_path / "spool" / "00000000000000000001-1-000001-3r.arrow"
     with pa.OSFile(str(legacy), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-        out.write_table(table)  # written before tokens were
-    old = spool.read(legacy)
-    assert old is not None and old.token is None
+        out.write_table(table)  # written before tokens were, one batch per file
+    (old,) = spool.read(legacy) or ()
+    assert old.token is None and old.key == legacy.name
     assert DEDUP_TOKEN_KEY not in (old.table.schema.metadata or {})
+    assert [p.name for p, _ in spool.leftovers()] == [legacy.name, path.name]
+
+
+def test_a_torn_spool_record_is_ignored_and_the_rest_replayed(tmp_path: Path) -> None:
+    """A crash in the middle of an append leaves a torn last record: it was never
+    acknowledged, so reading keeps the whole records before it and drops it."""
+    from repositories.spool import SpoolDir
+
+    spool = SpoolDir(tmp_path / "spool")
+    table = pa.table({"x": pa.array(range(10), pa.int64())})
+    spool.append(table, "t:0", attempted=True)
+    spool.append(table, "t:1", attempted=False)
+    spool.append(table, "t:2", attempted=False)
+    path = spool._open
+    assert path is not None
+    whole = path.stat().st_size
+    spool.append(table, "t:3", attempted=True)
+    os.truncate(path, whole + 40)  # the 4th record cut short
+    groups = spool.read(path) or []
+    # The attempted batch alone under its token; the two never attempted as one INSERT.
+    assert [(g.token, g.table.num_rows) for g in groups] == [("t:0", 10), (None, 20)]
+    assert groups[1].key.endswith(":1-2")
+
+
+_DIES_WITH_AN_OPEN_SEGMENT = """
+import os, sys
+import pyarrow as pa
+from repositories.spool import SpoolDir
+spool = SpoolDir(sys.argv[1])
+spool.append(pa.table({"x": pa.array(range(7), pa.int64())}), "t:dead", attempted=True)
+os._exit(0)  # no close: the segment stays .open, its lock dies with the process
+"""
+
+
+def test_an_open_segment_is_adopted_once_its_writer_is_gone_whatever_its_pid(
+    tmp_path: Path,
+) -> None:
+    """The segment's lock, not its pid, says whether its writer lives: a restarted
+    container process often has the dead one's pid (here: this test's own)."""
+    from repositories.spool import SpoolDir
+
+    folder = tmp_path / "spool"
+    _python(_DIES_WITH_AN_OPEN_SEGMENT, str(folder))
+    (dead,) = folder.glob("*.open")
+    ns, _pid, rest = dead.name.split("-", 2)
+    same_pid = dead.rename(folder / f"{ns}-{os.getpid()}-{rest}")
+    live = SpoolDir(folder)
+    live.append(pa.table({"x": pa.array([1], pa.int64())}), "t:live", attempted=True)
+    assert live._open is not None and live._open.exists()
+    # Only the abandoned segment is a leftover; the live writer's is still written to.
+    assert SpoolDir(folder).leftovers() == [(same_pid, 7)]
+    assert live.close_segment() is not None
+    assert sorted(rows for _, rows in SpoolDir(folder).leftovers()) == [1, 7]
+
+
+def test_a_writer_that_can_neither_insert_nor_spool_raises_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 28's smallest reproduction: close() returned False and said "0 rows not
+    inserted" while 1,000 rows were pending; they vanished at exit."""
+    down = _unreachable_database()
+    w = training_metrics_writer(down, spool_dir=Path("/dev/null/spool"))
+    run = uuid.uuid4()
+    try:
+        for i in range(1_000):
+            w.log(run_id=run, iteration_number=i, train_loss=0.1)
+        with pytest.raises(RowsNotStoredError, match=r"1,000 row\(s\)") as raised:
+            w.close(timeout=2)
+    finally:
+        down.close()
+    err = raised.value
+    assert (err.rows, err.table) == (1_000, "training_metrics")
+    assert "/dev/null/spool" in str(err) and "Not a directory" in str(err)
+    assert (w.pending_rows, w.memory_rows, w.spooled_rows) == (1_000, 1_000, 0)
+    closing = [r.getMessage() for r in caplog.records if "closed with" in r.getMessage()]
+    assert closing and "1000 row(s) not inserted" in closing[-1]
+    assert "1000 held only in memory" in closing[-1]
+    with pytest.raises(RowsNotStoredError):  # closing again does not make them kept
+        w.close()
+
+
+def test_an_outage_spools_many_small_batches_into_one_file(tmp_path: Path) -> None:
+    """Issue 28: an outage wrote 152 spool files for 25,683 rows (one per batch). Time-
+    based seals, log_columns batches and flushes now append to one segment."""
+    down = _unreachable_database()
+    spool = tmp_path / "spool"
+    w = _writer(
+        down, tmp_path, spool_dir=spool, max_seconds=0.05, retry_initial=0.05, retry_max=0.1
+    )
+    run = uuid.uuid4()
+    try:
+        for lo in range(0, 6_000, 100):
+            w.log_columns(
+                {
+                    "run_id": run,
+                    "iteration_number": np.arange(lo, lo + 100, dtype=np.uint32),
+                    "iteration_duration_ms": 1.0,
+                }
+            )
+            if lo % 1_000 == 0:
+                w.flush()
+            time.sleep(0.01)
+        assert w.close(timeout=0.2) is False
+    finally:
+        down.close()
+    assert len(_spool_files(spool)) == 1
+    assert _spooled_table(spool).column("iteration_number").to_pylist() == list(range(6_000))
+
+
+def test_rows_not_kept_are_reported_even_when_the_block_raised(tmp_path: Path) -> None:
+    """A with-block that raised: the count of rows not kept still reaches the caller
+    (the block's exception is the cause), so a trainer's run records it."""
+    down = _unreachable_database()
+    run = uuid.uuid4()
+    try:
+        with (
+            pytest.raises(RowsNotStoredError, match="the block had raised ValueError") as raised,
+            _writer(down, tmp_path, spool_dir=Path("/dev/null/spool")) as w,
+        ):
+            for i in range(10):
+                w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+            raise ValueError("training diverged")
+    finally:
+        down.close()
+    assert raised.value.rows == 10
+    assert isinstance(raised.value.__cause__, ValueError)
+
+
+def test_back_pressure_bounds_memory_and_lifts_when_rows_can_be_kept(tmp_path: Path) -> None:
+    """Neither inserts nor spooling work: past max_buffered_rows log() blocks up to
+    block_seconds, then raises and refuses rows; memory stays bounded. Once the spool
+    is writable again the rows go there and log() accepts rows again."""
+    blocker = tmp_path / "spool"
+    blocker.write_text("a file where the spool folder should be")
+    down = _unreachable_database()
+    w = _writer(
+        down,
+        tmp_path,
+        spool_dir=blocker / "training_metrics",
+        max_rows=100,
+        max_buffered_rows=500,
+        block_seconds=0.3,
+        retry_initial=0.05,
+        retry_max=0.1,
+    )
+    run = uuid.uuid4()
+    try:
+        logged = 0
+        with pytest.raises(RowsNotStoredError, match="refuses rows") as raised:
+            for i in range(100_000):
+                w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
+                logged += 1
+        assert 500 < raised.value.rows <= 600
+        assert w.memory_rows == w.rows_logged == logged + 1  # the last row was kept
+        with pytest.raises(RowsNotStoredError, match="row refused"):
+            w.log(run_id=run, iteration_number=10**6, iteration_duration_ms=1.0)
+        with pytest.raises(RowsNotStoredError, match="row refused"):
+            w.log_columns({"run_id": run, "iteration_number": [10**6 + 1]})
+        assert w.rows_logged == logged + 1  # refused rows are not kept
+
+        blocker.unlink()  # room again: the background thread spools the rows
+        assert _wait_for(lambda: w.memory_rows == 0, timeout=10)
+        w.log(run_id=run, iteration_number=logged + 1, iteration_duration_ms=1.0)
+        assert w.close(timeout=0.2) is False  # all spooled, none lost: no exception
+    finally:
+        down.close()
+    assert _spooled_rows(blocker / "training_metrics") == logged + 2
 
 
 # --------------------------------------------------------------------------- process exit

@@ -77,6 +77,12 @@ def _supervised(db: Database) -> tuple[Any, TrainingRun]:
 
 
 class _Unflushable:
+    """A series logger whose rows could not be inserted: ``memory_rows`` of them are
+    held only in memory (the spool failed too), the rest are in spool files."""
+
+    def __init__(self, memory_rows: int) -> None:
+        self.memory_rows = memory_rows
+
     def flush(self) -> bool:
         return False
 
@@ -85,9 +91,15 @@ def test_no_checkpoint_while_its_series_is_not_stored(db: Database) -> None:
     tracking, run = _supervised(db)
     with pytest.raises(SeriesNotStoredError, match=str(run.run_id)):
         tracking.save_checkpoint(
-            run.run_id, b"m", "xgboost_ubjson", iteration=3, flush=_Unflushable()
+            run.run_id, b"m", "xgboost_ubjson", iteration=3, flush=_Unflushable(5)
         )
     assert tracking.checkpoints(run.run_id) == []
+    # spooled rows are durable (replayed by the next writer, and before a resume trims)
+    spooled = tracking.save_checkpoint(
+        run.run_id, b"m", "xgboost_ubjson", iteration=2, flush=_Unflushable(0)
+    )
+    assert [c.checkpoint_id for c in tracking.checkpoints(run.run_id)] == [spooled.checkpoint_id]
+    tracking.delete_checkpoint(spooled.checkpoint_id)
     with tracking.open_series(run.run_id) as logger:
         logger.log(1, train_loss=0.5)
         saved = tracking.save_checkpoint(

@@ -16,7 +16,6 @@ LIMIT = 600
 
 NOT_YET_SPLIT = {
     "repositories/batch_writer.py",  # its outage handling is being rewritten
-    "suho/integrations/mlflow.py",  # the MLflow mirror is being moved onto the door
 }
 
 

@@ -1,4 +1,5 @@
-"""The data layer (repositories/, suho_models/) and the trainers pass mypy in strict mode.
+"""Every package of the project (repositories/, suho_models/, trainers/, suho/) passes
+mypy in strict mode.
 
 mypy is in the test extra: if it is missing, ``python -m mypy`` fails and so does
 this test (it never skips).
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED_PACKAGES = ("repositories", "suho_models", "trainers")
+CHECKED_PACKAGES = ("repositories", "suho_models", "trainers", "suho")
 
 DEFERRED = {"repositories.checkpoints", "repositories.object_store", "repositories.serialization"}
 """Our only modules whose errors mypy ignores for now (see pyproject.toml)."""

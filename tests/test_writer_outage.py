@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from repositories.batch_writer import training_metrics_writer
+from repositories.spool import SpoolDir
 from suho_models.db import Database, migrations
 from suho_models.db.server import LocalServer
 
@@ -99,9 +100,9 @@ def test_kill_9_during_an_outage_loses_nothing_that_was_sealed(tmp_path: Path) -
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL
 
-        # The sealed batch is on disk, left by the dead writer.
-        left = list(spool.glob("*.arrow"))
-        assert sum(int(f.name.split("-")[-1].removesuffix("r.arrow")) for f in left) == 1_000
+        # The sealed batch is on disk, left by the dead writer in its open segment.
+        left = SpoolDir(spool).leftovers()
+        assert [(p.suffix, rows) for p, rows in left] == [(".open", 1_000)]
 
         server = _restart(server)
         db = Database(url)
@@ -113,7 +114,7 @@ def test_kill_9_during_an_outage_loses_nothing_that_was_sealed(tmp_path: Path) -
         # Every row logged before the last seal is stored, exactly once: no row twice
         # even without FINAL, and none of the unsealed ones half-kept.
         assert _stats(url, run) == (1_500, 1_500, 1_500, 1_499)
-        assert not list(spool.glob("*.arrow"))
+        assert not list(spool.iterdir())
     finally:
         if child is not None and child.poll() is None:
             child.kill()
@@ -139,12 +140,15 @@ def test_rows_arrive_within_seconds_of_the_servers_return(tmp_path: Path) -> Non
         assert server.stop() == 0
         for i in range(1, 100):
             w.log(run_id=run, iteration_number=i, iteration_duration_ms=1.0)
-        # The time-based flush fails, then its retry 8 s later: the next is 16 s away.
+        # The time-based flush fails: the next retry is 8 s away, and while the
+        # server stays unreachable no INSERT is tried at all, only the probe.
         deadline = time.monotonic() + 30
-        while w._failures < 2 and time.monotonic() < deadline:
+        while not (w._failures and w._down) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert w._failures >= 2
+        assert w._failures == 1 and w._down
         assert w.spooled_rows == 99  # write-ahead: on disk while the server is down
+        time.sleep(2.5)  # probes fail meanwhile; still one spool file
+        assert w._failures == 1 and w.spooled_files == 1
 
         server = _restart(server)
         back = time.monotonic()

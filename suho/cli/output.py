@@ -51,4 +51,5 @@ def cell(value: Any) -> str:
 
 
 def dump(record: Any) -> dict[str, Any]:
-    return record.model_dump(mode="json")
+    data: dict[str, Any] = record.model_dump(mode="json")
+    return data

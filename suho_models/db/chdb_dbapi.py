@@ -172,6 +172,11 @@ def new_client(path: str, database: str | None) -> Client:
 
 def connect(path: str, database: str | None = None, **_: Any) -> Connection:
     os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):  # the engine's own error only says BAD_ARGUMENTS
+        raise OperationalError(
+            f"cannot open embedded ClickHouse at {path!r}: the folder is read-only "
+            "(the engine writes its status and parts there); use a writable folder"
+        )
     return Connection(path, database)
 
 

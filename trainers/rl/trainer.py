@@ -283,15 +283,19 @@ class RLTrainer:
                     )
             episodes = callback.episodes_done
         finally:
-            if callback is not None:
-                callback.drain()  # the rows of the steps taken, even after a crash
-            if not rewards.close():
-                log.warning(
-                    "run %s: some reward_history rows could not be inserted yet; they are "
-                    "spooled under %s and replayed by the next writer",
-                    run_id,
-                    rewards.writer.spool_dir,
-                )
+            try:
+                if callback is not None:
+                    callback.drain()  # the rows of the steps taken, even after a crash
+            finally:
+                # Raises RowsNotStoredError (the run then ends failed, with the count)
+                # when rows could be neither inserted nor spooled.
+                if not rewards.close():
+                    log.warning(
+                        "run %s: some reward_history rows could not be inserted yet; they "
+                        "are spooled under %s and replayed by the next writer",
+                        run_id,
+                        rewards.writer.spool_dir,
+                    )
 
         evaluation = evaluate_agent(model, market.trade, market, config)
         metrics = evaluation.metrics

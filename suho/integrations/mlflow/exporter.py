@@ -1,74 +1,15 @@
-"""A faithful, idempotent copy of our runs in an MLflow tracking server.
-
-Our tables stay the source of truth; MLflow gets a mirror that can be refreshed at
-any time (``suho mlflow export``), also while a run trains (:class:`LiveMirror`,
-``suho train ... --mlflow-uri``). Everything is read through
-:class:`~repositories.tracking.RunTrackingService` and the repositories.
-
-Why it works the way it does:
-
-* **Found by tag, never duplicated.** An MLflow run carries ``suho.run_id``; an
-  export searches for it first and updates that run in place. The tag is given to
-  ``create_run`` itself, so no run ever exists without it. Trials are child runs
-  found by ``suho.parent_run_id`` and ``suho.trial_number``; model versions by
-  their ``suho.checkpoint_id`` tag.
-* **Only new metric points.** For each metric key MLflow keeps its latest point,
-  the one with the highest step; we send only points past it. Points go out in
-  step order, in ``log_batch`` calls of at most 1,000, so a crash between two
-  calls leaves every key with a prefix of its series, and the next export
-  continues where it stopped. A point re-sent anyway (a retried request whose
-  answer was lost) carries the same step, value and timestamp (``recorded_at``),
-  which MLflow's SQL store recognizes and does not store twice.
-* **No holes while running.** Series are numbered without gaps (iterations,
-  episodes, timesteps). While a run is running, a series is sent only up to its
-  first gap, in case a batch of our writer lands after a later one (a replayed
-  spool file); a finished run sends everything.
-* **Params are immutable in MLflow.** The run configuration is flattened with
-  ``.`` between keys (lists and scalars as JSON text, strings as they are). Keys
-  keep letters, digits and ``_ - . : space``; any other character becomes ``_``,
-  a leading ``.`` or ``/`` gets a ``_`` in front, and a key over 250 characters is
-  cut and ends with ``~`` and 8 hex digits of its SHA-256. Values longer than
-  :data:`PARAM_VALUE_MAX` (500, the limit of older servers and of Databricks)
-  are cut to 497 characters plus ``...``; the full configuration is always
-  uploaded as the artifact ``suho/config.json``. The tuned hyperparameters (the
-  best complete trial's, as ``tuned.<name>``) are logged once the run has ended,
-  since the best trial can still change while it runs. A value that changed
-  after it was logged (a resumed RL run's new ``timesteps``) cannot be changed in
-  MLflow: it is skipped with a warning, and ``suho/config.json`` has the new one.
-* **Checkpoints** are uploaded as ``checkpoints/<kind>-<step>-<id>.<ext>`` after
-  ``load_checkpoint`` verified their SHA-256 (a mismatch raises, nothing is sent).
-  A deployed (or once deployed, now archived) checkpoint becomes a version of the
-  registered model ``<prefix>-<model name>`` (supervised) or
-  ``<prefix>-<agent type>-agent`` (RL), with the alias ``production`` or
-  ``staging`` while it holds that stage, when the server has a registry.
-
-Metric keys: supervised runs log the ``training_metrics`` columns by iteration;
-RL runs log ``episode_reward``, ``episode_sharpe_ratio``, ``episode_account_value``,
-``episode_policy_loss``, ``episode_value_loss`` and ``episode_end_timestep`` by
-episode (from each episode's last step), and with ``all_steps`` also
-``step_reward``, ``step_cumulative_reward``, ``step_account_value``,
-``step_policy_loss`` and ``step_value_loss`` by timestep. The ``final_*`` columns
-(and an agent's ``total_timesteps``/``total_episodes``) are logged at step 0 when
-the run has ended.
-
-Limits: a resumed run that re-trains iterations MLflow already holds keeps
-MLflow's earlier points for them (MLflow cannot delete points); two exporters
-writing the same run at the same moment could each create it once.
-"""
+"""The exporter: one run of ours (its params, tags, config, series, trials and
+checkpoints) into MLflow, idempotently (see :mod:`suho.integrations.mlflow`)."""
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import json
 import logging
-import re
 import tempfile
-import threading
-import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,108 +17,36 @@ from typing import Any
 from repositories.checkpoints import FILE_EXTENSIONS
 from repositories.errors import InvalidInputError
 from repositories.kinds import PROFILES, CheckpointInfo, RunKind, RunRecord, TrialRecord
-from repositories.tracking import AnyTracking, RunHook, RunTrackingService, tracking_for_run
-from suho.kinds import EPISODE_SERIES, STEP_SERIES, SUPERVISED_SERIES, presentation
+from repositories.tracking import AnyTracking, RunTrackingService, tracking_for_run
+from suho.integrations.mlflow.names import (
+    ALIASES,
+    CHECKPOINT_DIR,
+    CHECKPOINT_TAG,
+    CONFIG_ARTIFACT,
+    CONFIG_HASH_TAG,
+    METRICS_PER_BATCH,
+    PARAMS_TAGS_PER_BATCH,
+    PARENT_TAG,
+    RUN_ID_TAG,
+    STATUS_TO_MLFLOW,
+    TRIAL_STATUS_TO_MLFLOW,
+    TRIAL_TAG,
+    as_float,
+    chunks,
+    flatten,
+    import_mlflow,
+    ms,
+)
+from suho.kinds import presentation
 from suho_models.db import Database
 from suho_models.enums import (
     TERMINAL_STATUSES,
     CheckpointKind,
     DeploymentStatus,
     RunStatus,
-    TrialState,
 )
 
 log = logging.getLogger(__name__)
-
-PARAM_VALUE_MAX = 500
-"""Longest param value sent (MLflow 3 takes 6,000; older servers and Databricks 500)."""
-KEY_MAX = 250
-METRICS_PER_BATCH = 1000
-PARAMS_TAGS_PER_BATCH = 100
-
-RUN_ID_TAG = "suho.run_id"
-PARENT_TAG = "suho.parent_run_id"
-TRIAL_TAG = "suho.trial_number"
-CHECKPOINT_TAG = "suho.checkpoint_id"
-CONFIG_HASH_TAG = "suho.config_sha256"
-CONFIG_ARTIFACT = "suho/config.json"
-CHECKPOINT_DIR = "checkpoints"
-
-STATUS_TO_MLFLOW = {
-    RunStatus.PENDING: "SCHEDULED",
-    RunStatus.RUNNING: "RUNNING",
-    RunStatus.COMPLETED: "FINISHED",
-    RunStatus.FAILED: "FAILED",
-    RunStatus.CANCELLED: "KILLED",
-}
-TRIAL_STATUS_TO_MLFLOW = {
-    TrialState.COMPLETE: "FINISHED",
-    TrialState.PRUNED: "KILLED",
-    TrialState.FAILED: "FAILED",
-}
-ALIASES = {DeploymentStatus.PRODUCTION: "production", DeploymentStatus.STAGING: "staging"}
-
-
-class MlflowUnavailableError(InvalidInputError):
-    """The optional ``mlflow`` package is not installed."""
-
-
-def import_mlflow() -> Any:
-    try:
-        import mlflow
-    except ImportError:
-        raise MlflowUnavailableError(
-            "mlflow: not installed; pip install 'suho-training-tables[mlflow]'"
-        ) from None
-    return mlflow
-
-
-# --------------------------------------------------------------------------- names and values
-_KEY_BAD = re.compile(r"[^\w.\- :]")
-
-
-def mlflow_key(name: str) -> str:
-    """``name`` as a valid MLflow param/metric/tag key (see the module docstring)."""
-    key = _KEY_BAD.sub("_", str(name)) or "_"
-    if key.startswith((".", "/")):
-        key = "_" + key
-    if len(key) > KEY_MAX:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-        key = f"{key[: KEY_MAX - 9]}~{digest}"
-    return key
-
-
-def param_value(value: Any) -> str:
-    """A leaf as text: strings as they are, everything else as JSON; cut to 500."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if len(text) > PARAM_VALUE_MAX:
-        text = text[: PARAM_VALUE_MAX - 3] + "..."
-    return text
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mappings joined with ``.``; lists and other leaves as :func:`param_value`."""
-    out: dict[str, str] = {}
-    for name, value in data.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{key}."))
-        else:
-            out[mlflow_key(key)] = param_value(value)
-    return out
-
-
-def _ms(value: dt.datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------- results
@@ -360,7 +229,7 @@ class MlflowExporter:
             return self.client.get_run(existing.info.run_id), False
         created = self.client.create_run(
             exp_id,
-            start_time=_ms(run.started_at or run.created_at),
+            start_time=ms(run.started_at or run.created_at),
             tags={RUN_ID_TAG: str(run.run_id), "suho.kind": kind.value},
             run_name=run.run_name,
         )
@@ -396,7 +265,7 @@ class MlflowExporter:
                     value,
                     CONFIG_ARTIFACT,
                 )
-        for chunk in _chunks(new, PARAMS_TAGS_PER_BATCH):
+        for chunk in chunks(new, PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(mlrun.info.run_id, params=chunk)
         result.params += len(new)
 
@@ -419,7 +288,7 @@ class MlflowExporter:
 
         have = mlrun.data.tags
         changed = [RunTag(k, v) for k, v in tags.items() if have.get(k) != v]
-        for chunk in _chunks(changed, PARAMS_TAGS_PER_BATCH):
+        for chunk in chunks(changed, PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(mlrun.info.run_id, tags=chunk)
         result.tags += len(changed)
 
@@ -448,7 +317,7 @@ class MlflowExporter:
             rows = [
                 _Row(
                     p.x,
-                    _ms(p.recorded_at) or 0,
+                    ms(p.recorded_at) or 0,
                     {key: p.values[column] for key, column in keys},
                 )
                 for p in tracking.series(
@@ -465,7 +334,7 @@ class MlflowExporter:
         have = _high_water_marks(mlrun)
         names = [n for n in type(run).model_fields if n.startswith("final_")]
         names.extend(PROFILES[kind].total_columns)
-        when = _ms(run.completed_at or run.updated_at) or 0
+        when = ms(run.completed_at or run.updated_at) or 0
         return [
             Metric(name, float(getattr(run, name)), when, 0)
             for name in names
@@ -473,14 +342,14 @@ class MlflowExporter:
         ]
 
     def _log_metrics(self, mlrun: Any, points: Sequence[Any], result: ExportResult) -> None:
-        for chunk in _chunks(points, METRICS_PER_BATCH):
+        for chunk in chunks(points, METRICS_PER_BATCH):
             self.client.log_batch(mlrun.info.run_id, metrics=chunk)
         result.metric_points += len(points)
 
     # ------------------------------------------------------------------ status
     def _set_status(self, mlrun: Any, run: Any) -> None:
         status = STATUS_TO_MLFLOW[run.status]
-        end = _ms(run.completed_at) if run.status in TERMINAL_STATUSES else None
+        end = ms(run.completed_at) if run.status in TERMINAL_STATUSES else None
         info = mlrun.info  # as read when this export began; nothing here changed it
         if info.status == status and (end is None or info.end_time == end):
             return
@@ -516,7 +385,7 @@ class MlflowExporter:
         }
         for trial in trials:
             number = str(trial.trial_number)
-            when = _ms(trial.recorded_at) or 0
+            when = ms(trial.recorded_at) or 0
             child = children.get(number)
             if child is None:
                 start = when - int(trial.duration_seconds * 1000)
@@ -701,146 +570,7 @@ def _points(rows: list[_Row], high: Mapping[str, int], running: bool) -> list[An
     points = []
     for row in rows:
         for key, value in row.values.items():
-            number = _float(value)
+            number = as_float(value)
             if number is not None and row.step > high.get(key, -1):
                 points.append(Metric(key, number, row.timestamp, row.step))
     return points
-
-
-# --------------------------------------------------------------------------- live mirror
-def _reachable(uri: str, timeout: float = 2.0) -> bool:
-    """An HTTP server answers /health; other URIs (sqlite, files) are always reachable."""
-    if not uri.startswith(("http://", "https://")):
-        return True
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-class LiveMirror:
-    """Re-exports one training run every ``interval`` seconds from a background thread.
-
-    It reads what the batch writer has flushed to our tables and sends only the new
-    points (the exporter is idempotent), so training never waits for MLflow: a
-    slow or absent server only delays the copy. A failed pass is logged and retried,
-    with the wait doubling up to ``max_backoff``. On exit one last pass runs; the
-    caller waits for it at most ``final_timeout`` seconds (then ``suho mlflow
-    export`` finishes the copy later).
-
-    Use ``tracking()`` as the trainer's tracking service, or ``follow(run_id)``.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        tracking_uri: str,
-        kind: RunKind | str,
-        *,
-        interval: float = 5.0,
-        final_timeout: float = 30.0,
-        max_backoff: float = 60.0,
-        **exporter_options: Any,
-    ) -> None:
-        import_mlflow()  # fail before training, not in the thread
-        self.db = db
-        self.tracking_uri = tracking_uri
-        self.kind = RunKind(kind)
-        self.interval = interval
-        self.final_timeout = final_timeout
-        self.max_backoff = max_backoff
-        exporter_options.setdefault("include_intermediate", False)
-        self._options = exporter_options
-        self._exporter: MlflowExporter | None = None
-        self._run_id: uuid.UUID | None = None
-        self._stop = threading.Event()
-        self._abandoned = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mlflow-mirror", daemon=True)
-        self.passes = 0
-        self.failures = 0
-        self.last_error: BaseException | None = None
-        self.results: collections.deque[ExportResult] = collections.deque(maxlen=1000)
-        """What each successful pass sent, newest last."""
-
-    def tracking(self, **kwargs: Any) -> Any:
-        """A tracking service for the trainer: every run it starts or resumes is
-        followed (through the service's ``on_run`` hook)."""
-        hook: RunHook = self.follow
-        return RunTrackingService(self.db, PROFILES[self.kind], on_run=hook, **kwargs)
-
-    def follow(self, run_id: uuid.UUID | str) -> None:
-        self._run_id = uuid.UUID(str(run_id))
-
-    def __enter__(self) -> LiveMirror:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> bool:
-        """Stop after one last pass; whether it finished within ``final_timeout``."""
-        self._stop.set()
-        self._thread.join(self.final_timeout)
-        if self._thread.is_alive():
-            self._abandoned.set()
-            log.warning(
-                "MLflow mirror of run %s not finished after %.0f s; run `suho mlflow export "
-                "--run %s --tracking-uri %s` later",
-                self._run_id,
-                self.final_timeout,
-                self._run_id,
-                self.tracking_uri,
-            )
-            return False
-        return self.last_error is None
-
-    def _loop(self) -> None:
-        wait = self.interval
-        while not self._stop.wait(wait):
-            wait = self.interval if self._pass() else min(wait * 2, self.max_backoff)
-        if not self._abandoned.is_set():
-            self._pass()
-
-    def _pass(self) -> bool:
-        if self._run_id is None:
-            return True
-        try:
-            if not _reachable(self.tracking_uri):
-                raise ConnectionError(f"MLflow at {self.tracking_uri} does not answer /health")
-            if self._exporter is None:
-                self._exporter = MlflowExporter(
-                    self.db, self.tracking_uri, tracking={}, **self._options
-                )
-            if self._abandoned.is_set():
-                return False
-            self.results.append(self._exporter.export(self._run_id, self.kind))
-            self.passes += 1
-            self.last_error = None
-            return True
-        except Exception as exc:  # noqa: BLE001 - the mirror must never reach training
-            self.failures += 1
-            if self.last_error is None or type(exc) is not type(self.last_error):
-                log.warning("MLflow mirror of run %s: %s (will retry)", self._run_id, exc)
-            else:
-                log.debug("MLflow mirror of run %s: %s", self._run_id, exc)
-            self.last_error = exc
-            return False
-
-
-__all__ = [
-    "EPISODE_SERIES",
-    "STEP_SERIES",
-    "SUPERVISED_SERIES",
-    "ExportResult",
-    "LiveMirror",
-    "MlflowExporter",
-    "MlflowUnavailableError",
-    "PARAM_VALUE_MAX",
-    "checkpoint_artifact_name",
-    "flatten",
-    "import_mlflow",
-    "mlflow_key",
-    "param_value",
-]

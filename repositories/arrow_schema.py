@@ -185,8 +185,8 @@ class ColumnRule:
     label: str  # "table.column", for messages
     field: pa.Field
     fast: type | None  # None: no fast class (every non-None value is checked)
-    low: int | None = None
-    high: int | None = None
+    low: float | None = None  # an int for integer columns
+    high: float | None = None
     default: Any = None
     convert: Callable[[Any], Any] | None = None
 

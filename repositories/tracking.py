@@ -60,6 +60,7 @@ from repositories.kinds import (
     kind_of_run,
     profile_of,
 )
+from repositories.metrics_door import MetricsDoor
 from repositories.object_store import ObjectStore
 from repositories.serialization import CheckpointBytes
 from repositories.ui_queries import Curve, CurveReader, RunBrowser, RunPage, SeriesPoint
@@ -90,7 +91,6 @@ class Flushable(Protocol):
     """What :meth:`RunTrackingService.save_checkpoint` flushes first (a series logger)."""
 
     def flush(self) -> bool: ...
-
     @property
     def memory_rows(self) -> int: ...
 
@@ -104,7 +104,7 @@ class DeployedCheckpoint(Generic[R, I]):
     run: R
 
 
-class RunTrackingService(Generic[R, I, T, L]):
+class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
     """Tracking of one kind of run; every run write of the instance is serialized.
 
     ``kind`` is a profile of :mod:`repositories.kinds` (typed: the records it returns
@@ -447,11 +447,9 @@ class RunTrackingService(Generic[R, I, T, L]):
         """Save a checkpoint of the run (placement: ``iteration`` for a model,
         ``episode_number``/``timestep`` for an agent).
 
-        ``flush``: the run's series logger, flushed first, so a checkpoint never
-        claims rows that could be lost (a resume keeps the rows before it). Rows in
-        spool files count as kept: the next writer replays them, and a resume replays
-        them before it trims. If some are held only in memory, nothing is saved
-        (:class:`SeriesNotStoredError`).
+        ``flush``: the run's series logger, flushed first, so a checkpoint never claims
+        rows a crash could lose; spooled rows count as kept (replayed before a resume
+        trims). Else nothing is saved (:class:`SeriesNotStoredError`).
         """
         if flush is not None and not flush.flush() and flush.memory_rows:
             raise SeriesNotStoredError(

@@ -21,7 +21,7 @@ import re
 from repositories.errors import InvalidInputError
 from suho_models.db import Database
 from suho_models.db.chdb_dbapi import quote_string
-from suho_models.db.database import QueryResult, ReadOnlySession
+from suho_models.db.read_only import QueryResult, ReadOnlySession
 
 READ_STATEMENTS = ("Select", "Show", "Describe", "Explain", "Exists")
 """AST node kinds (prefixes) of statements that only read."""

@@ -287,9 +287,9 @@ def _float(value: Any) -> float:
 
 def _bounded_float(value: Any, low: float | None, high: float | None) -> float:
     number = _float(value)
-    if not ((low is None or low <= number) and (high is None or number <= high)):
+    if (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"out of range ({_range_text(low, high)})")
-    return number
+    return number  # NaN passes: "not measured", as in the metric columns
 
 
 def _range_text(low: float | None, high: float | None) -> str:
@@ -390,14 +390,14 @@ def column_to_arrow(values: Any, rule: ColumnRule, length: int) -> pa.Array:
 
 
 def _check_range(array: pa.Array, rule: ColumnRule) -> None:
-    """Whole-column range check (NaN fails a bound, as in :meth:`ColumnRule.check`)."""
+    """Whole-column range check (NaN passes, as in :meth:`ColumnRule.check`)."""
     import pyarrow.compute as pc
 
     inside = pa.array(np.ones(len(array), dtype=bool))
     if rule.low is not None:
-        inside = pc.and_(inside, pc.greater_equal(array, pa.scalar(rule.low, array.type)))
+        inside = pc.and_(inside, pc.invert(pc.less(array, pa.scalar(rule.low, array.type))))
     if rule.high is not None:
-        inside = pc.and_(inside, pc.less_equal(array, pa.scalar(rule.high, array.type)))
+        inside = pc.and_(inside, pc.invert(pc.greater(array, pa.scalar(rule.high, array.type))))
     inside = pc.fill_null(inside, True)  # NULL is the nullability rule's business
     if pc.all(inside).as_py():
         return

@@ -162,7 +162,7 @@ class BatchWriter:
         schema: pa.Schema,
         *,
         max_rows: int = 50_000,
-        max_seconds: float = 2.0,
+        max_seconds: float = 0.5,
         max_buffered_rows: int = 1_000_000,
         spool_dir: Path | None = None,
         retry_initial: float = 0.5,
@@ -852,6 +852,11 @@ def log_row(row):
         embedded engine is always reachable, so its failures follow the backoff."""
         if self.db.is_embedded:
             return True
+        if self.db.is_shared:  # the default store: start its server again if it is gone
+            try:
+                return self.db.revive()
+            except Exception:  # noqa: BLE001 - still down; the backoff goes on
+                return False
         url = self.db.url
         port = url.port or _DEFAULT_PORTS.get(self.db.driver, 8123)
         try:

@@ -8,8 +8,10 @@ columns and the date range a trainer needs, as Arrow, never row by row.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pandas as pd
 import pyarrow as pa
@@ -37,6 +39,11 @@ def _clickhouse_type(dtype: object) -> str:
     if pd.api.types.is_float_dtype(dtype):
         return "Float64"
     return "LowCardinality(String)"
+
+
+def _utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 class FeatureTable:
@@ -90,11 +97,24 @@ class FeatureTable:
         )
 
     def write(self, frame: pd.DataFrame) -> int:
-        """Insert a frame (creating the table if needed); returns the row count."""
-        if not self.exists():
+        """Insert a frame (creating the table if needed); returns the row count.
+
+        Any length goes in (the database splits the INSERT by partition). A table this
+        call created is dropped again if the write fails, so a failure leaves nothing
+        behind; a write into an existing table that fails part-way leaves the chunks
+        already written (re-writing the same rows replaces them: the engine keeps one
+        row per (symbol, time)).
+        """
+        created = not self.exists()
+        if created:
             self.create(frame)
-        data = pa.Table.from_pandas(frame, preserve_index=False)
-        self.db.insert_arrow(self.table, data)
+        try:
+            data = pa.Table.from_pandas(frame, preserve_index=False)
+            self.db.insert_arrow(self.table, data)
+        except BaseException:
+            if created:
+                self.drop()
+            raise
         return len(frame)
 
     def read(
@@ -109,6 +129,49 @@ class FeatureTable:
         if self.time_column in frame:
             frame[self.time_column] = pd.to_datetime(frame[self.time_column], utc=True)
         return frame
+
+    def last_times(self) -> dict[str, pd.Timestamp]:
+        """The newest time stored per symbol (empty when the table does not exist)."""
+        if not self.exists():
+            return {}
+        rows = self.db.execute(
+            f"SELECT toString(`{self.symbol_column}`), max(`{self.time_column}`) "
+            f"FROM `{self.table}` GROUP BY `{self.symbol_column}`"
+        )
+        return {str(symbol): _utc(time) for symbol, time in rows}
+
+    def tail(self, symbol: str, columns: Sequence[str], rows: int) -> pd.DataFrame:
+        """A symbol's last ``rows`` rows (``columns`` only), oldest first."""
+        query = self.query(columns, symbols=[symbol])
+        c = query.source.table.c
+        newest_first = replace(query, ordering=(c[self.time_column].desc(),)).limit(rows)
+        frame = newest_first.arrow().to_pandas()
+        if self.time_column in frame:
+            frame[self.time_column] = pd.to_datetime(frame[self.time_column], utc=True)
+        return frame.iloc[::-1].reset_index(drop=True)
+
+    def metadata(self) -> dict[str, object]:
+        """What a writer recorded with the table (:meth:`set_metadata`): the table's
+        comment, read as JSON ({} when it holds none)."""
+        if not self.exists():
+            return {}
+        comment = self.db.scalar(
+            "SELECT comment FROM system.tables WHERE database = currentDatabase() AND name = %(t)s",
+            {"t": self.table},
+        )
+        try:
+            value = json.loads(comment or "")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def set_metadata(self, values: dict[str, object]) -> None:
+        """Record ``values`` (JSON) with the table, in its comment: no extra table, and
+        it goes wherever the table goes."""
+        from suho_models.db.chdb_dbapi import quote_string
+
+        text = json.dumps(values, sort_keys=True, default=str)
+        self.db.execute(f"ALTER TABLE `{self.table}` MODIFY COMMENT {quote_string(text)}")
 
     def read_sql(
         self,

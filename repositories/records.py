@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import uuid
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    PlainValidator,
     StringConstraints,
     model_validator,
 )
@@ -70,6 +73,45 @@ JsonObject = Annotated[str, BeforeValidator(_json_object)]
 """A JSON object stored as text; a dict or a JSON string is accepted."""
 
 
+class FrameworkName(str):
+    """A model or agent library that is not one of the trainers' own (``pytorch``,
+    ``sklearn-pipeline``): a plain string with the ``.value`` the enum members have,
+    so code reading ``run.model_type.value`` works for both."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+_FRAMEWORK = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,63}")
+
+
+def _library(enum_type: type[StrEnum]) -> Any:
+    def parse(value: Any) -> Any:
+        if isinstance(value, enum_type):
+            return value
+        if isinstance(value, str):
+            try:
+                return enum_type(value)
+            except ValueError:
+                if _FRAMEWORK.fullmatch(value):
+                    return FrameworkName(value)
+        raise ValueError(
+            "expected a library name: 1 to 64 lowercase letters, digits and . _ + - "
+            f"(e.g. {', '.join(m.value for m in enum_type)}, pytorch)"
+        )
+
+    return parse
+
+
+ModelTypeName = Annotated[str, PlainValidator(_library(ModelType))]
+"""``model_type``: the trainers' own (:class:`ModelType`) or any other library's name."""
+AgentTypeName = Annotated[str, PlainValidator(_library(AgentType))]
+"""``agent_type``: the trainers' own (:class:`AgentType`) or any other library's name."""
+
+
 class Record(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid", use_enum_values=False)
 
@@ -108,7 +150,7 @@ class SplitInfo(Record):
 
 class TrainingRunCreate(SplitInfo):
     run_name: Name
-    model_type: ModelType
+    model_type: ModelTypeName
     task_type: TaskType = TaskType.CLASSIFICATION
     target_variable: Name
     features_used: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
@@ -151,7 +193,7 @@ class TrainingRun(TrainingRunCreate, SupervisedFinalMetrics):
 
 class AgentTrainingRunCreate(Record):
     run_name: Name
-    agent_type: AgentType
+    agent_type: AgentTypeName
     reward_function_type: RewardFunctionType = RewardFunctionType.PORTFOLIO_VALUE_CHANGE
     state_dim: NonNegativeInt = 0
     action_dim: NonNegativeInt = 0
@@ -273,7 +315,7 @@ RL_COLUMN_PARAMS = (
 class RLTrialCreate(Record):
     trial_number: NonNegativeInt
     study_name: str = ""
-    agent_type: AgentType
+    agent_type: AgentTypeName
     hyperparameters: JsonObject
     mean_reward: float | None = None
     sharpe_ratio: float | None = None

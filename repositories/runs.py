@@ -23,6 +23,7 @@ from repositories.errors import (
     enum_value,
     validate,
 )
+from repositories.params import param_filter
 from repositories.records import (
     AgentFinalMetrics,
     AgentTrainingRun,
@@ -113,10 +114,12 @@ class RunRepository(Repository[RunT], Generic[RunT]):
         descending: bool = True,
         limit: int | None = 100,
         offset: int = 0,
+        params: Mapping[str, Any] | None = None,
     ) -> list[RunT]:
-        """Runs matching every given filter; ``name_like`` is a SQL LIKE pattern."""
+        """Runs matching every given filter; ``name_like`` is a SQL LIKE pattern,
+        ``params`` values of the run's config (:func:`repositories.params.param_filter`)."""
         c = self.table.c
-        where = []
+        where = [param_filter(c.config_json, k, v) for k, v in (params or {}).items()]
         if status is not None:
             where.append(c.status == enum_value(RunStatus, status, "status").value)
         if type is not None:

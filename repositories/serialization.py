@@ -41,6 +41,7 @@ FILE_EXTENSIONS: dict[ModelFormat, str] = {
     ModelFormat.CATBOOST_CBM: "cbm",
     ModelFormat.SB3_ZIP: "zip",
     ModelFormat.SB3_STATE: "pt",
+    ModelFormat.TORCH_STATE_DICT: "pt",
     ModelFormat.RAW: "bin",
 }
 

@@ -7,21 +7,36 @@ resume) is read once.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from sqlalchemy import func
 
 from repositories.base import Repository
-from repositories.batch_writer import BatchWriter, reward_history_writer, training_metrics_writer
+from repositories.batch_writer import (
+    TRAINING_METRICS_SCHEMA,
+    BatchWriter,
+    reward_history_writer,
+    training_metrics_writer,
+)
 from repositories.errors import InvalidInputError, as_uuid, validate
 from repositories.query import Query
 from repositories.records import EpisodeSummary, MetricPoint, RewardPoint
+from repositories.run_metrics import LoggedCalls
 from repositories.runs import AgentRunRepository, TrainingRunRepository
 from suho_models import RewardStep, TrainingMetric
 from suho_models.db import Database
+
+_MAX_UINT32 = 2**32 - 1
+_NOT_METRICS = ("run_id", "iteration_number", "recorded_at")
+_METRIC_COLUMNS = tuple(n for n in TRAINING_METRICS_SCHEMA.names if n not in _NOT_METRICS)
+_METRIC_SET = frozenset(_METRIC_COLUMNS)
+_METRIC_COLUMNS_GE = _METRIC_SET.issuperset
+_PLAIN_GE = frozenset({float, int}).issuperset
 
 
 def _non_negative(name: str, value: int) -> int:
@@ -49,26 +64,90 @@ def _stored(value: Any) -> Any:
 
 
 class MetricLogger:
-    """Logs one run's iterations; the run was checked to exist when this was made."""
+    """Logs one run's iterations; the run was checked to exist when this was made.
+
+    ``log`` is the hot path of training callbacks (the README's per-row API), so it
+    keeps each call's keys and values in flat lists (no object per row, nothing for
+    the garbage collector), after C-level checks (known columns, plain int/float
+    values). ``max_rows`` of them, or ``max_seconds`` after the first,
+    become one columnar batch of the writer (``log_columns``): about 5x cheaper per
+    row than the writer's own per-row ``log``. Anything else (a datetime, a numpy
+    value, an unknown column, a bad value) goes through the writer's ``log``, which
+    converts it or raises naming the field and the value; earlier rows are sealed
+    first, so the order is kept. What a kill -9 loses: rows not yet sealed, as
+    with the writer.
+    """
 
     def __init__(self, writer: BatchWriter, run_id: uuid.UUID) -> None:
         self.writer = writer
         self.run_id = run_id
+        self._calls = LoggedCalls()
+        self._lock = threading.Lock()
+        self._seal_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._max_rows = writer.max_rows
 
     def log(self, iteration_number: int, **metrics: Any) -> None:
         """Queue one iteration; a bad value raises here, naming the field and the value
         (:class:`~repositories.batch_writer.InvalidRowError`)."""
-        self.writer.log(run_id=self.run_id, iteration_number=iteration_number, **metrics)
+        if (
+            iteration_number.__class__ is not int
+            or not 0 <= iteration_number <= _MAX_UINT32
+            or not metrics
+            or not _METRIC_COLUMNS_GE(metrics)
+            or not _PLAIN_GE(map(type, metrics.values()))
+        ):
+            self._seal()
+            self.writer.log(run_id=self.run_id, iteration_number=iteration_number, **metrics)
+            return
+        with self._lock:
+            calls = self._calls
+            calls.keys.extend(metrics)  # flat lists of atoms: nothing for the GC to track
+            calls.values.extend(metrics.values())
+            calls.steps.append(iteration_number)
+            calls.lengths.append(len(metrics))
+            n = len(calls.steps)
+        if n == 1:
+            self._start_timer()
+        elif n >= self._max_rows:
+            self._seal()
+
+    def _start_timer(self) -> None:
+        timer = threading.Timer(self.writer.max_seconds, self._seal)
+        timer.daemon = True
+        with self._lock:
+            if self._timer is not None or not self._calls.steps:
+                return
+            self._timer = timer
+        timer.start()
+
+    def _seal(self) -> None:
+        """The kept calls as one columnar batch of the writer."""
+        with self._seal_lock:
+            with self._lock:
+                calls, self._calls = self._calls, LoggedCalls()
+                timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()
+            if not calls.steps:
+                return
+            steps, columns = calls.columns_for(_METRIC_SET)
+            iterations = np.fromiter(steps, np.uint32, len(steps))
+            self.writer.log_columns(
+                {"run_id": self.run_id, "iteration_number": iterations, **columns}
+            )
 
     def flush(self) -> bool:
+        self._seal()
         return self.writer.flush()
 
     @property
     def memory_rows(self) -> int:
         """Rows neither inserted nor spooled: the only ones a crash would lose."""
-        return self.writer.memory_rows
+        return len(self._calls.steps) + self.writer.memory_rows
 
     def close(self) -> bool:
+        self._seal()
         return self.writer.close()
 
     def __enter__(self) -> MetricLogger:
@@ -141,6 +220,13 @@ class TrainingMetricRepository(Repository[MetricPoint]):
         key = self.runs.require(run_id)
         return _write_all(training_metrics_writer(self.db), key, records)
 
+    def log_columns(self, run_id: uuid.UUID | str, columns: Mapping[str, Any]) -> None:
+        """Write iterations given as columns (lists or numpy arrays, None = NULL) now;
+        all or nothing, a bad value raises naming the field, the value and its index."""
+        key = self.runs.require(run_id)
+        with training_metrics_writer(self.db) as writer:
+            writer.log_columns({"run_id": key, **columns})
+
     def learning_curve_query(self, run_id: uuid.UUID | str) -> Query:
         """What :meth:`learning_curve` and :meth:`learning_curve_arrow` send; its
         ``sql()`` is the statement as SQL text (benches measure exactly that)."""
@@ -198,6 +284,12 @@ class RewardHistoryRepository(Repository[RewardPoint]):
         records = [validate(RewardPoint, p) for p in points]
         key = self.runs.require(run_id)
         return _write_all(reward_history_writer(self.db), key, records)
+
+    def log_columns(self, run_id: uuid.UUID | str, columns: Mapping[str, Any]) -> None:
+        """Write steps given as columns now (all or nothing, see ``log_many``)."""
+        key = self.runs.require(run_id)
+        with reward_history_writer(self.db) as writer:
+            writer.log_columns({"run_id": key, **columns})
 
     def steps(
         self,

@@ -1,4 +1,4 @@
-"""``suho demo``: the whole pipeline on the embedded default, nothing faked.
+"""``suho demo``: the whole pipeline on the default store, nothing faked.
 
 migrate -> synthesize ml_features if absent -> train XGBoost, LightGBM and
 CatBoost (a short Optuna study on LightGBM) -> train an on-policy (PPO) and an

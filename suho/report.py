@@ -156,6 +156,8 @@ def rl_figures(db: Database, run_id: Any) -> list[Figure]:
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(agent, label="agent")
     ax.plot(buy_and_hold, label="buy and hold")
+    if "trend_rule" in evaluation.equity:
+        ax.plot(evaluation.equity["trend_rule"].to_numpy(), label="trend rule (50-bar mean)")
     ax.set(
         title=(
             f"Equity on the trade period: shares moved on {activity.share_moved:.0%} of "
@@ -187,6 +189,22 @@ def _metadata_rows(record: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def _baseline_line(tracking: Any, record: Any) -> str:
+    """Did the model beat its naive baselines? (``trainers.baselines``; the final
+    checkpoint holds the figures.)"""
+    from trainers.baselines import never_traded, rl_verdict, supervised_verdict
+
+    final = tracking.final_checkpoint(record.run_id)
+    if final is None:
+        return "no final checkpoint: no comparison with the baselines"
+    metrics = final.metrics
+    if tracking.kind == SUPERVISED.kind:
+        task = getattr(record.task_type, "value", record.task_type) or "classification"
+        return supervised_verdict(str(task), metrics)
+    warning = never_traded(metrics)
+    return rl_verdict(metrics) + (f". Warning: {warning}" if warning else "")
+
+
 def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
     """Write ``<output>.html`` and one PNG per figure beside it; returns the HTML path."""
     tracking, record = tracking_for_run(db, run_id)
@@ -213,6 +231,7 @@ def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
         "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
         "img{max-width:100%}</style></head><body>"
         f"<h1>{kind} run {html.escape(record.run_name)}</h1>"
+        f"<p id='baselines'>{html.escape(_baseline_line(tracking, record))}</p>"
         f"<table id='metadata'>{rows}</table>{''.join(images)}</body></html>"
     )
     return output

@@ -1,6 +1,8 @@
-"""SQLAlchemy models of the eight suho_analytics training tables."""
+"""SQLAlchemy models of the suho_analytics training tables: the seed's eight, and
+``run_metrics`` (revision 0007) for metrics of any name."""
 
 from suho_models.base import DETAILED_RETENTION_MONTHS, Base, metadata
+from suho_models.metrics import RunMetric
 from suho_models.rl import AgentCheckpoint, AgentTrainingRun, RewardStep, RLHyperparameterTrial
 from suho_models.supervised import (
     HyperparameterTrial,
@@ -18,6 +20,7 @@ ALL_MODELS = (
     AgentCheckpoint,
     RewardStep,
     RLHyperparameterTrial,
+    RunMetric,
 )
 TABLE_NAMES = tuple(m.__tablename__ for m in ALL_MODELS)
 
@@ -32,6 +35,7 @@ __all__ = [
     "ModelCheckpoint",
     "RLHyperparameterTrial",
     "RewardStep",
+    "RunMetric",
     "TrainingMetric",
     "TrainingRun",
     "metadata",

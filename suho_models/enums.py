@@ -57,6 +57,8 @@ class ModelFormat(StrEnum):
     XGBOOST_JSON = "xgboost_json"
     LIGHTGBM_TEXT = "lightgbm_text"
     CATBOOST_CBM = "catboost_cbm"
+    TORCH_STATE_DICT = "torch_state_dict"
+    """A PyTorch ``state_dict`` (tensors only), loaded with ``weights_only=True``."""
     SB3_ZIP = "sb3_zip"
     SB3_STATE = "sb3_state"
     """SB3 weights, optimizer states and counters (torch, tensors only) plus the JSON

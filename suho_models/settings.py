@@ -28,9 +28,17 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description=(
-            "SQLAlchemy URL of the store. Unset means the embedded engine under "
-            "<data_dir>/clickhouse (clickhouse+chdb:///<path>/suho_analytics)."
+            "SQLAlchemy URL of the store. Unset means the shared local store under "
+            "<data_dir>/clickhouse (clickhouse+local:///<path>/suho_analytics): a background "
+            "server that the first process starts and every process uses. "
+            "clickhouse+chdb:///<path>/<db> opens a store in process (one process only)."
         ),
+    )
+    server_idle_seconds: float = Field(
+        default=300.0,
+        ge=0.5,
+        description="The shared local store's server stops after this long with no client "
+        "process, connection or query (the next client starts it again).",
     )
 
     checkpoint_inline_max_bytes: int = Field(
@@ -77,7 +85,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"clickhouse+chdb:///{self.embedded_path}/{DATABASE_NAME}"
+        return f"clickhouse+local:///{self.embedded_path}/{DATABASE_NAME}"
 
 
 @lru_cache(maxsize=1)

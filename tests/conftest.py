@@ -68,12 +68,20 @@ def db(url: str) -> Iterator[Database]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads the developer's SUHO_* environment or writes to ./.suho."""
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads the developer's SUHO_* environment or writes to ./.suho; a default
+    store's background server that a test started is stopped when it ends (and would
+    stop by itself after SUHO_SERVER_IDLE_SECONDS, short here)."""
     for key in list(os.environ):
         if key.startswith("SUHO_"):
             monkeypatch.delenv(key)
-    monkeypatch.setenv("SUHO_DATA_DIR", str(tmp_path / "suho-data"))
+    data_dir = tmp_path / "suho-data"
+    monkeypatch.setenv("SUHO_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SUHO_SERVER_IDLE_SECONDS", "20")
     from suho_models.settings import get_settings
 
     get_settings.cache_clear()
+    yield
+    from suho_models.db.server.shared import stop_server
+
+    stop_server(data_dir / "clickhouse")

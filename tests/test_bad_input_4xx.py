@@ -197,7 +197,7 @@ def _writer_cases() -> list[tuple[str, str, Any]]:
             if high is not None:
                 cases += [(table, field, high + 1)]
             if record.model_fields[field].annotation is float:
-                cases += [(table, field, float("nan"))]
+                cases += [(table, field, float("-inf"))]  # NaN passes: "not measured"
     return cases
 
 

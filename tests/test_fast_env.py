@@ -387,7 +387,7 @@ def test_market_arrays_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="buy_cost_pct: needs 2 values"):
         FastStockTradingEnv(market, buy_cost_pct=[0.1, 0.1, 0.1])
     one_day = MarketArrays.from_frame(frame.loc[[0]], INDICATORS)
-    with pytest.raises(ValueError, match="at least 2 days"):
+    with pytest.raises(ValueError, match=r"at least 2 time steps \(bars\)"):
         FastVecEnv(one_day, 2)
 
 

@@ -59,13 +59,15 @@ def test_a_few_gaps_are_reported_with_columns_counts_and_rows_kept(
     assert kept_days < DAYS
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "NaN values in close_sma_50_ratio (20), rsi_28 (5)" in warning
-    assert f"kept {2 * kept_days} of {2 * DAYS} rows and {kept_days} of {DAYS} days" in warning
+    assert (
+        f"kept {2 * kept_days} of {2 * DAYS} rows and {kept_days} of {DAYS} time steps" in warning
+    )
 
 
 def test_mostly_gaps_are_refused(tmp_path: Path) -> None:
     source = features_file(tmp_path, {"close_sma_50_ratio": 370})
     with pytest.raises(
-        ValueError, match=r"close_sma_50_ratio \(370\).*of 400 days.*max_dropped_days=50%"
+        ValueError, match=r"close_sma_50_ratio \(370\).*of 400 time steps.*max_dropped_days=50%"
     ):
         load_market(RLConfig(source=source), None)
     # The threshold is the user's to move.
@@ -94,4 +96,4 @@ def test_the_cli_refuses_a_mostly_empty_source(
     result = CliRunner().invoke(app, ["train", "rl", "--source", source, "--timesteps", "64"])
     assert result.exit_code != 0
     assert "close_sma_50_ratio (370)" in str(result.exception)
-    assert "of 400 days" in str(result.exception)
+    assert "of 400 time steps" in str(result.exception)

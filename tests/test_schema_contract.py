@@ -17,6 +17,7 @@ from repositories.base import Repository, row_of
 from repositories.checkpoints import AgentCheckpointRepository, ModelCheckpointRepository
 from repositories.errors import SchemaMismatchError
 from repositories.records import TrainingRun
+from repositories.run_metrics import RunMetricRepository
 from repositories.runs import AgentRunRepository, TrainingRunRepository
 from repositories.series import RewardHistoryRepository, TrainingMetricRepository
 from repositories.trials import HyperparameterTrialRepository, RLTrialRepository
@@ -76,12 +77,14 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     AgentCheckpointRepository,
     RewardHistoryRepository,
     RLTrialRepository,
+    RunMetricRepository,
 )
 
 SUPPLIED_BY_THE_WRITE = {
     # One logger per run: the points carry no run_id, the writer adds it.
     "training_metrics": {"run_id"},
     "reward_history": {"run_id"},
+    "run_metrics": {"run_id"},
     # Listing never loads blobs; metrics_json is read back as the ``metrics`` dict.
     "model_checkpoints": {"model_binary", "metrics_json"},
     "agent_checkpoints": {"agent_binary", "metrics_json"},
@@ -91,6 +94,7 @@ STAMPED_ON_WRITE = {
     # None in a point means "now": the writer stamps it, the column is never NULL.
     ("training_metrics", "recorded_at"),
     ("reward_history", "recorded_at"),
+    ("run_metrics", "recorded_at"),
 }
 
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {

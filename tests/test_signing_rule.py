@@ -82,9 +82,9 @@ def _unloadable(db: Database, table: str, checkpoint_id: uuid.UUID, tmp_path: Pa
 @pytest.fixture
 def old_db(url: str) -> Iterator[Database]:
     """A store at the revision before signing's time was recorded."""
-    migrations.upgrade(url, "0006_inline_blob_codec")
+    migrations.upgrade(url, "0007_run_metrics")
     db = Database(url)
-    # The code of that time wrote through these same repositories (0007 only adds a
+    # The code of that time wrote through these same repositories (0008 only adds a
     # table), so they may write here without the head-revision check.
     db._schema_checked = True
     try:
@@ -181,7 +181,7 @@ def test_a_row_changed_after_it_was_shown_is_not_signed(
 def test_signing_began_at_the_oldest_signed_checkpoint(
     old_db: Database, url: str, table: str, fmt: str, tmp_path: Path, backend: str
 ) -> None:
-    """A store that signed at save before 0007 recorded the time: an unsigned row
+    """A store that signed at save before 0008 recorded the time: an unsigned row
     newer than its oldest signed checkpoint was planted in between, and is refused."""
     db = old_db
     early = _row(db, table, _run(db, table), fmt)

@@ -200,7 +200,7 @@ def test_a_worker_killed_mid_trial_is_replaced_and_the_study_still_finishes(
 def test_several_workers_on_the_embedded_store_are_refused(embedded_dir: Any) -> None:
     url = f"clickhouse+chdb:///{embedded_dir}/{fresh_database_name()}"
     db = Database(url)
-    with pytest.raises(InvalidInputError, match=r"workers: 2 .*suho db serve"):
+    with pytest.raises(InvalidInputError, match=r"workers: 2 .*Unset SUHO_DATABASE_URL"):
         local_workers_allowed(db, 2)
     local_workers_allowed(db, 1)
 
@@ -262,7 +262,7 @@ def test_cli_refuses_workers_on_the_embedded_store_before_creating_a_run(
     url = cli_store(embedded_dir, monkeypatch, features=False)
     result = CliRunner().invoke(app, ["tune", "supervised", "--trials", "4", "--workers", "2"])
     assert result.exit_code != 0
-    assert "suho db serve" in str(result.exception)
+    assert "Unset SUHO_DATABASE_URL" in str(result.exception)
     assert not RunTrackingService(Database(url), RunKind.SUPERVISED).list_runs()
 
     unknown = CliRunner().invoke(app, ["tune", "worker", str(uuid.uuid4())])

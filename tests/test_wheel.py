@@ -75,6 +75,7 @@ def test_wheel_install_migrates_and_tracks_from_anywhere(tmp_path: Path) -> None
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "SUHO_DATA_DIR": str(outside / "state"),
+        "SUHO_SERVER_IDLE_SECONDS": "5",  # the default store's server: gone soon after
     }
     suho = [str(venv / "bin" / "suho")]
     upgraded = _run([*suho, "db", "upgrade"], outside, env)
@@ -88,3 +89,4 @@ def test_wheel_install_migrates_and_tracks_from_anywhere(tmp_path: Path) -> None
     assert str(site) in tracked and str(REPO) not in tracked  # the wheel's code ran
     _run([*suho, "db", "downgrade", "base"], outside, env)
     assert "none" in _run([*suho, "db", "current"], outside, env)
+    assert "stopped the server" in _run([*suho, "db", "stop"], outside, env)

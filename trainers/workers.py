@@ -216,9 +216,9 @@ def local_workers_allowed(db: Database, workers: int) -> None:
     """A chDB directory belongs to one process: several workers need a server."""
     if workers > 1 and db.is_embedded:
         raise InvalidInputError(
-            f"workers: {workers} processes cannot share the embedded store (a chDB directory "
-            "is locked to one process). Run `suho db serve` and set SUHO_DATABASE_URL to the "
-            "URL it prints, then start the tuning again."
+            f"workers: {workers} processes cannot share a store opened in process (a "
+            "clickhouse+chdb:// URL: a chDB directory is locked to one process). Unset "
+            "SUHO_DATABASE_URL to use the shared default store, then start the tuning again."
         )
 
 
@@ -246,7 +246,12 @@ def launch(
             run_worker(run.run_id, db, heartbeat=heartbeat, on_trial=lambda _n: advance())
         return [0]
     child_env = {**os.environ, **(env or {})}
-    child_env["SUHO_DATABASE_URL"] = db.url.render_as_string(hide_password=False)
+    if db.is_shared:  # the default store: the workers join its server as any process does
+        from suho_models.settings import get_settings
+
+        child_env["SUHO_DATA_DIR"] = str(get_settings().data_dir.resolve())
+    else:
+        child_env["SUHO_DATABASE_URL"] = db.url.render_as_string(hide_password=False)
     command = worker_command(run.run_id, heartbeat)
     procs = [
         subprocess.Popen(command, env=child_env, stdout=subprocess.DEVNULL) for _ in range(workers)

@@ -86,7 +86,7 @@ class AgentCheckpointRepository(CheckpointRepository[AgentCheckpointInfo]):
             run.run_id,
             obj_or_bytes,
             request,
-            columns={"agent_type": run.agent_type.value, "replay_buffer_uri": ""},
+            columns={"agent_type": str(run.agent_type), "replay_buffer_uri": ""},
             companion=None if replay_buffer is None else bytes(replay_buffer),
         )
 

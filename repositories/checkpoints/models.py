@@ -65,5 +65,5 @@ class ModelCheckpointRepository(CheckpointRepository[ModelCheckpointInfo]):
             run.run_id,
             obj_or_bytes,
             request,
-            columns={"model_name": name, "model_type": run.model_type.value},
+            columns={"model_name": name, "model_type": str(run.model_type)},
         )

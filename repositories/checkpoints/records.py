@@ -27,14 +27,12 @@ from pydantic import (
 )
 
 from repositories.errors import InvalidInputError, describe_validation_error
-from repositories.records import Record, UtcDatetime
+from repositories.records import AgentTypeName, ModelTypeName, Record, UtcDatetime
 from repositories.serialization import OBJECT_FORMATS, CorruptCheckpointError
 from suho_models.enums import (
-    AgentType,
     CheckpointKind,
     DeploymentStatus,
     ModelFormat,
-    ModelType,
     StorageKind,
 )
 from suho_models.settings import Settings
@@ -150,7 +148,7 @@ class ModelCheckpointInfo(CheckpointRecord):
     metric_fields: ClassVar[tuple[str, ...]] = ("train_loss", "val_loss", "val_accuracy")
 
     model_name: str
-    model_type: ModelType
+    model_type: ModelTypeName
     iteration: int
     model_format: ModelFormat
     train_loss: float | None = None
@@ -175,7 +173,7 @@ class AgentCheckpointInfo(CheckpointRecord):
 
     metric_fields: ClassVar[tuple[str, ...]] = ("mean_reward", "sharpe_ratio")
 
-    agent_type: AgentType
+    agent_type: AgentTypeName
     episode_number: int
     timestep: int
     agent_format: ModelFormat
@@ -185,7 +183,7 @@ class AgentCheckpointInfo(CheckpointRecord):
 
     @property
     def name(self) -> str:
-        return self.agent_type.value
+        return str(self.agent_type)
 
     @property
     def step(self) -> int:
@@ -224,7 +222,7 @@ class ModelCheckpointRow(CheckpointRow):
     apart, or live in the object store)."""
 
     model_name: str
-    model_type: ModelType
+    model_type: ModelTypeName
     iteration: int
     model_format: ModelFormat
     model_binary: str = ""
@@ -236,7 +234,7 @@ class ModelCheckpointRow(CheckpointRow):
 class AgentCheckpointRow(CheckpointRow):
     """An ``agent_checkpoints`` row; ``agent_binary`` stays empty here."""
 
-    agent_type: AgentType
+    agent_type: AgentTypeName
     episode_number: int
     timestep: int
     agent_format: ModelFormat

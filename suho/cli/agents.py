@@ -64,9 +64,25 @@ def agents_show(run_id: str, as_json: JsonOption = False) -> None:
         if final is not None:  # a stuck agent: few steps moving shares, saturated or constant
             activity = {k: v for k, v in final.metrics.items() if k.startswith("eval_")}
             data.update(activity)
+            data.update(_baselines(final.metrics))
     show(
         data, as_json, f"agent run {run.run_id}", ("checkpoints", "config_json", "env_config_json")
     )
+
+
+def _baselines(metrics: dict[str, float]) -> dict[str, object]:
+    """Buy-and-hold and the trend rule beside the agent, a verdict line, and a warning
+    when the agent never traded."""
+    from trainers.baselines import never_traded, rl_verdict
+
+    out: dict[str, object] = {
+        k: v for k, v in metrics.items() if k.startswith(("benchmark_", "trend_"))
+    }
+    out["baselines"] = rl_verdict(metrics)
+    warning = never_traded(metrics)
+    if warning is not None:
+        out["warning"] = warning
+    return out
 
 
 @agents_app.command("best")
@@ -106,4 +122,4 @@ def agents_deploy(
             info = tracking.deploy(checkpoint, stage)
         else:
             info = tracking.deploy_best(by=by, stage=stage)
-    console.print(f"deployed {info.checkpoint_id} ({info.agent_type.value}) to {stage}")
+    console.print(f"deployed {info.checkpoint_id} ({info.agent_type}) to {stage}")

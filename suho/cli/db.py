@@ -79,7 +79,11 @@ def db_status() -> None:
 @db_app.command("serve")
 def db_serve(
     path: Annotated[
-        Path | None, typer.Option(help="Data directory (default: the embedded store's).")
+        Path | None,
+        typer.Option(
+            help="Data directory (default: the default store's; `suho db stop` its "
+            "background server first)."
+        ),
     ] = None,
     tcp_port: Annotated[int, typer.Option(help="Native protocol port.")] = 9000,
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8123,

@@ -9,7 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
-from suho.cli import tools
+from suho.cli import (
+    data_import,  # noqa: F401  (registers suho data import)
+    metrics,
+    store,
+    tools,
+)
 from suho.cli.agents import agents_app
 from suho.cli.checkpoints import checkpoints_app, trials_app
 from suho.cli.common import State
@@ -34,8 +39,10 @@ for sub, name in (
     (mlflow_app, "mlflow"),
 ):
     app.add_typer(sub, name=name)
+runs_app.command("metrics")(metrics.runs_metrics)
 for command in (tools.demo, tools.report, tools.ui, tools.sql):
     app.command(command.__name__)(command)
+db_app.command("stop")(store.db_stop)
 
 
 @app.callback()

@@ -18,7 +18,9 @@ def run_rows(db: Any, kind: Any, *, as_json: bool, **filters: Any) -> list[dict[
 
     tracking = RunTrackingService(db, kind)
     rows = []
-    for run in tracking.list_runs(**filters):
+    params = filters.pop("params", None)
+    found = tracking.runs_with_params(params, **filters) if params else None
+    for run in found if found is not None else tracking.list_runs(**filters):
         row, stale = dump(run), tracking.is_stale(run)
         row["stale"] = stale
         if stale and not as_json:
@@ -32,11 +34,16 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
     model: Annotated[str | None, typer.Option(help="Model type.")] = None,
     name: Annotated[str | None, typer.Option(help="Name pattern (SQL LIKE, e.g. 'xgb%').")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=VALUE of the run's config, repeatable (e.g. max_depth=6)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """List supervised runs, newest first (a running run without heartbeats: stale)."""
     from repositories.kinds import SUPERVISED
+    from repositories.params import parse_param
 
     with database() as db:
         rows = run_rows(
@@ -45,6 +52,7 @@ def runs_list(
             status=status,
             type=model,
             name_like=name,
+            params=dict(parse_param(p) for p in param or []),
             limit=limit,
             as_json=as_json,
         )
@@ -69,6 +77,7 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     """One run with its checkpoints and trial count."""
     from repositories.kinds import SUPERVISED
     from repositories.tracking import RunTrackingService
+    from suho.cli.metrics import metric_keys
 
     with database() as db:
         tracking = RunTrackingService(db, SUPERVISED)
@@ -76,15 +85,34 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
         data = dump(run) | {"stale": tracking.is_stale(run)}
         data["metric_rows"] = tracking.series_count(run.run_id)
         data["trials"] = len(tracking.trials(run.run_id))
-        data["checkpoints"] = [dump(c) for c in tracking.checkpoints(run.run_id)]
-    show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json"))
+        checkpoints = tracking.checkpoints(run.run_id)
+        data["checkpoints"] = [dump(c) for c in checkpoints]
+        verdict = _baseline_verdict(run, checkpoints)
+        if verdict is not None:
+            data["baselines"] = verdict
+        data["metric_keys"] = metric_keys(tracking, run.run_id)
+    show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json", "metric_keys"))
     if as_json:
         return
+    for key, info in data["metric_keys"].items():
+        console.print(f"metric {key}: {info['count']} step(s), last {info['last_value']}")
     for c in data["checkpoints"]:
         console.print(
             f"checkpoint {c['checkpoint_id']} {c['checkpoint_kind']} "
             f"iteration {c['iteration']} {c['deployment_status']}"
         )
+
+
+def _baseline_verdict(run: Any, checkpoints: list[Any]) -> str | None:
+    """The plain line comparing the model with its baselines (final checkpoint)."""
+    from suho_models.enums import CheckpointKind
+    from trainers.baselines import supervised_verdict
+
+    finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
+    if not finals or not any(k.startswith("baseline_") for k in finals[-1].metrics):
+        return None
+    task = getattr(run.task_type, "value", run.task_type) or "classification"
+    return supervised_verdict(str(task), finals[-1].metrics)
 
 
 def end_run(run_id: str, status: str, reason: str) -> None:

@@ -15,7 +15,7 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (about a minute).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """The whole pipeline on the configured store (the embedded default: no server)."""
+    """The whole pipeline on the configured store (the shared default: nothing to start)."""
     from suho.demo import run_demo
     from suho_models.settings import get_settings
 
@@ -58,11 +58,18 @@ def ui(
     """Serve the web UI: runs, agents, curves, trials, checkpoints and deploys."""
     import os
 
-    import uvicorn
-
     from repositories.errors import InvalidInputError
-    from suho.ui.app import create_app
-    from suho.ui.security import serving_options
+
+    try:
+        import uvicorn
+
+        from suho.ui.app import create_app
+        from suho.ui.security import serving_options
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"suho ui needs the [ui] extra ({exc.name} is not installed): "
+            "pip install 'suho-training-tables[ui]'"
+        ) from None
 
     try:
         serving = serving_options(host, read_only, token or os.environ.get("SUHO_UI_TOKEN"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,6 +46,14 @@ def train_supervised(
     run_name: RunNameOption = None,
     seed: SeedOption = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads (free cores).")] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(help="Exactly these feature columns (comma-separated)."),
+    ] = None,
+    exclude_features: Annotated[
+        str | None,
+        typer.Option(help="Leave out these feature columns or globs (comma-separated)."),
+    ] = None,
     quiet: QuietOption = False,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Save the model every N iterations.")
@@ -89,6 +97,7 @@ def train_supervised(
         keep_checkpoints=keep_checkpoints,
         progress=not quiet,
         tuning=None if tune is None else {"trials": tune},
+        features=_feature_options(features, exclude_features),
     )
     db = database()
     try:
@@ -129,6 +138,18 @@ def train_rl(
     n_envs: Annotated[
         int | None, typer.Option(min=1, help="Environments stepped side by side (default 1).")
     ] = None,
+    indicators: Annotated[
+        str | None,
+        typer.Option(help="Indicator columns the agent sees (comma-separated)."),
+    ] = None,
+    periods_per_year: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Bars per year for annualised metrics (default: from the bar size and "
+            "calendar of the data, e.g. 6240 for hourly FX, 252 for daily equities).",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
@@ -154,13 +175,42 @@ def train_rl(
             "seed": seed,
             "env": env,
             "n_envs": n_envs,
+            "indicators": indicators.split(",") if indicators else None,
+            "periods_per_year": periods_per_year,
         },
         config,
     )
     with database() as db, mlflow_mirror(db, mlflow_uri, "rl") as mirror:
         tracking = None if mirror is None else mirror.tracking()
-        run = RLTrainer(cfg, db, progress=not quiet, tracking=tracking).run().run
+        result = RLTrainer(cfg, db, progress=not quiet, tracking=tracking).run()
+    run = result.run
     console.print(
         f"run [bold]{run.run_id}[/bold] {run.status.value}: {run.total_timesteps:,} steps, "
         f"{run.total_episodes} episodes, Sharpe {run.final_sharpe_ratio}"
     )
+    from trainers.baselines import never_traded, rl_verdict
+
+    summary = {
+        **result.evaluation.metrics.to_dict(),
+        **result.evaluation.activity.to_dict(),
+        **result.evaluation.baseline_metrics(),
+    }
+    console.print(rl_verdict(summary), highlight=False)
+    warning = never_traded(summary)
+    if warning is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def _feature_options(features: str | None, exclude: str | None) -> dict[str, Any] | None:
+    """``--features`` / ``--exclude-features`` as a feature spec section (merged key by
+    key over a config file's)."""
+    spec: dict[str, Any] = {}
+    if features is not None:
+        spec.update(
+            feature_columns=[c.strip() for c in features.split(",") if c.strip()],
+            include=None,
+            exclude=[],
+        )
+    if exclude is not None:
+        spec["exclude"] = [c.strip() for c in exclude.split(",") if c.strip()]
+    return spec or None

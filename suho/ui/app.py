@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
 from repositories.serialization import CorruptCheckpointError
+from suho.ui.metrics_api import router as metrics_router
 from suho.ui.responses import FiniteJSONResponse, json_text
 from suho.ui.routes import api_router, pages_router
 from suho.ui.security import (
@@ -59,6 +60,7 @@ def create_app(
     app.state.ui = UIState.over(db, templates)
     for error, status in _ERROR_STATUS.items():
         app.add_exception_handler(error, _error_response(status))
+    app.include_router(metrics_router)
     app.include_router(api_router)
     app.include_router(pages_router)
     return app

@@ -19,6 +19,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -163,11 +164,59 @@ def new_client(path: str, database: str | None) -> Client:
     try:
         # The engine is per process; clients on one path share it and may run in parallel.
         with _clients_lock:
-            return clickhouse_connect.get_client(
+            if path not in _opened:
+                _refuse_if_held(path)  # before the engine prints its own error to stderr
+            client = clickhouse_connect.get_client(
                 interface="chdb", path=path, database=database, tz_mode="aware"
             )
+            _opened.add(path)
+    except OperationalError:
+        raise
     except Exception as exc:  # surface lock and path errors as DBAPI errors
-        raise OperationalError(f"cannot open embedded ClickHouse at {path!r}: {exc}") from exc
+        raise OperationalError(_open_error(path, exc)) from None
+    from suho_models.db.server.holders import record_holder
+
+    record_holder(Path(path))  # names this process in another one's "in use" error
+    return client
+
+
+_opened: set[str] = set()  # paths this process's engine has open
+
+
+def _refuse_if_held(path: str) -> None:
+    """Another process holds ``<path>/status`` (clickhouse-local flocks it): say so."""
+    import fcntl
+
+    status = Path(path, "status")
+    if not status.exists():
+        return
+    with open(status, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OperationalError(_open_error(path, RuntimeError("Cannot lock file"))) from None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _open_error(path: str, exc: Exception) -> str:
+    """One line for a store that cannot be opened in process: why, and what to do."""
+    text = " ".join(str(exc).split())
+    if "lock" in text.lower() or "EmbeddedServer" in text or "BAD_ARGUMENTS" in text:
+        from suho_models.db.server.holders import holder
+
+        who = holder(Path(path))
+        if who or Path(path, "status").exists():
+            return (
+                f"the store at {path} is in use by {who or 'another process'}: a "
+                "clickhouse+chdb:// URL opens it in one process only. Stop that process, or "
+                "unset SUHO_DATABASE_URL so that every process shares the store through its "
+                "background server"
+            )
+        return (
+            f"cannot open the store at {path} in process: this process already has another "
+            f"chDB store open (one per process) ({text[:200]})"
+        )
+    return f"cannot open embedded ClickHouse at {path!r}: {text[:300]}"
 
 
 def connect(path: str, database: str | None = None, **_: Any) -> Connection:

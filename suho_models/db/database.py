@@ -10,11 +10,10 @@ from __future__ import annotations
 import io
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -22,20 +21,29 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
+from suho_models.db import partitions
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import Connection as NativeConnection
-from suho_models.db.native_dbapi import DatabaseError, OperationalError, translated_errors
+from suho_models.db.native_dbapi import (
+    DatabaseError,
+    OperationalError,
+    native_column,
+    one_line,
+    translated_errors,
+)
+from suho_models.db.read_only import (
+    QueryResult,
+    ReadOnlySession,
+    embedded_runner,
+    server_runner,
+)
 from suho_models.settings import get_settings
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from suho_models.db import chdb_dbapi
-
-QueryResult: TypeAlias = tuple[list[str], list[tuple[Any, ...]]]
-"""(column names, rows) of one query."""
-
-QueryRunner: TypeAlias = Callable[[str], QueryResult]
+    from suho_models.db.server.shared import SharedStore
 
 T = TypeVar("T")
 
@@ -64,11 +72,19 @@ class Database:
     cluster code; importing ``suho_models.db`` registers it."""
 
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
-        self.url = _with_local_server_password(
-            make_url(url or get_settings().resolved_database_url())
-        )
+        given = make_url(url or get_settings().resolved_database_url())
+        self.shared: SharedStore | None = None
+        """The default store's background server, for a ``clickhouse+local`` URL."""
+        if given.get_driver_name() == "local":
+            from suho_models.db.server.shared import open_shared_store
+
+            with _store_errors():
+                self.shared, given = open_shared_store(given, get_settings().server_idle_seconds)
+        self.url = _with_local_server_password(given)
         self.http_port = _http_port(self.url)
         self.engine: Engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=False)
+        if self.shared is not None:  # every use first checks that the server lives
+            sa.event.listen(self.engine, "checkout", lambda *_: self.revive())
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._schema_checked = False
         self._lock = threading.Lock()
@@ -85,16 +101,31 @@ class Database:
     def is_embedded(self) -> bool:
         return self.driver == "chdb"
 
+    @property
+    def is_shared(self) -> bool:
+        """The default store, served to every process by a background server."""
+        return self.shared is not None
+
+    def revive(self) -> bool:
+        """Shared store: start its server again if it is gone (True once it answers;
+        ``DatabaseUnavailableError`` if it cannot). Other stores: True."""
+        if self.shared is not None:
+            with _store_errors():
+                self.shared.check(self.url.port, self.http_port)
+        return True
+
     @cached_property
     def store_key(self) -> str:
         """A file-name-safe name of the target store and database, known without
         connecting (used to keep one store's spooled rows apart from another's)."""
         import hashlib
 
-        if self.is_embedded:
+        if self.is_embedded or self.shared is not None:
             from suho_models.db.dialect import split_chdb_url
 
-            path, database = split_chdb_url(self.url)
+            path, database = split_chdb_url(self.url) if self.is_embedded else ("", "")
+            if self.shared is not None:  # the same spool as that folder's embedded store
+                path, database = str(self.shared.path), self.url.database or ""
             where = "embedded-" + hashlib.sha256(path.encode()).hexdigest()[:10]
         else:
             database = self.url.database or "default"
@@ -133,6 +164,8 @@ class Database:
         if self._http is not None:
             self._http.close()
             self._http = None
+        if self.shared is not None:
+            self.shared.close()
 
     def __enter__(self) -> Database:
         return self
@@ -157,14 +190,29 @@ class Database:
 
     # ------------------------------------------------------------------ columnar I/O
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
-        """Bulk insert a whole Arrow table in one columnar INSERT.
+        """Bulk insert a whole Arrow table: one columnar INSERT per at most 100 monthly
+        partitions (``partitions.split_by_partition``), so any length of data goes in.
 
         ``dedup_token`` (``insert_deduplication_token``): the same token for a retried
         batch makes ClickHouse drop what an earlier, failed-looking attempt wrote.
         """
         if data.num_rows == 0:
             return
+        chunks = [data]
+        cache: dict[str, tuple[str, str]] = self.__dict__.setdefault("_part_cache", {})
+        partitioning = partitions.monthly_partitioning(self.execute, table, cache)
+        if partitioning is not None:
+            chunks = partitions.split_by_partition(data, *partitioning)
+        for n, chunk in enumerate(chunks):
+            token = dedup_token if dedup_token is None or len(chunks) == 1 else f"{dedup_token}:{n}"
+            self._insert_arrow_block(table, chunk, token)
+
+    def _insert_arrow_block(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+        if self.http_port is not None:  # the server parses Arrow: no per-value Python work
+            self.revive()
+            self._http_client().insert_arrow(table, data, settings=settings)
+            return
         with self.engine.connect() as conn:
             if self.is_embedded:
                 _embedded(conn).client.insert_arrow(
@@ -177,7 +225,7 @@ class Database:
                     _native(conn).transport.execute(
                         f"INSERT INTO `{table}` ({columns}) VALUES",
                         [
-                            _native_column(data.column(i), scales.get(name))
+                            native_column(data.column(i), scales.get(name))
                             for i, name in enumerate(data.column_names)
                         ],
                         columnar=True,
@@ -241,6 +289,7 @@ class Database:
 
         rendered = render(sql, params)
         if self.http_port is not None:
+            self.revive()
             return into(self._http_blob(f"{rendered} FORMAT RawBLOB", size_hint))
         with self.engine.connect() as conn:
             if self.is_embedded:
@@ -309,6 +358,7 @@ class Database:
 
         rendered = render(sql, params)
         if self.http_port is not None:
+            self.revive()
             return self._http_client().query_arrow(rendered)
         with self.engine.connect() as conn:
             if self.is_embedded:
@@ -371,7 +421,7 @@ class Database:
                 client.command("SET readonly = 1")
                 if database:
                     client.database = database
-                session = ReadOnlySession(_embedded_runner(client), client_adds_format=True)
+                session = ReadOnlySession(embedded_runner(client), client_adds_format=True)
                 if session.query("SELECT getSetting('readonly')")[1] != [(1,)]:
                     raise RuntimeError("read-only session: readonly = 1 did not take effect")
                 yield session
@@ -380,7 +430,7 @@ class Database:
         else:
             with self.engine.connect() as conn:
                 transport = _native(conn).transport
-                yield ReadOnlySession(_server_runner(transport))
+                yield ReadOnlySession(server_runner(transport))
 
     def read_only_query(self, sql: str) -> QueryResult:
         """(column names, rows) of one query in a fresh :meth:`read_only_session`."""
@@ -403,9 +453,12 @@ class Database:
 
         try:
             current = self.current_revision()
+        except DatabaseUnavailableError:
+            raise
         except Exception as exc:
             raise DatabaseUnavailableError(
-                f"cannot reach the database at {self.safe_url}: {exc}"
+                f"cannot reach the database at {self.safe_url}: {one_line(exc)}"
+                + ("" if self.is_embedded else "; check that the server runs and the URL")
             ) from exc
         head = head_revision()
         if current != head:
@@ -494,46 +547,14 @@ def _native(conn: sa.Connection) -> NativeConnection:
     return cast(NativeConnection, conn.connection.dbapi_connection)
 
 
-class ReadOnlySession:
-    """Runs SQL text as given (no parameter substitution, so ``%`` is just a
-    character) on a connection that is read-only before the text arrives."""
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    from suho_models.db.server.shared import StoreUnavailableError
 
-    def __init__(self, run: QueryRunner, *, client_adds_format: bool = False) -> None:
-        self._run = run
-        self._client_adds_format = client_adds_format
-
-    def query(self, sql: str) -> QueryResult:
-        return self._run(sql)
-
-    def explain_ast(self, sql: str) -> list[str]:
-        """``EXPLAIN AST`` of one statement, one line per node (indented by depth)."""
-        _, rows = self._run(f"EXPLAIN AST {sql}")
-        lines = [line for (row,) in rows for line in str(row).split("\n")]
-        if self._client_adds_format and lines and lines[-1] == " Identifier Native":
-            # clickhouse-connect appends FORMAT Native to the text, which the parser
-            # gives to the explained statement as its last child.
-            lines.pop()
-        return lines
-
-
-def _embedded_runner(client: Client) -> QueryRunner:
-    def run(sql: str) -> QueryResult:
-        result = client.query(sql)
-        return list(result.column_names), [tuple(r) for r in result.result_rows]
-
-    return run
-
-
-def _server_runner(transport: Any) -> QueryRunner:
-    def run(sql: str) -> QueryResult:
-        # params=None: clickhouse-driver substitutes nothing, so '%' stays literal.
-        rows, types = transport.execute(sql, settings={"readonly": 1}, with_column_types=True)
-        return [name for name, _ in types], [tuple(r) for r in rows]
-
-    return run
-
-
-_TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+    try:
+        yield
+    except (StoreUnavailableError, OSError) as exc:
+        raise DatabaseUnavailableError(str(exc)) from None
 
 
 def _with_local_server_password(url: URL) -> URL:
@@ -571,26 +592,3 @@ def _http_port(url: URL) -> int | None:
     if not 1 <= port <= 65535:
         raise ValueError(f"{HTTP_PORT_PARAM}: expected a port number 1-65535 (got {raw!r})")
     return port
-
-
-def _native_column(column: pa.ChunkedArray, datetime64_scale: int | None = None) -> Any:
-    """An Arrow column as clickhouse-driver wants it, avoiding per-row Python work
-    where we can: ``to_pylist`` builds one UUID / aware datetime object per row."""
-    type_ = column.type
-    storage = type_.storage_type if isinstance(type_, pa.BaseExtensionType) else type_
-    if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
-        # UUIDs: usually few distinct values (one run id per batch).
-        chunk = column.combine_chunks()
-        if isinstance(chunk, pa.ExtensionArray):
-            chunk = chunk.storage
-        encoded = chunk.dictionary_encode()
-        uuids = [None if b is None else uuid.UUID(bytes=b) for b in encoded.dictionary.to_pylist()]
-        return [None if i is None else uuids[i] for i in encoded.indices.to_pylist()]
-    if column.null_count:
-        return column.to_pylist()
-    if pa.types.is_timestamp(type_) and datetime64_scale in _TICK_UNITS:
-        ticks = column.cast(pa.timestamp(_TICK_UNITS[datetime64_scale], tz=type_.tz))
-        return ticks.cast(pa.int64()).to_numpy().tolist()
-    if pa.types.is_integer(type_) or pa.types.is_floating(type_):
-        return column.to_numpy().tolist()
-    return column.to_pylist()

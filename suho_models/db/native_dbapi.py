@@ -9,13 +9,21 @@ PEP 249 errors whose text is one line, ``Code: 47. DB::Exception: ...
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pyarrow as pa
 from clickhouse_driver import errors as driver_errors
 from clickhouse_sqlalchemy.drivers.native import connector
 from clickhouse_sqlalchemy.exceptions import DatabaseException
+
+# clickhouse-driver logs each failed connect with its traceback at WARNING; with no
+# logging configured Python prints that to stderr, beside the error we raise (one line).
+# A handler of its own keeps it out of stderr; an app that configures logging still sees it.
+logging.getLogger("clickhouse_driver").addHandler(logging.NullHandler())
 
 apilevel = connector.apilevel
 threadsafety = connector.threadsafety
@@ -66,6 +74,12 @@ def describe(exc: driver_errors.Error) -> str:
     return text
 
 
+def one_line(exc: BaseException) -> str:
+    """A driver's own message on one line (without SQLAlchemy's wrapper, SQL and link)."""
+    inner = getattr(exc, "orig", None) or exc
+    return " ".join(str(inner).split("[SQL:", 1)[0].split()) or type(inner).__name__
+
+
 def translate(exc: driver_errors.Error) -> Error:
     cls = OperationalError if isinstance(exc, _NETWORK_ERRORS) else DatabaseError
     return cls(describe(exc), getattr(exc, "code", None))
@@ -97,6 +111,32 @@ class Cursor(connector.Cursor):  # type: ignore[misc]  # clickhouse_sqlalchemy i
 class Connection(connector.Connection):  # type: ignore[misc]  # clickhouse_sqlalchemy is untyped
     def cursor(self) -> Cursor:
         return Cursor(self)
+
+
+_TICK_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+
+
+def native_column(column: pa.ChunkedArray, datetime64_scale: int | None = None) -> Any:
+    """An Arrow column as clickhouse-driver wants it, avoiding per-row Python work
+    where we can: ``to_pylist`` builds one UUID / aware datetime object per row."""
+    type_ = column.type
+    storage = type_.storage_type if isinstance(type_, pa.BaseExtensionType) else type_
+    if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
+        # UUIDs: usually few distinct values (one run id per batch).
+        chunk = column.combine_chunks()
+        if isinstance(chunk, pa.ExtensionArray):
+            chunk = chunk.storage
+        encoded = chunk.dictionary_encode()
+        uuids = [None if b is None else uuid.UUID(bytes=b) for b in encoded.dictionary.to_pylist()]
+        return [None if i is None else uuids[i] for i in encoded.indices.to_pylist()]
+    if column.null_count:
+        return column.to_pylist()
+    if pa.types.is_timestamp(type_) and datetime64_scale in _TICK_UNITS:
+        ticks = column.cast(pa.timestamp(_TICK_UNITS[datetime64_scale], tz=type_.tz))
+        return ticks.cast(pa.int64()).to_numpy().tolist()
+    if pa.types.is_integer(type_) or pa.types.is_floating(type_):
+        return column.to_numpy().tolist()
+    return column.to_pylist()
 
 
 def connect(*args: Any, **kwargs: Any) -> Connection:

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from suho_models.enums import AgentType, RewardFunctionType
 from trainers.config_file import config_model, validate_config_file
 from trainers.data.spec import FeatureSpec
-from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +139,10 @@ class RLConfig(BaseModel):
     initial_amount: float = Field(default=1_000_000.0, gt=0)
     buy_cost_pct: float = Field(default=0.001, ge=0, lt=1)
     sell_cost_pct: float = Field(default=0.001, ge=0, lt=1)
-    periods_per_year: float = Field(default=DEFAULT_PERIODS_PER_YEAR, gt=0)
-    """Annualization of Sharpe & co (252: one step per trading day, see metrics)."""
+    periods_per_year: float | None = Field(default=None, gt=0)
+    """Annualization of Sharpe & co: bars per year. None: from the data (the bar size and
+    calendar ``suho data import`` recorded with the table, else inferred from the bars:
+    hourly FX is 6,240, daily equities 252); a run records the figure it used."""
 
     agent_params: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the algorithm's defaults (see ``trainers.rl.agents``)."""

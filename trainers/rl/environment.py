@@ -17,6 +17,8 @@ import pandas as pd
 from repositories.features import FeatureTable
 from suho_models.db import Database
 from suho_models.enums import RewardFunctionType
+from trainers.data.calendar import Annualisation, annualisation
+from trainers.data.ohlcv import OhlcvError
 from trainers.data.source import is_file_source, load_features
 from trainers.data.spec import FeatureSpec
 from trainers.data.synth import OHLCV_COLUMNS
@@ -92,6 +94,7 @@ def load_market(
         end or config.end,
         config.symbols,
     )
+    per_year = _annualisation(config, db, frame, roles.time, roles.symbol)
     data = to_finrl_frame(frame, indicators, roles.time, roles.symbol)
     check_dropped_rows(frame, data, [*OHLCV_COLUMNS, *indicators], roles.time, config)
     if data.empty:
@@ -101,7 +104,26 @@ def load_market(
         )
     train, trade = split_periods(data, trade_start or config.trade_start, config.trade_ratio)
     tickers = sorted(data["tic"].unique().tolist())
-    return MarketData(train=train, trade=trade, tickers=tickers, indicators=indicators)
+    market = MarketData(train=train, trade=trade, tickers=tickers, indicators=indicators)
+    market.extra["annualisation"] = per_year
+    return market
+
+
+def _annualisation(
+    config: RLConfig, db: Database | None, frame: pd.DataFrame, time: str, symbol: str | None
+) -> Annualisation:
+    """Bars per year from ``--periods-per-year``, the table's recorded bar size and
+    calendar (``suho data import``), or the bars themselves; mixed bar sizes refused."""
+    recorded: dict[str, object] = {}
+    if db is not None and not is_file_source(config.source):
+        spec = config.features
+        recorded = FeatureTable(
+            db, config.source, spec.time_column, spec.symbol_column or "symbol"
+        ).metadata()
+    try:
+        return annualisation(frame, time, symbol, recorded, config.periods_per_year)
+    except OhlcvError as exc:
+        raise ValueError(f"source {config.source!r}: {exc}") from None
 
 
 def check_dropped_rows(
@@ -118,15 +140,15 @@ def check_dropped_rows(
     bad = ~np.isfinite(values)
     counts = {c: int(n) for c, n in zip(columns, bad.sum(axis=0), strict=True) if n}
     shown = ", ".join(f"{c} ({n})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    why = f"NaN values in {shown}" if counts else "no NaN values, but days missing a ticker"
+    why = f"NaN values in {shown}" if counts else "no NaN values, but time steps missing a ticker"
     message = (
         f"{config.source!r}: {why}; kept {len(data)} of {len(frame)} rows and {kept_days} of "
-        f"{days} days (a day is left out when any ticker lacks a finite row for it)"
+        f"{days} time steps (bars; one is left out when any ticker lacks a finite row for it)"
     )
     if days and (days - kept_days) / days > config.max_dropped_days:
         raise ValueError(
-            f"{message}: more than max_dropped_days={config.max_dropped_days:.0%} of the days "
-            "would be left out; choose other indicators, a later start, or fill the gaps"
+            f"{message}: more than max_dropped_days={config.max_dropped_days:.0%} of the time "
+            "steps would be left out; choose other indicators, a later start, or fill the gaps"
         )
     log.warning("%s", message)
 

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainers.baselines import TREND_WINDOW, trend_rule
 from trainers.rl.config import RLConfig
 from trainers.rl.environment import make_env
 from trainers.rl.finrl_env import MarketData, buy_and_hold
-from trainers.rl.metrics import PerformanceMetrics, performance_metrics
+from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR, PerformanceMetrics, performance_metrics
 
 SATURATED = 0.999
 """An action component this close to +-1 counts as saturated (a tanh at its bound)."""
@@ -75,6 +76,20 @@ class Evaluation:
     """The agent's raw actions, one row per step."""
     activity: Activity
     """Shares moved, saturation and constant actions of this episode."""
+    trend: PerformanceMetrics | None = None
+    """The trend rule's (``trainers.baselines.trend_rule``) over the same days."""
+
+    def baseline_metrics(self) -> dict[str, float | None]:
+        """Buy-and-hold's and the trend rule's figures, stored beside the agent's."""
+        out: dict[str, float | None] = {
+            "benchmark_total_return": self.benchmark.total_return,
+            "benchmark_sharpe_ratio": self.benchmark.sharpe_ratio,
+        }
+        if self.trend is not None:
+            out["trend_total_return"] = self.trend.total_return
+            out["trend_sharpe_ratio"] = self.trend.sharpe_ratio
+            out["trend_window"] = float(TREND_WINDOW)
+        return out
 
     @property
     def account_values(self) -> np.ndarray:
@@ -116,8 +131,17 @@ def evaluate_agent(
         }
     )
     equity["buy_and_hold"] = bench.reindex(equity["date"]).to_numpy()
-    ppy = config.periods_per_year
+    per_year = market.extra.get("annualisation")
+    ppy = config.periods_per_year or (
+        per_year.periods_per_year if per_year is not None else DEFAULT_PERIODS_PER_YEAR
+    )
+    trend = _trend(data, market, config)
+    if trend is not None:
+        equity["trend_rule"] = trend.reindex(equity["date"]).to_numpy()
     return Evaluation(
+        trend=None
+        if trend is None
+        else performance_metrics(equity["trend_rule"].ffill().to_numpy(), None, ppy),
         metrics=performance_metrics(values, rewards, ppy),
         benchmark=performance_metrics(equity["buy_and_hold"].to_numpy(), None, ppy),
         equity=equity,
@@ -125,6 +149,18 @@ def evaluate_agent(
         actions=actions,
         activity=Activity.of(actions[: len(executed)], executed),
     )
+
+
+def _trend(data: pd.DataFrame, market: MarketData, config: RLConfig) -> pd.Series | None:
+    """The trend rule over ``data``'s dates, its mean warmed on the bars before them."""
+    history = pd.concat([market.train, data]).drop_duplicates(["date", "tic"])
+    closes = history.pivot(index="date", columns="tic", values="close")
+    start = data["date"].min()
+    if closes.empty or pd.isna(start):
+        return None
+    series = trend_rule(closes, start, config.initial_amount, config.buy_cost_pct)
+    series.index = pd.to_datetime(series.index, utc=True)
+    return series
 
 
 __all__ = ["Activity", "Evaluation", "evaluate_agent", "run_episode"]

@@ -177,7 +177,9 @@ class EnvParams:
         if not 0 < position_fraction <= 1:
             raise ValueError(f"position_fraction: must be within (0, 1] (got {position_fraction})")
         if market.n_days < 2:
-            raise ValueError(f"market: an episode needs at least 2 days (got {market.n_days})")
+            raise ValueError(
+                f"market: an episode needs at least 2 time steps (bars) (got {market.n_days})"
+            )
         if turbulence_threshold is not None and market.turbulence is None:
             raise ValueError(
                 f"turbulence_threshold={turbulence_threshold}: the market has no turbulence column"

@@ -175,8 +175,9 @@ def split_periods(
         cut = len(days) - max(2, round(len(days) * trade_ratio))
     if cut < 2 or len(days) - cut < 2:
         raise ValueError(
-            f"{len(days)} usable days split into {cut} train and {len(days) - cut} trade days: "
-            "each period needs at least 2 (FinRL steps from one day to the next)"
+            f"{len(days)} usable time steps (bars) split into {cut} train and "
+            f"{len(days) - cut} trade steps: each period needs at least 2 (the env steps from "
+            "one bar to the next)"
         )
     is_train = data["date"].isin(days[:cut])
     return reindex_days(data[is_train]), reindex_days(data[~is_train])
@@ -232,7 +233,7 @@ def _make_finrl_env(data: pd.DataFrame, indicators: list[str], config: EnvConfig
     env_class = stock_trading_env_class()
     stock_dim = int(data["tic"].nunique())
     if data.index.nunique() < 2:
-        raise ValueError("an episode needs at least 2 days")
+        raise ValueError("an episode needs at least 2 time steps (bars)")
     return env_class(
         df=data,
         stock_dim=stock_dim,

@@ -56,6 +56,7 @@ from repositories.series import RewardLogger
 from repositories.tracking import RunTrackingService, SeriesNotStoredError
 from suho_models.db import Database
 from suho_models.enums import AgentType, CheckpointKind, ModelFormat
+from trainers.baselines import never_traded, rl_verdict
 from trainers.progress import Progress
 from trainers.rl.agents import (
     OFF_POLICY,
@@ -75,6 +76,7 @@ from trainers.rl.environment import (
 )
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.finrl_env import MarketData
+from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,7 @@ class RLTrainer:
         run_id = run.run_id
         resuming = config.resume is not None
         market = self.market(run, config, resuming=resuming)
+        config = self._annualised(run_id, config, market)
         config = self._tuned(run_id, config, market)
         params = rollout_params(config)
 
@@ -261,7 +264,7 @@ class RLTrainer:
                 rewards,
                 losses,
                 first_episode=first_episode,
-                periods_per_year=config.periods_per_year,
+                periods_per_year=config.periods_per_year or DEFAULT_PERIODS_PER_YEAR,
                 checkpoint_every=config.checkpoint_every_episodes,
                 on_checkpoint=on_checkpoint,
             )
@@ -310,13 +313,17 @@ class RLTrainer:
                 {
                     **metrics.to_dict(),
                     **evaluation.activity.to_dict(),
-                    "benchmark_total_return": evaluation.benchmark.total_return,
-                    "benchmark_sharpe_ratio": evaluation.benchmark.sharpe_ratio,
+                    **evaluation.baseline_metrics(),
                 },
                 episode_number=episodes,
                 timestep=int(model.num_timesteps),
                 kind=CheckpointKind.FINAL,
             ).checkpoint_id
+        summary = {**metrics.to_dict(), **evaluation.activity.to_dict(),
+                   **evaluation.baseline_metrics()}  # fmt: skip
+        log.info("run %s: %s", run_id, rl_verdict(summary))
+        if (warning := never_traded(summary)) is not None:
+            log.warning("run %s: %s", run_id, warning)
         final = metrics.final_columns()
         final.update(total_timesteps=int(model.num_timesteps), total_episodes=episodes)
         completed = self.tracking.complete(run_id, final)
@@ -351,6 +358,19 @@ class RLTrainer:
                 **market.period_fields(),
             )
         return market
+
+    def _annualised(self, run_id: uuid.UUID, config: RLConfig, market: MarketData) -> RLConfig:
+        """The run's bars per year, from the data unless given, recorded in its config
+        (a resumed run keeps the figure it started with)."""
+        per_year = market.extra.get("annualisation")
+        if config.periods_per_year is not None or per_year is None:
+            return config
+        log.info("annualising with %s", per_year.describe())
+        resolved = config.model_copy(update={"periods_per_year": per_year.periods_per_year})
+        self.tracking.update(
+            run_id, config_json=resolved.model_copy(update={"resume": None}).model_dump_json()
+        )
+        return resolved
 
     def _tuned(self, run_id: uuid.UUID, config: RLConfig, market: MarketData) -> RLConfig:
         """Tune once per run: the result is recorded in the run's config (tuned_params)."""

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from suho_models.enums import ModelFormat, ModelType, TaskType
 from trainers.config_file import config_model, validate_config_file
-from trainers.data.spec import FeatureSpec
+from trainers.data.spec import DEFAULT_TARGETS, FeatureSpec
 
 
 @config_model
@@ -113,7 +113,11 @@ class SupervisedConfig(BaseModel):
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> SupervisedConfig:
-        if self.target not in self.features.target_columns:
+        """The target is the one target column required: with the default target list,
+        ``target_direction`` alone must not require ``target_return`` too (other
+        ``target_*`` columns stay out of the features by the reserved patterns)."""
+        targets = self.features.target_columns
+        if self.target not in targets or list(targets) == list(DEFAULT_TARGETS):
             self.features = self.features.model_copy(update={"target_columns": [self.target]})
         return self
 

@@ -29,6 +29,7 @@ from repositories.series import MetricLogger
 from repositories.tracking import RunTrackingService, SeriesNotStoredError
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
+from trainers.baselines import supervised_baselines, supervised_verdict
 from trainers.data.source import load_features
 from trainers.data.spec import ResolvedColumns
 from trainers.data.split import Split, chronological_split, split_fields
@@ -257,7 +258,11 @@ class SupervisedTrainer:
         train_m = evaluate(task, y_train, predict(model, X_train, task))
         val_m = evaluate(task, y_val, predict(model, X_val, task))
         test_m = evaluate(task, y_test, predict(model, X_test, task))
-        checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores)
+        kind = TaskType(task).value
+        baselines = supervised_baselines(kind, y_train, split.test, config.target, roles.symbol)
+        comparison = {**{f"test_{k}": v for k, v in test_m.items()}, **baselines}
+        log.info("run %s: %s", run_id, supervised_verdict(kind, comparison))
+        checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores, comparison)
         final = _final_metrics(task, train_m, val_m, test_m)
         run = self.tracking.complete(run_id, final)
         return TrainingResult(
@@ -271,12 +276,14 @@ class SupervisedTrainer:
         val_m: dict[str, float],
         train_m: dict[str, float],
         cv_scores: list[float],
+        comparison: dict[str, float] | None = None,
     ) -> Any:
         fmt = self.config.model_format or self.booster.native_format
         data = self.booster.to_bytes(model, fmt)
         metrics: dict[str, float | None] = {f"val_{k}": v for k, v in val_m.items()}
         metrics.update({f"train_{k}": v for k, v in train_m.items()})
         metrics["cv_mean_loss"] = float(np.mean(cv_scores)) if cv_scores else None
+        metrics.update(comparison or {})  # test figures and the baselines on the same rows
         checkpoint = self.tracking.save_checkpoint(
             run_id,
             data,

@@ -4,6 +4,7 @@
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const POLL_MS = 2000;
+  const LIVE_POLL_MS = 1000;  // a running run's curves: a point shows within about 2 s
 
   async function getJSON(url, options) {
     const response = await fetch(url, options);
@@ -74,6 +75,8 @@
       state.el.dataset.xFrom = state.range ? String(state.range[0]) : "";
       state.el.dataset.xTo = state.range ? String(state.range[1]) : "";
       state.el.dataset.loaded = String((Number(state.el.dataset.loaded) || 0) + 1);
+      const live = ["running", "pending"].includes(root.dataset.status);
+      waiting(state.el, pairs.every(p => !p || p[0].length === 0), live);
       if (!state.chart) {
         state.chart = makeChart(state.el, state.el.dataset.title, state.series, pairs, {
           xLabel: c.x,
@@ -97,18 +100,59 @@
 
     let status = root.dataset.status;
     if (status === "running" || status === "pending") {
+      let busy = false;
       const timer = setInterval(async () => {
-        const s = await getJSON(`/api/runs/${runId}/status`);
-        const badge = document.getElementById("run-status");
-        badge.textContent = s.status;
-        badge.className = "status " + s.status;
-        document.getElementById("run-stale").hidden = !s.stale;
-        root.dataset.status = s.status;
-        charts.filter(c => !c.range).forEach(load);
-        if (s.status !== "running" && s.status !== "pending") clearInterval(timer);
-        status = s.status;
-      }, POLL_MS);
+        if (busy) return;  // a slow answer: skip a beat rather than pile requests up
+        busy = true;
+        try {
+          const s = await getJSON(`/api/runs/${runId}/status`);
+          const badge = document.getElementById("run-status");
+          badge.textContent = s.status;
+          badge.className = "status " + s.status;
+          document.getElementById("run-stale").hidden = !s.stale;
+          await Promise.all(charts.filter(c => !c.range).map(load));
+          if (s.status !== "running" && s.status !== "pending") {
+            clearInterval(timer);
+            await refreshFinished();
+          }
+          root.dataset.status = s.status;
+          status = s.status;
+        } catch (e) {
+          root.dataset.pollError = e.message;
+        } finally { busy = false; }
+      }, LIVE_POLL_MS);
     }
+
+    /* The run ended: its metadata, evaluation, error and checkpoints are final now;
+       take them from the page as the server renders it, without a reload. */
+    async function refreshFinished() {
+      const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      ["metadata", "evaluation", "checkpoints", "git-commit"].forEach(id => {
+        const fresh = page.getElementById(id), old = document.getElementById(id);
+        if (fresh && old) old.innerHTML = fresh.innerHTML;
+      });
+      const error = page.getElementById("run-error");
+      if (error && !document.getElementById("run-error")) {
+        document.querySelector("#run p.muted").after(document.importNode(error, true));
+      }
+      root.dataset.refreshed = "true";
+    }
+  }
+
+  /* An empty chart says so: a live run's "waiting for data" until its first point. */
+  function waiting(el, empty, live) {
+    let note = el.querySelector(":scope > .chart-waiting");
+    if (empty && !note) {
+      note = document.createElement("div");
+      note.className = "chart-waiting muted";
+      el.appendChild(note);
+    } else if (!empty && note) {
+      note.remove();
+    }
+    if (empty) note.textContent = live ? "waiting for data" : "no data";
+    el.dataset.waiting = empty && live ? "true" : "false";
   }
 
   async function loadImportance(button) {

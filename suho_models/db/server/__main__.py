@@ -36,6 +36,7 @@ def main() -> int:
             http_port=spec["http_port"],
             host=spec["host"],
             password=spec["password"],
+            idle_seconds=spec.get("idle_seconds"),
         )
     except ValueError as exc:
         log.error("%s", exc)

@@ -6,11 +6,14 @@ itself only prints an error and exits when a port is taken or a path is locked.
 
 from __future__ import annotations
 
+import base64
 import errno
 import ipaddress
 import os
 import socket
+import urllib.error
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -186,21 +189,23 @@ def check_port_free(host: str, port: int) -> None:
             raise ServerError(f"cannot bind {host}:{port}: {exc}") from exc
 
 
-def check_path_unlocked(path: Path) -> None:
-    """Fail early when another engine holds ``<path>/status`` (clickhouse-local flocks it)."""
-    status = path / "status"
-    if not status.exists():
-        return
-    import fcntl
+def http_request(
+    url: str, data: bytes | None = None, password: str | None = None, timeout: float = 2.0
+) -> str:
+    request = urllib.request.Request(url, data=data)
+    if password is not None:
+        token = base64.b64encode(f"default:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body: bytes = response.read()  # typeshed types urlopen's response as Any
+    return body.decode("utf-8", "replace")
 
-    with open(status, "rb") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise ServerError(
-                f"{path} is in use by another ClickHouse/chDB process ({status} is locked)"
-            ) from exc
-        fcntl.flock(fh, fcntl.LOCK_UN)
+
+def ping(base_url: str, timeout: float = 1.0) -> bool:
+    try:
+        return http_request(f"{base_url}/ping", timeout=timeout).strip() == "Ok."
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 # ---------------------------------------------------------------------------

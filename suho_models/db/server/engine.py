@@ -22,7 +22,6 @@ How the engine is driven (measured on chdb-core 26.9, see
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -41,17 +40,19 @@ from suho_models.db.server.auth import AuthServer, resolve_password
 from suho_models.db.server.config import (
     READY_FILE_NAME,
     ServerError,
-    check_path_unlocked,
     check_port_free,
     client_host,
     config_xml,
+    http_request,
     listen_address,
+    ping,
     server_dir,
     url_host,
     users_xml,
     validate,
     write_private,
 )
+from suho_models.db.server.holders import check_path_unlocked
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +63,13 @@ _CONTROL_MARK = "suho-server-control"  # in the text of our own stop statements
 _served = False  # the engine can start once per process
 
 
-def http_request(
-    url: str, data: bytes | None = None, password: str | None = None, timeout: float = 2.0
-) -> str:
-    request = urllib.request.Request(url, data=data)
-    if password is not None:
-        token = base64.b64encode(f"default:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body: bytes = response.read()  # typeshed types urlopen's response as Any
-    return body.decode("utf-8", "replace")
-
-
-def ping(base_url: str, timeout: float = 1.0) -> bool:
-    try:
-        return http_request(f"{base_url}/ping", timeout=timeout).strip() == "Ok."
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 def serve(
     path: Path,
     tcp_port: int = 9000,
     http_port: int = 8123,
     host: str = "127.0.0.1",
     password: str | None = None,
+    idle_seconds: float | None = None,
 ) -> None:
     """Run a ClickHouse server on ``path`` in this process until SIGTERM or SIGINT.
 
@@ -102,6 +85,9 @@ def serve(
     ``ServerError`` when the engine cannot start or stops on its own. Must be
     called from the main thread (signal handlers), once per process (the
     engine starts once).
+
+    With ``idle_seconds``, it also stops by itself once no client has used it for
+    that long (the shared default store, :mod:`.idle`).
 
     ``<path>/server/ready.json`` holds ``{"pid", "host", "tcp_port", "http_port"}``
     from the moment ``/ping`` answers until the stop.
@@ -203,9 +189,16 @@ def serve(
                 path,
                 os.getpid(),
             )
+            watch = None
+            if idle_seconds is not None:
+                from suho_models.db.server.idle import IdleWatch
+
+                watch = IdleWatch(path, base_url, password, idle_seconds)
             while not stop.wait(0.2):
                 if not engine.is_alive():
                     break
+                if watch is not None and watch.should_stop():
+                    stop.set()
 
         if engine.is_alive():
             _stop_engine(engine, base_url, block_id, password)

@@ -21,12 +21,12 @@ from suho_models.db.server.config import (
     free_port,
     is_loopback,
     native_url,
+    ping,
     server_dir,
     url_host,
     validate,
     write_extra_config,
 )
-from suho_models.db.server.engine import ping
 
 log = logging.getLogger(__name__)
 

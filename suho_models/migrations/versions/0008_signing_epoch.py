@@ -1,7 +1,7 @@
 """Record when checkpoint signing began, so legacy signing can tell old rows from new.
 
-Revision ID: 0007_signing_epoch
-Revises: 0006_inline_blob_codec
+Revision ID: 0008_signing_epoch
+Revises: 0007_run_metrics
 Create Date: 2026-12-07
 
 Since ``0002_kind_signature_heartbeat`` every pickle/joblib/SB3-zip checkpoint is
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007_signing_epoch"
-down_revision: str | None = "0006_inline_blob_codec"
+revision: str = "0008_signing_epoch"
+down_revision: str | None = "0007_run_metrics"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,156 @@
+"""Naive baselines beside every result, on the same rows or the same period.
+
+A model is only worth something if it beats what needs no model: on real bars the
+trainers often do not (PPO on GOOG: Sharpe 0.47 against buy-and-hold's 1.04; LightGBM:
+accuracy 0.511 against always-up's 0.538). So every run stores these next to its own
+figures, and says in one plain line whether it beat them.
+
+* Supervised: the training split's majority class, and the last move (the sign of the
+  last bar's return: the previous row's target, per symbol) on the same test rows.
+* RL: buy-and-hold (``finrl_env.buy_and_hold``) and a trend rule, long while the close
+  is above its ``window``-bar mean, on the same trade period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+TREND_WINDOW = 50
+"""Bars in the trend rule's mean."""
+
+
+# --------------------------------------------------------------------------- supervised
+
+
+def supervised_baselines(
+    task: str,
+    y_train: np.ndarray,
+    test: pd.DataFrame,
+    target: str,
+    symbol: str | None,
+) -> dict[str, float]:
+    """Baseline metrics on ``test`` (rows in time order): classification accuracy of the
+    majority class and of the last move; regression RMSE of a zero forecast and the
+    direction accuracy of the last move."""
+    y = test[target].to_numpy(dtype=np.float64)
+    previous = (
+        test.groupby(symbol, sort=False)[target].shift() if symbol else test[target].shift()
+    ).to_numpy(dtype=np.float64)
+    if task == "classification":
+        values, counts = np.unique(np.asarray(y_train).astype(int), return_counts=True)
+        majority = float(values[np.argmax(counts)])
+        last = np.where(np.isnan(previous), majority, previous)
+        return {
+            "baseline_majority_accuracy": float(np.mean(y == majority)),
+            "baseline_majority_class": majority,
+            "baseline_last_move_accuracy": float(np.mean(y == last)),
+        }
+    last = np.nan_to_num(previous)
+    return {
+        "baseline_zero_rmse": float(np.sqrt(np.mean(y**2))),
+        "baseline_last_move_direction_accuracy": float(np.mean(np.sign(last) == np.sign(y))),
+    }
+
+
+def supervised_verdict(task: str, metrics: Mapping[str, float | None]) -> str:
+    """One plain line: did the model beat the baselines on the test rows?"""
+    if task == "classification":
+        model = metrics.get("test_accuracy")
+        pairs = [
+            ("majority class", metrics.get("baseline_majority_accuracy")),
+            ("last move", metrics.get("baseline_last_move_accuracy")),
+        ]
+        what, higher = "accuracy", True
+    else:
+        model = metrics.get("test_direction_accuracy")
+        pairs = [("last move", metrics.get("baseline_last_move_direction_accuracy"))]
+        what, higher = "direction accuracy", True
+    return _verdict(what, model, pairs, higher)
+
+
+# --------------------------------------------------------------------------- RL
+
+
+def trend_rule(
+    closes: pd.DataFrame,
+    trade_start: object,
+    initial_amount: float,
+    cost_pct: float,
+    window: int = TREND_WINDOW,
+) -> pd.Series:
+    """Account value of the trend rule over the dates from ``trade_start`` on.
+
+    ``closes``: date x ticker closes, the history before ``trade_start`` included so
+    the mean is warm on the first trade date (only past bars are used). Capital is
+    split equally between tickers; each is held over the next bar while its close is
+    above its ``window``-bar mean (decided at the close), else in cash; ``cost_pct``
+    is paid on every change of position.
+    """
+    closes = closes.sort_index()
+    mean = closes.rolling(window, min_periods=1).mean()
+    long = (closes > mean).astype(np.float64)
+    in_trade = closes.index >= trade_start
+    prices, held = closes[in_trade], long[in_trade]
+    returns = prices.pct_change().fillna(0.0).to_numpy()
+    position = held.shift().fillna(0.0).to_numpy()  # decided at the previous close
+    changes = np.abs(np.diff(np.vstack([np.zeros(position.shape[1]), position]), axis=0))
+    growth = 1.0 + position * returns - cost_pct * changes
+    values = (initial_amount / prices.shape[1]) * np.cumprod(growth, axis=0)
+    return pd.Series(values.sum(axis=1), index=prices.index, name="trend_rule")
+
+
+def rl_verdict(metrics: Mapping[str, float | None]) -> str:
+    """One plain line: did the agent's Sharpe beat buy-and-hold's and the trend rule's?"""
+    return _verdict(
+        "Sharpe",
+        metrics.get("sharpe_ratio"),
+        [
+            ("buy-and-hold", metrics.get("benchmark_sharpe_ratio")),
+            ("trend rule", metrics.get("trend_sharpe_ratio")),
+        ],
+        True,
+    )
+
+
+def never_traded(metrics: Mapping[str, float | None]) -> str | None:
+    """A warning when the agent moved no shares in its evaluation, with the why."""
+    moving = metrics.get("eval_moving_steps")
+    if moving is None or moving > 0:
+        return None
+    reasons = []
+    saturated = metrics.get("eval_share_saturated")
+    if saturated is not None and saturated >= 0.5:
+        reasons.append(f"{saturated:.0%} of its actions at +-1 (saturated)")
+    if metrics.get("eval_constant_actions"):
+        reasons.append("the same action at every step (it ignores its observation)")
+    why = "; ".join(reasons) or "its actions were too small to move a whole share"
+    steps = int(metrics.get("eval_steps") or 0)
+    return f"the agent never traded in its evaluation ({steps} steps): {why}"
+
+
+# --------------------------------------------------------------------------- common
+
+
+def _verdict(
+    what: str, model: float | None, baselines: list[tuple[str, float | None]], higher: bool
+) -> str:
+    shown = [(n, v) for n, v in baselines if v is not None and np.isfinite(v)]
+    figures = ", ".join(f"{n} {v:.3f}" for n, v in shown)
+    if model is None or not np.isfinite(model):
+        return (
+            f"model did NOT beat the baselines: no {what} (undefined, e.g. a flat equity "
+            f"curve) against {figures or 'no baseline figures'}"
+        )
+    if not shown:
+        return f"{what} {model:.3f}; no baseline to compare with"
+    beaten = [n for n, v in shown if (model > v if higher else model < v)]
+    if len(beaten) == len(shown):
+        head = "beat every baseline"
+    elif beaten:
+        head = f"beat {', '.join(beaten)} only"
+    else:
+        head = "did NOT beat the baselines"
+    return f"model {head}: {what} {model:.3f} against {figures}"

@@ -40,6 +40,7 @@ RECORDED_AT = "recorded_at"
 """The version and partition column: NULL when logged means "now" at sealing."""
 
 _DEFAULT_KEY = b"suho.default"
+_BOUNDS_KEY = b"suho.bounds"
 _MIN_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)  # ClickHouse DateTime64's range
 _MAX_TIME = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
@@ -107,21 +108,48 @@ def record_defaults(record: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-def arrow_schema(model: type[Base], defaults: Mapping[str, Any] | None = None) -> pa.Schema:
+Bounds = tuple[float | None, float | None]
+
+
+def record_bounds(record: type[BaseModel]) -> dict[str, Bounds]:
+    """Inclusive (low, high) limits of a typed record's numeric fields (``ge``/``le``
+    constraints; 0..1 for a bool stored as UInt8), so that the writers refuse what
+    the record refuses (``iteration_duration_ms=-5``, ``is_episode_end=2``)."""
+    out: dict[str, Bounds] = {}
+    for name, info in record.model_fields.items():
+        if info.annotation is bool:
+            out[name] = (0, 1)
+            continue
+        low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+        high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+        if low is not None or high is not None:
+            out[name] = (low, high)
+    return out
+
+
+def arrow_schema(
+    model: type[Base],
+    defaults: Mapping[str, Any] | None = None,
+    bounds: Mapping[str, Bounds] | None = None,
+) -> pa.Schema:
     """The Arrow schema of a model's table, column order as declared.
 
     ``Nullable(T)`` columns are nullable fields. A non-Nullable column with an
     entry in ``defaults`` carries it in its field metadata; the others (except
-    ``recorded_at``, "now") must be given in every row.
+    ``recorded_at``, "now") must be given in every row. ``bounds`` (from
+    :func:`record_bounds`) travel in the metadata too, for :func:`column_rules`.
     """
     defaults = defaults or {}
+    bounds = bounds or {}
     fields = []
     for column in model.__table__.columns:
         arrow, nullable = _arrow_type(column.type)
-        metadata = None
+        metadata: dict[bytes, bytes] = {}
         if not nullable and column.name in defaults:
-            metadata = {_DEFAULT_KEY: json.dumps(defaults[column.name]).encode()}
-        fields.append(pa.field(column.name, arrow, nullable=nullable, metadata=metadata))
+            metadata[_DEFAULT_KEY] = json.dumps(defaults[column.name]).encode()
+        if column.name in bounds:
+            metadata[_BOUNDS_KEY] = json.dumps(list(bounds[column.name])).encode()
+        fields.append(pa.field(column.name, arrow, nullable=nullable, metadata=metadata or None))
     return pa.schema(fields)
 
 
@@ -131,11 +159,15 @@ def field_default(field: pa.Field) -> Any:
     return None if raw is None else json.loads(raw)
 
 
-TRAINING_METRICS_SCHEMA: pa.Schema = arrow_schema(TrainingMetric, record_defaults(MetricPoint))
+TRAINING_METRICS_SCHEMA: pa.Schema = arrow_schema(
+    TrainingMetric, record_defaults(MetricPoint), record_bounds(MetricPoint)
+)
 """``training_metrics``: run_id uuid, iteration_number uint32, six nullable float64
 metrics, iteration_duration_ms float64 (default 0), recorded_at timestamp[ms, UTC]."""
 
-REWARD_HISTORY_SCHEMA: pa.Schema = arrow_schema(RewardStep, record_defaults(RewardPoint))
+REWARD_HISTORY_SCHEMA: pa.Schema = arrow_schema(
+    RewardStep, record_defaults(RewardPoint), record_bounds(RewardPoint)
+)
 """``reward_history``: run_id uuid, episode_number uint32, timestep_number uint64,
 float64 rewards, nullable float64 extras, is_episode_end uint8 (default 0), recorded_at."""
 
@@ -153,8 +185,8 @@ class ColumnRule:
     label: str  # "table.column", for messages
     field: pa.Field
     fast: type | None  # None: no fast class (every non-None value is checked)
-    low: int | None = None
-    high: int | None = None
+    low: float | None = None  # an int for integer columns
+    high: float | None = None
     default: Any = None
     convert: Callable[[Any], Any] | None = None
 
@@ -184,13 +216,27 @@ def column_rules(table: str, schema: pa.Schema) -> list[ColumnRule]:
     return [_rule(f"{table}.{field.name}", field) for field in schema]
 
 
+def field_bounds(field: pa.Field) -> Bounds:
+    """The (low, high) limits a schema field carries, (None, None) when none."""
+    raw = (field.metadata or {}).get(_BOUNDS_KEY)
+    if raw is None:
+        return None, None
+    low, high = json.loads(raw)
+    return low, high
+
+
 def _rule(label: str, field: pa.Field) -> ColumnRule:
     t = field.type
     default = field_default(field)
+    b_low, b_high = field_bounds(field)
     if pa.types.is_integer(t):
         info = np.iinfo(t.to_pandas_dtype())
         low, high = int(info.min), int(info.max)
         kind = f"{'U' if low == 0 else ''}Int{t.bit_width}"
+        if b_low is not None or b_high is not None:
+            low = low if b_low is None else max(low, int(b_low))
+            high = high if b_high is None else min(high, int(b_high))
+            kind = f"{kind} limited to {low}..{high}"
         allow_bool = t.bit_width == 8  # flags such as is_episode_end
         return ColumnRule(
             label,
@@ -202,7 +248,17 @@ def _rule(label: str, field: pa.Field) -> ColumnRule:
             lambda v: _integer(v, low, high, kind, allow_bool),
         )
     if pa.types.is_floating(t):
-        return ColumnRule(label, field, float, default=default, convert=_float)
+        if b_low is None and b_high is None:
+            return ColumnRule(label, field, float, default=default, convert=_float)
+        return ColumnRule(
+            label,
+            field,
+            float,
+            b_low,
+            b_high,
+            default,
+            lambda v: _bounded_float(v, b_low, b_high),
+        )
     if t == UUID_ARROW_TYPE:
         return ColumnRule(label, field, uuid.UUID, default=default, convert=_uuid)
     if pa.types.is_timestamp(t):
@@ -227,6 +283,19 @@ def _float(value: Any) -> float:
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise TypeError("must be a number")
     return float(value)
+
+
+def _bounded_float(value: Any, low: float | None, high: float | None) -> float:
+    number = _float(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(f"out of range ({_range_text(low, high)})")
+    return number  # NaN passes: "not measured", as in the metric columns
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f">= {low}"
+    return f"<= {high}" if low is None else f"{low} to {high}"
 
 
 _UUID_CACHE: dict[Any, uuid.UUID] = {}
@@ -307,7 +376,7 @@ def column_to_arrow(values: Any, rule: ColumnRule, length: int) -> pa.Array:
         one = column_to_arrow([rule.check(values)], rule, 1)
         return one.take(pa.array(np.zeros(length, dtype=np.int64)))
     try:
-        return _column_to_arrow(values, rule.field.type)
+        array = _column_to_arrow(values, rule.field.type)
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
         for index, value in enumerate(_python_values(values)):
             try:
@@ -315,6 +384,30 @@ def column_to_arrow(values: Any, rule: ColumnRule, length: int) -> pa.Array:
             except InvalidRowError as bad:
                 raise InvalidRowError(f"{bad} at index {index}") from None
         raise InvalidRowError(f"{rule.label}: {exc}") from None
+    if field_bounds(rule.field) != (None, None):  # a type's own range Arrow has checked
+        _check_range(array, rule)
+    return array
+
+
+def _check_range(array: pa.Array, rule: ColumnRule) -> None:
+    """Whole-column range check (NaN passes, as in :meth:`ColumnRule.check`)."""
+    import pyarrow.compute as pc
+
+    inside = pa.array(np.ones(len(array), dtype=bool))
+    if rule.low is not None:
+        inside = pc.and_(inside, pc.invert(pc.less(array, pa.scalar(rule.low, array.type))))
+    if rule.high is not None:
+        inside = pc.and_(inside, pc.invert(pc.greater(array, pa.scalar(rule.high, array.type))))
+    inside = pc.fill_null(inside, True)  # NULL is the nullability rule's business
+    if pc.all(inside).as_py():
+        return
+    index = pc.index(inside, False).as_py()
+    value = array[index].as_py()
+    try:
+        rule.check(value)
+    except InvalidRowError as bad:
+        raise InvalidRowError(f"{bad} at index {index}") from None
+    raise InvalidRowError(f"{rule.label}: out of range (got {value!r}) at index {index}")
 
 
 def _python_values(values: Any) -> list[Any]:

@@ -1010,7 +1010,9 @@ def _inline_check(i: int, rule: ColumnRule) -> str:
         return f"    {v} = c{i}({v})\n"
     test = f"{v}.__class__ is not t{i}"
     if rule.low is not None:
-        test += f" or not {rule.low} <= {v} <= {rule.high}"
+        test += f" or not {rule.low!r} <= {v}"
+    if rule.high is not None:
+        test += f" or not {v} <= {rule.high!r}"
     if rule.may_be_none:
         test = f"{v} is not None and ({test})"
     return f"    if {test}:\n        {v} = c{i}({v})\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from enum import Enum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -30,6 +31,17 @@ class SchemaMismatchError(RepositoryError):
 
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
+
+
+def enum_value(enum: type[E], value: Any, field: str) -> E:
+    """``enum(value)``, or an error naming the field, the value and every valid value
+    (``'bogus' is not a valid RunStatus`` says none of them)."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in enum)
+        raise InvalidInputError(f"{field}: expected one of {allowed} (got {value!r:.80})") from None
 
 
 def validate(model: type[M], data: Any) -> M:

@@ -20,6 +20,7 @@ from repositories.errors import (
     InvalidTransitionError,
     NotFoundError,
     as_uuid,
+    enum_value,
     validate,
 )
 from repositories.params import param_filter
@@ -120,7 +121,7 @@ class RunRepository(Repository[RunT], Generic[RunT]):
         c = self.table.c
         where = [param_filter(c.config_json, k, v) for k, v in (params or {}).items()]
         if status is not None:
-            where.append(c.status == RunStatus(status).value)
+            where.append(c.status == enum_value(RunStatus, status, "status").value)
         if type is not None:
             where.append(c[self.type_column] == str(type))
         if name_like is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from repositories.errors import InvalidInputError, RepositoryError
+from repositories.errors import InvalidInputError, RepositoryError, enum_value
 from suho_models.enums import ModelFormat
 
 CODE_FORMATS = frozenset({ModelFormat.PICKLE, ModelFormat.JOBLIB, ModelFormat.SB3_ZIP})
@@ -84,7 +84,7 @@ def require_trusted(data: bytes, fmt: ModelFormat | str, what: str = "checkpoint
     Data-only formats pass (after checking that ``data`` is of that format when the
     store says which it is); code formats need signed :class:`CheckpointBytes`.
     """
-    fmt = ModelFormat(fmt)
+    fmt = enum_value(ModelFormat, fmt, "format")
     if isinstance(data, CheckpointBytes) and data.format is not fmt:
         raise UntrustedCheckpointError(
             f"{what} {data.checkpoint_id} is {data.format.value} now, not {fmt.value}: "
@@ -109,7 +109,7 @@ def require_trusted(data: bytes, fmt: ModelFormat | str, what: str = "checkpoint
 def dumps_object(obj: Any, fmt: ModelFormat | str) -> bytes:
     """pickle with ``pickle``, joblib with ``joblib.dump``: what :func:`loads_object`
     reads back with the same library."""
-    fmt = ModelFormat(fmt)
+    fmt = enum_value(ModelFormat, fmt, "format")
     if fmt is ModelFormat.PICKLE:
         try:
             return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -130,7 +130,7 @@ def dumps_object(obj: Any, fmt: ModelFormat | str) -> bytes:
 
 def loads_object(data: bytes, fmt: ModelFormat | str) -> Any:
     """An object from signed pickle/joblib :class:`CheckpointBytes` (refused otherwise)."""
-    fmt = ModelFormat(fmt)
+    fmt = enum_value(ModelFormat, fmt, "format")
     if fmt not in OBJECT_FORMATS:
         raise InvalidInputError(
             f"format {fmt.value!r} is library-native: hand its bytes to the library's loader"

@@ -44,7 +44,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 from pydantic import BaseModel
 
 from repositories.base import utcnow
-from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
+from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError, enum_value
 from repositories.guard import Terminated, beating, guarded
 from repositories.kinds import (
     FINAL_KINDS,
@@ -232,7 +232,7 @@ class RunTrackingService(MetricsDoor, Generic[R, I, T, L]):
 
     def end(self, run_id: uuid.UUID | str, status: RunStatus | str, reason: str = "") -> R:
         """End a run by hand (``suho runs fail|cancel``): failed or cancelled."""
-        target = RunStatus(status)
+        target = enum_value(RunStatus, status, "status")
         if target is RunStatus.FAILED:
             return self.fail(run_id, reason or "marked failed by hand")
         if target is RunStatus.CANCELLED:

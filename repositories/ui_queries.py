@@ -39,6 +39,13 @@ from suho_models.db import Database
 from suho_models.enums import RunStatus
 
 MAX_PAGE_SIZE = 500
+MAX_OFFSET = 2**63 - 1
+"""ClickHouse reads OFFSET as a 64-bit integer: beyond it the query fails."""
+TIME_RANGE = (
+    dt.datetime(1900, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(2299, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+)
+"""What ``DateTime64(3)`` holds: a filter outside it is an input error, not a query error."""
 MAX_POINTS = 10_000
 DEFAULT_POINTS = 1_500
 
@@ -163,8 +170,18 @@ class RunBrowser:
             )
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidInputError(f"limit: expected 1 to {MAX_PAGE_SIZE} (got {limit!r})")
-        if not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError(f"offset: expected a non-negative integer (got {offset!r})")
+        if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInputError(f"offset: expected 0 to {MAX_OFFSET} (got {offset!r:.40})")
+        for label, when in (("created_from", created_from), ("created_to", created_to)):
+            aware = when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
+            if aware is not None and not TIME_RANGE[0] <= aware <= TIME_RANGE[1]:
+                raise InvalidInputError(
+                    f"{label}: expected a time from {TIME_RANGE[0]:%Y-%m-%d} to "
+                    f"{TIME_RANGE[1]:%Y-%m-%d} (got {when!r})"
+                )
+        for metric, bounds in (metric_ranges or {}).items():
+            if any(b is not None and not math.isfinite(b) for b in bounds):
+                raise InvalidInputError(f"{metric}: range bounds must be finite (got {bounds!r})")
         where: list[ColumnElement[bool]] = []
         filters: dict[str, Any] = {}
         if status:

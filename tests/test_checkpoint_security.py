@@ -84,6 +84,23 @@ def new_agent_run(db: Database, agent: str = "ppo") -> uuid.UUID:
     return AgentRunRepository(db).create({"run_name": agent, "agent_type": agent}).run_id
 
 
+LEGACY_TIME = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+"""When the rows "from before signatures" of these tests were written."""
+
+
+def legacy_run(db: Database, agent: str | None = None, at: dt.datetime = LEGACY_TIME) -> uuid.UUID:
+    """A run as it stood before signing began (created at ``at``)."""
+    run_id = new_run(db) if agent is None else new_agent_run(db, agent)
+    table = "training_runs" if agent is None else "agent_training_runs"
+    db.execute(
+        f"INSERT INTO {table} SELECT * REPLACE (%(at)s AS created_at, "
+        "updated_at + INTERVAL 1 SECOND AS updated_at) "
+        f"FROM {table} FINAL WHERE run_id = %(r)s",
+        {"r": run_id, "at": at},
+    )
+    return run_id
+
+
 def tamper(db: Database, table: str, target: uuid.UUID, /, **columns: Any) -> None:
     """The attack: a newer row version with the given columns replaced, as any user
     with INSERT on the table can write it."""
@@ -306,8 +323,8 @@ def insert_pre_signature_row(
         "storage": "inline",
         binary: base64.b64encode(data).decode(),
         "deployment_status": "not_deployed",
-        "created_at": dt.datetime.now(dt.UTC),
-        "updated_at": dt.datetime.now(dt.UTC),
+        "created_at": LEGACY_TIME,
+        "updated_at": LEGACY_TIME,
         **columns,
     }
     if table == "model_checkpoints":
@@ -321,7 +338,7 @@ def insert_pre_signature_row(
 def test_checkpoints_stored_before_signatures_still_load(
     db: Database, models: ModelCheckpointRepository, agents: AgentCheckpointRepository
 ) -> None:
-    run_id = new_run(db)
+    run_id = legacy_run(db)
     native = insert_pre_signature_row(
         db, "model_checkpoints", run_id, "lightgbm_text", b"tree\n",
         model_name="xgb", model_type="xgboost",
@@ -360,7 +377,7 @@ def test_legacy_sb3_zip_and_pickled_buffer_load_once_signed(db: Database, tmp_pa
     model.save(zip_buffer)
     buffer_bytes = zlib.compress(pickle.dumps(model.replay_buffer), 1)
     store = LocalObjectStore(tmp_path / "objects")
-    run_id = new_agent_run(db, "sac")
+    run_id = legacy_run(db, "sac")
     uri = store.put(
         f"agent_replay_buffers/{run_id}/60-{hashlib.sha256(buffer_bytes).hexdigest()}.pkl.zlib",
         buffer_bytes,
@@ -436,7 +453,7 @@ def test_cli_signs_checkpoints_stored_before_signatures(
 
     from suho.cli import app
 
-    run_id = new_run(db)
+    run_id = legacy_run(db)
     legacy = insert_pre_signature_row(
         db, "model_checkpoints", run_id, "joblib", pickle.dumps([1, 2]),
         model_name="xgb", model_type="xgboost",
@@ -446,11 +463,14 @@ def test_cli_signs_checkpoints_stored_before_signatures(
     runner = CliRunner()
     refused = runner.invoke(app, ["checkpoints", "sign"])
     assert refused.exit_code != 0 and "RUN_ID or --all" in refused.output
-    done = runner.invoke(app, ["checkpoints", "sign", str(run_id)])
+    declined = runner.invoke(app, ["checkpoints", "sign", str(run_id)], input="n\n")
+    assert declined.exit_code == 0 and "signed 0 checkpoint(s)" in declined.output
+    assert str(legacy) in declined.output and "joblib" in declined.output  # shown first
+    done = runner.invoke(app, ["checkpoints", "sign", str(run_id)], input="y\n")
     assert done.exit_code == 0, done.output
     assert "signed 1 checkpoint(s)" in done.output
     assert ModelCheckpointRepository(db).load_object(legacy) == [1, 2]
-    assert "signed 0" in runner.invoke(app, ["checkpoints", "sign", "--all"]).output
+    assert "signed 0" in runner.invoke(app, ["checkpoints", "sign", "--all", "--yes"]).output
 
 
 def test_rl_resume_refuses_a_switched_checkpoint(

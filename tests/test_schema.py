@@ -84,7 +84,8 @@ def test_upgrade_downgrade_upgrade(url: str) -> None:
 
 def test_autogenerate_after_upgrade_is_empty(db: Database) -> None:
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), suho_models.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": migrations.include_name})
+        diff = compare_metadata(context, suho_models.metadata)
     assert diff == []
 
 

@@ -370,16 +370,17 @@ def test_equity_curve_of_a_short_real_agent_run(embedded_dir) -> None:
         db.close()
 
 
-def test_serving_options_follow_suho_db_serve() -> None:
+def test_serving_options_follow_suho_db_serve(tmp_path) -> None:
     from repositories.errors import InvalidInputError
-    from suho.ui.app import serving_options
+    from suho.ui.security import serving_options
 
-    local = serving_options("127.0.0.1", None, None)
-    assert local["read_only"] is False and local["token"] is None
-    assert "localhost" in local["allowed_hosts"]
-    public = serving_options("0.0.0.0", None, "t0ken")
-    assert public == {"read_only": True, "token": "t0ken", "allowed_hosts": None}
-    assert serving_options("0.0.0.0", False, "t0ken")["read_only"] is False  # --read-write
-    assert serving_options("127.0.0.1", True, None)["read_only"] is True
+    strong = "t0ken-t0ken-t0ken-t0ken"
+    local = serving_options("127.0.0.1", None, None, data_dir=tmp_path)
+    assert local.read_only is False and local.token and local.generated
+    assert "localhost" in local.allowed_hosts
+    public = serving_options("0.0.0.0", None, strong)
+    assert public.app_options() == {"read_only": True, "token": strong, "allowed_hosts": []}
+    assert serving_options("0.0.0.0", False, strong).read_only is False  # --read-write
+    assert serving_options("127.0.0.1", True, None, data_dir=tmp_path).read_only is True
     with pytest.raises(InvalidInputError, match="host: '10.0.0.5' is not loopback"):
         serving_options("10.0.0.5", None, "")

@@ -33,6 +33,8 @@ key stays reserved.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from repositories.checkpoints.agents import (
     LEGACY_REPLAY_BUFFER_SUFFIX,
@@ -53,7 +55,6 @@ from repositories.checkpoints.records import (
     ChecksumMismatchError,
     ModelCheckpointInfo,
 )
-from repositories.checkpoints.trust import sign_all
 from repositories.object_store import (
     LocalObjectStore,
     ObjectNotFoundError,
@@ -72,13 +73,18 @@ from suho_models.db import Database
 
 
 def sign_checkpoints(
-    db: Database, run_id: uuid.UUID | str | None = None, *, store: ObjectStore | None = None
+    db: Database,
+    run_id: uuid.UUID | str | None = None,
+    *,
+    store: ObjectStore | None = None,
+    confirm: Callable[[Sequence[Any]], bool] | None = None,
 ) -> list[uuid.UUID]:
-    """Sign the unsigned code-format checkpoints of one run, or of every run (None),
-    in both tables (the rule: :func:`.trust.sign_all`). Returns the ids signed."""
-    return sign_all(
-        (ModelCheckpointRepository(db, store), AgentCheckpointRepository(db, store)), run_id
-    )
+    """Sign the checkpoints of one run, or of every run (None), stored before
+    signatures, in both tables: only those :mod:`repositories.legacy_signing`'s rule
+    allows, after ``confirm`` (shown every candidate). Returns the ids signed."""
+    from repositories.legacy_signing import sign_legacy
+
+    return sign_legacy(db, run_id, store=store, confirm=confirm)
 
 
 __all__ = [

@@ -6,20 +6,21 @@ write a matching one. Formats that run code on load
 therefore signed at save with a key that is not in the database
 (:mod:`repositories.signing`) and refused, before their bytes are even read, when
 the signature does not verify. Data-only formats need no signature. Everything
-about signatures is here: what one covers, when it is made, checked and refused,
-and signing the checkpoints stored before signatures existed.
+about a signature is here: what one covers, when it is made, checked and refused,
+and signing one row; which rows stored before signatures may be signed is the
+rule in :mod:`repositories.legacy_signing`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Generic
 
 from repositories import signing
 from repositories.checkpoints.queries import CheckpointQueries
 from repositories.checkpoints.records import SERIALIZED_FORMATS, InfoT
-from repositories.errors import InvalidInputError, NotFoundError, as_uuid
+from repositories.errors import InvalidInputError, as_uuid
 from repositories.serialization import (
     CODE_FORMATS,
     CheckpointBytes,
@@ -108,23 +109,40 @@ class SignedCheckpoints(CheckpointQueries[InfoT], Generic[InfoT]):
         return loads_object(data, data.format)
 
     # ------------------------------------------------------------------ signing
-    def sign(self, checkpoint_id: uuid.UUID | str) -> InfoT | None:
+    def sign(
+        self, checkpoint_id: uuid.UUID | str, *, expected_sha256: str | None = None
+    ) -> InfoT | None:
         """Sign a checkpoint stored before signatures existed (its hash is checked first).
 
         For a trusted operator, once, on a store nobody else could write yet: a
         signature vouches that the bytes are ours. Returns the new row's record, or
         None when it needs none (a data-only format, or already validly signed).
+        ``expected_sha256``: the hash the operator was shown; a row changed since
+        then is refused. Which rows may be signed at all: :mod:`repositories.legacy_signing`.
         """
         row = self._meta_row(checkpoint_id)
         if ModelFormat(row[self.format_column]) not in CODE_FORMATS:
             return None
         if self._untrusted_reason(row) is None:
             return None
+        if expected_sha256 is not None and row["sha256"] != expected_sha256:
+            raise UntrustedCheckpointError(
+                f"checkpoint {checkpoint_id} changed since it was listed (sha256 "
+                f"{row['sha256'][:12]}…, listed {expected_sha256[:12]}…): not signed"
+            )
         self._verified_bytes(row, bytes)
         for uri in self._companion_uris(self._to_info(row)):
             self._verified_companion(row, uri)
         signature = signing.sign(self._signed_fields(row), self.key)
         return self._new_version(row, {"signature": signature})
+
+    def signature_problem(self, checkpoint_id: uuid.UUID | str) -> str | None:
+        """Why a code-format checkpoint may not be loaded as it is (unsigned, or a
+        signature that does not verify); None when it may (or needs no signature)."""
+        row = self._meta_row(checkpoint_id)
+        if ModelFormat(row[self.format_column]) not in CODE_FORMATS:
+            return None
+        return self._untrusted_reason(row)
 
     def code_format_ids(self, run_id: uuid.UUID | str | None) -> list[uuid.UUID]:
         """Ids of the code-format checkpoints of a run (None: of every run)."""
@@ -133,26 +151,3 @@ class SignedCheckpoints(CheckpointQueries[InfoT], Generic[InfoT]):
         if run_id is not None:
             where.append(c.run_id == as_uuid(run_id, "run_id"))
         return [row["checkpoint_id"] for row in self._select(*where, columns=[c.checkpoint_id])]
-
-
-def sign_all(
-    repositories: Iterable[SignedCheckpoints[Any]], run_id: uuid.UUID | str | None = None
-) -> list[uuid.UUID]:
-    """Sign the unsigned code-format checkpoints of one run, or of every run (None),
-    in each of ``repositories`` (see ``repositories.checkpoints.sign_checkpoints``).
-
-    The migration step for checkpoints stored before signatures: a trusted operator
-    runs it once (``suho checkpoints sign RUN_ID|--all``). Each checkpoint's bytes
-    are hash-checked before it is signed. Returns the ids signed.
-    """
-    repos = list(repositories)
-    if run_id is not None and not any(repo.runs.exists(run_id) for repo in repos):
-        raise NotFoundError(f"no supervised or RL run with run_id {run_id}")
-    signed: list[uuid.UUID] = []
-    for repo in repos:
-        if run_id is not None and not repo.runs.exists(run_id):
-            continue
-        for checkpoint_id in repo.code_format_ids(run_id):
-            if repo.sign(checkpoint_id) is not None:
-                signed.append(checkpoint_id)
-    return signed

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from suho.cli.common import JsonOption, database
-from suho.cli.output import console, dump, emit
+from suho.cli.output import console, dump, emit, err_console
 
 trials_app = typer.Typer(help="Tuning trials.", no_args_is_help=True)
 checkpoints_app = typer.Typer(help="Saved models and agents.", no_args_is_help=True)
@@ -54,14 +55,23 @@ def checkpoints_list(
 
 
 @checkpoints_app.command("export")
-def checkpoints_export(checkpoint_id: str, path: Path) -> None:
-    """Write a checkpoint's bytes (verified against its SHA-256) to PATH."""
+def checkpoints_export(
+    checkpoint_id: str,
+    path: Path,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file or symbolic link at PATH.")
+    ] = False,
+) -> None:
+    """Write a checkpoint's bytes (verified against its SHA-256) to PATH: through a
+    temporary file and a rename, never through a symbolic link, never over an
+    existing file without --force."""
     from repositories.tracking import tracking_for_checkpoint
+    from suho.cli.files import write_new_file
 
     with database() as db:
         tracking, info = tracking_for_checkpoint(db, checkpoint_id)
         data = tracking.load_checkpoint(info.checkpoint_id)
-    path.write_bytes(data)
+    write_new_file(path, data, force=force)
     console.print(
         f"wrote {len(data):,} bytes ({info.format.value}, sha256 {info.sha256[:12]}…) to {path}"
     )
@@ -85,13 +95,52 @@ def checkpoints_deploy(
 def checkpoints_sign(
     run: Annotated[str | None, typer.Argument(help="Run id (omit with --all).")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every run.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Sign without asking (scripts).")
+    ] = False,
 ) -> None:
     """Sign the pickle/joblib/SB3-zip checkpoints stored before signatures (run once,
-    as the trusted operator, on a store nobody else could write yet)."""
+    as the trusted operator). Only rows, of runs, created before signing began are
+    signed; each is shown (run, format, size, creation time) and signed after you
+    confirm. Rows refused by that rule are listed with the reason, and the command
+    then exits 1: they were not written by suho."""
     from repositories.checkpoints import sign_checkpoints
 
     if (run is None) == (not all_runs):
         raise typer.BadParameter("give a RUN_ID or --all (not both)")
+    shown: list[Any] = []
+
+    def confirm(candidates: Sequence[Any]) -> bool:
+        shown.extend(candidates)
+        _show_candidates(candidates)
+        allowed = sum(c.refused is None for c in candidates)
+        if not allowed:
+            return False
+        return yes or typer.confirm(f"sign these {allowed} checkpoint(s)?", default=False)
+
     with database() as db:
-        signed = sign_checkpoints(db, None if all_runs else run)
+        signed = sign_checkpoints(db, None if all_runs else run, confirm=confirm)
     console.print(f"signed {len(signed)} checkpoint(s)")
+    refused = [c for c in shown if c.refused is not None]
+    if refused:
+        err_console.print(
+            f"refused {len(refused)} checkpoint(s) that suho did not write (see above): "
+            "delete them, or restore them from a backup taken before signing began",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(1)
+
+
+def _show_candidates(candidates: Sequence[Any]) -> None:
+    """One line per checkpoint (whole ids, to grep or copy), refused ones with why."""
+    console.print(f"{len(candidates)} checkpoint(s) without a valid signature:")
+    for c in candidates:
+        verdict = "sign   " if c.refused is None else "REFUSED"
+        line = (
+            f"  {verdict} {c.checkpoint_id}  run {c.run_name or '?'} ({c.run_id})  "
+            f"{c.format}  {c.size_bytes:,} bytes  created {c.created_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        if c.refused is not None:
+            line += f"\n          why: {c.refused}"
+        console.print(line, soft_wrap=True, markup=False, highlight=False)

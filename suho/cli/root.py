@@ -3,8 +3,9 @@ where user errors become one line and a non-zero exit (``--debug`` shows the tra
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,21 +56,39 @@ def _main(
 
 
 def main() -> None:
-    """Entry point: user errors become one line and a non-zero exit."""
+    """Entry point: user errors become one line and a non-zero exit; Ctrl-C exits 130
+    and SIGTERM 143, each with one line (a run being trained is marked cancelled
+    first, by its guard)."""
+    from repositories.tracking import Terminated
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    interrupted: list[KeyboardInterrupt] = []
+    command = typer.main.get_command(app)
+    invoke = command.invoke
+
+    def recording_invoke(ctx: Any) -> Any:
+        """Typer turns an interrupt into exit code 130 and drops the exception (which
+        says whether it was SIGTERM); keep it."""
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt as exc:
+            interrupted.append(exc)
+            raise
+
+    command.invoke = recording_invoke  # type: ignore[method-assign]
+    code: Any = None
     try:
-        code = app(standalone_mode=False)  # a raised typer.Exit(n) comes back as n here
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        code = command.main(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort as exc:
-        from repositories.tracking import Terminated
-
-        if isinstance(exc.__cause__, Terminated):
-            err_console.print("terminated")
-            sys.exit(143)
-        err_console.print("aborted")
-        sys.exit(130)
+    except typer.Abort as exc:  # EOF at a prompt
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            err_console.print("aborted")
+            sys.exit(130)
+        interrupted.append(exc.__cause__)
+    except KeyboardInterrupt as exc:
+        interrupted.append(exc)
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click usage errors
             exc.show()
@@ -83,6 +102,22 @@ def main() -> None:
         message = describe_config_error(exc) or _one_line(exc)
         err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
         sys.exit(1)
+    if interrupted or code == 130:  # typer's code for an interrupt it caught itself
+        if interrupted and isinstance(interrupted[0], Terminated):
+            err_console.print("terminated (SIGTERM)", highlight=False)
+            sys.exit(143)
+        err_console.print("interrupted (Ctrl-C)", highlight=False)
+        sys.exit(130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)  # typer.Exit(code) raised by a command comes back as the result
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    """SIGTERM outside a run's guard: the same clean exit as inside one."""
+    from repositories.tracking import Terminated
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the first one is enough
+    raise Terminated("SIGTERM")
 
 
 def _one_line(exc: BaseException) -> str:

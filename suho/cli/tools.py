@@ -50,7 +50,8 @@ def ui(
         str | None,
         typer.Option(
             help="Token every request must carry (prefer SUHO_UI_TOKEN: arguments show in "
-            "`ps`). Required beyond loopback."
+            "`ps`). Beyond loopback it is required (16+ characters, no whitespace); on "
+            "loopback one is generated into <data_dir>/ui/token (0600) when none is set."
         ),
     ] = None,
 ) -> None:
@@ -62,7 +63,8 @@ def ui(
     try:
         import uvicorn
 
-        from suho.ui.app import create_app, serving_options
+        from suho.ui.app import create_app
+        from suho.ui.security import serving_options
     except ImportError as exc:
         raise InvalidInputError(
             f"suho ui needs the [ui] extra ({exc.name} is not installed): "
@@ -70,16 +72,20 @@ def ui(
         ) from None
 
     try:
-        options = serving_options(host, read_only, token or os.environ.get("SUHO_UI_TOKEN"))
+        serving = serving_options(host, read_only, token or os.environ.get("SUHO_UI_TOKEN"))
     except InvalidInputError as exc:
         raise typer.BadParameter(str(exc).removeprefix("host: "), param_hint="--host") from None
-    read_only = options["read_only"]
     db = database()
-    app = create_app(db, **options)
-    mode = "read-only" if read_only else "read-write"
-    console.print(f"suho ui on http://{host}:{port}/ ({mode}) over {db.safe_url}", soft_wrap=True)
+    app = create_app(db, **serving.app_options())
+    mode = "read-only" if serving.read_only else "read-write"
+    console.print(
+        f"suho ui ({mode}) over {db.safe_url}\nopen {serving.url(port)}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=serving.bind, port=port, log_level="warning")
     finally:
         db.close()
 

@@ -241,13 +241,19 @@ def _evaluation(run: RunRecord, final: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- parsing
+FIRST_YEAR, LAST_YEAR = 1900, 2299
+
+
 def _number(value: str | None, name: str) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise InvalidInputError(f"{name}: not a number (got {value!r})") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{name}: expected a finite number (got {value!r})")
+    return number
 
 
 def _integer(value: str | None, name: str, default: int) -> int:
@@ -266,6 +272,10 @@ def _date(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datet
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInputError(f"{name}: not a date (YYYY-MM-DD) (got {value!r})") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # what the store's DateTime64 holds
+        raise InvalidInputError(
+            f"{name}: expected a date from {FIRST_YEAR}-01-01 to {LAST_YEAR}-12-31 (got {value!r})"
+        )
     if end_of_day and len(value) == 10:
         parsed = parsed + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

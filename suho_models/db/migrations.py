@@ -27,13 +27,25 @@ from suho_models.db.revisions import (
     script_location,
 )
 
+UNMODELLED_TABLES = frozenset({"checkpoint_signing_epoch"})
+"""Tables a revision creates that no model describes (written once, by the revision):
+autogenerate must not propose dropping them."""
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's filter: everything but :data:`UNMODELLED_TABLES`."""
+    return not (type_ == "table" and name in UNMODELLED_TABLES)
+
+
 __all__ = [
     "MIGRATIONS_PACKAGE",
+    "UNMODELLED_TABLES",
     "alembic_config",
     "current",
     "downgrade",
     "head_revision",
     "history",
+    "include_name",
     "run_environment",
     "script_location",
     "upgrade",
@@ -105,7 +117,7 @@ def run_environment(context: Any) -> None:
         )
 
     def configure(**kw: Any) -> None:
-        context.configure(target_metadata=suho_models.metadata, **kw)
+        context.configure(target_metadata=suho_models.metadata, include_name=include_name, **kw)
         if settings.enabled:
             database = None if "connection" in kw else make_url(url).database
             cluster.install(context.get_context(), settings, rendered, database)

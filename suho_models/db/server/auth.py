@@ -32,6 +32,7 @@ from typing import Any
 
 from suho_models.db.server.config import (
     READY_FILE_NAME,
+    check_secret_strength,
     is_loopback,
     refuse_open_network,
     server_dir,
@@ -52,8 +53,8 @@ def read_password_file(file: Path) -> str:
     mode = file.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise PermissionError(
-            f"{file} is readable by other users (mode {stat.S_IMODE(mode):o}); the password "
-            "may be known: delete the file to generate a new one on the next start"
+            f"{file} is readable by other users (mode {stat.S_IMODE(mode):o}); the secret "
+            "in it may be known: delete the file to generate a new one on the next start"
         )
     password = file.read_text(encoding="utf-8").strip()
     if not password:
@@ -63,23 +64,29 @@ def read_password_file(file: Path) -> str:
 
 def ensure_password_file(path: Path) -> str:
     """The password of data path ``path``, generated into a 0600 file on first use."""
-    file = password_file(path)
+    return ensure_secret_file(password_file(path), "the server password")
+
+
+def ensure_secret_file(file: Path, what: str) -> str:
+    """The secret in ``file`` (folder 0700, file 0600), generated on first use; what
+    ``suho db serve`` keeps its password in and ``suho ui`` its token."""
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return read_password_file(file)
-    password = secrets.token_urlsafe(24)
+    secret = secrets.token_urlsafe(24)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(password + "\n")
-    log.info("generated the server password into %s", file)
-    return password
+        fh.write(secret + "\n")
+    log.info("generated %s into %s", what, file)
+    return secret
 
 
 def resolve_password(path: Path, host: str, password: str | None) -> str:
     """The password a server on ``path`` runs with: the given one, else (loopback only)
     the one in the data folder's password file, generated on first start."""
     if password is not None:
+        check_secret_strength(password, "password", host)
         return password
     refuse_open_network(host, password)
     return ensure_password_file(Path(path).expanduser().resolve())

@@ -14,6 +14,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -40,14 +41,73 @@ def server_dir(path: Path) -> Path:
 # ---------------------------------------------------------------------------
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only reaches this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.strip().lower() == "localhost":
-        return True
+MIN_SECRET_LENGTH = 16
+"""Shortest token or password accepted beyond loopback (generated ones have 32)."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where a server listens: the address as given, the IP it binds, and whether
+    only this machine can reach it."""
+
+    given: str
+    ip: str
+    loopback: bool
+
+    @property
+    def url_host(self) -> str:
+        return url_host(self.ip)
+
+
+def listen_address(host: str) -> ListenAddress:
+    """The one address check of ``suho db serve`` and ``suho ui``.
+
+    An IP literal is parsed (``127.0.0.0/8`` and ``::1`` are loopback); a name is
+    resolved once, counts as loopback only when every address it resolves to is
+    loopback, and the server binds the resolved address (a second lookup at bind
+    time could answer differently). A name that does not resolve is refused, so
+    ``127.attacker.example`` is never loopback by its spelling.
+    """
+    bare = host.strip().strip("[]")
+    if not bare:
+        raise ValueError("host must not be empty")
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(bare)
     except ValueError:
-        return False  # a host name: it may resolve to anything
+        pass
+    else:
+        return ListenAddress(host, str(ip), ip.is_loopback)
+    try:
+        found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"host {host!r} does not resolve ({exc}): give an IP address") from None
+    ips = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    if not ips:
+        raise ValueError(f"host {host!r} does not resolve: give an IP address")
+    loopback = all(ip.is_loopback for ip in ips)
+    chosen = next((ip for ip in ips if ip.version == 4), ips[0])
+    return ListenAddress(host, str(chosen), loopback)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine (see :func:`listen_address`)."""
+    try:
+        return listen_address(host).loopback
+    except ValueError:
+        return False  # a name that does not resolve: it may resolve to anything later
+
+
+def check_secret_strength(secret: str, what: str, host: str) -> None:
+    """Beyond loopback a token or password is all that stands between the network
+    and the store: at least :data:`MIN_SECRET_LENGTH` characters, no whitespace."""
+    if is_loopback(host):
+        return
+    if any(c.isspace() for c in secret) or len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"{what}: too weak for {host!r}, which is not loopback: use at least "
+            f"{MIN_SECRET_LENGTH} characters without whitespace (e.g. python -c "
+            "'import secrets; print(secrets.token_urlsafe(24))')"
+        )
 
 
 def client_host(host: str) -> str:
@@ -100,6 +160,9 @@ def validate(host: str, tcp_port: int, http_port: int, password: str | None) -> 
     if password is not None and password == "":
         raise ValueError("password must not be empty (pass None for no password)")
     refuse_open_network(host, password)
+    listen_address(host)  # a name that does not resolve is refused here
+    if password is not None:
+        check_secret_strength(password, "password", host)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

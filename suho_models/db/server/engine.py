@@ -44,6 +44,7 @@ from suho_models.db.server.config import (
     client_host,
     config_xml,
     http_request,
+    listen_address,
     ping,
     server_dir,
     url_host,
@@ -93,6 +94,7 @@ def serve(
     """
     global _served
     validate(host, tcp_port, http_port, password)
+    host = listen_address(host).ip  # a name is resolved once: bind what was checked
     if threading.current_thread() is not threading.main_thread():
         raise ServerError("serve() must run in the main thread (it handles SIGTERM/SIGINT)")
     if _served:

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from repositories.serialization import OBJECT_FORMATS, dumps_object, loads_object, require_trusted
+from repositories.errors import InvalidInputError
+from repositories.serialization import (
+    OBJECT_FORMATS,
+    CorruptCheckpointError,
+    dumps_object,
+    loads_object,
+    require_trusted,
+)
 from suho_models.enums import ModelFormat, ModelType, TaskType
 
 OnIteration = Callable[[int, dict[str, float | None]], None]
@@ -133,6 +140,20 @@ class Booster(ABC):
         from what the checkpoint store's ``load_checkpoint`` returned for a signed
         row; for every format, bytes whose row format is not ``fmt`` are refused."""
         fmt = ModelFormat(fmt)
+        if fmt not in self.formats:  # e.g. raw bytes: no model library may parse them
+            allowed = ", ".join(f.value for f in self.formats)
+            raise InvalidInputError(
+                f"checkpoint format: {fmt.value!r} is not a {self.model_type.value} model "
+                f"(expected one of {allowed})"
+            )
         if fmt in OBJECT_FORMATS:
             return loads_object(data, fmt)
-        return self._from_native(require_trusted(data, fmt), fmt, task)
+        trusted = require_trusted(data, fmt)
+        try:
+            return self._from_native(trusted, fmt, task)
+        except Exception as exc:  # each library raises its own error for bad bytes
+            first = str(exc).strip().splitlines()
+            raise CorruptCheckpointError(
+                f"checkpoint bytes do not load as {fmt.value}: {type(exc).__name__}: "
+                f"{first[0] if first else ''}"
+            ) from exc

@@ -24,7 +24,14 @@ from repositories.checkpoints import (
 )
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.object_store import ObjectStore
-from repositories.records import AgentTrainingRun, RLTrial, TrainingRun, Trial
+from repositories.records import (
+    AgentFinalMetrics,
+    AgentTrainingRun,
+    RLTrial,
+    SupervisedFinalMetrics,
+    TrainingRun,
+    Trial,
+)
 from repositories.runs import AgentRunRepository, RunRepository, TrainingRunRepository
 from repositories.series import (
     MetricLogger,
@@ -132,6 +139,14 @@ class KindProfile(Generic[R, I, T, L]):
     """Its series tables, the first one the default chart."""
     describing_columns: tuple[str, ...]
     """Run columns that say what was trained (tags of a mirrored run)."""
+    final_metrics: type[SupervisedFinalMetrics | AgentFinalMetrics]
+    """The run's result columns (what ``complete`` takes)."""
+    step_placement: Literal["iteration", "timestep"]
+    """Where a checkpoint taken at a logged step goes (``save_checkpoint``'s keyword)."""
+    target_column: str | None
+    """The run column naming what it predicts (None: the kind has none)."""
+    features_column: str | None
+    """The run column listing the model's input features (None: the kind has none)."""
     total_columns: tuple[str, ...] = ()
     """Run columns besides ``final_*`` that hold an ended run's results."""
 
@@ -231,6 +246,10 @@ SUPERVISED: KindProfile[TrainingRun, ModelCheckpointInfo, Trial, MetricLogger] =
         ),
     ),
     describing_columns=("model_type", "task_type", "target_variable"),
+    final_metrics=SupervisedFinalMetrics,
+    step_placement="iteration",
+    target_column="target_variable",
+    features_column="features_used",
 )
 
 RL: KindProfile[AgentTrainingRun, AgentCheckpointInfo, RLTrial, RewardLogger] = KindProfile(
@@ -272,6 +291,10 @@ RL: KindProfile[AgentTrainingRun, AgentCheckpointInfo, RLTrial, RewardLogger] = 
         ),
     ),
     describing_columns=("agent_type", "reward_function_type", "tickers"),
+    final_metrics=AgentFinalMetrics,
+    step_placement="timestep",
+    target_column=None,
+    features_column=None,
     total_columns=("total_timesteps", "total_episodes"),
 )
 

@@ -6,7 +6,7 @@ the hash alone cannot tell an old row of ours from a new row of theirs. The rule
 
 * Since the signing revision every code-format checkpoint is signed when saved, so
   only rows **created before signing began** (``checkpoint_signing_epoch``, recorded
-  by revision ``0008_signing_epoch``) can be legacy rows. A newer unsigned row was
+  by revision ``0009_signing_epoch``) can be legacy rows. A newer unsigned row was
   not written by suho.
 * Its **run existed then** too (a row naming a run created later is refused).
 * A row carrying a signature that does not verify (copied, or another key) is
@@ -41,7 +41,7 @@ EPOCH_TABLE = "checkpoint_signing_epoch"
 
 
 class SigningRuleError(RepositoryError):
-    """The store cannot say when signing began (not migrated to 0008_signing_epoch)."""
+    """The store cannot say when signing began (not migrated to 0009_signing_epoch)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def signing_epoch(db: Database) -> dt.datetime:
     if not db.scalar(f"EXISTS TABLE {EPOCH_TABLE}"):
         raise SigningRuleError(
             f"{EPOCH_TABLE} is missing: run `suho db upgrade` first (revision "
-            "0008_signing_epoch records when signing began; without it no legacy "
+            "0009_signing_epoch records when signing began; without it no legacy "
             "checkpoint can be told from a new one)"
         )
     value = db.scalar(f"SELECT minOrNull(signing_from) FROM {EPOCH_TABLE}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
@@ -70,7 +71,7 @@ def agents_show(run_id: str, as_json: JsonOption = False) -> None:
     )
 
 
-def _baselines(metrics: dict[str, float]) -> dict[str, object]:
+def _baselines(metrics: Mapping[str, float | None]) -> dict[str, object]:
     """Buy-and-hold and the trend rule beside the agent, a verdict line, and a warning
     when the agent never traded."""
     from trainers.baselines import never_traded, rl_verdict

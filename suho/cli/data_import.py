@@ -70,7 +70,7 @@ def data_import(
             query=query,
             table=table,
             timezone=timezone,
-            calendar=calendar,  # type: ignore[arg-type]
+            calendar=calendar,
             progress=not quiet and not as_json,
         )
     except OhlcvError as exc:

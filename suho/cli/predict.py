@@ -100,23 +100,26 @@ def serve(
 
     from repositories.errors import InvalidInputError
     from suho.inference.serve import ModelHolder, create_serving_app
-    from suho.ui.app import serving_options
+    from suho.ui.security import serving_options
 
     try:
-        options = serving_options(host, True, token or os.environ.get("SUHO_UI_TOKEN"))
+        serving = serving_options(host, True, token or os.environ.get("SUHO_UI_TOKEN"))
     except InvalidInputError as exc:
         raise typer.BadParameter(str(exc).removeprefix("host: "), param_hint="--host") from None
     db = database()
     holder = ModelHolder(db, model, stage, poll_seconds=poll)
-    app = create_serving_app(holder, token=options["token"], allowed_hosts=options["allowed_hosts"])
+    app = create_serving_app(holder, token=serving.token, allowed_hosts=serving.allowed_hosts)
     console.print(
-        f"suho serve on http://{host}:{port}/ (docs at /docs): checkpoint "
-        f"{holder.model.checkpoint_id} ({holder.model.describe()['name']}, {stage})",
+        f"suho serve on {serving.url(port).split('?')[0]} (docs at /docs): checkpoint "
+        f"{holder.model.checkpoint_id} ({holder.model.describe()['name']}, {stage})\n"
+        f"send Authorization: Bearer {serving.token}",
         soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     holder.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=serving.bind, port=port, log_level="warning")
     finally:
         holder.stop()
         db.close()

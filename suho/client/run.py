@@ -33,7 +33,6 @@ from types import TracebackType
 from typing import Any
 
 from repositories.errors import InvalidInputError
-from repositories.records import AgentFinalMetrics, SupervisedFinalMetrics
 from repositories.run_metrics import check_key, check_value
 from repositories.tracking import HEARTBEAT_SECONDS, AnyTracking, RunKind, RunTrackingService
 from suho.client.config import TAGS_KEY, plain_config
@@ -41,10 +40,6 @@ from suho.client.models import from_bytes, to_bytes
 from suho_models.db import Database, migrations
 from suho_models.enums import RunStatus
 
-_FINAL_FIELDS = {
-    RunKind.SUPERVISED: frozenset(SupervisedFinalMetrics.model_fields),
-    RunKind.RL: frozenset(AgentFinalMetrics.model_fields),
-}
 _INTEGER_FINALS = frozenset({"total_timesteps", "total_episodes"})
 
 _lock = threading.Lock()
@@ -112,7 +107,8 @@ class Run:
             raise InvalidInputError(f"run {self.run_id}: log_model after finish")
         saved = to_bytes(model)
         at = self.step if step is None else step
-        supervised = self.kind is RunKind.SUPERVISED
+        profile = self.service.profile
+        placement: dict[str, Any] = {profile.step_placement: at}
         info = self.service.save_checkpoint(
             self.run_id,
             saved.data,
@@ -120,12 +116,11 @@ class Run:
             metrics,
             kind="final" if final else "intermediate",
             model_name=name,
-            iteration=at if supervised else 0,
-            timestep=0 if supervised else at,
+            **placement,
             flush=self._logger,  # the metrics up to the checkpoint are stored first
         )
-        if saved.feature_names and self.kind is RunKind.SUPERVISED:
-            self.service.update(self.run_id, features_used=saved.feature_names)
+        if saved.feature_names and profile.features_column is not None:
+            self.service.update(self.run_id, **{profile.features_column: saved.feature_names})
         return info
 
     # ------------------------------------------------------------------ end
@@ -168,7 +163,7 @@ class Run:
         self._logger.flush()
         values = {k.key: k.last_value for k in self.service.metric_keys(self.run_id)}
         values.update(given)
-        fields = _FINAL_FIELDS[self.kind]
+        fields = frozenset(self.service.profile.final_metrics.model_fields)
         finals: dict[str, Any] = {}
         rest = {}
         for key, value in values.items():
@@ -226,7 +221,7 @@ def _status(status: RunStatus | str) -> RunStatus:
 def init(
     name: str | None = None,
     *,
-    kind: RunKind | str = RunKind.SUPERVISED,
+    kind: RunKind | str = "supervised",
     config: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     model_type: str = "other",
@@ -260,10 +255,12 @@ def init(
         )
         run_name = name if name is not None else _default_name()
         spec: dict[str, Any] = {"run_name": run_name, "config_json": plain}
-        if service.kind is RunKind.SUPERVISED:
-            spec.update(model_type=model_type, target_variable=target)
-        else:
-            spec.update(agent_type=agent_type)
+        profile = service.profile
+        spec[profile.type_column] = {"model_type": model_type, "agent_type": agent_type}[
+            profile.type_column
+        ]
+        if profile.target_column is not None:
+            spec[profile.target_column] = target
         record = service.create(spec)
         service.start(record.run_id)
         run = Run(service, record, plain, plain_tags)

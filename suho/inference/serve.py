@@ -151,10 +151,8 @@ def create_serving_app(
     holder: ModelHolder, *, token: str | None = None, allowed_hosts: list[str] | None = None
 ) -> FastAPI:
     """The API over ``holder``'s model; ``token`` and ``allowed_hosts`` as
-    :func:`suho.ui.app.serving_options` returns them."""
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-    from suho.ui.app import TokenMiddleware
+    :func:`suho.ui.security.serving_options` decides them (``suho ui``'s rules)."""
+    from suho.ui.security import HostCheckMiddleware, TokenMiddleware
 
     app = FastAPI(
         title="suho serve",
@@ -164,7 +162,7 @@ def create_serving_app(
     if token is not None:
         app.add_middleware(TokenMiddleware, token=token)
     if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+        app.add_middleware(HostCheckMiddleware, allowed=allowed_hosts)
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:

@@ -1,7 +1,7 @@
 """Record when checkpoint signing began, so legacy signing can tell old rows from new.
 
-Revision ID: 0008_signing_epoch
-Revises: 0007_run_metrics
+Revision ID: 0009_signing_epoch
+Revises: 0008_model_predictions
 Create Date: 2026-12-07
 
 Since ``0002_kind_signature_heartbeat`` every pickle/joblib/SB3-zip checkpoint is
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0008_signing_epoch"
-down_revision: str | None = "0007_run_metrics"
+revision: str = "0009_signing_epoch"
+down_revision: str | None = "0008_model_predictions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -89,7 +89,12 @@ def signing_epoch(db: Database) -> dt.datetime:
     value = db.scalar(f"SELECT minOrNull(signing_from) FROM {EPOCH_TABLE}")
     if value is None:
         raise SigningRuleError(f"{EPOCH_TABLE} is empty: the time signing began was not recorded")
-    return _utc(value)
+    epoch = _utc(value)
+    for table in ("model_checkpoints", "agent_checkpoints"):  # signed rows: signing was on
+        oldest = db.scalar(f"SELECT minOrNull(created_at) FROM {table} FINAL WHERE signature != ''")
+        if oldest is not None:
+            epoch = min(epoch, _utc(oldest))
+    return epoch
 
 
 def _repositories(db: Database, store: ObjectStore | None) -> tuple[CheckpointRepository[Any], ...]:

@@ -8,15 +8,17 @@ Since ``0002_kind_signature_heartbeat`` every pickle/joblib/SB3-zip checkpoint i
 signed when it is saved, so an unsigned one written after that was not written by
 suho. ``suho checkpoints sign`` (signing the rows from before signatures) therefore
 signs only rows, of runs, created before this moment. When 0002 was applied was not
-recorded, so the moment is the earliest that signing is known to have been in use:
-the creation time of the oldest signed checkpoint, or now, whichever is earlier (a
-row an attacker adds can only move it earlier, which refuses more).
+recorded, so this revision records when it was applied, and the signing rule
+(``repositories.legacy_signing.signing_epoch``) takes the earlier of that and the
+creation time of the oldest signed checkpoint (a row an attacker adds can only move
+it earlier, which refuses more).
 
 ``checkpoint_signing_epoch`` (one row: ``signing_from``, ``recorded_at``,
 ``revision``) is not a model table (nothing writes it; autogenerate leaves it alone,
 see ``suho_models.db.migrations.UNMODELLED_TABLES``) and is written once, by
-``CREATE TABLE ... AS SELECT``: a re-run (``IF NOT EXISTS``) keeps the first time,
-and in cluster mode each node records its own.
+``CREATE TABLE ... AS SELECT`` of constants: a re-run (``IF NOT EXISTS``) keeps the
+first time, and in cluster mode each node records its own, reading no other table
+(with per-node DDL the other nodes may not have their tables yet).
 """
 
 from collections.abc import Sequence
@@ -32,13 +34,6 @@ TABLE = "checkpoint_signing_epoch"
 SIGNING_REVISION = "0002_kind_signature_heartbeat"
 
 
-def _oldest_signed(table: str) -> str:
-    return (
-        f"ifNull((SELECT minOrNull(created_at) FROM {table} FINAL WHERE signature != ''), "
-        "now64(3, 'UTC'))"
-    )
-
-
 def upgrade() -> None:
     op.execute(
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("
@@ -47,9 +42,7 @@ def upgrade() -> None:
         "revision String COMMENT 'The revision that began signing') "
         "ENGINE = MergeTree ORDER BY tuple() "
         "COMMENT 'When checkpoint signing began: only older unsigned rows may be signed' "
-        "AS SELECT least(now64(3, 'UTC'), "
-        f"{_oldest_signed('model_checkpoints')}, {_oldest_signed('agent_checkpoints')}"
-        ") AS signing_from, "
+        "AS SELECT now64(3, 'UTC') AS signing_from, "
         f"now64(3, 'UTC') AS recorded_at, '{SIGNING_REVISION}' AS revision"
     )
 

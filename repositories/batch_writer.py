@@ -18,15 +18,10 @@ Why the design is what it is:
 * **Flushes** happen at ``max_rows`` (in the logging thread, which gives
   back-pressure), ``max_seconds`` after the oldest unflushed row (a daemon
   thread), on ``flush()``/``close()``, and at interpreter exit (``atexit``).
-* **Never drop rows.** A batch whose insert fails goes to the spool in ``spool_dir``
-  at once (write-ahead, :mod:`repositories.spool`), and while the database keeps
-  failing every newly sealed batch does too, appended to one segment file (a few
-  large files per outage, not one per batch). Spooled files are replayed first, in
-  order, and deleted only after their insert succeeded; a new writer for the same
-  table replays files a crashed process left behind. Failed
-  inserts are retried with exponential backoff, and while the server cannot be
-  reached a cheap TCP probe every ``probe_interval`` seconds notices its return,
-  so rows arrive within about that long after it is back.
+* **Never drop rows, exactly once.** What happens to a batch once it is sealed
+  (inserting it, spooling it to disk while the database fails, replaying, the
+  retry backoff and the reachability probe, deduplication tokens) is
+  :class:`repositories.batch_delivery.BatchDelivery`, this class's base.
 * **Never lose rows silently.** Rows that can be neither inserted nor spooled (the
   database failing and the spool's disk full or unwritable) stay in memory, up to
   ``max_buffered_rows``; past that, ``log()`` blocks up to ``block_seconds`` for
@@ -38,21 +33,6 @@ Why the design is what it is:
   within the last ``max_seconds``) and, while the database answers, the sealed
   batch whose first INSERT is in flight. Everything sealed during an outage is on
   disk.
-* **Exactly once, raw rows included.** An INSERT that failed may still have
-  landed (the acknowledgement was lost to a timeout), or landed on some shards of
-  a Distributed table only; a spool file may be replayed twice (a crash between
-  its INSERT and its deletion). So every batch gets an ``insert_deduplication_token``
-  when it is sealed, and a batch that has been attempted is only ever retried
-  whole, with the same rows in the same order under the same token: in memory,
-  in its own spool file (the token in the file) and on replay. ClickHouse then
-  drops the blocks it already has. Batches never attempted may still be coalesced
-  into one INSERT; the group is fixed, under a token of its own, at its first
-  attempt. ClickHouse remembers the last ``non_replicated_deduplication_window``
-  blocks of a table (revision 0004 sets it on both tables, cluster mode on every
-  local table); a replay later than that, and any duplicate the window missed,
-  is still read once: both tables are ReplacingMergeTree on their natural key,
-  read with ``FINAL``, and a batch is sealed once, so its retries carry the same
-  ``recorded_at`` (the version and the partition key).
 """
 
 from __future__ import annotations
@@ -61,11 +41,8 @@ import atexit
 import contextlib
 import datetime as dt
 import logging
-import socket
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -88,54 +65,19 @@ from repositories.arrow_schema import (
     is_scalar,
     values_to_arrow,
 )
-from repositories.errors import RepositoryError
-from repositories.spool import DEFAULT_SEGMENT_ROWS, SpoolDir
+from repositories.batch_delivery import Batch, BatchDelivery, RowsNotStoredError
+from repositories.spool import DEFAULT_SEGMENT_ROWS
 from suho_models.db.database import Database
 from suho_models.rl import RewardStep
-from suho_models.settings import get_settings
 from suho_models.supervised import TrainingMetric
 
 logger = logging.getLogger(__name__)
 
-_IDLE_WAIT_S = 1.0
-_DEFAULT_PORTS = {"native": 9000}  # other network drivers speak HTTP
 _CONVERSION_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, AttributeError)
 
 
-class RowsNotStoredError(RepositoryError):
-    """Rows were logged that the writer could neither insert nor spool to disk: they
-    live only in this process's memory (``rows`` of them) and are lost when it exits.
-
-    Raised by ``close()`` (after everything else was stored or spooled) and, as
-    back-pressure, by ``log()``/``log_columns()`` once ``max_buffered_rows`` such rows
-    are held. The message names the table, the count and both causes."""
-
-    def __init__(self, message: str, *, table: str, rows: int) -> None:
-        super().__init__(message)
-        self.table = table
-        self.rows = rows
-
-
-class _Batch:
-    """A sealed, immutable Arrow batch waiting in memory for its insert.
-
-    ``token`` is its ``insert_deduplication_token``, fixed here. Once ``attempted``
-    the batch is never merged, split or re-tokenised: a retry must repeat the first
-    attempt exactly for ClickHouse to recognise what already landed.
-    """
-
-    __slots__ = ("table", "rows", "logged_at", "token", "attempted")
-
-    def __init__(self, table: pa.Table, logged_at: float, token: str) -> None:
-        self.table = table
-        self.rows = table.num_rows
-        self.logged_at = logged_at
-        self.token = token
-        self.attempted = False
-
-
 # --------------------------------------------------------------------------- writer
-class BatchWriter:
+class BatchWriter(BatchDelivery):
     """Buffers rows for one table and writes them as columnar Arrow INSERTs.
 
     Thread-safe: any number of threads may log concurrently. Use as a context
@@ -175,23 +117,20 @@ class BatchWriter:
             raise ValueError("max_rows and max_buffered_rows must be positive")
         if block_seconds < 0:
             raise ValueError(f"block_seconds: must be >= 0 (got {block_seconds!r})")
-        self.db = db
-        self.table = table
+        super().__init__(
+            db,
+            table,
+            max_seconds=max_seconds,
+            spool_dir=spool_dir,
+            spool_segment_rows=spool_segment_rows,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+            probe_interval=probe_interval,
+        )
         self.schema = schema
         self.max_rows = min(max_rows, max_buffered_rows)
-        self.max_seconds = max_seconds
         self.max_buffered_rows = max_buffered_rows
-        self.retry_initial = retry_initial
-        self.retry_max = retry_max
-        self.probe_interval = probe_interval
         self.block_seconds = block_seconds
-        self._spool_files = SpoolDir(
-            spool_dir
-            if spool_dir is not None
-            else get_settings().data_dir / "spool" / db.store_key / table,
-            segment_rows=spool_segment_rows,
-        )
-        self.spool_dir = self._spool_files.path
 
         self._names = tuple(schema.names)
         self._name_set = frozenset(self._names)
@@ -200,45 +139,21 @@ class BatchWriter:
         self._has_recorded_at = RECORDED_AT in self._name_set
         self._required = tuple(r.field.name for r in self._rules if not r.may_be_none)
 
-        # Guarded by _lock, which is held only for list operations, never for I/O.
-        self._lock = threading.Lock()
-        # Open rows, one list per column. Values are mostly atomic (float, int,
-        # str, one shared UUID), so buffering creates no GC-tracked object per row;
-        # a list of row dicts made the cyclic GC cost more than the append itself.
+        # Open rows, one list per column, guarded by the base's _lock. Values are mostly
+        # atomic (float, int, str, one shared UUID), so buffering creates no GC-tracked
+        # object per row; a list of row dicts made the cyclic GC cost more than the append.
         self._columns: list[list[Any]] = [[] for _ in self._names]
         self._rows_first_at: float | None = None
-        self._batches: deque[_Batch] = deque()
-        self._batch_rows = 0
-        self._spool: deque[tuple[Path, int]] = deque()
-        self._spool_rows = 0
         self._closed = False
         self._rows_taken = 0  # rows that left the open columns, plus log_columns rows
-        self._rows_flushed = 0
         self._rows_rejected = 0
         self._first_rejection: str | None = None
-        self._flush_count = 0
-        self._failures = 0  # failed attempts since the last success
-        self._backoff_step = 0  # the same, restarted when the server comes back
-        self._retry_at = 0.0
-        self._down = False  # the probe found the server unreachable
-        self._probe_at = 0.0
-        self._last_error: BaseException | None = None
-        self._spool_error: OSError | None = None  # the last failed spool write
         self._refusing = False  # back-pressure: log() raises until rows can be kept
-
-        self._sealing_rows = 0  # rows being converted outside _lock
-        self._spooling_rows = 0  # a batch being appended to the spool outside _lock
         self._seal_lock = threading.Lock()  # batches enter the queue in logging order
-        self._flush_lock = threading.Lock()  # one insert loop at a time
-        self._spool_lock = threading.Lock()  # spool files are written in order
-        self._wake = threading.Event()
-        self._stop = threading.Event()
 
         self.log, self.log_row = self._compile_appenders()
         self._warm_up()
-        self._adopt_spool_leftovers()
-        self._thread = threading.Thread(target=self._run, name=f"batch-writer-{table}", daemon=True)
-        self._thread.start()
+        self._start()
         atexit.register(self._at_exit)
 
     # ------------------------------------------------------------------ logging
@@ -350,7 +265,7 @@ def log_row(row):
                 if self._closed:
                     self._raise_closed()
                 self._rows_taken += length
-                self._batches.append(_Batch(table, time.monotonic(), self._new_token()))
+                self._batches.append(Batch(table, time.monotonic(), self._new_token()))
                 self._batch_rows += table.num_rows
                 first = len(self._batches) == 1
                 full = self._batch_rows >= self.max_rows
@@ -427,41 +342,7 @@ def log_row(row):
                 self.table,
                 len(self._columns[0]),
             )
-        deadline = time.monotonic() + max(timeout, 0.0)
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(timeout, 0.1))
-
-        done = self._flush(force=True, lock_timeout=max(deadline - time.monotonic(), 0.0))
-        while not done and time.monotonic() < deadline:
-            time.sleep(min(self._backoff(), max(deadline - time.monotonic(), 0.0)))
-            done = self._flush(force=True, lock_timeout=max(deadline - time.monotonic(), 0.0))
-        if not done:
-            self._spool_memory()
-        try:
-            self._close_segment()
-        except OSError as exc:
-            logger.error("BatchWriter(%s): closing the spool segment: %s", self.table, exc)
-        if not done:
-            with self._lock:
-                files, spooled = len(self._spool), self._spool_rows
-            held = self.memory_rows
-            (logger.error if held else logger.warning)(
-                "BatchWriter(%s) closed with %d row(s) not inserted (%s): %d in %d spool "
-                "file(s) under %s, replayed by the next writer for %s; %d held only in "
-                "memory (not spooled: %s)",
-                self.table,
-                spooled + held,
-                _short(self._last_error),
-                spooled,
-                files,
-                self.spool_dir,
-                self.table,
-                held,
-                _short(self._spool_error),
-            )
-        return done
+        return self._drain(timeout)
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -498,50 +379,9 @@ def log_row(row):
             return self._rows_taken + len(self._columns[0])
 
     @property
-    def rows_flushed(self) -> int:
-        """Rows whose INSERT succeeded (replayed spool rows included)."""
-        return self._rows_flushed
-
-    @property
     def rows_rejected(self) -> int:
         """Accepted rows that could not be converted at sealing (close() raises for them)."""
         return self._rows_rejected
-
-    @property
-    def flush_count(self) -> int:
-        """Successful INSERT statements."""
-        return self._flush_count
-
-    @property
-    def pending_rows(self) -> int:
-        """Rows queued in memory or in spool files, not yet inserted."""
-        with self._lock:
-            open_rows = len(self._columns[0])
-            in_memory = open_rows + self._sealing_rows + self._spooling_rows + self._batch_rows
-            return in_memory + self._spool_rows
-
-    @property
-    def memory_rows(self) -> int:
-        """Pending rows held only in memory (open, sealing or sealed, not spooled):
-        those a crash would lose, and those ``close()`` raises for if they remain."""
-        with self._lock:
-            held = self._sealing_rows + self._spooling_rows + self._batch_rows
-            return len(self._columns[0]) + held
-
-    @property
-    def spooled_files(self) -> int:
-        """Spool files waiting to be replayed (this writer's open segment included)."""
-        return len(self._spool) + (1 if self._spool_files.open_rows else 0)
-
-    @property
-    def spooled_rows(self) -> int:
-        """Rows in those spool files."""
-        return self._spool_rows
-
-    @property
-    def last_error(self) -> BaseException | None:
-        """The most recent insert failure (kept after recovery, for diagnostics)."""
-        return self._last_error
 
     def stats(self) -> dict[str, Any]:
         """All counters at once, e.g. for a progress line."""
@@ -600,13 +440,8 @@ def log_row(row):
         with self._lock:
             self._sealing_rows = 0
             if table.num_rows:
-                self._batches.append(_Batch(table, first_at, self._new_token()))
+                self._batches.append(Batch(table, first_at, self._new_token()))
                 self._batch_rows += table.num_rows
-
-    def _new_token(self) -> str:
-        """A dedup token unique to one batch; store and table only make it readable
-        in the server's logs (ClickHouse keys it per table anyway)."""
-        return f"{self.db.store_key}:{self.table}:{uuid.uuid4().hex}"
 
     def _columns_to_table(self, data: list[list[Any]]) -> pa.Table:
         try:
@@ -661,21 +496,7 @@ def log_row(row):
         """The logging thread sealed a full batch: flush now (back-pressure) unless the
         database is failing, in which case the batch goes to the spool (write-ahead)."""
         self._seal()
-        if self._failures:
-            self._spool_memory()
-        else:
-            with self._lock:
-                over = self._batch_rows > self.max_buffered_rows
-            # Wait for another thread's flush only when memory is over its bound.
-            if over:
-                self._flush(force=False)
-            elif self._flush_lock.acquire(blocking=False):
-                try:
-                    self._flush_locked(force=False)
-                finally:
-                    self._flush_lock.release()
-            if self._batch_rows > self.max_buffered_rows:
-                self._spool_memory(keep_rows=self.max_buffered_rows)
+        self._make_room(self.max_buffered_rows)
         if self.memory_rows > self.max_buffered_rows:
             self._wait_for_room()
 
@@ -705,295 +526,6 @@ def log_row(row):
             held, f"held in memory, over max_buffered_rows={self.max_buffered_rows:,}; row refused"
         )
 
-    def _not_stored(self, rows: int, what: str) -> RowsNotStoredError:
-        return RowsNotStoredError(
-            f"BatchWriter({self.table}): {rows:,} row(s) {what}. They could not be inserted "
-            f"({_short(self._last_error)}) nor spooled to {self.spool_dir} "
-            f"({_short(self._spool_error)}), and are lost when this process exits",
-            table=self.table,
-            rows=rows,
-        )
-
-    def _flush(self, *, force: bool, lock_timeout: float = -1) -> bool:
-        if not self._flush_lock.acquire(timeout=lock_timeout):
-            return False
-        try:
-            return self._flush_locked(force=force)
-        finally:
-            self._flush_lock.release()
-
-    def _flush_locked(self, *, force: bool) -> bool:
-        """Insert spool files, one INSERT each, then the sealed memory batches: the
-        attempted one at the front alone, else all of them as one INSERT.
-
-        Returns True when nothing sealed is left. Never raises for database errors:
-        the batches go to the spool instead.
-        """
-        if not force and self._failures and time.monotonic() < self._retry_at:
-            return False
-        if self._down and not self._reachable():
-            # Still unreachable: no INSERT to try, and the open spool segment stays
-            # open (closing it for every retry would make a file per retry).
-            self._spool_memory()
-            return False
-        try:
-            while True:
-                with self._lock:
-                    spooled = self._spool[0] if self._spool else None
-                    segment = spooled is None and self._spool_files.open_rows > 0
-                    batch = None if spooled or segment else self._next_attempt()
-                if spooled is not None:
-                    self._replay(*spooled)
-                elif segment:
-                    self._close_segment()  # replayed next, before newer memory batches
-                elif batch is not None:
-                    self._insert(batch)
-                else:
-                    break
-        except Exception as exc:
-            self._on_failure(exc)
-            self._spool_memory()
-            return False
-        if self._failures:
-            logger.info(
-                "BatchWriter(%s): inserts work again after %d failed attempt(s)",
-                self.table,
-                self._failures,
-            )
-        self._failures = self._backoff_step = 0
-        self._retry_at = 0.0
-        self._down = False
-        return True
-
-    def _next_attempt(self) -> _Batch | None:
-        """The memory batch to insert next, marked attempted (call under ``_lock``).
-
-        An attempted batch is only ever at the front (new batches join at the end,
-        and spooling takes from the front), and goes again alone, as it is. Otherwise
-        the batches, none attempted yet, become one batch with a token of its own:
-        one INSERT (one part) for many small ``log_columns`` calls, fixed from now on.
-        """
-        if not self._batches:
-            return None
-        first = self._batches[0]
-        if not first.attempted and len(self._batches) > 1:
-            group = list(self._batches)
-            first = _Batch(
-                pa.concat_tables(b.table for b in group), group[0].logged_at, self._new_token()
-            )
-            self._batches.clear()
-            self._batches.append(first)
-        first.attempted = True
-        return first
-
-    def _insert(self, batch: _Batch) -> None:
-        self.db.insert_arrow(self.table, batch.table, dedup_token=batch.token)
-        with self._lock:
-            # A batch spooled meanwhile (close under a hung insert) is no longer at the
-            # front; its file replays later under the same token, so it lands once.
-            if self._batches and self._batches[0] is batch:
-                self._batches.popleft()
-                self._batch_rows -= batch.rows
-            self._rows_flushed += batch.rows
-            self._flush_count += 1
-
-    def _replay(self, path: Path, rows: int) -> None:
-        """Insert one spool file, group by group (each under its fixed token), then
-        delete it; a failure part-way repeats the whole file later, deduplicated."""
-        groups = self._spool_files.read(path)
-        for group in groups or ():
-            token = group.token or f"{self.db.store_key}:{self.table}:spool:{group.key}"
-            self.db.insert_arrow(self.table, group.table, dedup_token=token)
-        if groups is not None:
-            self._spool_files.remove(path)
-        with self._lock:
-            if self._spool and self._spool[0][0] == path:
-                self._spool.popleft()
-                self._spool_rows -= rows
-            if groups is not None:
-                self._rows_flushed += sum(g.table.num_rows for g in groups)
-                self._flush_count += len(groups)
-
-    def _on_failure(self, exc: BaseException) -> None:
-        self._failures += 1
-        self._backoff_step += 1
-        self._last_error = exc
-        delay = self._backoff()
-        now = time.monotonic()
-        self._retry_at = now + delay
-        if not self._down and not self._reachable():
-            self._down = True  # probe until it answers, between the backoff steps
-            self._probe_at = now + self.probe_interval
-        log = logger.warning if self._failures == 1 else logger.debug
-        log(
-            "BatchWriter(%s): insert failed (attempt %d), %d rows kept, retrying in %.1fs%s: %s",
-            self.table,
-            self._failures,
-            self.pending_rows,
-            delay,
-            " or when the server answers" if self._down else "",
-            exc,
-        )
-
-    def _backoff(self) -> float:
-        exponent = min(max(self._backoff_step - 1, 0), 30)
-        return min(self.retry_max, self.retry_initial * 2.0**exponent)
-
-    def _probe(self) -> None:
-        """While the server is unreachable: is it back? Then retry now, backoff restarted."""
-        self._probe_at = time.monotonic() + self.probe_interval
-        if self._reachable():
-            self._down = False
-            self._backoff_step = 0
-            self._retry_at = 0.0
-
-    def _reachable(self) -> bool:
-        """A TCP connect to the server (cheap, bounded by ``probe_interval``); the
-        embedded engine is always reachable, so its failures follow the backoff."""
-        if self.db.is_embedded:
-            return True
-        if self.db.is_shared:  # the default store: start its server again if it is gone
-            try:
-                return self.db.revive()
-            except Exception:  # noqa: BLE001 - still down; the backoff goes on
-                return False
-        url = self.db.url
-        port = url.port or _DEFAULT_PORTS.get(self.db.driver, 8123)
-        try:
-            socket.create_connection(
-                (url.host or "localhost", port), timeout=min(self.probe_interval, 1.0)
-            ).close()
-        except OSError:
-            return False
-        return True
-
-    # ------------------------------------------------------------------ spool
-    def _spool_memory(self, *, keep_rows: int = 0) -> None:
-        """Move the oldest memory batches to the spool until at most ``keep_rows``
-        remain: appended to the open segment, one record per batch with its token
-        and whether it was attempted, never split."""
-        with self._spool_lock:
-            while True:
-                self._seal()
-                with self._lock:
-                    if self._batch_rows <= keep_rows or not self._batches:
-                        return
-                    batch = self._batches.popleft()
-                    self._batch_rows -= batch.rows
-                    self._spooling_rows = batch.rows
-                try:
-                    closed = self._spool_files.append(
-                        batch.table, batch.token, attempted=batch.attempted
-                    )
-                except OSError as exc:
-                    with self._lock:  # put it back: memory is better than nothing
-                        self._batches.appendleft(batch)
-                        self._batch_rows += batch.rows
-                        self._spooling_rows = 0
-                    self._on_spool_failure(exc)
-                    return
-                with self._lock:
-                    self._spooling_rows = 0
-                    self._spool_rows += batch.rows
-                    if closed is not None:
-                        self._spool.append(closed)
-                if self._spool_error is not None:
-                    logger.warning("BatchWriter(%s): spooling works again", self.table)
-                    self._spool_error = None
-
-    def _on_spool_failure(self, exc: OSError) -> None:
-        first = self._spool_error is None
-        self._spool_error = exc
-        (logger.error if first else logger.debug)(
-            "BatchWriter(%s): cannot spool to %s (%s): %d of %d pending row(s) are held "
-            "only in memory (lost if this process exits)",
-            self.table,
-            self.spool_dir,
-            exc,
-            self.memory_rows,
-            self.pending_rows,
-        )
-
-    def _close_segment(self) -> None:
-        """Close the open spool segment and queue it for replay (after older files)."""
-        with self._spool_lock:
-            closed = self._spool_files.close_segment()
-        if closed is not None:
-            with self._lock:
-                self._spool.append(closed)
-
-    def _adopt_spool_leftovers(self) -> None:
-        """Queue spool files from earlier (crashed or failed) writers, oldest first."""
-        found = self._spool_files.leftovers()
-        for path, rows in found:
-            self._spool.append((path, rows))
-            self._spool_rows += rows
-        if found:
-            logger.info(
-                "BatchWriter(%s): replaying %d spooled row(s) from %d file(s) in %s",
-                self.table,
-                self._spool_rows,
-                len(found),
-                self.spool_dir,
-            )
-
-    # ------------------------------------------------------------------ background
-    def _run(self) -> None:
-        """Daemon loop: time-based seals and flushes, probes and retries."""
-        while not self._stop.is_set():
-            self._wake.wait(self._seconds_to_next_step())
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self._step()
-            except Exception:  # never let the daemon die
-                logger.exception("BatchWriter(%s): background flush crashed", self.table)
-
-    def _step(self) -> None:
-        if not self._failures:
-            if self._seconds_to_next_step() <= 0:
-                self._seal()
-                self._flush(force=False)
-            return
-        now = time.monotonic()
-        with self._lock:
-            due = bool(self._columns[0]) and self._open_rows_due(now)
-            held = bool(self._batches)
-        if due or held:
-            if due:
-                self._seal()
-            self._spool_memory()  # write-ahead: the database is failing
-        if self._down and now >= self._probe_at:
-            self._probe()
-        if time.monotonic() >= self._retry_at:
-            self._flush(force=False)
-
-    def _open_rows_due(self, now: float) -> bool:
-        return (self._rows_first_at or now) + self.max_seconds <= now
-
-    def _seconds_to_next_step(self) -> float:
-        now = time.monotonic()
-        with self._lock:
-            open_rows = len(self._columns[0])
-            if self._failures and (open_rows or self._batches or self._spool_rows):
-                wait = self._retry_at - now
-                if self._down:
-                    wait = min(wait, self._probe_at - now)
-                if open_rows:
-                    wait = min(wait, (self._rows_first_at or now) + self.max_seconds - now)
-                return min(max(wait, 0.0), _IDLE_WAIT_S)
-            if self._spool_rows:
-                return 0.0
-            oldest = None
-            if self._batches:
-                oldest = self._batches[0].logged_at
-            elif open_rows:
-                oldest = self._rows_first_at or now
-        if oldest is None:
-            return _IDLE_WAIT_S
-        return min(max(oldest + self.max_seconds - now, 0.0), _IDLE_WAIT_S)
-
     def _at_exit(self) -> None:
         try:
             self.close()
@@ -1016,14 +548,6 @@ def _inline_check(i: int, rule: ColumnRule) -> str:
     if rule.may_be_none:
         test = f"{v} is not None and ({test})"
     return f"    if {test}:\n        {v} = c{i}({v})\n"
-
-
-def _short(exc: BaseException | None) -> str:
-    """An error's first line, bounded (a driver's message can run to pages)."""
-    if exc is None:
-        return "no error"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def _utc_now() -> dt.datetime:

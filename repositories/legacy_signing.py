@@ -28,11 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repositories.checkpoints import (
-    AgentCheckpointRepository,
-    CheckpointRepository,
-    ModelCheckpointRepository,
-)
+from repositories.checkpoints.agents import AgentCheckpointRepository
+from repositories.checkpoints.deploy import CheckpointRepository
+from repositories.checkpoints.models import ModelCheckpointRepository
 from repositories.errors import NotFoundError, RepositoryError, as_uuid
 from repositories.object_store import ObjectStore
 from suho_models.db import Database

@@ -147,16 +147,7 @@ def test_every_enum_error_lists_the_valid_values(enum: type[Enum], backend: str)
     [
         ("status", lambda db: TrainingRunRepository(db).list(status="bogus")),
         ("status", lambda db: AgentRunRepository(db).list(status="bogus")),
-        (
-            "model_type",
-            lambda db: TrainingRunRepository(db).create(
-                {"run_name": "r", "model_type": "bogus", "target_variable": "t"}
-            ),
-        ),  # fmt: skip
-        (
-            "agent_type",
-            lambda db: AgentRunRepository(db).create({"run_name": "r", "agent_type": "bogus"}),
-        ),  # fmt: skip
+        # model_type / agent_type take any library's name (the client's runs): no enum.
         (
             "format",
             lambda db: ModelCheckpointRepository(db).save_checkpoint(

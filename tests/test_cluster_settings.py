@@ -26,9 +26,9 @@ def test_unset_cluster_renders_the_single_node_schema(monkeypatch: pytest.Monkey
     assert "ENGINE = ReplacingMergeTree(updated_at)" in sql
     for cluster_only in ("ON CLUSTER", "Distributed", "Replicated", "_local"):
         assert cluster_only not in sql
-    # Single-node tables get a dedup window only from revision 0004, on the series tables.
+    # Single-node tables get a dedup window only on the series tables (revisions 0004, 0007).
     windowed = {line.split()[2] for line in sql.splitlines() if "deduplication_window" in line}
-    assert windowed == {"training_metrics", "reward_history"}
+    assert windowed == {"training_metrics", "reward_history", "run_metrics"}
     monkeypatch.setenv("SUHO_CLICKHOUSE_CLUSTER", "prod")
     clustered = _offline_sql("clickhouse+native://localhost/suho_analytics")
     assert "CREATE TABLE IF NOT EXISTS `training_runs` ON CLUSTER `prod` AS" in clustered

@@ -296,24 +296,23 @@ def test_serve_refuses_bad_requests_with_422_naming_the_field(
 
 
 def test_serve_beyond_loopback_needs_the_token(features_db: Database, trained: Any) -> None:
-    from suho.ui.app import serving_options
+    from suho.ui.security import serving_options
 
     with pytest.raises(InvalidInputError, match="is not loopback: set a token"):
         serving_options("0.0.0.0", True, None)
-    options = serving_options("0.0.0.0", True, "s3cret")
+    secret = "s3cret-token-of-24-chars"
+    options = serving_options("0.0.0.0", True, secret)
     client = serving_client(
         features_db,
         "direction-xgboost",
-        token=options["token"],
-        allowed_hosts=options["allowed_hosts"],
+        token=options.token,
+        allowed_hosts=options.allowed_hosts,
     )
     assert client.get("/health").status_code == 401
-    ok = client.get("/health", headers={"Authorization": "Bearer s3cret"})
+    ok = client.get("/health", headers={"Authorization": f"Bearer {secret}"})
     assert ok.status_code == 200
     loopback = serving_options("127.0.0.1", True, None)
-    local = serving_client(
-        features_db, "direction-xgboost", allowed_hosts=loopback["allowed_hosts"]
-    )
+    local = serving_client(features_db, "direction-xgboost", allowed_hosts=loopback.allowed_hosts)
     assert local.get("/health").status_code == 400  # Host: testserver is not loopback
     assert local.get("/health", headers={"host": "127.0.0.1"}).status_code == 200
 

@@ -102,7 +102,7 @@ def test_seed_queries_verbatim_equal_the_final_methods(db: Database) -> None:
 
 
 BAD_CREATE = [
-    ({"model_type": "sklearnx"}, "model_type"),
+    ({"model_type": "Not A Library!"}, "model_type"),  # any library name, but a name
     ({"run_name": ""}, "run_name"),
     ({"run_name": "x" * 300}, "run_name"),
     ({"run_name": 42}, "run_name"),

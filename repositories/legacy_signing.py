@@ -88,10 +88,16 @@ def signing_epoch(db: Database) -> dt.datetime:
     if value is None:
         raise SigningRuleError(f"{EPOCH_TABLE} is empty: the time signing began was not recorded")
     epoch = _utc(value)
-    for table in ("model_checkpoints", "agent_checkpoints"):  # signed rows: signing was on
-        oldest = db.scalar(f"SELECT minOrNull(created_at) FROM {table} FINAL WHERE signature != ''")
-        if oldest is not None:
-            epoch = min(epoch, _utc(oldest))
+    for repo in _repositories(db, None):  # a validly signed row: signing was on by then
+        rows = db.execute(
+            f"SELECT checkpoint_id, created_at FROM {repo.table.name} FINAL "
+            "WHERE signature != '' AND created_at < %(epoch)s ORDER BY created_at",
+            {"epoch": epoch},
+        )
+        for checkpoint_id, created_at in rows:  # a forged signature does not count
+            if repo.signature_problem(checkpoint_id) is None:
+                epoch = _utc(created_at)
+                break
     return epoch
 
 

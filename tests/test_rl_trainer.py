@@ -159,7 +159,8 @@ def test_train_tracks_everything(features_db: Database, agent: str) -> None:
         # row is FinRL's no-op, same value).
         values = [run.initial_amount] + [s.account_value for s in rows[:-1]]
         assert rows[-1].account_value == rows[-2].account_value
-        sharpe = episode_sharpe(values)
+        # annualised as the run's bars (recorded: hourly bars, every day of the week)
+        sharpe = episode_sharpe(values, json.loads(run.config_json)["periods_per_year"])
         assert (end.sharpe_ratio is None and math.isnan(sharpe)) or end.sharpe_ratio == (
             pytest.approx(sharpe)
         )
@@ -196,10 +197,16 @@ def test_train_tracks_everything(features_db: Database, agent: str) -> None:
     # again from the stored final agent.
     evaluation = result.evaluation
     assert len(evaluation.equity) == TRADE_DAYS and len(evaluation.rewards) == TRADE_DAYS - 1
-    assert list(evaluation.equity.columns) == ["date", "account_value", "buy_and_hold"]
+    assert list(evaluation.equity.columns) == [
+        "date",
+        "account_value",
+        "buy_and_hold",
+        "trend_rule",
+    ]
     assert evaluation.equity["buy_and_hold"].notna().all()
     assert evaluation.account_values[0] == run.initial_amount
-    recomputed = performance_metrics(evaluation.account_values, evaluation.rewards)
+    per_year = json.loads(run.config_json)["periods_per_year"]
+    recomputed = performance_metrics(evaluation.account_values, evaluation.rewards, per_year)
     assert_final_equal(run, recomputed.final_columns())
     assert final.mean_reward == pytest.approx(recomputed.mean_reward, nan_ok=True)
     repo = AgentCheckpointRepository(db)

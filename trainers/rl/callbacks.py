@@ -109,7 +109,8 @@ class _RowBuffer:
         for name, values in self.arrays.items():
             part = values[:n]
             if name in self.NULLABLE:
-                out[name] = pa.array(part, mask=np.isnan(part), type=pa.float64())
+                # a copy: Arrow would share the numpy buffer, which the next rows overwrite
+                out[name] = pa.array(part.copy(), mask=np.isnan(part), type=pa.float64())
             else:
                 out[name] = part.copy()
         return out

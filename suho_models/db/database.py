@@ -82,8 +82,9 @@ class Database:
                 self.shared, given = open_shared_store(given, get_settings().server_idle_seconds)
         self.url = _with_local_server_password(given)
         self.http_port = _http_port(self.url)
-        self.http_settings: dict[str, Any] = {}
-        """Settings every INSERT over the HTTP port carries (a hook's, e.g. the cluster's)."""
+        self.arrow_over_http = self.http_port is not None
+        """Arrow INSERTs go to the HTTP port (the server parses them); the cluster hook
+        turns it off, its synchronous Distributed inserts being set per native connection."""
         self.engine: Engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=False)
         if self.shared is not None:  # every use first checks that the server lives
             sa.event.listen(self.engine, "checkout", lambda *_: self.revive())
@@ -211,11 +212,9 @@ class Database:
 
     def _insert_arrow_block(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
-        if self.http_port is not None:  # the server parses Arrow: no per-value Python work
+        if self.arrow_over_http:  # the server parses Arrow: no per-value Python work
             self.revive()
-            self._http_client().insert_arrow(
-                table, data, settings={**self.http_settings, **settings}
-            )
+            self._http_client().insert_arrow(table, data, settings=settings)
             return
         with self.engine.connect() as conn:
             if self.is_embedded:

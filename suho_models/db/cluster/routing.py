@@ -31,8 +31,7 @@ def attach(db: Database, settings: ClusterSettings | None = None) -> None:
         return
     renderer = Renderer(settings, "", None)
     others: dict[str, sa.Engine] = {}
-    if settings.foreground_insert:  # Arrow INSERTs over the HTTP port too
-        db.http_settings["distributed_foreground_insert"] = 1
+    db.arrow_over_http = False  # inserts take the native connections set up below
 
     @sa.event.listens_for(db.engine, "connect")
     def _settings(dbapi_connection: Any, _record: Any) -> None:

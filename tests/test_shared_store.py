@@ -72,8 +72,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+UI_TOKEN = "shared-store-test-token-0123456789"
+
+
 def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {UI_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, response.read().decode()
 
 
@@ -87,7 +91,7 @@ def test_ui_training_cli_and_a_tuning_worker_at_once(tmp_path: Path) -> None:
     port = _free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "suho", "ui", "--port", str(port)],
-        env=env,
+        env={**env, "SUHO_UI_TOKEN": UI_TOKEN},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

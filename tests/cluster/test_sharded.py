@@ -21,6 +21,7 @@ from suho_models.db import Database, migrations
 from suho_models.db.cluster import NodesDisagreeError
 from suho_models.db.local_cluster import LocalCluster
 from tests.cluster.conftest import fresh_cluster_database, node_db
+from tests.test_batch_writer import _spool_files
 
 pytestmark = pytest.mark.slow
 
@@ -341,12 +342,12 @@ def test_batch_writer_spools_while_a_shard_is_down_and_replays(
             for run_id in run_ids:
                 writer.log(run_id=run_id, iteration_number=i, iteration_duration_ms=1.0)
         assert writer.close(timeout=0.5) is False  # shard 2 refuses: spooled, not lost
-        assert list(spool.glob("*.arrow"))
+        assert _spool_files(spool)
     finally:
         down.start()
     again = training_metrics_writer(cdb, **options)
     assert again.close(timeout=30) is True
-    assert not list(spool.glob("*.arrow"))
+    assert not _spool_files(spool)
     assert _metric_counts(cdb, nodes, run_ids) == {
         "raw": 600,
         "final": 600,
@@ -405,7 +406,7 @@ def test_a_spool_file_replayed_twice_lands_once_on_the_cluster(
     """A crash after a spool file's INSERT, before its deletion: the next writer
     replays the file again under the token in it, and no shard stores it twice."""
     from repositories.batch_writer import training_metrics_writer
-    from tests.test_batch_writer import _spool_files, _unreachable_database
+    from tests.test_batch_writer import _unreachable_database
 
     run_ids = _one_run_per_shard(cdb, nodes)
     spool = tmp_path / "spool"

@@ -396,8 +396,8 @@ def test_batch_writer_retry_after_a_lost_acknowledgement_lands_once(
         "final": 400,
         "shards": [200, 200],
     }
-    first, retry, *meanwhile = tokens  # the rows logged meanwhile: one batch per run
-    assert first == retry and len(meanwhile) == 2 and first not in meanwhile
+    first, retry, *meanwhile = tokens  # the rows logged meanwhile: their own INSERT(s)
+    assert first == retry and meanwhile and first not in meanwhile
 
 
 def test_a_spool_file_replayed_twice_lands_once_on_the_cluster(

@@ -654,11 +654,11 @@ def test_cli_export_and_bad_input(
     ]
     out = runner.invoke(app, [*common, "--run", str(supervised_run), "--json"])
     assert out.exit_code == 0, out.output
-    (row,) = json.loads(out.output)
+    (row,) = json.loads(out.stdout)  # stdout: the JSON (MLflow logs to stderr)
     assert row["created"] is True and row["run_id"] == str(supervised_run)
     out = runner.invoke(app, [*common, "--all", "--since", "2000-01-01", "--json"])
     assert out.exit_code == 0, out.output
-    rows = json.loads(out.output)
+    rows = json.loads(out.stdout)
     again = [r for r in rows if r["run_id"] == str(supervised_run)]
     assert again and not again[0]["created"] and again[0]["metric_points"] == 0
 

@@ -69,7 +69,10 @@ def test_a_stopped_training_exits_with_the_signal_code_and_one_line(
     server_store: tuple[str, Database], tmp_path: Path, signum: int, code: int, line: str
 ) -> None:
     url, db = server_store
+    config = tmp_path / "no-early-stop.yaml"  # it must still be training when signalled
+    config.write_text("early_stopping: null\n")
     args = ["train", "supervised", "--model", "xgboost", "--rounds", "100000", "--quiet"]
+    args += ["--config", str(config)]
     child = subprocess.Popen(
         _suho(*args), env=_env(url, tmp_path), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,

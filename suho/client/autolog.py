@@ -69,6 +69,38 @@ def _wrap(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
     setattr(owner, name, make(original))
 
 
+def _train_wrapper(
+    library: str,
+    default_rounds: int,
+    callback_for: Callable[[client.Run], Any],
+    importance: Callable[[Any], dict[str, float]],
+) -> Callable[[Any], Any]:
+    """How a library's ``train(params, ..., num_boost_round, callbacks)`` is wrapped:
+    the call's run gets the parameters, the library's callback, the model and its
+    feature importance (XGBoost and LightGBM share the shape)."""
+
+    def make(original: Any) -> Any:
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def train(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            params = dict(bound.arguments.get("params") or {})
+            params.setdefault(
+                "num_boost_round", bound.arguments.get("num_boost_round", default_rounds)
+            )
+            with _run_for(library, params) as (run, _):
+                callbacks = list(bound.arguments.get("callbacks") or [])
+                bound.arguments["callbacks"] = [*callbacks, callback_for(run)]
+                booster = original(*bound.args, **bound.kwargs)
+                _finish_model(run, booster, importance(booster))
+                return booster
+
+        return train
+
+    return make
+
+
 @contextmanager
 def _run_for(library: str, params: Mapping[str, Any]) -> Iterator[tuple[client.Run, bool]]:
     """The active run (its config extended by ``params``), or a new one for this call."""
@@ -114,23 +146,7 @@ def _patch_xgboost(xgboost: Any) -> None:
                 self.run.log(_scalars(values), step=epoch)
             return False
 
-    def make(original: Any) -> Any:
-        signature = inspect.signature(original)
-
-        @functools.wraps(original)
-        def train(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            params = dict(bound.arguments.get("params") or {})
-            params.setdefault("num_boost_round", bound.arguments.get("num_boost_round", 10))
-            with _run_for("xgboost", params) as (run, _):
-                callbacks = list(bound.arguments.get("callbacks") or [])
-                bound.arguments["callbacks"] = [*callbacks, XGBoostCallback(run)]
-                booster = original(*bound.args, **bound.kwargs)
-                _finish_model(run, booster, _xgboost_importance(booster))
-                return booster
-
-        return train
-
+    make = _train_wrapper("xgboost", 10, XGBoostCallback, _xgboost_importance)
     original = xgboost.training.train
     for owner in (xgboost, xgboost.training, xgboost.sklearn):
         if getattr(owner, "train", None) is original or (owner, "train") in _patched:
@@ -161,25 +177,11 @@ def _patch_lightgbm(lightgbm: Any) -> None:
         record.order = 30  # type: ignore[attr-defined]  # after LightGBM's own
         return record
 
-    def make(original: Any) -> Any:
-        signature = inspect.signature(original)
+    def importance(booster: Any) -> dict[str, float]:
+        gains = booster.feature_importance(importance_type="gain")
+        return dict(zip(booster.feature_name(), map(float, gains), strict=True))
 
-        @functools.wraps(original)
-        def train(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            params = dict(bound.arguments.get("params") or {})
-            params.setdefault("num_boost_round", bound.arguments.get("num_boost_round", 100))
-            with _run_for("lightgbm", params) as (run, _):
-                callbacks = list(bound.arguments.get("callbacks") or [])
-                bound.arguments["callbacks"] = [*callbacks, callback_for(run)]
-                booster = original(*bound.args, **bound.kwargs)
-                importance = booster.feature_importance(importance_type="gain")
-                names = booster.feature_name()
-                _finish_model(run, booster, dict(zip(names, map(float, importance), strict=True)))
-                return booster
-
-        return train
-
+    make = _train_wrapper("lightgbm", 100, callback_for, importance)
     original = lightgbm.engine.train
     for owner in (lightgbm, lightgbm.engine, lightgbm.sklearn):
         if getattr(owner, "train", None) is original:

@@ -4,6 +4,7 @@ test split, from named columns in any order; bad input is refused naming it."""
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -98,17 +99,29 @@ def test_load_model_predicts_what_the_trainer_did(
     assert 0 < proba.min() < proba.max() < 1  # a real model, not a constant
 
 
+def _has_near_sibling(feature: str, columns: Any) -> bool:
+    typo_ratio = difflib.SequenceMatcher(None, feature, feature + "x").ratio()
+    return any(
+        difflib.SequenceMatcher(None, feature, c).ratio() >= typo_ratio
+        for c in columns
+        if c != feature
+    )
+
+
 def test_bad_input_is_refused_naming_it(
     features_db: Database, trained: dict[str, TrainingResult]
 ) -> None:
     result = trained["xgboost"]
     rows, _ = expected(result)
     model = suho.load_model("direction-xgboost", db=features_db)
-    first, second = result.features[:2]
+    first = result.features[0]
     with pytest.raises(InvalidInputError, match=f"missing feature column '{first}'"):
         model.predict(rows.drop(columns=[first]))
-    misspelt = rows.rename(columns={second: second + "x"})
-    with pytest.raises(InvalidInputError, match=f"did you mean '{second}x'"):
+    # A typo with no nearer column already in the frame (``atr_7x`` is as near to
+    # ``natr_7``), so the hint has one right answer.
+    typo = next(f for f in result.features if not _has_near_sibling(f, rows.columns))
+    misspelt = rows.rename(columns={typo: typo + "x"})
+    with pytest.raises(InvalidInputError, match=f"did you mean '{typo}x'"):
         model.predict(misspelt)
     wrong = rows.assign(**{first: rows[first].astype(str)})
     with pytest.raises(InvalidInputError, match=f"'{first}' \\((str|object)\\) must be numeric"):
@@ -410,25 +423,23 @@ def test_mlflow_pyfunc_predicts_what_suho_does(
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     MlflowClient(uri).search_experiments()
     exporter = MlflowExporter(features_db, uri, artifact_location=str(tmp_path / "artifacts"))
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        for model_type, result in trained.items():
-            exporter.export(result.run.run_id)
-            exporter.export(result.run.run_id)  # again: no second model, no second version
-            rows, proba = expected(result)
-            name = f"suho-direction-{model_type}"
-            versions = MlflowClient(uri).search_model_versions(f"name = '{name}'")
-            assert len(versions) == 1
-            loaded = mlflow.pyfunc.load_model(f"models:/{name}@production")
-            inputs = loaded.metadata.get_input_schema().input_names()
-            assert inputs == result.features
-            out = loaded.predict(rows[result.features])
-            np.testing.assert_array_equal(out["probability"].to_numpy(), proba)
-            suho_model = suho.load_model(f"direction-{model_type}", db=features_db)
-            np.testing.assert_array_equal(out["prediction"].to_numpy(), suho_model.predict(rows))
-            with pytest.raises(Exception, match=result.features[0]):
-                loaded.predict(rows[result.features].drop(columns=[result.features[0]]))
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+    # Through the environment, which monkeypatch restores: ``mlflow.set_registry_uri``
+    # also exports MLFLOW_REGISTRY_URI and ``set_registry_uri(None)`` leaves it set.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    for model_type, result in trained.items():
+        exporter.export(result.run.run_id)
+        exporter.export(result.run.run_id)  # again: no second model, no second version
+        rows, proba = expected(result)
+        name = f"suho-direction-{model_type}"
+        versions = MlflowClient(uri).search_model_versions(f"name = '{name}'")
+        assert len(versions) == 1
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}@production")
+        inputs = loaded.metadata.get_input_schema().input_names()
+        assert inputs == result.features
+        out = loaded.predict(rows[result.features])
+        np.testing.assert_array_equal(out["probability"].to_numpy(), proba)
+        suho_model = suho.load_model(f"direction-{model_type}", db=features_db)
+        np.testing.assert_array_equal(out["prediction"].to_numpy(), suho_model.predict(rows))
+        with pytest.raises(Exception, match=result.features[0]):
+            loaded.predict(rows[result.features].drop(columns=[result.features[0]]))

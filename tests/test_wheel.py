@@ -75,7 +75,9 @@ def test_wheel_install_migrates_and_tracks_from_anywhere(tmp_path: Path) -> None
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "SUHO_DATA_DIR": str(outside / "state"),
-        "SUHO_SERVER_IDLE_SECONDS": "5",  # the default store's server: gone soon after
+        # Long enough that the server is still up for `db stop` on a loaded machine;
+        # short enough that a failed test leaves no server for long.
+        "SUHO_SERVER_IDLE_SECONDS": "120",
     }
     suho = [str(venv / "bin" / "suho")]
     upgraded = _run([*suho, "db", "upgrade"], outside, env)

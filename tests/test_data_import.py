@@ -323,3 +323,44 @@ def test_only_the_chosen_target_is_required() -> None:
     schema = {"time": "DateTime64(3)", "symbol": "String", "rsi_14": "Float64",
               "target_direction": "UInt8"}  # fmt: skip
     assert direction.features.resolve(schema).targets == ["target_direction"]
+
+
+def test_walk_forward_on_real_daily_bars(imported_cli) -> None:
+    """``--walk-forward 3``: three out-of-sample blocks after growing pasts, each fold's
+    figures in the run's metrics, their mean and spread on the final checkpoint and in
+    ``runs show`` with a plain verdict."""
+    out = imported_cli(
+        "train", "supervised", "--model", "xgboost", "--source", "goog", "--target",
+        "target_direction", "--rounds", "15", "--tune", "0", "--quiet",
+        "--walk-forward", "3",
+    )  # fmt: skip
+    assert "walk-forward (3 folds): test_accuracy" in out
+    run_id = json.loads(imported_cli("runs", "list", "--json"))[0]["run_id"]
+    shown = json.loads(imported_cli("runs", "show", run_id, "--json"))
+    assert "Mean over folds" in shown["walk_forward"] and "majority class" in shown["walk_forward"]
+
+    def series(key: str) -> list[tuple[int, float]]:
+        body = json.loads(imported_cli("runs", "metrics", run_id, key, "--json"))
+        return [(p["step"], p["value"]) for p in body]
+
+    accuracy = series("walk_forward/test_accuracy")
+    assert [s for s, _ in accuracy] == [1, 2, 3]
+    train_rows = [v for _, v in series("walk_forward/train_rows")]
+    test_rows = [v for _, v in series("walk_forward/test_rows")]
+    assert train_rows[0] < train_rows[1] < train_rows[2]  # expanding: each fold's past grows
+    assert train_rows[1] == train_rows[0] + test_rows[0]  # and takes in the block tested before
+    final = [c for c in shown["checkpoints"] if c["checkpoint_kind"] == "final"][0]["metrics"]
+    values = [v for _, v in accuracy]
+    assert final["walk_forward_folds"] == 3
+    assert final["walk_forward_test_accuracy_mean"] == pytest.approx(np.mean(values))
+    assert final["walk_forward_test_accuracy_std"] == pytest.approx(np.std(values))
+    assert 0.3 < final["walk_forward_baseline_majority_accuracy_mean"] < 0.7
+
+    rolling = imported_cli(
+        "train", "supervised", "--model", "lightgbm", "--source", "goog", "--rounds", "5",
+        "--tune", "0", "--quiet", "--walk-forward", "3", "--walk-forward-mode", "rolling",
+    )  # fmt: skip
+    assert "walk-forward (3 folds)" in rolling
+    run_id = json.loads(imported_cli("runs", "list", "--json"))[0]["run_id"]
+    train_rows = [v for _, v in series("walk_forward/train_rows")]
+    assert len(train_rows) == 3 and max(train_rows) - min(train_rows) <= 1  # a fixed window

@@ -23,9 +23,12 @@ from suho.cli.common import (
     TargetOption,
     TimestepsOption,
     TuneOption,
+    WalkForwardModeOption,
+    WalkForwardOption,
     database,
     mlflow_mirror,
     supervised_config,
+    walk_forward_options,
 )
 from suho.cli.output import console
 
@@ -61,12 +64,15 @@ def train_supervised(
     keep_checkpoints: KeepCheckpointsOption = None,
     resume: ResumeOption = None,
     mlflow_uri: MlflowUriOption = None,
+    walk_forward: WalkForwardOption = None,
+    walk_forward_mode: WalkForwardModeOption = None,
 ) -> None:
     """Train a gradient-boosting model on ml_features and track the run.
 
     Options left out keep the config file's values (or SupervisedConfig's defaults).
     """
     from trainers.supervised.trainer import SupervisedTrainer
+    from trainers.walk_forward import describe_walk_forward
 
     if resume:
         db = database()
@@ -98,6 +104,7 @@ def train_supervised(
         progress=not quiet,
         tuning=None if tune is None else {"trials": tune},
         features=_feature_options(features, exclude_features),
+        walk_forward=walk_forward_options(walk_forward, walk_forward_mode),
     )
     db = database()
     try:
@@ -108,6 +115,8 @@ def train_supervised(
         db.close()
     run = result.run
     console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}: test {result.test_metrics}")
+    if result.walk_forward:
+        console.print(describe_walk_forward(result.walk_forward))
 
 
 @train_app.command("rl")

@@ -36,9 +36,11 @@ from trainers.data.split import Split, chronological_split, split_fields
 from trainers.progress import Progress
 from trainers.supervised.boosters import Booster, booster_for
 from trainers.supervised.config import SupervisedConfig
-from trainers.supervised.metrics import classification_metrics, regression_metrics
+from trainers.supervised.metrics import evaluate
 from trainers.supervised.selection import select_features
 from trainers.supervised.tuning import cross_validate, tune
+from trainers.supervised.walk_forward import walk_forward_folds
+from trainers.walk_forward import describe_walk_forward, fold_means, log_folds, summarise
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +79,6 @@ def infer_task(y: pd.Series) -> TaskType:
     return TaskType.REGRESSION
 
 
-def evaluate(task: TaskType, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    if task is TaskType.CLASSIFICATION:
-        return classification_metrics(y, pred)
-    return regression_metrics(y, pred)
-
-
 @dataclass
 class TrainingResult:
     """What a run produced, beyond its stored record."""
@@ -96,6 +92,8 @@ class TrainingResult:
     checkpoint_id: Any = None
     cv_scores: list[float] = field(default_factory=list)
     split: Split | None = None
+    walk_forward: dict[str, float] = field(default_factory=dict)
+    """``walk_forward_<metric>_mean`` / ``_std`` (empty without ``--walk-forward``)."""
 
 
 class SupervisedTrainer:
@@ -262,12 +260,54 @@ class SupervisedTrainer:
         baselines = supervised_baselines(kind, y_train, split.test, config.target, roles.symbol)
         comparison = {**{f"test_{k}": v for k, v in test_m.items()}, **baselines}
         log.info("run %s: %s", run_id, supervised_verdict(kind, comparison))
+        walk_forward = {}
+        if config.walk_forward is not None:
+            walk_forward = self._walk_forward(run_id, inputs, params, model)
+            comparison.update(walk_forward)
         checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores, comparison)
         final = _final_metrics(task, train_m, val_m, test_m)
         run = self.tracking.complete(run_id, final)
         return TrainingResult(
-            run, model, self.booster, features, params, test_m, checkpoint_id, cv_scores, split
+            run,
+            model,
+            self.booster,
+            features,
+            params,
+            test_m,
+            checkpoint_id,
+            cv_scores,
+            split,
+            walk_forward,
         )
+
+    def _walk_forward(
+        self, run_id: uuid.UUID, inputs: Inputs, params: dict[str, Any], model: Any
+    ) -> dict[str, float]:
+        """K folds over the whole data; each fold's figures go to the run's metrics
+        (``walk_forward/*``), their mean and spread to the final checkpoint."""
+        wf = self.config.walk_forward
+        assert wf is not None
+        split = inputs.split
+        with self.progress.task("walk-forward", wf.folds) as advance:
+            folds = walk_forward_folds(
+                self.booster,
+                pd.concat([split.train, split.val, split.test]),
+                time=inputs.roles.time,
+                symbol=inputs.roles.symbol,
+                features=inputs.features,
+                target=self.config.target,
+                task=inputs.task,
+                params=params,
+                rounds=max(1, self.booster.n_iterations(model)),
+                config=wf,
+                on_fold=lambda: advance(),
+            )
+        with self.tracking.metric_logger(run_id) as logger:
+            log_folds(logger, folds)
+        summary = summarise(folds)
+        verdict = supervised_verdict(TaskType(inputs.task).value, fold_means(summary))
+        log.info("run %s: %s; mean over folds: %s", run_id, describe_walk_forward(summary), verdict)
+        return summary
 
     def _save(
         self,

@@ -32,13 +32,13 @@ from suho.integrations.mlflow.names import (
     STATUS_TO_MLFLOW,
     TRIAL_STATUS_TO_MLFLOW,
     TRIAL_TAG,
-    as_float,
     chunks,
     flatten,
     import_mlflow,
     mlflow_key,
     ms,
 )
+from suho.integrations.mlflow.points import Row, high_water_marks, new_points
 from suho.kinds import presentation
 from suho_models.db import Database
 from suho_models.enums import (
@@ -85,16 +85,6 @@ class ExportResult:
         }
 
 
-@dataclass
-class _Row:
-    """One step of a series: its number, time (ms) and values by MLflow key."""
-
-    step: int
-    timestamp: int
-    values: dict[str, float | None]
-
-
-# --------------------------------------------------------------------------- exporter
 class MlflowExporter:
     """Exports runs of both kinds into one MLflow tracking server.
 
@@ -309,7 +299,7 @@ class MlflowExporter:
 
     # ------------------------------------------------------------------ metrics
     def _series(self, kind: RunKind, run: Any, tracking: AnyTracking, mlrun: Any) -> list[Any]:
-        high = _high_water_marks(mlrun)
+        high = high_water_marks(mlrun)
         running = run.status not in TERMINAL_STATUSES
         points = []
         for curve, series in presentation(kind).mlflow_series.items():
@@ -321,7 +311,7 @@ class MlflowExporter:
                 after = None if None in seen else min(v for v in seen if v is not None)
             keys = list(series.keys.items())
             rows = [
-                _Row(
+                Row(
                     p.x,
                     ms(p.recorded_at) or 0,
                     {key: p.values[column] for key, column in keys},
@@ -330,7 +320,7 @@ class MlflowExporter:
                     run.run_id, curve, columns=[c for _, c in keys], after=after
                 )
             ]
-            points.extend(_points(rows, high, running))
+            points.extend(new_points(rows, high, running))
         return points
 
     def _any_metrics(self, kind: RunKind, run: Any, tracking: AnyTracking, mlrun: Any) -> list[Any]:
@@ -338,7 +328,7 @@ class MlflowExporter:
         names; a key that is also a series column went out with the series. Steps may
         be sparse (a user's step numbers), so no gap check: each key's new steps go."""
         exported = {k for series in presentation(kind).mlflow_series.values() for k in series.keys}
-        high = _high_water_marks(mlrun)
+        high = high_water_marks(mlrun)
         when = ms(run.updated_at) or 0
         points: list[Any] = []
         for summary in tracking.metric_keys(run.run_id):
@@ -346,17 +336,17 @@ class MlflowExporter:
             if summary.key in exported or key in exported or summary.last_step <= high.get(key, -1):
                 continue
             rows = [
-                _Row(step, when, {key: value})
+                Row(step, when, {key: value})
                 for step, value in tracking.metric_series(run.run_id, summary.key)
             ]
-            points.extend(_points(rows, high, running=False))
+            points.extend(new_points(rows, high, running=False))
         return points
 
     def _finals(self, kind: RunKind, run: Any, mlrun: Any) -> list[Any]:
         """Step 0, once: a key MLflow already has is not sent again."""
         from mlflow.entities import Metric
 
-        have = _high_water_marks(mlrun)
+        have = high_water_marks(mlrun)
         names = [n for n in type(run).model_fields if n.startswith("final_")]
         names.extend(PROFILES[kind].total_columns)
         when = ms(run.completed_at or run.updated_at) or 0
@@ -436,7 +426,7 @@ class MlflowExporter:
             self._log_tags(child, tags, result)
             self._log_params(child, flatten(json.loads(trial.hyperparameters)), result)
             values = _trial_values(trial, tracking, shown.trial_metrics, shown.trial_fold_scores)
-            high = _high_water_marks(child)
+            high = high_water_marks(child)
             points = [
                 Metric(key, float(value), when, step)
                 for key, value, step in values
@@ -577,28 +567,3 @@ def _trial_values(
 
 def checkpoint_artifact_name(info: CheckpointInfo) -> str:
     return f"{info.kind.value}-{info.step}-{info.checkpoint_id}.{FILE_EXTENSIONS[info.format]}"
-
-
-def _high_water_marks(mlrun: Any) -> dict[str, int]:
-    """The highest step MLflow holds per metric key (its "latest" point)."""
-    return {m.key: int(m.step) for m in getattr(mlrun.data, "_metric_objs", [])}
-
-
-def _points(rows: list[_Row], high: Mapping[str, int], running: bool) -> list[Any]:
-    """Metric points past each key's high-water mark, in step order; while the run is
-    running, only up to the first gap in the step numbers."""
-    from mlflow.entities import Metric
-
-    rows = sorted(rows, key=lambda r: r.step)
-    if running:
-        for i in range(1, len(rows)):
-            if rows[i].step != rows[i - 1].step + 1:
-                rows = rows[:i]
-                break
-    points = []
-    for row in rows:
-        for key, value in row.values.items():
-            number = as_float(value)
-            if number is not None and row.step > high.get(key, -1):
-                points.append(Metric(key, number, row.timestamp, row.step))
-    return points

@@ -239,7 +239,6 @@ def test_prediction_writes_split_by_partition_and_rerun_is_idempotent(
     frame = pd.DataFrame(
         {"symbol": "EURUSD", "timestamp": times, "prediction": 1.0, "probability": 0.75}
     )
-    assert len(repo._by_partitions(repo._arrow(checkpoint, run, frame))) == 2
     assert repo.write(checkpoint, run, frame) == 150
     assert repo.write(checkpoint, run, frame.assign(prediction=0.0)) == 150
     stored = repo.frame(checkpoint)

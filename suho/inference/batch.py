@@ -94,7 +94,10 @@ def predict_rows(model: LoadedModel, rows: pd.DataFrame, progress: bool = False)
         )
     else:
         out = _supervised(model, rows, progress)
-        out.insert(0, "symbol", rows[symbol].astype(str).to_numpy())
+        symbols = rows[symbol]
+        if not (_is_text(symbols) or isinstance(symbols.dtype, pd.CategoricalDtype)):
+            symbols = symbols.astype(str)  # numbers from a CSV
+        out.insert(0, "symbol", symbols.to_numpy())
         # .array keeps the tz-aware column as it is (to_numpy() boxes every timestamp)
         out.insert(1, "timestamp", pd.to_datetime(rows[time], utc=True).array)
     n = len(out)
@@ -103,6 +106,11 @@ def predict_rows(model: LoadedModel, rows: pd.DataFrame, progress: bool = False)
     ):  # one category, not n strings
         out.insert(position, name, pd.Categorical.from_codes(np.zeros(n, int), [str(value)]))
     return out
+
+
+def _is_text(values: pd.Series) -> bool:
+    """Strings only (checked in C for an object column: no per-row Python)."""
+    return bool(pd.api.types.is_string_dtype(values))
 
 
 def _supervised(model: SupervisedModel, rows: pd.DataFrame, progress: bool) -> pd.DataFrame:

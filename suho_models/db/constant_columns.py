@@ -52,6 +52,7 @@ def insert_sql(
     constants: Mapping[str, pa.Scalar],
     types: Mapping[str, str],
     path: str,
+    settings: Mapping[str, str] | None = None,
 ) -> str:
     """``INSERT INTO table (...) SELECT columns, literals FROM file(path, ArrowStream)``."""
     names = [*columns, *constants]
@@ -61,9 +62,11 @@ def insert_sql(
         f"CAST({render_literal(value.as_py())} AS {types[name]}) AS `{name}`"
         for name, value in constants.items()
     ]
+    clause = ", ".join(f"{k} = {quote_string(v)}" for k, v in (settings or {}).items())
     return (
         f"INSERT INTO `{table}` ({', '.join(f'`{n}`' for n in names)}) "
-        f"SELECT {', '.join(selected)} "
+        + (f"SETTINGS {clause} " if clause else "")
+        + f"SELECT {', '.join(selected)} "
         f"FROM file({quote_string(path)}, 'ArrowStream', {quote_string(structure)})"
     )
 
@@ -74,10 +77,11 @@ def insert_piped(
     data: pa.Table,
     constants: Mapping[str, pa.Scalar],
     types: Mapping[str, str],
+    settings: Mapping[str, str] | None = None,
 ) -> None:
     """One INSERT on the embedded engine: ``data`` through a FIFO, constants as literals."""
     with piped(memoryview(stream_bytes(data))) as path:
-        execute(insert_sql(table, data.column_names, constants, types, path))
+        execute(insert_sql(table, data.column_names, constants, types, path, settings))
 
 
 __all__ = ["check", "insert_piped", "insert_sql", "materialize", "stream_bytes"]

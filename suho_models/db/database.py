@@ -196,6 +196,7 @@ class Database:
         data: pa.Table,
         *,
         constants: Mapping[str, pa.Scalar] | None = None,
+        settings: Mapping[str, str] | None = None,
         dedup_token: str | None = None,
     ) -> None:
         """Bulk insert a whole Arrow table: one columnar INSERT per at most 100 monthly
@@ -203,6 +204,7 @@ class Database:
 
         ``constants`` (column -> value on every row): on the embedded engine each is
         one literal in the INSERT, not n copies (:mod:`~suho_models.db.constant_columns`).
+        ``settings``: ClickHouse query settings for every INSERT of the write.
         ``dedup_token`` (``insert_deduplication_token``): the same token for a retried
         batch makes ClickHouse drop what an earlier, failed-looking attempt wrote.
         """
@@ -220,13 +222,19 @@ class Database:
             token = dedup_token if dedup_token is None or len(chunks) == 1 else f"{dedup_token}:{n}"
             if constants and self.is_embedded and token is None and not self.arrow_over_http:
                 types = self.column_types(table)
-                constant_columns.insert_piped(self.execute, table, chunk, constants, types)
+                constant_columns.insert_piped(
+                    self.execute, table, chunk, constants, types, settings or {}
+                )
             else:
                 chunk = constant_columns.materialize(chunk, constants)
-                self._insert_arrow_block(table, chunk, token)
+                self._insert_arrow_block(table, chunk, token, settings or {})
 
-    def _insert_arrow_block(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+    def _insert_arrow_block(
+        self, table: str, data: pa.Table, dedup_token: str | None, given: Mapping[str, str]
+    ) -> None:
+        settings = dict(given)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
         if self.arrow_over_http:  # the server parses Arrow: no per-value Python work
             self.revive()
             self._http_client().insert_arrow(table, data, settings=settings)

@@ -69,17 +69,21 @@ def summarise(per_fold: Sequence[Mapping[str, float | None]]) -> dict[str, float
     return summary
 
 
-def describe_walk_forward(summary: Mapping[str, float]) -> str:
+_NOT_FIGURES = ("_rows", "_bars", "_window", "majority_class")
+
+
+def describe_walk_forward(summary: Mapping[str, float | None]) -> str:
     """One line: each metric's mean ± spread over the folds."""
-    folds = int(summary.get(f"{SUMMARY_PREFIX}folds", 0))
+    folds = int(summary.get(f"{SUMMARY_PREFIX}folds") or 0)
     parts = []
     for key, mean in summary.items():
-        if not key.endswith("_mean"):
+        if not (key.startswith(SUMMARY_PREFIX) and key.endswith("_mean") and _finite(mean)):
             continue
         name = key[len(SUMMARY_PREFIX) : -len("_mean")]
-        if name.endswith("_rows") or name == "baseline_majority_class":
-            continue
-        spread = summary.get(f"{SUMMARY_PREFIX}{name}_std", float("nan"))
+        if name.endswith(_NOT_FIGURES) or name.startswith("eval_"):
+            continue  # sizes and trading activity: in the metrics, not in the headline
+        spread = summary.get(f"{SUMMARY_PREFIX}{name}_std")
+        spread = float("nan") if spread is None else spread
         parts.append(f"{name} {mean:.4g} ± {spread:.2g}")
     return f"walk-forward ({folds} folds): " + ", ".join(parts)
 

@@ -161,6 +161,8 @@ def train_rl(
     ] = None,
     quiet: QuietOption = False,
     mlflow_uri: MlflowUriOption = None,
+    walk_forward: WalkForwardOption = None,
+    walk_forward_mode: WalkForwardModeOption = None,
 ) -> None:
     """Train a FinRL agent with Stable-Baselines3 and track the run.
 
@@ -186,6 +188,7 @@ def train_rl(
             "n_envs": n_envs,
             "indicators": indicators.split(",") if indicators else None,
             "periods_per_year": periods_per_year,
+            "walk_forward": walk_forward_options(walk_forward, walk_forward_mode),
         },
         config,
     )
@@ -208,6 +211,11 @@ def train_rl(
     warning = never_traded(summary)
     if warning is not None:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if result.walk_forward:
+        from trainers.walk_forward import describe_walk_forward, fold_means
+
+        console.print(describe_walk_forward(result.walk_forward), highlight=False)
+        console.print(f"Mean over folds: {rl_verdict(fold_means(result.walk_forward))}")
 
 
 def _feature_options(features: str | None, exclude: str | None) -> dict[str, Any] | None:

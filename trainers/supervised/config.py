@@ -88,6 +88,12 @@ class SupervisedConfig(BaseModel):
     progress: bool = True
     walk_forward: WalkForwardConfig | None = None
     """Also evaluate K walk-forward folds after training (None: the test split only)."""
+    bar_size: str | None = None
+    """Recorded by the run: the data's bar size (``1h``, ``1d``, ...), from the table
+    ``suho data import`` wrote or from the bars (None: not bars)."""
+    calendar: str | None = None
+    """Recorded by the run with ``bar_size``: equities, fx or crypto."""
+    """Also evaluate K walk-forward folds after training (None: the test split only)."""
 
     @field_validator("model_type", mode="before")
     @classmethod

@@ -30,7 +30,7 @@ from repositories.tracking import RunTrackingService, SeriesNotStoredError
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
 from trainers.baselines import supervised_baselines, supervised_verdict
-from trainers.data.source import load_features
+from trainers.data.source import known_bars, load_features
 from trainers.data.spec import ResolvedColumns
 from trainers.data.split import Split, chronological_split, split_fields
 from trainers.progress import Progress
@@ -151,9 +151,12 @@ class SupervisedTrainer:
             config.source, config.features, self.db, config.start, config.end, config.symbols
         )
         task = config.task or infer_task(frame[config.target])
+        bars = known_bars(config.source, config.features, self.db, frame, roles)
         split = chronological_split(frame, roles.time, config.split_ratios)
         if store:
             self.tracking.update(run_id, task_type=task, **split_fields(split))
+            if bars is not None and bars.bar is not None and config.bar_size is None:
+                self._record(run_id, bar_size=bars.bar.label, calendar=bars.calendar)
         if select:
             y_train = split.train[config.target].to_numpy()
             features = select_features(
@@ -164,6 +167,11 @@ class SupervisedTrainer:
         else:  # the model was trained on these, in this order
             features = list(self.tracking.get(run_id).features_used)
         return Inputs(split, roles, features, task)
+
+    def _record(self, run_id: uuid.UUID | str, **fields: Any) -> None:
+        """Settings the data decided, recorded in the run's configuration."""
+        self.config = self.config.model_copy(update=fields)
+        self.tracking.update(run_id, config_json=self.config.model_dump_json())
 
     def _train(
         self, run_id: uuid.UUID, resume_from: ModelCheckpointInfo | None = None

@@ -241,6 +241,9 @@ class MlflowExporter:
         self, kind: RunKind, run: Any, tracking: AnyTracking, ended: bool
     ) -> dict[str, str]:
         params = flatten(json.loads(run.config_json or "{}"))
+        if not ended:  # a setting still unset may be decided by the data (bar size, bars
+            # a year): MLflow params cannot change, so unset ones wait for the run's end
+            params = {k: v for k, v in params.items() if v != "null"}
         if ended:
             best = tracking.best_trials(run.run_id, n=1)
             if best:

@@ -59,8 +59,8 @@ def month_numbers(column: pa.ChunkedArray | pa.Array, timezone: str = "UTC") -> 
 def _utc_months(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """:func:`month_numbers` of UTC instants by NumPy's calendar-free month count
     (Arrow's ``year``/``month`` look every value up in a time zone: 20x slower)."""
-    values = column.to_numpy(zero_copy_only=False)  # datetime64, nulls as NaT
-    months = values.astype("datetime64[M]").astype(np.int64) + 1970 * 12
+    values: np.ndarray = column.to_numpy(zero_copy_only=False)  # datetime64, NaT for nulls
+    months: np.ndarray = values.astype("datetime64[M]").astype(np.int64) + 1970 * 12
     months[np.isnat(values)] = -1
     return months
 

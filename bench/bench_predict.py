@@ -156,7 +156,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
+def _wait(
+    url: str, proc: subprocess.Popen[bytes], timeout: float = 240, headers: Any = None
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -164,7 +166,7 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 240) -> None
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {url}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -178,9 +180,11 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     env = _env(work)
     suho_port, mlflow_port = _free_port(), _free_port()
+    token = "bench-" + os.urandom(16).hex()  # suho serve wants one even on loopback
+    auth = {"Authorization": f"Bearer {token}"}
     suho = subprocess.Popen(
         [sys.executable, "-m", "suho", "serve", "--model", MODEL, "--port", str(suho_port)],
-        env=env,
+        env={**env, "SUHO_UI_TOKEN": token},
         cwd=work,
         stdout=subprocess.DEVNULL,
     )
@@ -189,7 +193,7 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     mlflow_cmd += ["-p", str(mlflow_port), "-h", "127.0.0.1"]
     mlflow = subprocess.Popen(mlflow_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{suho_port}/health", suho)
+        _wait(f"http://127.0.0.1:{suho_port}/health", suho, headers=auth)
         _wait(f"http://127.0.0.1:{mlflow_port}/ping", mlflow)
         sample = pd.read_parquet(work / "sample.parquet")
         records = {n: sample.head(n).to_dict(orient="records") for n in (1, 1000)}
@@ -197,9 +201,12 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "suho_serve": (f"http://127.0.0.1:{suho_port}/predict", "records"),
             "mlflow_serve": (f"http://127.0.0.1:{mlflow_port}/invocations", "dataframe_records"),
         }
+        headers = {"suho_serve": auth, "mlflow_serve": {}}
         # Both answer the same numbers first.
         with httpx.Client(timeout=60) as client:
-            a = client.post(targets["suho_serve"][0], json={"records": records[1000]}).json()
+            a = client.post(
+                targets["suho_serve"][0], json={"records": records[1000]}, headers=auth
+            ).json()
             b = client.post(
                 targets["mlflow_serve"][0], json={"dataframe_records": records[1000]}
             ).json()
@@ -215,7 +222,7 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                     for name in order:
                         url, key = targets[name]
                         began = time.perf_counter()
-                        response = client.post(url, json={key: records[n]})
+                        response = client.post(url, json={key: records[n]}, headers=headers[name])
                         samples[name].append(time.perf_counter() - began)
                         response.raise_for_status()
                 for name, values in samples.items():
@@ -236,8 +243,9 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 key: str = key,
                 stop: float = stop,
                 counts: list[int] = counts,
+                sent: dict[str, str] = headers[name],
             ) -> None:
-                with httpx.Client(timeout=60) as c:
+                with httpx.Client(timeout=60, headers=sent) as c:
                     while time.perf_counter() < stop:
                         c.post(url, json={key: records[1]}).raise_for_status()
                         counts[i] += 1

@@ -5,8 +5,7 @@ symbol, time).
   symbol, timestamp) versioned by ``created_at``: a checkpoint predicting the same
   rows again replaces its rows, reads use FINAL.
 * **At most 100 partitions per INSERT.** Partitions are months of ``timestamp``;
-  a batch spanning more is split into INSERTs of :data:`MAX_PARTITIONS_PER_INSERT`
-  months each (ClickHouse's ``max_partitions_per_insert_block`` default).
+  ``Database.insert_arrow`` splits a batch spanning more.
 * **Checked before anything is written.** The whole frame is validated (every
   value finite, a symbol and a time on every row) before the first INSERT.
 """
@@ -21,14 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from repositories.arrow_schema import arrow_schema, uuid_array
+from repositories.arrow_schema import UUID_ARROW_TYPE, arrow_schema
 from repositories.base import Repository, utcnow
 from repositories.errors import InvalidInputError
 from repositories.records import Record, UtcDatetime
 from suho_models import ModelPrediction
 
-MAX_PARTITIONS_PER_INSERT = 100
 COLUMNS = ("symbol", "timestamp", "prediction", "probability")
 
 
@@ -50,20 +49,32 @@ class PredictionRepository(Repository[Prediction]):
         self, checkpoint_id: uuid.UUID | str, run_id: uuid.UUID | str, frame: pd.DataFrame
     ) -> int:
         """Store ``frame``'s rows (columns :data:`COLUMNS`) as made by ``checkpoint_id``
-        of ``run_id``; returns the row count. Nothing is written if any row is bad."""
-        data = self._arrow(uuid.UUID(str(checkpoint_id)), uuid.UUID(str(run_id)), frame)
-        for chunk in self._by_partitions(data):
-            self.db.insert_arrow(self.table.name, chunk)
+        of ``run_id``; returns the row count. Nothing is written if any row is bad.
+
+        The ids and the version time are the same on every row: they go as constants
+        (one literal each in the INSERT), not as n copies."""
+        data = self._arrow(frame)
+        schema = arrow_schema(ModelPrediction)
+        constants = {
+            "checkpoint_id": pa.scalar(uuid.UUID(str(checkpoint_id)).bytes, UUID_ARROW_TYPE),
+            "run_id": pa.scalar(uuid.UUID(str(run_id)).bytes, UUID_ARROW_TYPE),
+            "created_at": pa.scalar(utcnow(), schema.field("created_at").type),
+        }
+        # Reads use FINAL, so the engine need not also collapse keys within each block.
+        settings = {"optimize_on_insert": "0"}
+        self.db.insert_arrow(self.table.name, data, constants=constants, settings=settings)
         return int(data.num_rows)
 
-    def _arrow(self, checkpoint_id: uuid.UUID, run_id: uuid.UUID, frame: pd.DataFrame) -> pa.Table:
+    @staticmethod
+    def _arrow(frame: pd.DataFrame) -> pa.Table:
+        """The varying columns, checked (columnar: no Python object per row)."""
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise InvalidInputError(f"predictions: missing column(s) {', '.join(missing)}")
         if len(frame) == 0:
             raise InvalidInputError("predictions: no rows to write")
-        symbols = frame["symbol"]
-        if symbols.isna().any() or (symbols.astype(str) == "").any():
+        symbols = _symbols(frame["symbol"])
+        if symbols.null_count or pc.any(pc.equal(pc.utf8_length(symbols), 0)).as_py():
             raise InvalidInputError("predictions: every row needs a symbol")
         times = pd.to_datetime(frame["timestamp"], utc=True)
         if times.isna().any():
@@ -75,32 +86,14 @@ class PredictionRepository(Repository[Prediction]):
                 f"predictions: prediction at row {row} is {float(prediction[row])!r}; not stored"
             )
         probability = pd.to_numeric(frame["probability"], errors="raise").astype("float64")
-        n = len(frame)
         schema = arrow_schema(ModelPrediction)
-        columns = {
-            "checkpoint_id": uuid_array([checkpoint_id] * n),
-            "run_id": uuid_array([run_id] * n),
-            "symbol": pa.array(symbols.astype(str).to_numpy(dtype=object), pa.string()),
-            "timestamp": pa.array(times.dt.as_unit("ms"), schema.field("timestamp").type),
-            "prediction": pa.array(prediction, pa.float64()),
-            "probability": pa.array(probability.to_numpy(), pa.float64(), from_pandas=True),
-            "created_at": pa.array([utcnow()] * n, schema.field("created_at").type),
-        }
-        return pa.table([columns[f.name] for f in schema], schema=schema)
-
-    @staticmethod
-    def _by_partitions(data: pa.Table) -> list[pa.Table]:
-        """Slices of ``data`` of at most :data:`MAX_PARTITIONS_PER_INSERT` months each."""
-        times = data.column("timestamp").to_pandas()
-        months = (times.dt.year * 100 + times.dt.month).to_numpy()
-        distinct = np.unique(months)
-        if len(distinct) <= MAX_PARTITIONS_PER_INSERT:
-            return [data]
-        chunks = []
-        for start in range(0, len(distinct), MAX_PARTITIONS_PER_INSERT):
-            wanted = distinct[start : start + MAX_PARTITIONS_PER_INSERT]
-            chunks.append(data.filter(pa.array(np.isin(months, wanted))))
-        return chunks
+        columns = [
+            symbols,
+            pa.array(times.dt.as_unit("ms"), schema.field("timestamp").type),
+            pa.array(prediction, pa.float64()),
+            pa.array(probability.to_numpy(), pa.float64(), from_pandas=True),
+        ]
+        return pa.table(columns, names=list(COLUMNS))
 
     def frame(
         self,
@@ -129,4 +122,18 @@ class PredictionRepository(Repository[Prediction]):
         return self._count(self.table.c.checkpoint_id == uuid.UUID(str(checkpoint_id)))
 
 
-__all__ = ["MAX_PARTITIONS_PER_INSERT", "Prediction", "PredictionRepository"]
+def _symbols(values: pd.Series) -> pa.Array:
+    """Symbols as an Arrow string column: categories and strings convert in C; anything
+    else (numbers from a CSV) through ``str``."""
+    try:
+        array = pa.array(values, from_pandas=True)
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            array = pc.cast(array, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        array = pa.array(values.astype(str).to_numpy(dtype=object), pa.string())
+    return array.cast(pa.string())
+
+
+__all__ = ["Prediction", "PredictionRepository"]

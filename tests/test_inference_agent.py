@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,3 +152,59 @@ def test_serve_act_equals_the_deployed_agent(agent_db: Database, trained: RLTrai
     assert bad.status_code == 422 and "raw state" in bad.json()["detail"]
     wrong = client.post("/predict", json={"records": [{"x": 1.0}]})
     assert wrong.status_code == 422 and "this is an agent" in wrong.json()["detail"]
+
+
+def test_mlflow_pyfunc_acts_as_the_deployed_agent(
+    agent_db: Database, trained: RLTrainingResult, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registered version of a deployed agent is an MLflow model: FinRL raw states
+    in (its signature), the actions of ``suho.load_model(...).act`` out."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from suho.integrations.mlflow import MlflowExporter
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).search_experiments()
+    # Through the environment, which monkeypatch restores (see test_inference.py).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    exporter = MlflowExporter(agent_db, uri, artifact_location=str(tmp_path / "artifacts"))
+    exporter.export(trained.run.run_id)
+    exporter.export(trained.run.run_id)  # again: no second model, no second version
+    (registered,) = MlflowClient(uri).search_registered_models()
+    assert len(MlflowClient(uri).search_model_versions(f"name = '{registered.name}'")) == 1
+    loaded = mlflow.pyfunc.load_model(f"models:/{registered.name}@production")
+    names = loaded.metadata.get_input_schema().input_names()
+    outputs = loaded.metadata.get_output_schema().input_names()
+    assert outputs == [f"action_{t}" for t in trained.run.tickers]
+
+    # Raw states the trained agent met on its trade period, one per row.
+    deployed = load_deployed_agent(agent_db, "ppo")
+    market = deployed.load_market(agent_db)
+    env = deployed.make_env(market.trade, market)
+    env.reset()
+    states = []
+    for action in np.asarray(trained.evaluation.actions, dtype=np.float64)[:8]:
+        states.append(np.asarray(env.unwrapped.state, dtype=np.float64))
+        env.step(action)
+    states_array = np.stack(states)
+    assert names == [f"state_{i}" for i in range(states_array.shape[1])]
+    frame = pd.DataFrame(states_array, columns=names)
+    acted = loaded.predict(frame)
+    suho_actions = suho.load_model("ppo", db=agent_db).act(states_array)
+    np.testing.assert_array_equal(acted.to_numpy(), np.asarray(suho_actions, dtype=np.float64))
+    np.testing.assert_array_equal(acted.to_numpy(), deployed.predict(states_array))
+    with pytest.raises(Exception, match="state_0"):
+        loaded.predict(frame.drop(columns=["state_0"]))
+
+    # A model from code (nothing pickled) with the agent's data-only sb3_state bytes.
+    flavor = loaded.metadata.flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    where = mlflow.artifacts.download_artifacts(
+        f"models:/{registered.name}@production", dst_path=str(tmp_path / "dl")
+    )
+    files = sorted(p.name for p in Path(where).rglob("*") if p.is_file())
+    assert "model.pt" in files, files  # the sb3_state checkpoint, weights-only torch
+    assert not [f for f in files if f.endswith((".pkl", ".joblib", ".zip"))], files

@@ -108,3 +108,41 @@ def test_training_metrics_spanning_ten_years_go_in_one_flush(db: Database, tmp_p
         "SELECT count() FROM training_metrics FINAL WHERE run_id = %(r)s", {"r": str(run)}
     )
     assert got == len(stamps)
+
+
+def test_constant_columns_reach_every_row_of_a_split_write(db: Database) -> None:
+    """The run's ids and the version time given once (a literal on the embedded engine,
+    repeated columns over a server) land on every row, exactly, across 150 months."""
+    from repositories.arrow_schema import UUID_ARROW_TYPE
+
+    checkpoint, run = uuid.uuid4(), uuid.uuid4()
+    version = dt.datetime(2026, 12, 7, 21, 30, 15, 123456, tzinfo=dt.UTC)
+    times = pd.date_range("2010-01-01", periods=150, freq="MS", tz="UTC")
+    data = pa.table(
+        {
+            "symbol": pa.array(["EURUSD", "GOOG"] * 75),
+            "timestamp": pa.array(times).cast(pa.timestamp("ms", tz="UTC")),
+            "prediction": pa.array(np.arange(150, dtype=np.float64)),
+            "probability": pa.array([None, 0.25] * 75, pa.float64()),
+        }
+    )
+    constants = {
+        "checkpoint_id": pa.scalar(checkpoint.bytes, UUID_ARROW_TYPE),
+        "run_id": pa.scalar(run.bytes, UUID_ARROW_TYPE),
+        "created_at": pa.scalar(version, pa.timestamp("us", tz="UTC")),
+    }
+    db.insert_arrow("model_predictions", data, constants=constants)
+    rows = db.execute(
+        "SELECT toString(checkpoint_id), toString(run_id), created_at, symbol, timestamp, "
+        "prediction, probability FROM model_predictions ORDER BY timestamp"
+    )
+    assert len(rows) == 150
+    assert {(r[0], r[1], r[2]) for r in rows} == {(str(checkpoint), str(run), version)}
+    assert [r[4] for r in rows] == list(times.to_pydatetime())
+    assert [r[5] for r in rows] == list(range(150))
+    assert [r[6] for r in rows[:2]] == [None, 0.25] and rows[1][3] == "GOOG"
+
+    with pytest.raises(ValueError, match="constant column 'symbol' is also a column"):
+        db.insert_arrow("model_predictions", data, constants={"symbol": pa.scalar("X")})
+    with pytest.raises(ValueError, match="constant column 'nope': the table has no such"):
+        db.insert_arrow("model_predictions", data, constants={"nope": pa.scalar(1)})

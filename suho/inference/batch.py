@@ -23,8 +23,9 @@ from suho.inference.models import AgentModel, LoadedModel, SupervisedModel
 from suho_models.db import Database
 from trainers.progress import Progress
 
-CHUNK_ROWS = 100_000
-"""Rows per predict call: the progress bar's step (and the booster's batch)."""
+CHUNK_ROWS = 250_000
+"""Rows per predict call: the progress bar's step. Large, as each call has a fixed
+cost (a DMatrix, the thread pool): 100k-row steps were 5-10% slower than one call."""
 
 
 @dataclass
@@ -73,52 +74,74 @@ def read_rows(
     if db is None:
         raise InvalidInputError("source: a table source needs a database")
     table = FeatureTable(db, source, time, symbol)
-    signature.check_names(list(table.schema()), extra=(time, symbol))
-    return table.read(wanted, start, end, symbols)
+    try:  # no metadata query beyond the read's own
+        return table.read(wanted, start, end, symbols)
+    except InvalidInputError:  # a missing column: say which, and the nearest present
+        signature.check_names(list(table.schema()), extra=(time, symbol))
+        raise
 
 
 def predict_rows(model: LoadedModel, rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
-    """Predictions for ``rows`` (in their order), naming the checkpoint on every row."""
+    """Predictions for ``rows`` (in their order), naming the checkpoint on every row.
+
+    Columnar throughout: the symbol and time columns are passed on as they were read
+    (Arrow-backed strings stay Arrow), the ids are one category each, not n strings.
+    """
     if len(rows) == 0:
         raise InvalidInputError("source: no rows to predict (check --from, --to, --symbols)")
     time, symbol = model.time_column, model.symbol_column
     if isinstance(model, AgentModel):
         acted = model.act_on_features(rows)
-        out = pd.DataFrame(
-            {
-                "symbol": acted["symbol"],
-                "timestamp": acted["timestamp"],
-                "prediction": acted["action"],
-                "probability": np.full(len(acted), np.nan),
-            }
-        )
+        symbols, times = acted["symbol"], acted["timestamp"]
+        prediction, probability = acted["action"].to_numpy(), np.full(len(acted), np.nan)
     else:
-        out = _supervised(model, rows, progress)
-        out.insert(0, "symbol", rows[symbol].astype(str).to_numpy())
-        # .array keeps the tz-aware column as it is (to_numpy() boxes every timestamp)
-        out.insert(1, "timestamp", pd.to_datetime(rows[time], utc=True).array)
-    n = len(out)
-    for position, (name, value) in enumerate(
-        (("checkpoint_id", model.checkpoint_id), ("run_id", model.run_id))
-    ):  # one category, not n strings
-        out.insert(position, name, pd.Categorical.from_codes(np.zeros(n, int), [str(value)]))
-    return out
+        prediction, probability = _supervised(model, rows, progress)
+        symbols, times = rows[symbol], pd.to_datetime(rows[time], utc=True)
+    if not _is_text(symbols):
+        symbols = symbols.astype(str)  # numbers from a CSV
+    n = len(prediction)
+    ids = {  # one category, not n strings
+        name: pd.Categorical.from_codes(np.zeros(n, np.int8), [str(value)])
+        for name, value in (("checkpoint_id", model.checkpoint_id), ("run_id", model.run_id))
+    }
+    return pd.DataFrame(
+        {
+            **ids,
+            "symbol": symbols.array,
+            "timestamp": times.array,  # tz-aware as it is (to_numpy() boxes every value)
+            "prediction": prediction,
+            "probability": probability,
+        },
+        copy=False,
+    )
 
 
-def _supervised(model: SupervisedModel, rows: pd.DataFrame, progress: bool) -> pd.DataFrame:
+def _is_text(values: pd.Series) -> bool:
+    """Strings or categories of strings (an object column is checked in C)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _is_text(pd.Series(dtype.categories))
+    return pd.api.types.is_object_dtype(dtype) and bool(pd.api.types.is_string_dtype(values))
+
+
+def _supervised(
+    model: SupervisedModel, rows: pd.DataFrame, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, probability) per row; NaN probabilities for a regressor."""
     X = model.signature.matrix(rows)  # the whole input checked before any prediction
-    parts = []
+    scores = np.empty(len(X), dtype=np.float64)
     with Progress(progress).task(f"predicting {len(X):,} rows", len(X)) as advance:
         for start in range(0, len(X), CHUNK_ROWS):
             chunk = X[start : start + CHUNK_ROWS]
-            parts.append(model.booster.predict(model.model, chunk, model.task))
+            scores[start : start + len(chunk)] = model.booster.predict(
+                model.model, chunk, model.task
+            )
             advance(len(chunk))
-    scores = np.concatenate(parts).astype(np.float64)
     if model.task.value == "classification":
-        return pd.DataFrame(
-            {"prediction": (scores >= 0.5).astype(np.float64), "probability": scores}
-        )
-    return pd.DataFrame({"prediction": scores, "probability": np.full(len(scores), np.nan)})
+        return (scores >= 0.5).astype(np.float64), scores
+    return scores, np.full(len(scores), np.nan)
 
 
 def run_batch(

@@ -11,7 +11,7 @@ import io
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from suho_models.db import constant_columns, partitions
 from suho_models.db import dialect as _dialect  # noqa: F401  (registers the dialects)
-from suho_models.db import partitions
 from suho_models.db.dialect import HTTP_PORT_PARAM
 from suho_models.db.native_dbapi import Connection as NativeConnection
 from suho_models.db.native_dbapi import (
@@ -31,6 +31,7 @@ from suho_models.db.native_dbapi import (
     one_line,
     translated_errors,
 )
+from suho_models.db.pipes import piped
 from suho_models.db.read_only import (
     QueryResult,
     ReadOnlySession,
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
     from suho_models.db.server.shared import SharedStore
 
 T = TypeVar("T")
-
-_PIPE_WRITE_BYTES = 1 << 20
-"""How much of a blob one write to the engine's pipe hands over."""
 
 _BLOB_READ_BYTES = 4 << 20
 """How a blob read over HTTP grows its buffer when the expected size is unknown or
@@ -192,15 +190,29 @@ class Database:
             bootstrap.dispose()
 
     # ------------------------------------------------------------------ columnar I/O
-    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+    def insert_arrow(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        constants: Mapping[str, pa.Scalar] | None = None,
+        settings: Mapping[str, str] | None = None,
+        dedup_token: str | None = None,
+    ) -> None:
         """Bulk insert a whole Arrow table: one columnar INSERT per at most 100 monthly
         partitions (``partitions.split_by_partition``), so any length of data goes in.
 
+        ``constants`` (column -> value on every row): on the embedded engine each is
+        one literal in the INSERT, not n copies (:mod:`~suho_models.db.constant_columns`).
+        ``settings``: ClickHouse query settings for every INSERT of the write.
         ``dedup_token`` (``insert_deduplication_token``): the same token for a retried
         batch makes ClickHouse drop what an earlier, failed-looking attempt wrote.
         """
         if data.num_rows == 0:
             return
+        constants = dict(constants or {})
+        if constants:
+            constant_columns.check(data, constants, self.column_types(table))
         chunks = [data]
         cache: dict[str, tuple[str, str]] = self.__dict__.setdefault("_part_cache", {})
         partitioning = partitions.monthly_partitioning(self.execute, table, cache)
@@ -208,10 +220,21 @@ class Database:
             chunks = partitions.split_by_partition(data, *partitioning)
         for n, chunk in enumerate(chunks):
             token = dedup_token if dedup_token is None or len(chunks) == 1 else f"{dedup_token}:{n}"
-            self._insert_arrow_block(table, chunk, token)
+            if constants and self.is_embedded and token is None and not self.arrow_over_http:
+                types = self.column_types(table)
+                constant_columns.insert_piped(
+                    self.execute, table, chunk, constants, types, settings or {}
+                )
+            else:
+                chunk = constant_columns.materialize(chunk, constants)
+                self._insert_arrow_block(table, chunk, token, settings or {})
 
-    def _insert_arrow_block(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+    def _insert_arrow_block(
+        self, table: str, data: pa.Table, dedup_token: str | None, given: Mapping[str, str]
+    ) -> None:
+        settings = dict(given)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
         if self.arrow_over_http:  # the server parses Arrow: no per-value Python work
             self.revive()
             self._http_client().insert_arrow(table, data, settings=settings)
@@ -265,7 +288,7 @@ class Database:
         )
         head = f"INSERT INTO `{table}` ({columns}) SELECT {', '.join(literals)}"
         if self.is_embedded:
-            with _piped(blob) as path:
+            with piped(blob) as path:
                 source = f"file({quote_string(path)}, 'RawBLOB')"
                 self.execute(f"{head} FROM {source} WHERE {complete}")
         else:  # a Native block: faster than an HTTP body here (bench_checkpoints)
@@ -339,21 +362,25 @@ class Database:
         finally:
             connection.close()
 
-    def _datetime64_scales(self, table: str) -> dict[str, int]:
-        """DateTime64 scale per column, so timestamps can travel as integer ticks."""
-        cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_scale_cache", {})
+    def column_types(self, table: str) -> dict[str, str]:
+        """Column name -> ClickHouse type of one of our tables (cached per handle)."""
+        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_type_cache", {})
         if table not in cache:
             rows = self.execute(
                 "SELECT name, type FROM system.columns "
                 "WHERE database = currentDatabase() AND table = %(t)s",
                 {"t": table},
             )
-            cache[table] = {
-                name: int(m.group(1))
-                for name, type_ in rows
-                if (m := re.search(r"DateTime64\((\d+)", type_))
-            }
-        return cache[table]
+            cache[table] = {str(name): str(type_) for name, type_ in rows}
+        return dict(cache[table])
+
+    def _datetime64_scales(self, table: str) -> dict[str, int]:
+        """DateTime64 scale per column, so timestamps can travel as integer ticks."""
+        return {
+            name: int(m.group(1))
+            for name, type_ in self.column_types(table).items()
+            if (m := re.search(r"DateTime64\((\d+)", type_))
+        }
 
     def query_arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         """Read a query as an Arrow table (columnar, no per-row Python objects)."""
@@ -496,48 +523,6 @@ def _read_all(stream: io.RawIOBase | io.BufferedIOBase, size_hint: int | None) -
             break
         filled += n
     return memoryview(buffer)[:filled]
-
-
-@contextmanager
-def _piped(blob: bytes) -> Iterator[str]:
-    """A path whose reader gets ``blob``: a FIFO fed by a thread while the engine reads.
-
-    A pipe rather than a staged file: no second copy of the checkpoint in memory,
-    and no room needed in /dev/shm, which is 64 MB under Docker's default, below
-    the 100 MB inline limit. The FIFO sits in a private folder, so no other user
-    can open it.
-    """
-    import fcntl
-    import os
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="suho-blob-")
-    path = os.path.join(folder, "blob")
-    try:
-        os.mkfifo(path, 0o600)
-
-        def feed() -> None:
-            try:
-                with open(path, "wb", buffering=0) as pipe:  # returns once the engine opens it
-                    with suppress(AttributeError, OSError):  # Linux: fewer, larger hand-overs
-                        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_WRITE_BYTES)
-                    view = memoryview(blob)
-                    while view:  # a signal can cut a write short: go on from where it stopped
-                        view = view[pipe.write(view[:_PIPE_WRITE_BYTES]) :]
-            except OSError:
-                pass  # the reader went away: its query fails, and says why
-
-        feeder = threading.Thread(target=feed, name="suho-blob-feed", daemon=True)
-        feeder.start()
-        try:
-            yield path
-        finally:
-            if feeder.is_alive():  # the query ended without reading to the end
-                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # frees the feeder
-            feeder.join()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _embedded(conn: sa.Connection) -> chdb_dbapi.Connection:

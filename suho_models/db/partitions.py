@@ -44,6 +44,8 @@ def month_numbers(column: pa.ChunkedArray | pa.Array, timezone: str = "UTC") -> 
     (nulls become -1: they form one group of their own)."""
     if pa.types.is_timestamp(column.type):
         unit = column.type.unit
+        if timezone == "UTC" and column.type.tz in (None, "UTC", "+00:00"):
+            return _utc_months(column.cast(pa.timestamp(unit)))
         column = column.cast(pa.timestamp(unit, tz=timezone))
     elif pa.types.is_date(column.type):
         pass
@@ -52,6 +54,15 @@ def month_numbers(column: pa.ChunkedArray | pa.Array, timezone: str = "UTC") -> 
     months = pc.add(pc.multiply(pc.year(column), 12), pc.subtract(pc.month(column), 1))
     filled = pc.fill_null(months, -1)
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _utc_months(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """:func:`month_numbers` of UTC instants by NumPy's calendar-free month count
+    (Arrow's ``year``/``month`` look every value up in a time zone: 20x slower)."""
+    values: np.ndarray = column.to_numpy(zero_copy_only=False)  # datetime64, NaT for nulls
+    months: np.ndarray = values.astype("datetime64[M]").astype(np.int64) + 1970 * 12
+    months[np.isnat(values)] = -1
+    return months
 
 
 def split_by_partition(

@@ -81,3 +81,51 @@ def test_rl_run_on_the_cluster(
     assert AgentCheckpointRepository(cdb).list(run.run_id)
     counts = _on_one_shard(local_cluster, cluster_database, "reward_history", run.run_id)
     assert sorted(counts) == [0, run.total_timesteps]
+
+
+def test_suho_predict_writes_through_the_clusters_model_predictions(
+    features: None,
+    cdb: Database,
+    local_cluster: LocalCluster,
+    cluster_database: str,
+) -> None:
+    """Revision 0008 on the cluster: ``suho predict`` writes every row once through
+    the Distributed table, all on the run's shard; a re-run replaces its rows."""
+    from typer.testing import CliRunner
+
+    from repositories.predictions import PredictionRepository
+    from repositories.tracking import RunKind, RunTrackingService
+    from suho.cli import app
+    from suho_models.settings import get_settings
+
+    config = SupervisedConfig.model_validate(
+        {"model_type": "xgboost", "rounds": 10, "early_stopping": None, "progress": False,
+         "cv_folds": 2, "selection": {"top_k": 10}, "model_name": "cluster-direction"}
+    )  # fmt: skip
+    result = SupervisedTrainer(config, cdb).run()
+    RunTrackingService(cdb, RunKind.SUPERVISED).deploy(result.checkpoint_id, "production")
+    expected = FeatureTable(cdb).count()
+    env = {"SUHO_DATABASE_URL": local_cluster.url(cluster_database)}
+    args = ["predict", "--model", "cluster-direction", "--quiet"]
+    for _ in range(2):  # the second run replaces the first's rows
+        get_settings.cache_clear()  # the trainer read them without the env
+        out = CliRunner().invoke(app, args, env=env)
+        assert out.exit_code == 0, out.output
+        assert f"{expected:,} predictions by checkpoint {result.checkpoint_id}" in out.output
+        assert PredictionRepository(cdb).count(result.checkpoint_id) == expected
+    stored = PredictionRepository(cdb).frame(result.checkpoint_id)
+    assert len(stored) == expected and set(stored["run_id"]) == {result.run.run_id}
+    assert stored["probability"].between(0, 1).all()
+    local = []
+    for i in range(len(local_cluster.nodes)):
+        node = node_db(local_cluster, cluster_database, i)
+        try:
+            local.append(
+                node.scalar(
+                    "SELECT count() FROM model_predictions_local FINAL "
+                    f"WHERE checkpoint_id = '{result.checkpoint_id}'"
+                )
+            )
+        finally:
+            node.close()
+    assert sorted(local) == [0, expected]  # every row once, on the run's shard

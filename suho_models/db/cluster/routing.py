@@ -21,7 +21,8 @@ from suho_models.db.database import Database
 def attach(db: Database, settings: ClusterSettings | None = None) -> None:
     """Give a server ``Database`` in sharded mode what the Distributed tables need.
 
-    * ``distributed_foreground_insert`` on every connection (synchronous writes);
+    * ``distributed_foreground_insert`` on every connection (synchronous writes),
+      and ``parallel_distributed_insert_select = 0`` (see ``_settings``);
     * lightweight ``DELETE FROM <t>`` (a Distributed table rejects it) rewritten to
       ``<t>_local`` on this node and run on every other node too. Every row of a
       run is on one shard, so the other nodes find nothing to delete.
@@ -38,6 +39,11 @@ def attach(db: Database, settings: ClusterSettings | None = None) -> None:
         transport = getattr(dbapi_connection, "transport", None)
         if transport is not None and settings.foreground_insert:
             transport.settings["distributed_foreground_insert"] = 1
+        if transport is not None:
+            # The engine's default (2) runs INSERT … SELECT between Distributed tables
+            # on each shard with the tables renamed to <t>_local but their column
+            # qualifiers not (UNKNOWN_IDENTIFIER): a deploy's new row version failed.
+            transport.settings["parallel_distributed_insert_select"] = 0
 
     @sa.event.listens_for(db.engine, "before_cursor_execute", retval=True)
     def _route(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]

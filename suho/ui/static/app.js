@@ -166,7 +166,7 @@
       data.features.forEach(f => {
         const row = document.createElement("div");
         row.className = "bar-row";
-        row.innerHTML = `<span class="bar-label"></span><span class="bar" style="width:${(100 * f.importance / top).toFixed(1)}%"></span><span class="bar-value"></span>`;
+        row.innerHTML = `<span class="bar-label"></span><span class="bar-track"><span class="bar" style="width:${(100 * f.importance / top).toFixed(1)}%"></span></span><span class="bar-value"></span>`;
         row.children[0].textContent = f.name;
         row.children[2].textContent = f.importance.toPrecision(4);
         box.appendChild(row);

@@ -1,0 +1,109 @@
+"""The UI's views a new user met short of optuna-dashboard and MLflow (issue 27), in
+Debian's chromium at 1400x900: error pages, feature-importance bars, studies,
+smoothing and log scale, the runs table's columns, the compare page's width.
+
+Same harness as :mod:`tests.test_ui_browser` (uvicorn in a thread, Playwright).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from suho.ui.app import create_app
+from suho_models.db import Database, migrations
+from tests.conftest import fresh_database_name
+from tests.test_ui_browser import CHROMIUM, Served, shot
+from tests.ui_data import populate
+
+pytestmark = pytest.mark.slow
+
+WINDOW = {"width": 1400, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def store(embedded_dir: Path) -> Iterator[tuple[Database, dict[str, Any]]]:
+    url = f"clickhouse+chdb:///{embedded_dir}/{fresh_database_name()}"
+    migrations.upgrade(url)
+    db = Database(url)
+    try:
+        yield db, populate(db)
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def base(store: tuple[Database, dict[str, Any]]) -> Iterator[str]:
+    with Served(create_app(store[0])) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (or set SUHO_CHROMIUM)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=WINDOW)
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield p
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+# --------------------------------------------------------------------------- errors
+def test_a_bad_url_is_an_html_page_and_the_api_stays_json(page: Page, base: str) -> None:
+    response = page.goto(f"{base}/no-such-page")
+    assert response is not None and response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    expect(page.locator("#error-page h1")).to_contain_text("404")
+    expect(page.locator("#error-message")).to_contain_text("/no-such-page")
+    expect(page.locator("nav a[href='/runs']")).to_be_visible()  # a way back
+
+    missing = page.goto(f"{base}/runs/00000000-0000-0000-0000-000000000000")
+    assert missing is not None and missing.status == 404
+    expect(page.locator("#error-message")).to_contain_text("no supervised")
+    bad = page.goto(f"{base}/runs?limit=many")
+    assert bad is not None and bad.status == 422
+    expect(page.locator("#error-message")).to_contain_text("limit")
+    shot(page, "error")
+
+    api = page.request.get(f"{base}/api/no-such-thing")
+    assert api.status == 404 and api.headers["content-type"].startswith("application/json")
+    assert "/api/no-such-thing" in api.json()["error"]
+    api_run = page.request.get(f"{base}/api/runs/00000000-0000-0000-0000-000000000000")
+    assert api_run.status == 404 and api_run.json()["error"].startswith("no supervised")
+
+
+# --------------------------------------------------------------------------- importance
+def test_feature_importance_bars_are_proportional(page: Page, base: str, store) -> None:
+    _, ids = store
+    run_id = ids["supervised"][0]
+    api = page.request.get(f"{base}/api/runs/{run_id}/feature-importance").json()
+    values = [f["importance"] for f in api["features"]]
+    assert len(values) >= 2 and values[0] > values[1] > 0
+    page.goto(f"{base}/runs/{run_id}")
+    page.locator("#feature-importance button").click()
+    expect(page.locator("#feature-importance")).to_have_attribute("data-state", "loaded")
+    widths = page.locator("#feature-importance .bar").evaluate_all(
+        "bars => bars.map(b => b.getBoundingClientRect().width)"
+    )
+    assert len(widths) == len(values)
+    for width, value in zip(widths, values, strict=True):
+        assert width == pytest.approx(widths[0] * value / values[0], abs=1.5)

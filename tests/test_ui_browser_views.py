@@ -7,6 +7,8 @@ Same harness as :mod:`tests.test_ui_browser` (uvicorn in a thread, Playwright).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,96 @@ def test_feature_importance_bars_are_proportional(page: Page, base: str, store) 
     assert len(widths) == len(values)
     for width, value in zip(widths, values, strict=True):
         assert width == pytest.approx(widths[0] * value / values[0], abs=1.5)
+
+
+# --------------------------------------------------------------------------- studies
+@pytest.fixture(scope="module")
+def study_run(store) -> str:
+    from repositories.runs import TrainingRunRepository
+    from tests.study_data import run_study, store_study
+
+    db, _ = store
+    run = TrainingRunRepository(db).create(
+        {"run_name": "tuned-study", "model_type": "xgboost", "target_variable": "t"}
+    )
+    store_study(db, run.run_id, run_study(25))
+    return str(run.run_id)
+
+
+def _chart(page: Page, selector: str) -> dict[str, Any]:
+    return page.evaluate(
+        """sel => { const u = document.querySelector(sel).suhoChart;
+            return {labels: u.series.map(s => s.label), data: u.data}; }""",
+        selector,
+    )
+
+
+def test_run_page_trials_have_a_best_so_far_line_and_whole_trial_ticks(
+    page: Page, base: str, store
+) -> None:
+    _, ids = store
+    run_id = ids["supervised"][0]  # trials 0.7, 0.6, 0.65, minimised
+    page.goto(f"{base}/runs/{run_id}")
+    chart = page.locator("#chart-trials")
+    expect(chart).to_have_attribute("data-x-ticks", re.compile(r"\["))
+    ticks = json.loads(chart.get_attribute("data-x-ticks") or "[]")
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    drawn = _chart(page, "#chart-trials")
+    assert drawn["labels"][2] == "best so far"
+    assert drawn["data"][2] == [0.7, 0.6, 0.6]
+    expect(page.locator("#study-link")).to_be_visible()
+
+
+def test_study_page_history_importance_parallel_slices_and_a_trial(
+    page: Page, base: str, study_run: str
+) -> None:
+    api = page.request.get(f"{base}/api/runs/{study_run}/study").json()
+    complete = [t for t in api["trials"] if t["value"] is not None]
+    page.goto(f"{base}/runs/{study_run}/study")
+    history = page.locator("#study-history")
+    expect(history).to_have_attribute("data-x-ticks", re.compile(r"\["))
+    assert all(float(t).is_integer() for t in json.loads(history.get_attribute("data-x-ticks")))
+    drawn = _chart(page, "#study-history")
+    assert drawn["labels"][1:] == ["objective_value", "best so far"]
+    best = dict(zip(api["history"]["best_trial"], api["history"]["best"], strict=True))
+    assert [best.get(x) for x in drawn["data"][0]] == drawn["data"][2]
+
+    importance = page.locator("#param-importance")
+    expect(importance).to_have_attribute("data-state", "loaded", timeout=30_000)
+    expected = page.request.get(f"{base}/api/runs/{study_run}/study/importance").json()
+    names = importance.locator(".bar-row").evaluate_all("rows => rows.map(r => r.dataset.name)")
+    assert names == [i["name"] for i in expected["importances"]]
+
+    parallel = page.locator("#parallel")
+    expect(parallel).to_have_attribute("data-lines", str(len(complete)))
+    axes = json.loads(parallel.get_attribute("data-axes") or "[]")
+    assert axes == [p["name"] for p in api["parameters"]] + ["objective_value"]
+    for p in api["parameters"]:
+        with_param = [t for t in complete if p["name"] in t["params"]]
+        expect(page.locator(f"#slice-{p['name']}")).to_have_attribute(
+            "data-points", str(len(with_param))
+        )
+    shot(page, "study")
+
+    # click the best trial's point on the history chart: its parameters show
+    best_trial = api["best"]["number"]
+    box = history.locator(".u-over").bounding_box()
+    assert box is not None
+    x, y = page.evaluate(
+        """([n, v]) => { const u = document.querySelector('#study-history').suhoChart;
+            return [u.valToPos(n, 'x'), u.valToPos(v, 'y')]; }""",
+        [best_trial, api["best"]["value"]],
+    )
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    expect(page.locator("#trial-detail")).to_be_visible()
+    expect(page.locator("#trial-number")).to_have_text(f"#{best_trial}")
+    params = next(t for t in api["trials"] if t["number"] == best_trial)["params"]
+    expect(page.locator("#trial-values [data-field=max_depth]")).to_have_text(
+        str(params["max_depth"])
+    )
+    expect(page.locator("#trial-values [data-field=booster]")).to_have_text(params["booster"])
+    # and a line of the parallel coordinates
+    other = next(t["number"] for t in complete if t["number"] != best_trial)
+    page.locator(f"#parallel polyline[data-trial='{other}']").dispatch_event("click")
+    expect(page.locator("#trial-number")).to_have_text(f"#{other}")

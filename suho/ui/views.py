@@ -20,8 +20,9 @@ from repositories.errors import InvalidInputError
 from repositories.kinds import PROFILES, RunKind, RunRecord, kind_of_run
 from repositories.tracking import AnyTracking, RunTrackingService, tracking_for_checkpoint
 from repositories.ui_queries import Curve, flat_parameters, parameter_diff
+from suho.ui.studies import StoredTrial, history
 from suho_models.db import Database
-from suho_models.enums import DeploymentStatus
+from suho_models.enums import DeploymentStatus, TrialState
 
 MAX_COMPARE = 10
 DEPLOY_STAGES = (DeploymentStatus.STAGING.value, DeploymentStatus.PRODUCTION.value)
@@ -129,6 +130,13 @@ def trials_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
             }
             for t in trials
         ],
+        "history": history(
+            [
+                StoredTrial(t.trial_number, t.state.value, _complete(tracking, t), {}, 0.0)
+                for t in trials
+            ],
+            tracking.profile.direction,
+        ),
         "best": None
         if not best
         else {
@@ -137,6 +145,13 @@ def trials_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
             "parameters": json.loads(best[0].hyperparameters),
         },
     }
+
+
+def _complete(tracking: AnyTracking, trial: Any) -> float | None:
+    """A trial's objective if it is complete and finite (what the history plots)."""
+    value = tracking.objective(trial)
+    complete = trial.state.value == TrialState.COMPLETE.value
+    return value if complete and value is not None and math.isfinite(value) else None
 
 
 def status_of(ui: UIState, run_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from repositories.kinds import RunKind
 from suho.kinds import PRESENTATIONS, presentation
+from suho.ui import studies
 from suho.ui.views import (
     DEPLOY_STAGES,
     UIState,
@@ -98,6 +99,19 @@ def run_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
         trials=trials_of(tracking, run),
         config_pretty=json.dumps(json.loads(detail["run"]["config_json"]), indent=2),
         stages=DEPLOY_STAGES,
+    )
+
+
+@router.get("/runs/{run_id}/study", response_class=HTMLResponse)
+def study_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
+    tracking, run = ui.find(run_id)
+    return page(
+        request,
+        "study.html",
+        section=presentation(tracking.kind).path.strip("/"),
+        run=run,
+        study=studies.study_view(tracking, run),
+        evaluators=list(studies.EVALUATORS),
     )
 
 

@@ -19,15 +19,16 @@
   function makeChart(el, title, labels, pairs, opts) {
     opts = opts || {};
     const data = uPlot.join(pairs.map(p => [p[0], p[1]]));
-    const series = [{ label: opts.xLabel || "x" }].concat(labels.map((label, i) => ({
+    const series = [{ label: opts.xLabel || "x" }].concat(labels.map((label, i) => Object.assign({
       label: label, stroke: PALETTE[i % PALETTE.length], spanGaps: true, width: 1.5,
       points: opts.points ? { show: true, size: 5, fill: PALETTE[i % PALETTE.length] } : { show: false },
       paths: opts.points ? () => null : undefined,
-    })));
+    }, (opts.series || [])[i] || {})));
+    const xAxis = opts.xInteger ? integerAxis(el) : {};
     const chart = new uPlot({
       title: title, width: width(el), height: opts.height || 260, series: series,
       scales: { x: { time: !!opts.time } },
-      axes: [{}, { size: 80 }],  // room for account values in the millions
+      axes: [xAxis, { size: 80 }],  // room for account values in the millions
       cursor: { drag: { x: true, y: false, setScale: !opts.onZoom } },
       hooks: opts.onZoom ? { setSelect: [u => {
         if (u.select.width < 2) return;
@@ -38,6 +39,36 @@
     }, data, el);
     record(el, chart, labels);
     if (opts.onReset) chart.over.addEventListener("dblclick", () => opts.onReset());
+    return chart;
+  }
+
+  /* An x axis of whole numbers (trials): ticks at 1, 2, 5, 10, ... never 0.25. */
+  const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+                         10000, 20000, 50000, 100000, 200000, 500000, 1000000];
+  function integerAxis(el) {
+    return { incrs: INTEGER_STEPS, values: (u, splits) => {
+      el.dataset.xTicks = JSON.stringify(splits);
+      return splits.map(v => String(v));
+    } };
+  }
+
+  /* Objective by trial (points) and the best so far (a step line). */
+  function historyChart(el, title, hist, objective, onPick) {
+    const chart = makeChart(el, title, [objective, "best so far"],
+      [[hist.trial, hist.value], [hist.best_trial, hist.best]], {
+        xLabel: "trial", height: 240, xInteger: true,
+        series: [
+          { points: { show: true, size: 6, fill: PALETTE[0] }, paths: () => null },
+          { stroke: "#d62728", width: 2, points: { show: false },
+            paths: uPlot.paths.stepped({ align: 1 }) },
+        ],
+      });
+    if (onPick) {
+      chart.over.addEventListener("click", () => {
+        const i = chart.cursor.idx;
+        if (i != null) onPick(chart.data[0][i]);
+      });
+    }
     return chart;
   }
 
@@ -91,11 +122,9 @@
     const trials = document.getElementById("trials-data");
     if (trials) {
       const t = JSON.parse(trials.textContent);
-      const done = t.trials.filter(x => x.objective != null);
       const el = document.getElementById("chart-trials");
-      makeChart(el, el.dataset.title, [t.objective],
-                [[done.map(x => x.trial_number), done.map(x => x.objective)]],
-                { xLabel: "trial", points: true, height: 220 });
+      historyChart(el, el.dataset.title, t.history, t.objective,
+                   n => { window.location.href = `/runs/${runId}/study?trial=${n}`; });
     }
 
     let status = root.dataset.status;
@@ -155,22 +184,28 @@
     el.dataset.waiting = empty && live ? "true" : "false";
   }
 
+  /* Horizontal bars, each as long as its importance relative to the largest. */
+  function bars(box, items) {
+    const top = Math.max(...items.map(f => f.importance), 1e-12);
+    box.innerHTML = "";
+    items.forEach(f => {
+      const row = document.createElement("div");
+      row.className = "bar-row";
+      row.dataset.name = f.name;
+      row.innerHTML = `<span class="bar-label"></span><span class="bar-track"><span class="bar" style="width:${(100 * f.importance / top).toFixed(1)}%"></span></span><span class="bar-value"></span>`;
+      row.children[0].textContent = f.name;
+      row.children[2].textContent = f.importance.toPrecision(4);
+      box.appendChild(row);
+    });
+  }
+
   async function loadImportance(button) {
     const box = document.getElementById("feature-importance");
     const runId = document.getElementById("run").dataset.runId;
     button.disabled = true;
     try {
       const data = await getJSON(`/api/runs/${runId}/feature-importance`);
-      const top = Math.max(...data.features.map(f => f.importance), 1e-12);
-      box.innerHTML = "";
-      data.features.forEach(f => {
-        const row = document.createElement("div");
-        row.className = "bar-row";
-        row.innerHTML = `<span class="bar-label"></span><span class="bar-track"><span class="bar" style="width:${(100 * f.importance / top).toFixed(1)}%"></span></span><span class="bar-value"></span>`;
-        row.children[0].textContent = f.name;
-        row.children[2].textContent = f.importance.toPrecision(4);
-        box.appendChild(row);
-      });
+      bars(box, data.features);
       box.dataset.state = "loaded";
     } catch (e) { box.textContent = e.message; box.dataset.state = "error"; }
   }
@@ -272,6 +307,6 @@
     }, POLL_MS);
   }
 
-  window.suho = { runPage, loadImportance, loadEquity, askDeploy, confirmDeploy,
+  window.suho = { makeChart, historyChart, getJSON, bars, PALETTE, runPage, loadImportance, loadEquity, askDeploy, confirmDeploy,
                   comparePage, submitCompare, livePage };
 })();

@@ -202,3 +202,74 @@ def test_study_page_history_importance_parallel_slices_and_a_trial(
     other = next(t["number"] for t in complete if t["number"] != best_trial)
     page.locator(f"#parallel polyline[data-trial='{other}']").dispatch_event("click")
     expect(page.locator("#trial-number")).to_have_text(f"#{other}")
+
+
+# --------------------------------------------------------------------------- charts
+def _ema(values: list[float], weight: float) -> list[float]:
+    acc, out = 0.0, []
+    for n, v in enumerate(values, start=1):
+        acc = acc * weight + (1 - weight) * v
+        out.append(acc / (1 - weight**n))
+    return out
+
+
+def test_smoothing_slider_changes_the_drawn_line_and_keeps_the_raw_one_faint(
+    page: Page, base: str, store
+) -> None:
+    _, ids = store
+    run_id = ids["supervised"][1]
+    api = page.request.get(f"{base}/api/runs/{run_id}/curve?series=train_loss,val_loss").json()
+    page.goto(f"{base}/runs/{run_id}")
+    chart = page.locator("#chart-loss")
+    expect(chart).to_have_attribute("data-series-points", re.compile("val_loss"))
+    before = _chart(page, "#chart-loss")
+    assert before["labels"] == ["iteration_number", "train_loss", "val_loss"]
+
+    page.locator("#smoothing").fill("0.9")
+    expect(chart).to_have_attribute("data-smoothing", "0.9")
+    after = _chart(page, "#chart-loss")
+    assert after["labels"] == [
+        "iteration_number",
+        "train_loss (raw)",
+        "train_loss",
+        "val_loss (raw)",
+        "val_loss",
+    ]
+    raw = api["series"]["val_loss"][1]
+    assert after["data"][3] == pytest.approx(raw)  # the raw line is still drawn
+    assert after["data"][4] == pytest.approx(_ema(raw, 0.9))  # and its EMA on top
+    assert after["data"][4] != pytest.approx(raw)
+    strokes = page.evaluate(
+        "() => document.querySelector('#chart-loss').suhoChart.series.map(s => s._stroke)"
+    )
+    assert strokes[3].endswith("40") and not strokes[4].endswith("40")  # raw faint
+    assert "smooth=0.9" in page.url  # kept in the URL: a view can be shared
+    shot(page, "smoothing")
+
+    page.locator("#log-y").check()
+    expect(chart).to_have_attribute("data-log-y", "true")
+    assert (
+        page.evaluate("() => document.querySelector('#chart-loss').suhoChart.scales.y.distr") == 3
+    )
+    page.reload()
+    expect(page.locator("#chart-loss")).to_have_attribute("data-smoothing", "0.9")
+    expect(page.locator("#chart-loss")).to_have_attribute("data-log-y", "true")
+    expect(page.locator("#log-y")).to_be_checked()
+
+
+def test_a_chart_for_any_logged_series(page: Page, base: str, store) -> None:
+    import suho
+
+    db, _ = store
+    with suho.init(kind="rl", agent_type="dqn", db=db) as run:
+        for i in range(6):
+            run.log({"loss/q": 1.0 / (i + 1), "eps": 1 - i / 10})
+    page.goto(f"{base}/runs/{run.run_id}")
+    chart = page.locator("#chart-metric")
+    expect(chart).to_have_attribute("data-key", "eps")
+    page.locator("#metric-key").select_option("loss/q")
+    expect(chart).to_have_attribute("data-key", "loss/q")
+    expect(chart).to_have_attribute("data-series-points", '{"loss/q":6}')
+    assert _chart(page, "#chart-metric")["data"][1] == pytest.approx(
+        [1 / (i + 1) for i in range(6)]
+    )

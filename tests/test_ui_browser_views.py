@@ -273,3 +273,59 @@ def test_a_chart_for_any_logged_series(page: Page, base: str, store) -> None:
     assert _chart(page, "#chart-metric")["data"][1] == pytest.approx(
         [1 / (i + 1) for i in range(6)]
     )
+
+
+# --------------------------------------------------------------------------- compare
+def test_compare_shows_tuned_parameters_no_empty_rows_and_fits_the_window(
+    page: Page, base: str, store
+) -> None:
+    from repositories.kinds import RunKind
+    from repositories.tracking import RunTrackingService
+
+    db, _ = store
+    supervised = RunTrackingService(db, RunKind.SUPERVISED)
+    tuned = []
+    for leaves in (31, 63):
+        run = supervised.create(
+            {"run_name": f"lgbm-{leaves}", "model_type": "lightgbm", "target_variable": "t"}
+        )
+        for n, loss in enumerate((0.7, 0.5)):
+            supervised.log_trial(
+                run.run_id,
+                {
+                    "trial_number": n,
+                    "hyperparameters": {"num_leaves": leaves + n, "learning_rate": 0.05},
+                    "objective_value": loss,
+                },
+            )
+        supervised.start(run.run_id)
+        supervised.complete(run.run_id, {"final_test_accuracy": 0.6, "final_f1_score": 0.5})
+        tuned.append(str(run.run_id))
+    page.goto(f"{base}/compare?ids={','.join(tuned)}")
+    row = page.locator("tr[data-param='best_trial.num_leaves']")
+    expect(row).to_have_class(re.compile("differs"))
+    expect(row.locator("td")).to_have_text(["32", "64"])  # the best trial's, per run
+    metrics = page.locator("#compare-metrics tbody th").all_inner_texts()
+    assert metrics == ["final_test_accuracy", "final_f1_score"]  # no empty regression rows
+
+    agents = RunTrackingService(db, RunKind.RL)
+    tickers = [f"TICKER{i:03d}" for i in range(60)]
+    chosen = []
+    for i, agent_type in enumerate(("ppo", "sac", "a2c", "td3")):
+        run = agents.create(
+            {
+                "run_name": f"wide-{agent_type}-agent-with-a-long-descriptive-name",
+                "agent_type": agent_type,
+                "tickers": tickers,
+                "config_json": json.dumps(
+                    {"tickers": tickers[i:], "net_arch": [256, 256, 128], "note": "x" * 200}
+                ),
+            }
+        )
+        agents.start(run.run_id)
+        agents.complete(run.run_id, {"final_sharpe_ratio": 1.0 + i})
+        chosen.append(str(run.run_id))
+    page.goto(f"{base}/compare?ids={','.join(chosen)}")
+    expect(page.locator("tr[data-param='tickers']")).to_have_class(re.compile("differs"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= WINDOW["width"]
+    shot(page, "compare-agents")

@@ -187,6 +187,7 @@ def compare(
         params = {
             type_column: getattr(run, type_column).value,
             **flat_parameters(run.config_json),
+            **_tuned(tracking, run),
         }
         c = tracking.curve(run.run_id, name, series=series)
         runs.append(
@@ -200,6 +201,8 @@ def compare(
             }
         )
     diff = parameter_diff({str(r["run_id"]): r["parameters"] for r in runs})
+    # a metric no compared run has (regression metrics of classifiers) is no row
+    metrics = [m for m in metrics if any(r["metrics"][m] is not None for r in runs)]
     return {
         "kind": tracking.kind.value,
         "curve": name,
@@ -207,6 +210,15 @@ def compare(
         "diff": diff,
         "metrics": metrics,
     }
+
+
+def _tuned(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
+    """The run's best trial's parameters as ``best_trial.<name>`` (what tuning chose,
+    which the config alone does not hold); none for an untuned run."""
+    best = tracking.best_trials(run.run_id, n=1)
+    if not best:
+        return {}
+    return {f"best_trial.{k}": v for k, v in flat_parameters(best[0].hyperparameters).items()}
 
 
 def live(ui: UIState) -> dict[str, Any]:

@@ -102,7 +102,9 @@ def test_feature_importance_bars_are_proportional(page: Page, base: str, store) 
     assert len(values) >= 2 and values[0] > values[1] > 0
     page.goto(f"{base}/runs/{run_id}")
     page.locator("#feature-importance button").click()
-    expect(page.locator("#feature-importance")).to_have_attribute("data-state", "loaded")
+    expect(page.locator("#feature-importance")).to_have_attribute(
+        "data-state", "loaded", timeout=30_000
+    )  # the first load imports the booster's library
     widths = page.locator("#feature-importance .bar").evaluate_all(
         "bars => bars.map(b => b.getBoundingClientRect().width)"
     )
@@ -329,3 +331,94 @@ def test_compare_shows_tuned_parameters_no_empty_rows_and_fits_the_window(
     expect(page.locator("tr[data-param='tickers']")).to_have_class(re.compile("differs"))
     assert page.evaluate("document.documentElement.scrollWidth") <= WINDOW["width"]
     shot(page, "compare-agents")
+
+
+# --------------------------------------------------------------------------- tables
+def _headers(page: Page) -> list[str]:
+    return [h.strip().rstrip("▼▲ ") for h in page.locator("#runs-table thead th").all_inner_texts()]
+
+
+def test_columns_chosen_are_kept_in_the_url(page: Page, base: str, store) -> None:
+    _, ids = store
+    page.goto(f"{base}/runs?status=completed")
+    page.locator("#column-chooser summary").click()
+    page.locator("#column-chooser input.column").evaluate_all(
+        "xs => xs.forEach(x => x.checked = false)"
+    )
+    for col in ("final_f1_score", "task_type", "duration_seconds", "config.params.max_depth"):
+        page.locator(f"#column-chooser input.column[value='{col}']").check()
+    page.locator("#apply-columns").click()
+    page.wait_for_url(re.compile(r"cols="))
+    want = [
+        "",
+        "run_name",
+        "final_f1_score",
+        "duration_seconds",
+        "task_type",
+        "config.params.max_depth",
+    ]
+    assert _headers(page) == want
+    api = page.request.get(
+        f"{base}/api/runs?status=completed&cols=final_f1_score,config.params.max_depth"
+    ).json()
+    depth = {r["run_id"]: r["config.params.max_depth"] for r in api["rows"]}
+    cells = page.locator("#runs-table tbody tr").evaluate_all(
+        """rows => rows.map(r => [r.dataset.runId,
+             r.querySelector('[data-field="config.params.max_depth"]').textContent])"""
+    )
+    assert cells and all(text == ("" if depth[i] is None else str(depth[i])) for i, text in cells)
+    assert str(ids["supervised"][3]) in depth and depth[str(ids["supervised"][3])] == 5
+    shot(page, "runs-columns")
+
+    shared = page.url
+    page.goto(shared)  # a shared link shows the same columns
+    assert _headers(page) == want
+    page.locator("a.sort[data-column=final_f1_score]").click()  # sorting keeps them
+    page.wait_for_url(re.compile(r"sort=final_f1_score"))
+    assert "cols=" in page.url and _headers(page) == want
+    bad = page.request.get(f"{base}/api/runs?cols=final_f1_score,bogus")
+    assert bad.status == 422 and "columns: unknown 'bogus'" in bad.json()["error"]
+
+
+def test_numbers_and_durations_are_formatted_and_deployed_runs_badged(
+    page: Page, base: str, store
+) -> None:
+    from repositories.kinds import RunKind
+    from repositories.tracking import RunTrackingService
+
+    db, ids = store
+    RunTrackingService(db, RunKind.SUPERVISED).deploy(ids["checkpoint"], "production")
+    page.goto(f"{base}/runs?status=")
+    row = page.locator(f"#runs-table tr[data-run-id='{ids['supervised'][0]}']")
+    expect(row.locator("[data-field=run_name] .badge[data-stage=production]")).to_be_visible()
+    others = page.locator("#runs-table tbody .badge[data-stage]")
+    expect(others).to_have_count(1)  # only the run whose checkpoint is in production
+    durations = page.locator("#runs-table tbody [data-field=duration_seconds]").all_inner_texts()
+    shown = [d for d in durations if d]
+    assert shown and all(re.fullmatch(r"\d+ ms|\d+\.\d s|\d+m \d\ds|\d+h \d\dm", d) for d in shown)
+    created = page.locator("#runs-table tbody [data-field=created_at]").first.inner_text()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", created)
+    assert page.evaluate("document.documentElement.scrollWidth") <= WINDOW["width"]
+
+
+def test_free_text_search_over_names_types_tags_and_parameters(
+    page: Page, base: str, store
+) -> None:
+    _, ids = store
+    page.goto(f"{base}/runs?status=")
+    page.locator("#search").fill('"max_depth": 5')  # a parameter value in the config
+    page.locator("#filters button[type=submit]").click()
+    page.wait_for_url(re.compile(r"q="))
+    assert [r for r in _row_ids(page)] == [str(ids["supervised"][3])]
+    page.goto(f"{base}/runs?status=&q=CATBOOST")  # a type, any case
+    assert set(_row_ids(page)) == {str(ids["supervised"][2]), str(ids["supervised"][5])}
+    page.goto(f"{base}/agents?status=&q=BBB")  # a tag: the agents' tickers
+    assert set(_row_ids(page)) == {str(i) for i in ids["agents"]}
+    page.goto(f"{base}/runs?status=&q=no-such-thing-anywhere")
+    expect(page.locator("#total")).to_have_text("0")
+
+
+def _row_ids(page: Page) -> list[str]:
+    return page.locator("#runs-table tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.runId)"
+    )

@@ -26,7 +26,7 @@ from suho.ui.security import (
     TokenMiddleware,
     serving_options,
 )
-from suho.ui.views import UIState, deploy_checkpoint, fmt
+from suho.ui.views import UIState, cell, deploy_checkpoint, fmt
 from suho_models.db import Database
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +53,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["fmt"] = fmt
+    templates.env.filters["cell"] = cell
     templates.env.policies["json.dumps_function"] = json_text
     app.state.ui = UIState.over(db, templates)
     errors.install(app)  # JSON for /api/, an HTML page for a page

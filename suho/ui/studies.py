@@ -166,7 +166,7 @@ def rebuild(trials: Sequence[StoredTrial], parameters: Sequence[Parameter], dire
     from optuna.trial import TrialState as OptunaState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction)
+    study = optuna.create_study(direction=optuna.study.StudyDirection[direction.upper()])
     distributions = {p.name: p.distribution() for p in parameters}
     states = {"pruned": OptunaState.PRUNED, "failed": OptunaState.FAIL}
     frozen = []

@@ -65,6 +65,7 @@ def an(label: str) -> str:
 def listing(ui: UIState, kind: RunKind, params: Mapping[str, str]) -> dict[str, Any]:
     tracking = ui.tracking[kind]
     profile = tracking.profile
+    chosen = chosen_columns(params)
     metric = params.get("metric") or None
     ranges = {}
     if metric:
@@ -84,7 +85,15 @@ def listing(ui: UIState, kind: RunKind, params: Mapping[str, str]) -> dict[str, 
         descending=order == "desc",
         limit=_integer(params.get("limit"), "limit", 50),
         offset=_integer(params.get("offset"), "offset", 0),
+        search=params.get("q") or None,
+        columns=[c for c in chosen if not c.startswith(CONFIG)],
+        details=True,
     )
+    configs = {k: flat_parameters(v) for k, v in page.configs.items()}
+    for row in page.rows:
+        flat = configs.get(str(row["run_id"]), {})
+        row["stages"] = page.stages.get(str(row["run_id"]), [])
+        row.update({c: flat.get(c.removeprefix(CONFIG)) for c in chosen if c.startswith(CONFIG)})
     return {
         "kind": kind.value,
         "total": page.total,
@@ -93,8 +102,21 @@ def listing(ui: UIState, kind: RunKind, params: Mapping[str, str]) -> dict[str, 
         "sort": page.sort,
         "order": "desc" if page.descending else "asc",
         "columns": tracking.list_columns,
+        "chosen": chosen,
+        "parameters": sorted({CONFIG + k for flat in configs.values() for k in flat}),
         "rows": page.rows,
     }
+
+
+CONFIG = "config."
+"""Prefix of a listing column that is a config value (``config.params.max_depth``)."""
+
+
+def chosen_columns(params: Mapping[str, str]) -> list[str]:
+    """The ``cols`` of a listing's URL (comma-separated), in order, without repeats."""
+    return list(
+        dict.fromkeys(c.strip() for c in (params.get("cols") or "").split(",") if c.strip())
+    )
 
 
 def run_detail(ui: UIState, run_id: str) -> dict[str, Any]:
@@ -306,6 +328,36 @@ def _date(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datet
     if end_of_day and len(value) == 10:
         parsed = parsed + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def duration(seconds: float | None) -> str:
+    """A wall time as a person reads it: 54 ms, 5.4 s, 3m 05s, 2h 03m."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def cell(value: Any, column: str) -> str:
+    """A listing cell: durations in words, counts with thousands separators, times
+    to the minute, floats to 4 significant digits."""
+    if column.endswith("duration_seconds"):
+        return duration(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        shown = ", ".join(map(str, value[:6]))
+        return shown + (f", … ({len(value)})" if len(value) > 6 else "")
+    return fmt(value)
 
 
 def fmt(value: Any) -> str:

@@ -386,6 +386,16 @@
                                  { xLabel: data.runs[0].curve.x, smoothable: true }));
   }
 
+  /* The ticked columns go into the URL (cols=...), so a view can be shared. */
+  function chooseColumns() {
+    const cols = Array.from(document.querySelectorAll("#column-chooser input.column:checked"))
+      .map(x => x.value);
+    const url = new URL(window.location.href);
+    if (cols.length) url.searchParams.set("cols", cols.join(",")); else url.searchParams.delete("cols");
+    url.searchParams.delete("offset");
+    window.location.href = url.toString();
+  }
+
   function submitCompare(form) {
     const ids = Array.from(document.querySelectorAll("input.pick:checked")).map(x => x.value);
     if (ids.length < 2 || ids.length > 10) { alert("Select 2 to 10 runs to compare."); return false; }
@@ -418,5 +428,5 @@
   }
 
   window.suho = { makeChart, ema, historyChart, getJSON, bars, PALETTE, runPage, loadImportance, loadEquity, askDeploy, confirmDeploy,
-                  comparePage, submitCompare, livePage };
+                  comparePage, submitCompare, chooseColumns, livePage };
 })();

@@ -287,6 +287,8 @@ def test_supervised_trainer_on_imported_bars_with_one_target(imported_cli) -> No
     run = json.loads(imported_cli("runs", "list", "--json"))[0]
     shown = json.loads(imported_cli("runs", "show", run["run_id"], "--json"))
     assert shown["target_variable"] == "target_direction"
+    config = json.loads(shown["config_json"])  # the bar size recorded with the run too
+    assert (config["bar_size"], config["calendar"]) == ("1d", "equities")
     assert "rsi_14" in shown["features_used"] and "sma_5" not in shown["features_used"]
     assert "majority class" in shown["baselines"] and "last move" in shown["baselines"]
     final = [c for c in shown["checkpoints"] if c["checkpoint_kind"] == "final"][0]
@@ -323,3 +325,93 @@ def test_only_the_chosen_target_is_required() -> None:
     schema = {"time": "DateTime64(3)", "symbol": "String", "rsi_14": "Float64",
               "target_direction": "UInt8"}  # fmt: skip
     assert direction.features.resolve(schema).targets == ["target_direction"]
+
+
+def test_walk_forward_on_real_daily_bars(imported_cli) -> None:
+    """``--walk-forward 3``: three out-of-sample blocks after growing pasts, each fold's
+    figures in the run's metrics, their mean and spread on the final checkpoint and in
+    ``runs show`` with a plain verdict."""
+    out = imported_cli(
+        "train", "supervised", "--model", "xgboost", "--source", "goog", "--target",
+        "target_direction", "--rounds", "15", "--tune", "0", "--quiet",
+        "--walk-forward", "3",
+    )  # fmt: skip
+    assert "walk-forward (3 folds):" in out
+    run_id = json.loads(imported_cli("runs", "list", "--json"))[0]["run_id"]
+    shown = json.loads(imported_cli("runs", "show", run_id, "--json"))
+    assert "Mean over folds" in shown["walk_forward"] and "majority class" in shown["walk_forward"]
+
+    def series(key: str) -> list[tuple[int, float]]:
+        body = json.loads(imported_cli("runs", "metrics", run_id, key, "--json"))
+        return [(p["step"], p["value"]) for p in body]
+
+    accuracy = series("walk_forward/test_accuracy")
+    assert [s for s, _ in accuracy] == [1, 2, 3]
+    train_rows = [v for _, v in series("walk_forward/train_rows")]
+    test_rows = [v for _, v in series("walk_forward/test_rows")]
+    assert train_rows[0] < train_rows[1] < train_rows[2]  # expanding: each fold's past grows
+    assert train_rows[1] == train_rows[0] + test_rows[0]  # and takes in the block tested before
+    final = [c for c in shown["checkpoints"] if c["checkpoint_kind"] == "final"][0]["metrics"]
+    values = [v for _, v in accuracy]
+    assert final["walk_forward_folds"] == 3
+    assert final["walk_forward_test_accuracy_mean"] == pytest.approx(np.mean(values))
+    assert final["walk_forward_test_accuracy_std"] == pytest.approx(np.std(values))
+    assert 0.3 < final["walk_forward_baseline_majority_accuracy_mean"] < 0.7
+
+    rolling = imported_cli(
+        "train", "supervised", "--model", "lightgbm", "--source", "goog", "--rounds", "5",
+        "--tune", "0", "--quiet", "--walk-forward", "3", "--walk-forward-mode", "rolling",
+    )  # fmt: skip
+    assert "walk-forward (3 folds)" in rolling
+    run_id = json.loads(imported_cli("runs", "list", "--json"))[0]["run_id"]
+    train_rows = [v for _, v in series("walk_forward/train_rows")]
+    assert len(train_rows) == 3 and max(train_rows) - min(train_rows) <= 1  # a fixed window
+
+
+def test_rl_walk_forward_on_real_hourly_bars(imported_cli) -> None:
+    """An agent per fold, trained on the fold's past and evaluated on its block beside
+    buy-and-hold and the trend rule; the mean and spread on the final checkpoint."""
+    out = imported_cli(
+        "train", "rl", "--agent", "a2c", "--timesteps", "200", "--source", "fx",
+        "--indicators", "rsi_14,macd_norm", "--quiet", "--walk-forward", "2",
+    )  # fmt: skip
+    assert "walk-forward (2 folds):" in out and "Mean over folds" in out
+    run_id = json.loads(imported_cli("agents", "list", "--json"))[0]["run_id"]
+    shown = json.loads(imported_cli("agents", "show", run_id, "--json"))
+    assert "buy-and-hold" in shown["walk_forward"]
+    bars = json.loads(imported_cli("runs", "metrics", run_id, "walk_forward/test_bars", "--json"))
+    sharpe = json.loads(
+        imported_cli("runs", "metrics", run_id, "walk_forward/benchmark_sharpe_ratio", "--json")
+    )
+    assert [p["step"] for p in bars] == [1, 2] == [p["step"] for p in sharpe]
+    assert all(p["value"] > 100 for p in bars)  # each block holds hundreds of hourly bars
+    final = [c for c in shown["checkpoints"] if c["checkpoint_kind"] == "final"][0]["metrics"]
+    assert final["walk_forward_folds"] == 2
+    values = [p["value"] for p in sharpe]
+    assert final["walk_forward_benchmark_sharpe_ratio_mean"] == pytest.approx(np.mean(values))
+    assert values[0] != values[1]  # two different blocks of the market
+
+
+def test_a_supervised_source_mixing_bar_sizes_is_refused_naming_the_symbols() -> None:
+    from trainers.data.source import known_bars
+    from trainers.data.spec import FeatureSpec
+
+    hourly = pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")
+    daily = pd.date_range("2024-01-01", periods=48, freq="D", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "time": [*hourly, *daily],
+            "symbol": ["EURUSD"] * 48 + ["GOOG"] * 48,
+            "x": np.arange(96.0),
+            "target_direction": np.arange(96) % 2,
+        }
+    )
+    spec = FeatureSpec(target_columns=["target_direction"])
+    roles = spec.resolve(frame)
+    with pytest.raises(ValueError, match=r"mixed bar sizes in one source \(1h: EURUSD; 1d: GOOG\)"):
+        known_bars("mixed.parquet", spec, None, frame, roles)
+    one = known_bars("one.parquet", spec, None, frame[frame.symbol == "GOOG"], roles)
+    assert one is not None and one.bar is not None and one.bar.label == "1d"
+    irregular = frame.assign(time=pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(
+        np.arange(96) * 7, unit="s"))  # fmt: skip
+    assert known_bars("ticks.parquet", spec, None, irregular, roles) is None  # not bars

@@ -53,6 +53,27 @@ SourceOption = Annotated[str | None, typer.Option(help="Feature table or .parque
 ConfigOption = Annotated[Path | None, typer.Option(help="YAML/TOML config file.")]
 RunNameOption = Annotated[str | None, typer.Option(help="Run name.")]
 SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
+WalkForwardOption = Annotated[
+    int | None,
+    typer.Option(
+        "--walk-forward", min=2, help="Also retrain and test on K walk-forward folds in time order."
+    ),
+]
+WalkForwardModeOption = Annotated[
+    str | None,
+    typer.Option(help="expanding (every earlier block; default) or rolling (a fixed window)."),
+]
+
+
+def walk_forward_options(folds: int | None, mode: str | None) -> dict[str, Any] | None:
+    """The ``walk_forward`` section the two options make (None: leave the config's)."""
+    if folds is None:
+        if mode is not None:
+            raise typer.BadParameter("needs --walk-forward K", param_hint="--walk-forward-mode")
+        return None
+    return {"folds": folds, **({} if mode is None else {"mode": mode})}
+
+
 TuneOption = Annotated[int | None, typer.Option(min=0, help="Optuna trials (0: none).")]
 TimestepsOption = Annotated[
     int | None, typer.Option(min=1, help="Environment steps (of the final run, when tuning).")

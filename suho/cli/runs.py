@@ -87,9 +87,7 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
         data["trials"] = len(tracking.trials(run.run_id))
         checkpoints = tracking.checkpoints(run.run_id)
         data["checkpoints"] = [dump(c) for c in checkpoints]
-        verdict = _baseline_verdict(run, checkpoints)
-        if verdict is not None:
-            data["baselines"] = verdict
+        data.update(_verdicts(run, checkpoints))
         data["metric_keys"] = metric_keys(tracking, run.run_id)
     show(data, as_json, f"run {run.run_id}", ("checkpoints", "config_json", "metric_keys"))
     if as_json:
@@ -103,16 +101,27 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
         )
 
 
-def _baseline_verdict(run: Any, checkpoints: list[Any]) -> str | None:
-    """The plain line comparing the model with its baselines (final checkpoint)."""
+def _verdicts(run: Any, checkpoints: list[Any]) -> dict[str, str]:
+    """The plain lines of the final checkpoint: did the model beat its baselines on the
+    test rows (``baselines``), and over the walk-forward folds (``walk_forward``)?"""
     from suho_models.enums import CheckpointKind
     from trainers.baselines import supervised_verdict
+    from trainers.walk_forward import describe_walk_forward, fold_means
 
     finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
-    if not finals or not any(k.startswith("baseline_") for k in finals[-1].metrics):
-        return None
-    task = getattr(run.task_type, "value", run.task_type) or "classification"
-    return supervised_verdict(str(task), finals[-1].metrics)
+    if not finals:
+        return {}
+    metrics = finals[-1].metrics
+    task = str(getattr(run.task_type, "value", run.task_type) or "classification")
+    out = {}
+    if any(k.startswith("baseline_") for k in metrics):
+        out["baselines"] = supervised_verdict(task, metrics)
+    means = fold_means(metrics)
+    if means:
+        out["walk_forward"] = (
+            f"{describe_walk_forward(metrics)}. Mean over folds: {supervised_verdict(task, means)}"
+        )
+    return out
 
 
 def end_run(run_id: str, status: str, reason: str) -> None:

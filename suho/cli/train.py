@@ -23,9 +23,12 @@ from suho.cli.common import (
     TargetOption,
     TimestepsOption,
     TuneOption,
+    WalkForwardModeOption,
+    WalkForwardOption,
     database,
     mlflow_mirror,
     supervised_config,
+    walk_forward_options,
 )
 from suho.cli.output import console
 
@@ -61,12 +64,15 @@ def train_supervised(
     keep_checkpoints: KeepCheckpointsOption = None,
     resume: ResumeOption = None,
     mlflow_uri: MlflowUriOption = None,
+    walk_forward: WalkForwardOption = None,
+    walk_forward_mode: WalkForwardModeOption = None,
 ) -> None:
     """Train a gradient-boosting model on ml_features and track the run.
 
     Options left out keep the config file's values (or SupervisedConfig's defaults).
     """
     from trainers.supervised.trainer import SupervisedTrainer
+    from trainers.walk_forward import describe_walk_forward
 
     if resume:
         db = database()
@@ -98,6 +104,7 @@ def train_supervised(
         progress=not quiet,
         tuning=None if tune is None else {"trials": tune},
         features=_feature_options(features, exclude_features),
+        walk_forward=walk_forward_options(walk_forward, walk_forward_mode),
     )
     db = database()
     try:
@@ -108,6 +115,8 @@ def train_supervised(
         db.close()
     run = result.run
     console.print(f"run [bold]{run.run_id}[/bold] {run.status.value}: test {result.test_metrics}")
+    if result.walk_forward:
+        console.print(describe_walk_forward(result.walk_forward))
 
 
 @train_app.command("rl")
@@ -152,6 +161,8 @@ def train_rl(
     ] = None,
     quiet: QuietOption = False,
     mlflow_uri: MlflowUriOption = None,
+    walk_forward: WalkForwardOption = None,
+    walk_forward_mode: WalkForwardModeOption = None,
 ) -> None:
     """Train a FinRL agent with Stable-Baselines3 and track the run.
 
@@ -177,6 +188,7 @@ def train_rl(
             "n_envs": n_envs,
             "indicators": indicators.split(",") if indicators else None,
             "periods_per_year": periods_per_year,
+            "walk_forward": walk_forward_options(walk_forward, walk_forward_mode),
         },
         config,
     )
@@ -199,6 +211,11 @@ def train_rl(
     warning = never_traded(summary)
     if warning is not None:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if result.walk_forward:
+        from trainers.walk_forward import describe_walk_forward, fold_means
+
+        console.print(describe_walk_forward(result.walk_forward), highlight=False)
+        console.print(f"Mean over folds: {rl_verdict(fold_means(result.walk_forward))}")
 
 
 def _feature_options(features: str | None, exclude: str | None) -> dict[str, Any] | None:

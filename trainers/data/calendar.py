@@ -30,7 +30,7 @@ def infer_calendar(times: pd.Series, bar: BarSize) -> Calendar:
     stamps = pd.DatetimeIndex(times)
     if len(stamps) == 0:
         return "equities"
-    if bar.seconds <= _DAY and float((stamps.dayofweek >= 5).mean()) > 0.05:
+    if bar.seconds <= _DAY and float((stamps.day_of_week >= 5).mean()) > 0.05:
         return "crypto"
     if bar.seconds < _DAY and len(set(stamps.hour.tolist())) >= 20:
         return "fx"

@@ -298,7 +298,7 @@ def _weekend_only(before: pd.Series, after: pd.Series, size: BarSize) -> np.ndar
         return np.asarray(np.busday_count(start, end) == 0) & (size.seconds == 86400)
     span = (after.to_numpy() - before.to_numpy()) / np.timedelta64(1, "s")
     days = [
-        pd.date_range(b.normalize(), a.normalize(), freq="D").dayofweek
+        pd.date_range(b.normalize(), a.normalize(), freq="D").day_of_week
         for b, a in zip(before, after, strict=True)
     ]
     return np.array(

@@ -14,6 +14,8 @@ import pandas as pd
 
 from repositories.features import FeatureTable
 from suho_models.db import Database
+from trainers.data.calendar import Annualisation, annualisation
+from trainers.data.ohlcv import OhlcvError, bar_sizes_of
 from trainers.data.spec import FeatureSpec, ResolvedColumns
 
 
@@ -58,3 +60,42 @@ def load_features(
         frame = table.read(resolved.columns, start=start, end=end, symbols=symbols)
     spec.validate_frame(frame)
     return frame, resolved
+
+
+def source_bars(
+    source: str,
+    spec: FeatureSpec,
+    db: Database | None,
+    frame: pd.DataFrame,
+    roles: ResolvedColumns,
+    given: float | None = None,
+) -> Annualisation:
+    """The source's bar size, calendar and bars per year: ``given``
+    (``--periods-per-year``), what ``suho data import`` recorded with the table, or the
+    bars themselves. A source mixing bar sizes is refused, naming the symbols."""
+    recorded: dict[str, object] = {}
+    if db is not None and not is_file_source(source):
+        table = FeatureTable(db, source, spec.time_column, spec.symbol_column or "symbol")
+        recorded = table.metadata()
+    try:
+        return annualisation(frame, roles.time, roles.symbol, recorded, given)
+    except OhlcvError as exc:
+        raise ValueError(f"source {source!r}: {exc}") from None
+
+
+def known_bars(
+    source: str,
+    spec: FeatureSpec,
+    db: Database | None,
+    frame: pd.DataFrame,
+    roles: ResolvedColumns,
+) -> Annualisation | None:
+    """:func:`source_bars` for data that need not be bars (a supervised source): None
+    when the times are not datetimes or no bar size is recognised; mixed bar sizes are
+    still refused (their test rows would hold the longer bars' symbols only)."""
+    if not pd.api.types.is_datetime64_any_dtype(frame[roles.time]):
+        return None
+    sizes = bar_sizes_of(frame, roles.time, roles.symbol)
+    if all(size is None for size in sizes.values()):
+        return None
+    return source_bars(source, spec, db, frame, roles)

@@ -158,6 +158,7 @@ def time_series_cv(
     n_or_times: int | pd.Series | pd.Index | np.ndarray,
     n_splits: int = 5,
     gap: int = 0,
+    window: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Expanding-window folds over unique timestamps, like sklearn's TimeSeriesSplit.
 
@@ -165,12 +166,18 @@ def time_series_cv(
     panel (any order). The timestamps are cut into ``n_splits + 1`` equal blocks (the first
     one also takes the remainder); fold k validates on block k + 1 and trains on every
     earlier timestamp except the ``gap`` ones right before validation (an embargo against
-    label overlap). Returns ``(train_idx, val_idx)`` row positions, each ascending.
+    label overlap). ``window``: train on at most the last ``window`` of those timestamps
+    (a rolling window; None: expanding). Returns ``(train_idx, val_idx)`` row positions,
+    each ascending.
     """
     if isinstance(n_splits, bool) or not isinstance(n_splits, Integral) or n_splits < 2:
         raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
     if isinstance(gap, bool) or not isinstance(gap, Integral) or gap < 0:
         raise ValueError(f"gap must be an integer >= 0, got {gap!r}")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, Integral) or window < 1
+    ):
+        raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
     if isinstance(n_or_times, pd.DataFrame):
         raise TypeError("pass the time column (df[time_column]) or a row count, not a frame")
     if isinstance(n_or_times, Integral) and not isinstance(n_or_times, bool):
@@ -189,7 +196,9 @@ def time_series_cv(
     folds = []
     for k in range(n_splits):
         val_start = n_times - (n_splits - k) * fold
-        train_idx = np.flatnonzero(codes < val_start - gap)
+        train_end = val_start - gap
+        train_start = 0 if window is None else max(0, train_end - window)
+        train_idx = np.flatnonzero((codes >= train_start) & (codes < train_end))
         val_idx = np.flatnonzero((codes >= val_start) & (codes < val_start + fold))
         folds.append((train_idx, val_idx))
     return folds

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from suho_models.enums import AgentType, RewardFunctionType
 from trainers.config_file import config_model, validate_config_file
 from trainers.data.spec import FeatureSpec
+from trainers.walk_forward import WalkForwardConfig
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,9 @@ class RLConfig(BaseModel):
     """torch.set_num_threads for the run (1 was fastest for small MLPs on 2 cores)."""
     device: str = "cpu"
     verbose: int = Field(default=0, ge=0, le=2)
+    walk_forward: WalkForwardConfig | None = None
+    """Also train and evaluate a fresh agent on K walk-forward folds (None: the trade
+    period only)."""
 
     @model_validator(mode="after")
     def _indicators_unique(self) -> RLConfig:

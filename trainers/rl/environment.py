@@ -17,9 +17,7 @@ import pandas as pd
 from repositories.features import FeatureTable
 from suho_models.db import Database
 from suho_models.enums import RewardFunctionType
-from trainers.data.calendar import Annualisation, annualisation
-from trainers.data.ohlcv import OhlcvError
-from trainers.data.source import is_file_source, load_features
+from trainers.data.source import is_file_source, load_features, source_bars
 from trainers.data.spec import FeatureSpec
 from trainers.data.synth import OHLCV_COLUMNS
 from trainers.rl.config import RLConfig
@@ -94,7 +92,9 @@ def load_market(
         end or config.end,
         config.symbols,
     )
-    per_year = _annualisation(config, db, frame, roles.time, roles.symbol)
+    per_year = source_bars(
+        config.source, config.features, db, frame, roles, config.periods_per_year
+    )
     data = to_finrl_frame(frame, indicators, roles.time, roles.symbol)
     check_dropped_rows(frame, data, [*OHLCV_COLUMNS, *indicators], roles.time, config)
     if data.empty:
@@ -107,23 +107,6 @@ def load_market(
     market = MarketData(train=train, trade=trade, tickers=tickers, indicators=indicators)
     market.extra["annualisation"] = per_year
     return market
-
-
-def _annualisation(
-    config: RLConfig, db: Database | None, frame: pd.DataFrame, time: str, symbol: str | None
-) -> Annualisation:
-    """Bars per year from ``--periods-per-year``, the table's recorded bar size and
-    calendar (``suho data import``), or the bars themselves; mixed bar sizes refused."""
-    recorded: dict[str, object] = {}
-    if db is not None and not is_file_source(config.source):
-        spec = config.features
-        recorded = FeatureTable(
-            db, config.source, spec.time_column, spec.symbol_column or "symbol"
-        ).metadata()
-    try:
-        return annualisation(frame, time, symbol, recorded, config.periods_per_year)
-    except OhlcvError as exc:
-        raise ValueError(f"source {config.source!r}: {exc}") from None
 
 
 def check_dropped_rows(

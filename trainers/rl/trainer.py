@@ -77,6 +77,8 @@ from trainers.rl.environment import (
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.finrl_env import MarketData
 from trainers.rl.metrics import DEFAULT_PERIODS_PER_YEAR
+from trainers.rl.walk_forward import walk_forward_folds
+from trainers.walk_forward import describe_walk_forward, fold_means, log_folds, summarise
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ class RLTrainingResult:
     checkpoints: list[uuid.UUID] = field(default_factory=list)
     """Intermediate checkpoints saved by this process and still kept, oldest first."""
     resumed_from: AgentCheckpointInfo | None = None
+    walk_forward: dict[str, float] = field(default_factory=dict)
+    """``walk_forward_<metric>_mean`` / ``_std`` (empty without ``--walk-forward``)."""
 
     @property
     def equity_curve(self) -> pd.DataFrame:
@@ -303,9 +307,12 @@ class RLTrainer:
         evaluation = evaluate_agent(model, market.trade, market, config)
         metrics = evaluation.metrics
         final_id = None
+        walk_forward: dict[str, float] = {}
         if resume_from is not None and resume_from.kind is CheckpointKind.FINAL:
             final_id = resume_from.checkpoint_id  # it crashed after saving it
         else:
+            if config.walk_forward is not None:
+                walk_forward = self._walk_forward(run_id, config, market, params)
             final_id = self.tracking.save_checkpoint(
                 run_id,
                 model_to_bytes(model),
@@ -314,6 +321,7 @@ class RLTrainer:
                     **metrics.to_dict(),
                     **evaluation.activity.to_dict(),
                     **evaluation.baseline_metrics(),
+                    **walk_forward,
                 },
                 episode_number=episodes,
                 timestep=int(model.num_timesteps),
@@ -328,8 +336,24 @@ class RLTrainer:
         final.update(total_timesteps=int(model.num_timesteps), total_episodes=episodes)
         completed = self.tracking.complete(run_id, final)
         return RLTrainingResult(
-            completed, model, evaluation, market, params, final_id, saved, resume_from
+            completed, model, evaluation, market, params, final_id, saved, resume_from, walk_forward
         )
+
+    def _walk_forward(
+        self, run_id: uuid.UUID, config: RLConfig, market: MarketData, params: dict[str, Any]
+    ) -> dict[str, float]:
+        """K folds over the train and trade periods; each fold's figures go to the run's
+        metrics (``walk_forward/*``), their mean and spread to the final checkpoint."""
+        wf = config.walk_forward
+        assert wf is not None
+        with self.progress.task("walk-forward", wf.folds) as advance:
+            folds = walk_forward_folds(market, config, params, wf, on_fold=lambda: advance())
+        with self.tracking.metric_logger(run_id) as logger:
+            log_folds(logger, folds)
+        summary = summarise(folds)
+        verdict = rl_verdict(fold_means(summary))
+        log.info("run %s: %s; mean over folds: %s", run_id, describe_walk_forward(summary), verdict)
+        return summary
 
     def market(
         self, run: AgentTrainingRun, config: RLConfig, *, resuming: bool = False, store: bool = True

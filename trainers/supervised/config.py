@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from suho_models.enums import ModelFormat, ModelType, TaskType
 from trainers.config_file import config_model, validate_config_file
 from trainers.data.spec import DEFAULT_TARGETS, FeatureSpec
+from trainers.walk_forward import WalkForwardConfig
 
 
 @config_model
@@ -85,6 +86,14 @@ class SupervisedConfig(BaseModel):
     """Threads of the boosting library (None: the cores free to this process, by its
     CPU affinity). Given, it fills the library's own parameter in ``params``."""
     progress: bool = True
+    walk_forward: WalkForwardConfig | None = None
+    """Also evaluate K walk-forward folds after training (None: the test split only)."""
+    bar_size: str | None = None
+    """Recorded by the run: the data's bar size (``1h``, ``1d``, ...), from the table
+    ``suho data import`` wrote or from the bars (None: not bars)."""
+    calendar: str | None = None
+    """Recorded by the run with ``bar_size``: equities, fx or crypto."""
+    """Also evaluate K walk-forward folds after training (None: the test split only)."""
 
     @field_validator("model_type", mode="before")
     @classmethod

@@ -37,3 +37,10 @@ def regression_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]
         "r2": float(skm.r2_score(y_true, pred)),
         "direction_accuracy": float(np.mean(np.sign(pred) == np.sign(y_true))),
     }
+
+
+def evaluate(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The metrics of ``task`` ("classification" or "regression") for predictions."""
+    if task == "classification":
+        return classification_metrics(y, pred)
+    return regression_metrics(y, pred)

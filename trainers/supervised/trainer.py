@@ -30,15 +30,17 @@ from repositories.tracking import RunTrackingService, SeriesNotStoredError
 from suho_models.db import Database
 from suho_models.enums import CheckpointKind, TaskType
 from trainers.baselines import supervised_baselines, supervised_verdict
-from trainers.data.source import load_features
+from trainers.data.source import known_bars, load_features
 from trainers.data.spec import ResolvedColumns
 from trainers.data.split import Split, chronological_split, split_fields
 from trainers.progress import Progress
 from trainers.supervised.boosters import Booster, booster_for
 from trainers.supervised.config import SupervisedConfig
-from trainers.supervised.metrics import classification_metrics, regression_metrics
+from trainers.supervised.metrics import evaluate
 from trainers.supervised.selection import select_features
 from trainers.supervised.tuning import cross_validate, tune
+from trainers.supervised.walk_forward import walk_forward_folds
+from trainers.walk_forward import describe_walk_forward, fold_means, log_folds, summarise
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +79,6 @@ def infer_task(y: pd.Series) -> TaskType:
     return TaskType.REGRESSION
 
 
-def evaluate(task: TaskType, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    if task is TaskType.CLASSIFICATION:
-        return classification_metrics(y, pred)
-    return regression_metrics(y, pred)
-
-
 @dataclass
 class TrainingResult:
     """What a run produced, beyond its stored record."""
@@ -96,6 +92,8 @@ class TrainingResult:
     checkpoint_id: Any = None
     cv_scores: list[float] = field(default_factory=list)
     split: Split | None = None
+    walk_forward: dict[str, float] = field(default_factory=dict)
+    """``walk_forward_<metric>_mean`` / ``_std`` (empty without ``--walk-forward``)."""
 
 
 class SupervisedTrainer:
@@ -153,9 +151,12 @@ class SupervisedTrainer:
             config.source, config.features, self.db, config.start, config.end, config.symbols
         )
         task = config.task or infer_task(frame[config.target])
+        bars = known_bars(config.source, config.features, self.db, frame, roles)
         split = chronological_split(frame, roles.time, config.split_ratios)
         if store:
             self.tracking.update(run_id, task_type=task, **split_fields(split))
+            if bars is not None and bars.bar is not None and config.bar_size is None:
+                self._record(run_id, bar_size=bars.bar.label, calendar=bars.calendar)
         if select:
             y_train = split.train[config.target].to_numpy()
             features = select_features(
@@ -166,6 +167,11 @@ class SupervisedTrainer:
         else:  # the model was trained on these, in this order
             features = list(self.tracking.get(run_id).features_used)
         return Inputs(split, roles, features, task)
+
+    def _record(self, run_id: uuid.UUID | str, **fields: Any) -> None:
+        """Settings the data decided, recorded in the run's configuration."""
+        self.config = self.config.model_copy(update=fields)
+        self.tracking.update(run_id, config_json=self.config.model_dump_json())
 
     def _train(
         self, run_id: uuid.UUID, resume_from: ModelCheckpointInfo | None = None
@@ -262,12 +268,54 @@ class SupervisedTrainer:
         baselines = supervised_baselines(kind, y_train, split.test, config.target, roles.symbol)
         comparison = {**{f"test_{k}": v for k, v in test_m.items()}, **baselines}
         log.info("run %s: %s", run_id, supervised_verdict(kind, comparison))
+        walk_forward = {}
+        if config.walk_forward is not None:
+            walk_forward = self._walk_forward(run_id, inputs, params, model)
+            comparison.update(walk_forward)
         checkpoint_id = self._save(run_id, model, val_m, train_m, cv_scores, comparison)
         final = _final_metrics(task, train_m, val_m, test_m)
         run = self.tracking.complete(run_id, final)
         return TrainingResult(
-            run, model, self.booster, features, params, test_m, checkpoint_id, cv_scores, split
+            run,
+            model,
+            self.booster,
+            features,
+            params,
+            test_m,
+            checkpoint_id,
+            cv_scores,
+            split,
+            walk_forward,
         )
+
+    def _walk_forward(
+        self, run_id: uuid.UUID, inputs: Inputs, params: dict[str, Any], model: Any
+    ) -> dict[str, float]:
+        """K folds over the whole data; each fold's figures go to the run's metrics
+        (``walk_forward/*``), their mean and spread to the final checkpoint."""
+        wf = self.config.walk_forward
+        assert wf is not None
+        split = inputs.split
+        with self.progress.task("walk-forward", wf.folds) as advance:
+            folds = walk_forward_folds(
+                self.booster,
+                pd.concat([split.train, split.val, split.test]),
+                time=inputs.roles.time,
+                symbol=inputs.roles.symbol,
+                features=inputs.features,
+                target=self.config.target,
+                task=inputs.task,
+                params=params,
+                rounds=max(1, self.booster.n_iterations(model)),
+                config=wf,
+                on_fold=lambda: advance(),
+            )
+        with self.tracking.metric_logger(run_id) as logger:
+            log_folds(logger, folds)
+        summary = summarise(folds)
+        verdict = supervised_verdict(TaskType(inputs.task).value, fold_means(summary))
+        log.info("run %s: %s; mean over folds: %s", run_id, describe_walk_forward(summary), verdict)
+        return summary
 
     def _save(
         self,

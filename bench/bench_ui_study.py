@@ -9,9 +9,11 @@ computes it, later calls for the same trial count are the cache's.
 
 Target (issue 27): the study page within 200 ms at p95, importance included (cached).
 
-Usage: ``python bench/bench_ui_study.py [--trials N] [--reps R]``; results in
-``bench/results/ui_study.json`` and ``ui_study.md`` (with the load average: the
-machine is shared, so compare figures of one run only).
+Usage: ``python bench/bench_ui_study.py [--trials N] [--reps R] [--evaluator E]``;
+results in ``bench/results/ui_study_<trials>_<evaluator>.json`` and ``.md`` (with the
+load average: the machine is shared, so compare figures of one run only). fANOVA's
+first call grows fast with the trial count (minutes at 10,000 trials on a loaded
+machine): measure it at 1,000, and the 10,000-trial page with ``--evaluator ped-anova``.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--evaluator", default="fanova", help="importance evaluator")
     args = parser.parse_args()
     from fastapi.testclient import TestClient
 
@@ -85,17 +88,19 @@ def main() -> None:
         run_id = generate(db, args.trials)
         client = TestClient(create_app(db))
         t = time.perf_counter()
-        first = client.get(f"/api/runs/{run_id}/study/importance")
+        importance = f"/api/runs/{run_id}/study/importance?evaluator={args.evaluator}"
+        first = client.get(importance)
         first_ms = (time.perf_counter() - t) * 1000
         assert first.status_code == 200, first.text[:300]
         cases = {
             "study page (HTML, every trial embedded)": f"/runs/{run_id}/study",
             "study API (JSON)": f"/api/runs/{run_id}/study",
-            "importance API (cached)": f"/api/runs/{run_id}/study/importance",
+            f"importance API ({args.evaluator}, cached)": importance,
             "run page (trial history)": f"/runs/{run_id}",
         }
         results: dict[str, Any] = {
             "trials": args.trials,
+            "evaluator": args.evaluator,
             "reps": args.reps,
             "load_average": os.getloadavg(),
             "importance_first_ms": round(first_ms, 1),
@@ -111,13 +116,15 @@ def main() -> None:
             }
         db.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ui_study.json").write_text(json.dumps(results, indent=2) + "\n")
+    stem = f"ui_study_{args.trials}_{args.evaluator}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"# Study page, {args.trials:,} trials (embedded chDB, TestClient)",
         "",
         f"Load average at the end: {', '.join(f'{x:.2f}' for x in results['load_average'])} "
         "(a shared machine: figures of one run only).",
-        f"Importance (fANOVA, seed 0) first call: {results['importance_first_ms']:,.0f} ms; "
+        f"Importance ({args.evaluator}, seed 0) first call: "
+        f"{results['importance_first_ms']:,.0f} ms; "
         "later calls hit the cache.",
         "",
         "| request | median ms | p95 ms |",
@@ -125,7 +132,7 @@ def main() -> None:
     ]
     for name, r in results["cases"].items():
         lines.append(f"| {name} | {r['median_ms']} | {r['p95_ms']} |")
-    (RESULTS / "ui_study.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -7,7 +7,6 @@ facts of each kind come from the registries (:mod:`repositories.kinds`,
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ from repositories.errors import InvalidInputError
 from repositories.kinds import PROFILES, RunKind, RunRecord, kind_of_run
 from repositories.tracking import AnyTracking, RunTrackingService, tracking_for_checkpoint
 from repositories.ui_queries import Curve, flat_parameters, parameter_diff
-from suho.ui.studies import StoredTrial, history
+from suho.ui.studies import study_view
 from suho_models.db import Database
-from suho_models.enums import DeploymentStatus, TrialState
+from suho_models.enums import DeploymentStatus
 
 MAX_COMPARE = 10
 DEPLOY_STAGES = (DeploymentStatus.STAGING.value, DeploymentStatus.PRODUCTION.value)
@@ -138,42 +137,30 @@ def detail_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
 
 
 def trials_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
-    trials = tracking.trials(run.run_id)
-    best = tracking.best_trials(run.run_id, n=1)
+    """The run page's trials: from the study view (cached per trial count)."""
+    view = study_view(tracking, run)
+    trials = view["trials"]
+    best = view["best"]
+    params: dict[str, Any] = next(
+        (t["params"] for t in trials if best and t["number"] == best["number"]), {}
+    )
     return {
         "objective": tracking.objective_column,
         "direction": tracking.profile.direction,
         "trials": [
             {
-                "trial_number": t.trial_number,
-                "state": t.state.value,
-                "objective": tracking.objective(t),
-                "duration_seconds": t.duration_seconds,
+                "trial_number": t["number"],
+                "state": t["state"],
+                "objective": t["value"],
+                "duration_seconds": t["duration_seconds"],
             }
             for t in trials
         ],
-        "history": history(
-            [
-                StoredTrial(t.trial_number, t.state.value, _complete(tracking, t), {}, 0.0)
-                for t in trials
-            ],
-            tracking.profile.direction,
-        ),
+        "history": view["history"],
         "best": None
-        if not best
-        else {
-            "trial_number": best[0].trial_number,
-            "objective": tracking.objective(best[0]),
-            "parameters": json.loads(best[0].hyperparameters),
-        },
+        if best is None
+        else {"trial_number": best["number"], "objective": best["value"], "parameters": params},
     }
-
-
-def _complete(tracking: AnyTracking, trial: Any) -> float | None:
-    """A trial's objective if it is complete and finite (what the history plots)."""
-    value = tracking.objective(trial)
-    complete = trial.state.value == TrialState.COMPLETE.value
-    return value if complete and value is not None and math.isfinite(value) else None
 
 
 def status_of(ui: UIState, run_id: str) -> dict[str, Any]:

@@ -123,6 +123,7 @@ def study_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
         run=run,
         study=studies.study_view(tracking, run),
         evaluators=list(studies.EVALUATORS),
+        fanova_limit=studies.FANOVA_PAGE_LIMIT,
     )
 
 

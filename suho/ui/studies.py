@@ -28,9 +28,10 @@ from suho_models.enums import TrialState
 
 SEED = 0
 """The importance evaluators' seed: the same study gives the same importances."""
-FANOVA_PAGE_LIMIT = 2_000
+FANOVA_PAGE_LIMIT = 500
 """Past this many complete trials the study page asks for PED-ANOVA first: fANOVA's
-cost grows with the trees' leaves (minutes at 10,000 trials); it stays one click away."""
+cost grows with the trees' leaves (79 s at 1,000 trials on a loaded machine,
+``bench/bench_ui_study.py``); it stays one click away, then cached."""
 LOG_SPAN = 100.0
 """A positive parameter whose values span this factor is shown (and rebuilt) on a log scale."""
 

@@ -178,7 +178,8 @@ class RunBrowser:
         ``search`` is the same substring match over the name, the type, the tags
         and the config (parameter values); ``columns`` adds tag columns to the
         rows; ``details`` also reads the listed runs' configs and deployment
-        stages, by run_id (two reads side by side, whatever the page size).
+        stages (the deployed checkpoints beside the page, the configs by run_id
+        after it: two reads whatever the page size, never one per row).
         """
         c = self.runs.table.c
         sort = sort or "created_at"
@@ -258,6 +259,9 @@ class RunBrowser:
         read = [*self.list_columns, *(n for n in columns if n not in self.list_columns)]
         query = self.runs.read(*where, columns=[c[n] for n in read])
         total = _COUNTS.submit(query.count)
+        # deployed checkpoints are few (a stage holds one per model): all of them,
+        # read beside the page rather than after it
+        stages = _COUNTS.submit(self._stages) if details else None
         rows = (
             query.order_by(column.desc() if descending else column.asc(), c.run_id)
             .limit(limit)
@@ -266,11 +270,11 @@ class RunBrowser:
         )
         listed = [_plain_row(r) for r in rows]
         page = RunPage(listed, 0, sort, descending, limit, offset, filters)
-        if details and listed:
+        if stages is not None:
             ids = [r["run_id"] for r in listed]
-            configs = _COUNTS.submit(self._configs, ids)
-            page.stages = self._stages(ids)
-            page.configs = configs.result()
+            page.configs = self._configs(ids) if ids else {}
+            held = stages.result()
+            page.stages = {str(i): held[str(i)] for i in ids if str(i) in held}
         page.total = total.result()
         return page
 
@@ -279,11 +283,11 @@ class RunBrowser:
         rows = self.runs.read(c.run_id.in_(ids), columns=[c.run_id, c.config_json]).rows()
         return {str(r["run_id"]): str(r["config_json"] or "") for r in rows}
 
-    def _stages(self, ids: Sequence[uuid.UUID]) -> dict[str, list[str]]:
+    def _stages(self) -> dict[str, list[str]]:
+        """Every run of the kind with a checkpoint in production or staging."""
         c = self.checkpoints.table.c
         held = [DeploymentStatus.PRODUCTION.value, DeploymentStatus.STAGING.value]
         rows = self.checkpoints.read(
-            c.run_id.in_(ids),
             c.deployment_status.in_(held),
             columns=[c.run_id, c.deployment_status],
         ).rows()

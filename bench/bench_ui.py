@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -352,12 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         f"--long-points={args.long_points}",
         f"--reps={args.reps}",
     ]
-    print("generating", flush=True)
-    generated = _phase(work, "generate", passed)
-    results["generated"] = generated
-    results["backends"] = {
-        b: _phase(work, f"measure-{b}", passed) for b in args.backends.split(",") if b
-    }
+    try:
+        print("generating", flush=True)
+        generated = _phase(work, "generate", passed)
+        results["generated"] = generated
+        results["backends"] = {
+            b: _phase(work, f"measure-{b}", passed) for b in args.backends.split(",") if b
+        }
+    finally:  # the store is 85-486 MB a run: never left behind, even when a phase fails
+        shutil.rmtree(work, ignore_errors=True)
     results.write(markdown)
     return 0
 

@@ -51,32 +51,44 @@ def _render(fig: Any) -> bytes:
 
 # --------------------------------------------------------------------------- supervised
 def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
+    """The trainer's runs get every figure; a client run (``suho.init`` on one's own
+    code) those its data allow: the curves it logged and the importance autolog stored."""
     from suho_models.enums import TaskType
-    from trainers.supervised.inference import load_run_model, test_split_predictions
+    from trainers.supervised.inference import (
+        is_trainer_run,
+        load_run_model,
+        run_feature_importance,
+        test_split_predictions,
+    )
 
     plt = _plt()
     figures = []
     tracking = RunTrackingService(db, SUPERVISED)
+    run = tracking.get(run_id)
     curve = tracking.series(run_id, "metrics")
-    it = [p.x for p in curve]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    loss_ax.plot(it, [p.values["train_loss"] for p in curve], label="train")
-    loss_ax.plot(it, [p.values["val_loss"] for p in curve], label="validation")
-    loss_ax.set(title="Loss per iteration", xlabel="iteration", ylabel="loss (log loss / RMSE)")
-    loss_ax.legend()
-    acc_ax.plot(it, [p.values["train_accuracy"] for p in curve], label="train")
-    acc_ax.plot(it, [p.values["val_accuracy"] for p in curve], label="validation")
-    acc_ax.set(title="Accuracy per iteration", xlabel="iteration", ylabel="accuracy (fraction)")
-    acc_ax.legend()
-    figures.append(Figure("learning_curves", "Learning curves", _render(fig)))
+    panels = [
+        (name, unit, [c for c in (f"train_{name}", f"val_{name}") if _has(curve, c)])
+        for name, unit in (("loss", "loss (log loss / RMSE)"), ("accuracy", "accuracy (fraction)"))
+    ]
+    panels = [p for p in panels if p[2]]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+        for ax, (name, unit, columns) in zip(axes[0], panels, strict=True):
+            for column in columns:
+                points = [(p.x, p.values[column]) for p in curve if p.values[column] is not None]
+                label = "train" if column.startswith("train_") else "validation"
+                ax.plot([x for x, _ in points], [v for _, v in points], label=label)
+            ax.set(title=f"{name.capitalize()} per iteration", xlabel="iteration", ylabel=unit)
+            ax.legend()
+        figures.append(Figure("learning_curves", "Learning curves", _render(fig)))
 
-    loaded = load_run_model(db, run_id)
-    importance = loaded.booster.feature_importance(loaded.model, loaded.features)
-    top = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20][::-1]
-    fig, ax = plt.subplots(figsize=(8, 6))
-    ax.barh([k for k, _ in top], [v for _, v in top])
-    ax.set(title="Feature importance (top 20)", xlabel="importance (gain)", ylabel="feature")
-    figures.append(Figure("feature_importance", "Feature importance", _render(fig)))
+    importance = run_feature_importance(db, run.run_id)
+    if importance:
+        top = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20][::-1]
+        fig, ax = plt.subplots(figsize=(8, 6))
+        ax.barh([k for k, _ in top], [v for _, v in top])
+        ax.set(title="Feature importance (top 20)", xlabel="importance (gain)", ylabel="feature")
+        figures.append(Figure("feature_importance", "Feature importance", _render(fig)))
 
     trials = tracking.trials(run_id)
     if trials:
@@ -97,6 +109,9 @@ def supervised_figures(db: Database, run_id: Any) -> list[Figure]:
         ax.legend()
         figures.append(Figure("trials", "Tuning trials", _render(fig)))
 
+    if not is_trainer_run(run) or tracking.final_checkpoint(run.run_id) is None:
+        return figures  # no test split to rebuild: the run's data are not ours
+    loaded = load_run_model(db, run.run_id)
     y, pred = test_split_predictions(db, loaded)
     fig, ax = plt.subplots(figsize=(5, 4) if loaded.task is TaskType.CLASSIFICATION else (8, 4))
     if loaded.task is TaskType.CLASSIFICATION:
@@ -147,8 +162,11 @@ def rl_figures(db: Database, run_id: Any) -> list[Figure]:
     ax.legend()
     figures.append(Figure("losses", "Policy and value loss", _render(fig)))
 
-    from trainers.rl.report import trade_evaluation
+    from trainers.rl.report import is_trainer_run, trade_evaluation
 
+    run = tracking.get(run_id)
+    if not is_trainer_run(run) or tracking.final_checkpoint(run.run_id) is None:
+        return figures  # no trade period to replay: the run's market is not ours
     evaluation = trade_evaluation(db, run_id)
     agent = evaluation.equity["account_value"].to_numpy()
     buy_and_hold = evaluation.equity["buy_and_hold"].to_numpy()
@@ -170,6 +188,40 @@ def rl_figures(db: Database, run_id: Any) -> list[Figure]:
     ax.legend()
     figures.append(Figure("equity_curve", "Equity curve", _render(fig)))
     return figures
+
+
+def _has(curve: list[Any], column: str) -> bool:
+    return any(p.values.get(column) is not None for p in curve)
+
+
+MAX_METRIC_PANELS = 12
+"""Metrics of any name in a report, at most (the UI charts every key)."""
+
+
+def metric_figures(db: Database, run_id: Any) -> list[Figure]:
+    """The run's metrics of any name (``run_metrics``: ``run.log``, autolog, walk-forward
+    folds), one panel per key; feature importance has its own figure."""
+    tracking, run = tracking_for_run(db, run_id)
+    keys = [
+        k.key
+        for k in tracking.metric_keys(run.run_id)
+        if not k.key.startswith("feature_importance/")
+    ][:MAX_METRIC_PANELS]
+    if not keys:
+        return []
+    plt = _plt()
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        series = tracking.metric_series(run.run_id, key)
+        ax.plot(
+            [s for s, _ in series], [v for _, v in series], marker="." if len(series) < 50 else None
+        )
+        ax.set(title=key, xlabel="step")
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    return [Figure("metrics", "Metrics of any name", _render(fig))]
 
 
 FIGURES: dict[RunKind, Callable[[Database, Any], list[Figure]]] = {
@@ -208,7 +260,7 @@ def _baseline_line(tracking: Any, record: Any) -> str:
 def write_report(db: Database, run_id: Any, output: Path | None = None) -> Path:
     """Write ``<output>.html`` and one PNG per figure beside it; returns the HTML path."""
     tracking, record = tracking_for_run(db, run_id)
-    figures = FIGURES[tracking.kind](db, record.run_id)
+    figures = [*FIGURES[tracking.kind](db, record.run_id), *metric_figures(db, record.run_id)]
     kind = presentation(tracking.kind).report_label
     output = Path(output or f"report-{record.run_id}.html")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -575,7 +575,7 @@ def test_running_run_exported_again_sends_only_new_points(
     params = mlrun.data.params
     assert params["notes"] == long_value[: PARAM_VALUE_MAX - 3] + "..."
     assert len(params["notes"]) == PARAM_VALUE_MAX
-    assert params["odd key_with_chars.a b"] == "1"
+    assert params["odd key/with_chars.a b"] == "1"
     path = client.download_artifacts(first.mlflow_run_id, CONFIG_ARTIFACT, str(tmp_path))
     assert json.loads(Path(path).read_text())["notes"] == long_value
 
@@ -691,3 +691,23 @@ def test_cli_export_and_bad_input(
         exporter(store, uri, experiment_prefix="")
     with pytest.raises(InvalidInputError, match=r"after_timestep.*-1"):
         RewardHistoryRepository(store).steps(uuid.uuid4(), after_timestep=-1)
+
+
+def test_metrics_of_any_name_are_mirrored(store: Database, plain_uri: str, tmp_path: Path) -> None:
+    """``run.log`` keys go to MLflow under their own names, each point once; a key that
+    is also a series column goes once, with the series."""
+    import suho
+
+    with suho.init(name="client", model_type="pytorch", db=store) as run:
+        for step in (0, 5, 10):  # sparse steps, as a user may log them
+            run.log({"loss/q": 1.0 / (step + 1), "val_loss": 0.5, "grad norm": step}, step=step)
+    ex = exporter(store, plain_uri, experiment_prefix="anyname", artifact_location=str(tmp_path))
+    result = ex.export(run.run_id)
+    client = MlflowClient(plain_uri)
+    mlrun = client.get_run(result.mlflow_run_id)
+    assert [(s, v) for s, v, _ in history(client, mlrun.info.run_id, "loss/q")] == [
+        (0, 1.0), (5, 1 / 6), (10, 1 / 11),
+    ]  # fmt: skip
+    assert [s for s, _, _ in history(client, mlrun.info.run_id, "grad norm")] == [0, 5, 10]
+    assert len(history(client, mlrun.info.run_id, "val_loss")) == 3  # once, not twice
+    assert ex.export(run.run_id).metric_points == 0  # again: nothing new to send

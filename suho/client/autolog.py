@@ -317,9 +317,11 @@ def _patch_sb3(sb3: Any) -> None:
 
 # --------------------------------------------------------------------------- shared
 def _finish_model(run: client.Run, model: Any, importance: Mapping[str, float]) -> None:
+    from trainers.supervised.inference import IMPORTANCE_PREFIX  # the UI and reports read it
+
     step = run.step
     if importance:
-        run.log({f"feature_importance/{k}": v for k, v in importance.items()}, step=step)
+        run.log({f"{IMPORTANCE_PREFIX}{k}": v for k, v in importance.items()}, step=step)
     if _settings["log_models"]:
         run.log_model(model, step=step)
 

@@ -15,6 +15,7 @@ import numpy as np
 from repositories.errors import NotFoundError
 from repositories.kinds import RL
 from repositories.object_store import ObjectStore
+from repositories.records import AgentTrainingRun
 from repositories.tracking import RunTrackingService
 from suho_models.db import Database
 from trainers.rl.agents import load_model
@@ -22,6 +23,18 @@ from trainers.rl.config import RLConfig
 from trainers.rl.environment import load_market, use_stored_scaling
 from trainers.rl.evaluation import Evaluation, evaluate_agent
 from trainers.rl.trainer import torch_threads
+
+
+def is_trainer_run(run: AgentTrainingRun) -> bool:
+    """Whether :class:`RLTrainer` made the run (a config and periods it can replay), not
+    the client on someone's own SB3 loop."""
+    from pydantic import ValidationError
+
+    try:
+        RLConfig.model_validate_json(run.config_json or "{}")
+    except ValidationError:
+        return False
+    return run.trade_start is not None and bool(run.env_config_json)
 
 
 def trade_evaluation(
@@ -52,4 +65,4 @@ def trade_equity_curves(
     return equity["account_value"].to_numpy(), equity["buy_and_hold"].to_numpy()
 
 
-__all__ = ["trade_equity_curves", "trade_evaluation"]
+__all__ = ["is_trainer_run", "trade_equity_curves", "trade_evaluation"]

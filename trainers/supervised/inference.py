@@ -42,6 +42,46 @@ def load_run_model(db: Database, run_id: Any) -> LoadedRun:
     return LoadedRun(config, run.task_type, list(run.features_used), booster, model)
 
 
+IMPORTANCE_PREFIX = "feature_importance/"
+"""Where ``suho.autolog`` logs a model's feature importance (``run_metrics`` keys)."""
+
+
+def is_trainer_run(run: Any) -> bool:
+    """Whether the run was made by :class:`SupervisedTrainer` (a booster of ours and a
+    config it can rebuild its data from), not by the client on someone's own code."""
+    from pydantic import ValidationError
+
+    from trainers.supervised.boosters import BOOSTERS
+
+    if str(getattr(run.model_type, "value", run.model_type)) not in {m.value for m in BOOSTERS}:
+        return False
+    try:
+        SupervisedConfig.model_validate_json(run.config_json or "{}")
+    except ValidationError:
+        return False
+    return bool(run.features_used)
+
+
+def run_feature_importance(db: Database, run_id: Any) -> dict[str, float] | None:
+    """Feature importance of a run's model: what autolog logged, else the trainer's
+    model read back; None when the run has neither (a client run that logged none)."""
+    tracking = RunTrackingService(db, SUPERVISED)
+    run = tracking.get(run_id)
+    logged = {
+        k.key[len(IMPORTANCE_PREFIX) :]: k.last_value
+        for k in tracking.metric_keys(run.run_id)
+        if k.key.startswith(IMPORTANCE_PREFIX)
+    }
+    if logged:
+        return logged
+    from trainers.supervised.boosters import BOOSTERS
+
+    if str(getattr(run.model_type, "value", run.model_type)) not in {m.value for m in BOOSTERS}:
+        return None
+    loaded = load_run_model(db, run.run_id)  # no checkpoint, or not a model: refused
+    return loaded.booster.feature_importance(loaded.model, loaded.features)
+
+
 def test_split_predictions(db: Database, loaded: LoadedRun) -> tuple[np.ndarray, np.ndarray]:
     """(y_true, prediction) on the run's test split, rebuilt from its stored config."""
     config = loaded.config

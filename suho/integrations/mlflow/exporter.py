@@ -36,6 +36,7 @@ from suho.integrations.mlflow.names import (
     chunks,
     flatten,
     import_mlflow,
+    mlflow_key,
     ms,
 )
 from suho.kinds import presentation
@@ -193,6 +194,7 @@ class MlflowExporter:
         self._log_tags(mlrun, self._tags(kind, run), result)
         self._upload_config(mlrun, run, result)
         self._log_metrics(mlrun, self._series(kind, run, tracking, mlrun), result)
+        self._log_metrics(mlrun, self._any_metrics(kind, run, tracking, mlrun), result)
         if ended:
             self._log_metrics(mlrun, self._finals(kind, run, mlrun), result)
         self._export_trials(exp_id, kind, run, tracking, mlrun, result)
@@ -241,6 +243,9 @@ class MlflowExporter:
         self, kind: RunKind, run: Any, tracking: AnyTracking, ended: bool
     ) -> dict[str, str]:
         params = flatten(json.loads(run.config_json or "{}"))
+        if not ended:  # a setting still unset may be decided by the data (bar size, bars
+            # a year): MLflow params cannot change, so unset ones wait for the run's end
+            params = {k: v for k, v in params.items() if v != "null"}
         if ended:
             best = tracking.best_trials(run.run_id, n=1)
             if best:
@@ -326,6 +331,25 @@ class MlflowExporter:
                 )
             ]
             points.extend(_points(rows, high, running))
+        return points
+
+    def _any_metrics(self, kind: RunKind, run: Any, tracking: AnyTracking, mlrun: Any) -> list[Any]:
+        """Metrics of any name (``run.log``, autolog, walk-forward folds), under their own
+        names; a key that is also a series column went out with the series. Steps may
+        be sparse (a user's step numbers), so no gap check: each key's new steps go."""
+        exported = {k for series in presentation(kind).mlflow_series.values() for k in series.keys}
+        high = _high_water_marks(mlrun)
+        when = ms(run.updated_at) or 0
+        points: list[Any] = []
+        for summary in tracking.metric_keys(run.run_id):
+            key = mlflow_key(summary.key)
+            if summary.key in exported or key in exported or summary.last_step <= high.get(key, -1):
+                continue
+            rows = [
+                _Row(step, when, {key: value})
+                for step, value in tracking.metric_series(run.run_id, summary.key)
+            ]
+            points.extend(_points(rows, high, running=False))
         return points
 
     def _finals(self, kind: RunKind, run: Any, mlrun: Any) -> list[Any]:

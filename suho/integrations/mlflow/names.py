@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -64,12 +65,14 @@ def import_mlflow() -> Any:
 
 
 # --------------------------------------------------------------------------- names and values
-_KEY_BAD = re.compile(r"[^\w.\- :]")
+_KEY_BAD = re.compile(r"[^\w.\- :/]")
 
 
 def mlflow_key(name: str) -> str:
     """``name`` as a valid MLflow param/metric/tag key (see the module docstring)."""
     key = _KEY_BAD.sub("_", str(name)) or "_"
+    if posixpath.normpath(key) != key:  # MLflow refuses "a//b", "a/./b", "a/": no slashes
+        key = key.replace("/", "_")
     if key.startswith((".", "/")):
         key = "_" + key
     if len(key) > KEY_MAX:

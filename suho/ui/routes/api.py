@@ -113,10 +113,14 @@ def api_feature_importance(ui: UI, run_id: str, top: int = 20) -> Any:
     if not presentation(tracking.kind).feature_importance:
         label = tracking.profile.label
         raise InvalidInputError(f"run_id: {run_id} is {an(label)} run; feature importance is not")
-    from trainers.supervised.inference import load_run_model
+    from trainers.supervised.inference import run_feature_importance
 
-    loaded = load_run_model(ui.db, run.run_id)
-    importance = loaded.booster.feature_importance(loaded.model, loaded.features)
+    importance = run_feature_importance(ui.db, run.run_id)
+    if importance is None:
+        raise NotFoundError(
+            f"run_id: {run_id} has no feature importance (no model of the trainer's, and "
+            "none logged as feature_importance/<name>)"
+        )
     ranked = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[: max(top, 1)]
     return {"run_id": run.run_id, "features": [{"name": k, "importance": v} for k, v in ranked]}
 

@@ -36,7 +36,7 @@ from repositories.errors import InvalidInputError, as_uuid
 from repositories.kinds import PROFILES, CurveSpec, RunKind, curve_owner, profile_of
 from repositories.runs import RunRepository
 from suho_models.db import Database
-from suho_models.enums import RunStatus
+from suho_models.enums import DeploymentStatus, RunStatus
 
 MAX_PAGE_SIZE = 500
 MAX_OFFSET = 2**63 - 1
@@ -116,6 +116,10 @@ class RunPage:
     limit: int
     offset: int
     filters: dict[str, Any] = field(default_factory=dict)
+    configs: dict[str, str] = field(default_factory=dict)
+    """With ``details``: each listed run's ``config_json``, by run_id (one read)."""
+    stages: dict[str, list[str]] = field(default_factory=dict)
+    """With ``details``: the production/staging stages each listed run's checkpoints hold."""
 
 
 class RunBrowser:
@@ -125,7 +129,9 @@ class RunBrowser:
         profile = profile_of(kind)
         self.kind = profile.kind
         self.runs: RunRepository[Any] = profile.runs(db)
+        self.checkpoints = profile.checkpoints(db)
         self.type_column = profile.type_column
+        self.tag_columns = tuple(c for c in profile.describing_columns if c != self.type_column)
 
     @property
     def metric_columns(self) -> list[str]:
@@ -137,6 +143,11 @@ class RunBrowser:
         return [*COMMON_LIST_COLUMNS[:2], self.type_column, *COMMON_LIST_COLUMNS[2:]] + [
             m for m in self.metric_columns
         ]
+
+    @property
+    def choosable(self) -> list[str]:
+        """Columns a listing may show: the listed ones and the tags (``describing``)."""
+        return [*self.list_columns, *(t for t in self.tag_columns if t not in self.list_columns)]
 
     @property
     def sortable(self) -> list[str]:
@@ -155,12 +166,20 @@ class RunBrowser:
         descending: bool = True,
         limit: int = 50,
         offset: int = 0,
+        search: str | None = None,
+        columns: Sequence[str] = (),
+        details: bool = False,
     ) -> RunPage:
         """One page of runs matching every filter, and how many match in all.
 
         ``name`` matches a case-insensitive substring of the run name (taken
         literally: ``%`` and ``_`` are not wildcards); ``metric_ranges`` maps a
         metric column to inclusive (low, high) bounds, either one None.
+        ``search`` is the same substring match over the name, the type, the tags
+        and the config (parameter values); ``columns`` adds tag columns to the
+        rows; ``details`` also reads the listed runs' configs and deployment
+        stages (the deployed checkpoints beside the page, the configs by run_id
+        after it: two reads whatever the page size, never one per row).
         """
         c = self.runs.table.c
         sort = sort or "created_at"
@@ -198,6 +217,22 @@ class RunBrowser:
         if name:
             where.append(sa.func.positionCaseInsensitiveUTF8(c.run_name, str(name)) > 0)
             filters["name"] = name
+        if search:
+            texts = [c.run_name, c[self.type_column], *(c[t] for t in self.tag_columns)]
+            where.append(
+                sa.or_(
+                    *(
+                        sa.func.positionCaseInsensitiveUTF8(sa.func.toString(t), str(search)) > 0
+                        for t in [*texts, c.config_json]
+                    )
+                )
+            )
+            filters["search"] = search
+        if unknown := [n for n in columns if n not in self.choosable]:
+            raise InvalidInputError(
+                f"columns: unknown {', '.join(map(repr, unknown))} "
+                f"(one of {', '.join(self.choosable)})"
+            )
         if created_from is not None:
             where.append(c.created_at >= created_from)
             filters["created_from"] = created_from
@@ -221,23 +256,48 @@ class RunBrowser:
         # runs by key (50 random run_ids touch nearly every granule, so that read costs
         # a second full pass) and against a count() OVER () window (which buffers
         # every matching row before the top-N).
-        query = self.runs.read(*where, columns=[c[n] for n in self.list_columns])
+        read = [*self.list_columns, *(n for n in columns if n not in self.list_columns)]
+        query = self.runs.read(*where, columns=[c[n] for n in read])
         total = _COUNTS.submit(query.count)
+        # deployed checkpoints are few (a stage holds one per model): all of them,
+        # read beside the page rather than after it
+        stages = _COUNTS.submit(self._stages) if details else None
         rows = (
             query.order_by(column.desc() if descending else column.asc(), c.run_id)
             .limit(limit)
             .offset(offset)
             .rows()
         )
-        return RunPage(
-            [_plain_row(r) for r in rows],
-            total.result(),
-            sort,
-            descending,
-            limit,
-            offset,
-            filters,
-        )
+        listed = [_plain_row(r) for r in rows]
+        page = RunPage(listed, 0, sort, descending, limit, offset, filters)
+        if stages is not None:
+            ids = [r["run_id"] for r in listed]
+            page.configs = self._configs(ids) if ids else {}
+            held = stages.result()
+            page.stages = {str(i): held[str(i)] for i in ids if str(i) in held}
+        page.total = total.result()
+        return page
+
+    def _configs(self, ids: Sequence[uuid.UUID]) -> dict[str, str]:
+        c = self.runs.table.c
+        rows = self.runs.read(c.run_id.in_(ids), columns=[c.run_id, c.config_json]).rows()
+        return {str(r["run_id"]): str(r["config_json"] or "") for r in rows}
+
+    def _stages(self) -> dict[str, list[str]]:
+        """Every run of the kind with a checkpoint in production or staging."""
+        c = self.checkpoints.table.c
+        held = [DeploymentStatus.PRODUCTION.value, DeploymentStatus.STAGING.value]
+        rows = self.checkpoints.read(
+            c.deployment_status.in_(held),
+            columns=[c.run_id, c.deployment_status],
+        ).rows()
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            stage = getattr(r["deployment_status"], "value", r["deployment_status"])
+            stages = out.setdefault(str(r["run_id"]), [])
+            if stage not in stages:
+                stages.append(str(stage))
+        return {k: sorted(v, key=held.index) for k, v in out.items()}
 
     def running(self, limit: int = 100) -> list[dict[str, Any]]:
         """Runs now ``running``, newest first (the Live page)."""

@@ -11,15 +11,12 @@ cross-site form cannot send without a CORS preflight we never answer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from repositories.errors import InvalidInputError, InvalidTransitionError, NotFoundError
-from repositories.serialization import CorruptCheckpointError
+from suho.ui import errors
 from suho.ui.metrics_api import router as metrics_router
 from suho.ui.responses import FiniteJSONResponse, json_text
 from suho.ui.routes import api_router, pages_router
@@ -29,7 +26,7 @@ from suho.ui.security import (
     TokenMiddleware,
     serving_options,
 )
-from suho.ui.views import UIState, deploy_checkpoint, fmt
+from suho.ui.views import UIState, cell, deploy_checkpoint, fmt
 from suho_models.db import Database
 
 HERE = Path(__file__).resolve().parent
@@ -56,29 +53,14 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["fmt"] = fmt
+    templates.env.filters["cell"] = cell
     templates.env.policies["json.dumps_function"] = json_text
     app.state.ui = UIState.over(db, templates)
-    for error, status in _ERROR_STATUS.items():
-        app.add_exception_handler(error, _error_response(status))
+    errors.install(app)  # JSON for /api/, an HTML page for a page
     app.include_router(metrics_router)
     app.include_router(api_router)
     app.include_router(pages_router)
     return app
-
-
-_ERROR_STATUS: dict[type[Exception], int] = {
-    InvalidInputError: 422,
-    NotFoundError: 404,
-    InvalidTransitionError: 409,
-    CorruptCheckpointError: 422,  # a checkpoint that does not load as its format
-}
-
-
-def _error_response(status: int) -> Any:
-    async def handler(request: Request, exc: Exception) -> Response:
-        return FiniteJSONResponse({"error": str(exc)}, status)
-
-    return handler
 
 
 __all__ = ["create_app", "deploy_checkpoint", "serving_options"]  # serving_options: security

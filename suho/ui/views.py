@@ -7,7 +7,6 @@ facts of each kind come from the registries (:mod:`repositories.kinds`,
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from repositories.errors import InvalidInputError
 from repositories.kinds import PROFILES, RunKind, RunRecord, kind_of_run
 from repositories.tracking import AnyTracking, RunTrackingService, tracking_for_checkpoint
 from repositories.ui_queries import Curve, flat_parameters, parameter_diff
+from suho.ui.studies import study_view
 from suho_models.db import Database
 from suho_models.enums import DeploymentStatus
 
@@ -64,6 +64,7 @@ def an(label: str) -> str:
 def listing(ui: UIState, kind: RunKind, params: Mapping[str, str]) -> dict[str, Any]:
     tracking = ui.tracking[kind]
     profile = tracking.profile
+    chosen = chosen_columns(params)
     metric = params.get("metric") or None
     ranges = {}
     if metric:
@@ -83,7 +84,15 @@ def listing(ui: UIState, kind: RunKind, params: Mapping[str, str]) -> dict[str, 
         descending=order == "desc",
         limit=_integer(params.get("limit"), "limit", 50),
         offset=_integer(params.get("offset"), "offset", 0),
+        search=params.get("q") or None,
+        columns=[c for c in chosen if not c.startswith(CONFIG)],
+        details=True,
     )
+    configs = {k: flat_parameters(v) for k, v in page.configs.items()}
+    for row in page.rows:
+        flat = configs.get(str(row["run_id"]), {})
+        row["stages"] = page.stages.get(str(row["run_id"]), [])
+        row.update({c: flat.get(c.removeprefix(CONFIG)) for c in chosen if c.startswith(CONFIG)})
     return {
         "kind": kind.value,
         "total": page.total,
@@ -92,8 +101,21 @@ def listing(ui: UIState, kind: RunKind, params: Mapping[str, str]) -> dict[str, 
         "sort": page.sort,
         "order": "desc" if page.descending else "asc",
         "columns": tracking.list_columns,
+        "chosen": chosen,
+        "parameters": sorted({CONFIG + k for flat in configs.values() for k in flat}),
         "rows": page.rows,
     }
+
+
+CONFIG = "config."
+"""Prefix of a listing column that is a config value (``config.params.max_depth``)."""
+
+
+def chosen_columns(params: Mapping[str, str]) -> list[str]:
+    """The ``cols`` of a listing's URL (comma-separated), in order, without repeats."""
+    return list(
+        dict.fromkeys(c.strip() for c in (params.get("cols") or "").split(",") if c.strip())
+    )
 
 
 def run_detail(ui: UIState, run_id: str) -> dict[str, Any]:
@@ -115,27 +137,29 @@ def detail_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
 
 
 def trials_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
-    trials = tracking.trials(run.run_id)
-    best = tracking.best_trials(run.run_id, n=1)
+    """The run page's trials: from the study view (cached per trial count)."""
+    view = study_view(tracking, run)
+    trials = view["trials"]
+    best = view["best"]
+    params: dict[str, Any] = next(
+        (t["params"] for t in trials if best and t["number"] == best["number"]), {}
+    )
     return {
         "objective": tracking.objective_column,
         "direction": tracking.profile.direction,
         "trials": [
             {
-                "trial_number": t.trial_number,
-                "state": t.state.value,
-                "objective": tracking.objective(t),
-                "duration_seconds": t.duration_seconds,
+                "trial_number": t["number"],
+                "state": t["state"],
+                "objective": t["value"],
+                "duration_seconds": t["duration_seconds"],
             }
             for t in trials
         ],
+        "history": view["history"],
         "best": None
-        if not best
-        else {
-            "trial_number": best[0].trial_number,
-            "objective": tracking.objective(best[0]),
-            "parameters": json.loads(best[0].hyperparameters),
-        },
+        if best is None
+        else {"trial_number": best["number"], "objective": best["value"], "parameters": params},
     }
 
 
@@ -172,6 +196,7 @@ def compare(
         params = {
             type_column: getattr(run, type_column).value,
             **flat_parameters(run.config_json),
+            **_tuned(tracking, run),
         }
         c = tracking.curve(run.run_id, name, series=series)
         runs.append(
@@ -185,6 +210,8 @@ def compare(
             }
         )
     diff = parameter_diff({str(r["run_id"]): r["parameters"] for r in runs})
+    # a metric no compared run has (regression metrics of classifiers) is no row
+    metrics = [m for m in metrics if any(r["metrics"][m] is not None for r in runs)]
     return {
         "kind": tracking.kind.value,
         "curve": name,
@@ -192,6 +219,15 @@ def compare(
         "diff": diff,
         "metrics": metrics,
     }
+
+
+def _tuned(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
+    """The run's best trial's parameters as ``best_trial.<name>`` (what tuning chose,
+    which the config alone does not hold); none for an untuned run."""
+    best = tracking.best_trials(run.run_id, n=1)
+    if not best:
+        return {}
+    return {f"best_trial.{k}": v for k, v in flat_parameters(best[0].hyperparameters).items()}
 
 
 def live(ui: UIState) -> dict[str, Any]:
@@ -279,6 +315,36 @@ def _date(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datet
     if end_of_day and len(value) == 10:
         parsed = parsed + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def duration(seconds: float | None) -> str:
+    """A wall time as a person reads it: 54 ms, 5.4 s, 3m 05s, 2h 03m."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def cell(value: Any, column: str) -> str:
+    """A listing cell: durations in words, counts with thousands separators, times
+    to the minute, floats to 4 significant digits."""
+    if column.endswith("duration_seconds"):
+        return duration(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        shown = ", ".join(map(str, value[:6]))
+        return shown + (f", … ({len(value)})" if len(value) > 6 else "")
+    return fmt(value)
 
 
 def fmt(value: Any) -> str:

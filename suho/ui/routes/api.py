@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from repositories.errors import InvalidInputError, NotFoundError
 from repositories.kinds import PROFILES, RunKind
 from suho.kinds import PRESENTATIONS, presentation
+from suho.ui import studies
 from suho.ui.responses import FiniteJSONResponse
 from suho.ui.views import (
     DEPLOY_STAGES,
@@ -86,6 +87,18 @@ def api_curve(
 def api_trials(ui: UI, run_id: str) -> Any:
     tracking, run = ui.find(run_id)
     return trials_of(tracking, run)
+
+
+@router.get("/runs/{run_id}/study")
+def api_study(ui: UI, run_id: str) -> Any:
+    """The run's study: trials with their parameters, tuned parameters, history."""
+    return studies.study_view(*ui.find(run_id))
+
+
+@router.get("/runs/{run_id}/study/importance")
+def api_study_importance(ui: UI, run_id: str, evaluator: str = "fanova") -> Any:
+    """Optuna's hyperparameter importance of the run's study (cached per trial count)."""
+    return studies.importance(*ui.find(run_id), evaluator)
 
 
 @router.get("/runs/{run_id}/checkpoints")

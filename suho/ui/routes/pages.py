@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from repositories.kinds import RunKind
 from suho.kinds import PRESENTATIONS, presentation
+from suho.ui import studies
 from suho.ui.views import (
     DEPLOY_STAGES,
     UIState,
@@ -49,10 +50,21 @@ def list_page(request: Request, ui: UIState, kind: RunKind) -> HTMLResponse:
     extra = [c for c in tracking.metric_columns if c not in seed]
     extra = [c for c in extra if any(r[c] is not None for r in data["rows"])]
     display = [*seed[:2], "status", *seed[2:], *extra, "created_at", "duration_seconds"]
+    if data["chosen"]:  # the URL's columns (a shared view), the name always first
+        display = ["run_name", *(c for c in data["chosen"] if c != "run_name")]
+    listed = tracking.list_columns
+    tags = [c for c in tracking.profile.describing_columns if c not in listed]
+    choosable = [c for c in [*listed, *tags] if c != "run_id"]
+    groups = {
+        "metrics": [c for c in choosable if c in tracking.metric_columns],
+        "run": [c for c in choosable if c not in tracking.metric_columns],
+        "config (parameters)": data["parameters"],
+    }
     return page(
         request,
         "runs.html",
         display=display,
+        groups=groups,
         kind=kind.value,
         shown=shown,
         title=shown.title,
@@ -98,6 +110,20 @@ def run_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
         trials=trials_of(tracking, run),
         config_pretty=json.dumps(json.loads(detail["run"]["config_json"]), indent=2),
         stages=DEPLOY_STAGES,
+    )
+
+
+@router.get("/runs/{run_id}/study", response_class=HTMLResponse)
+def study_page(ui: UI, request: Request, run_id: str) -> HTMLResponse:
+    tracking, run = ui.find(run_id)
+    return page(
+        request,
+        "study.html",
+        section=presentation(tracking.kind).path.strip("/"),
+        run=run,
+        study=studies.study_view(tracking, run),
+        evaluators=list(studies.EVALUATORS),
+        fanova_limit=studies.FANOVA_PAGE_LIMIT,
     )
 
 

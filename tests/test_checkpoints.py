@@ -876,14 +876,14 @@ def test_a_blob_cut_short_on_its_way_stores_nothing(
     run_id = new_run(db)
     repo = ModelCheckpointRepository(db, inline_max_bytes=1 << 30)
     whole = repo.save_checkpoint(run_id, os.urandom(200_000), "raw")
-    real_piped = database._piped
+    real_piped = database.piped
 
     @contextmanager
     def cut_short(blob: bytes) -> Iterator[str]:
         with real_piped(blob[:-1]) as path:
             yield path
 
-    monkeypatch.setattr(database, "_piped", cut_short)
+    monkeypatch.setattr(database, "piped", cut_short)  # the name database.py calls
     with pytest.raises(Exception, match="model_checkpoints.model_binary: the bytes arrived short"):
         repo.save_checkpoint(run_id, os.urandom(200_000), "raw")
     monkeypatch.undo()

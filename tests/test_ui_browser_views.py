@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from suho.ui.app import create_app
 from suho_models.db import Database, migrations
 from tests.conftest import fresh_database_name
-from tests.test_ui_browser import CHROMIUM, Served, shot
+from tests.test_ui_browser import Served, chromium, shot
 from tests.ui_data import populate
 
 pytestmark = pytest.mark.slow
@@ -46,14 +46,8 @@ def base(store: tuple[Database, dict[str, Any]]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (or set SUHO_CHROMIUM)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

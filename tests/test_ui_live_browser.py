@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from suho.ui.app import create_app
 from suho_models.db import Database, migrations
 from suho_models.settings import get_settings
-from tests.test_ui_browser import CHROMIUM, Served
+from tests.test_ui_browser import Served, chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,14 +52,8 @@ sys.stdin.readline()
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (or set SUHO_CHROMIUM)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def test_a_live_runs_curve_grows_and_its_status_turns_completed(browser: Browser) -> None:

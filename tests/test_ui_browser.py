@@ -129,9 +129,10 @@ def browser() -> Iterator[Browser]:
         yield b
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+@contextmanager
+def open_page(browser: Browser, viewport: dict[str, int]) -> Iterator[Page]:
+    """A page in a fresh context; a JavaScript error on it fails the test."""
+    context = browser.new_context(viewport=viewport)
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
@@ -140,6 +141,12 @@ def page(browser: Browser) -> Iterator[Page]:
     finally:
         context.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    with open_page(browser, {"width": 1280, "height": 860}) as p:
+        yield p
 
 
 def shot(page: Page, name: str) -> None:

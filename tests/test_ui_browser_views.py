@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from suho.ui.app import create_app
 from suho_models.db import Database, migrations
 from tests.conftest import fresh_database_name
-from tests.test_ui_browser import Served, chromium, shot
+from tests.test_ui_browser import Served, chromium, open_page, shot
 from tests.ui_data import populate
 
 pytestmark = pytest.mark.slow
@@ -52,15 +52,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=WINDOW)
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with open_page(browser, WINDOW) as p:
         yield p
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 # --------------------------------------------------------------------------- errors

@@ -32,6 +32,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ClauseList
 
+from repositories.current_rows import first_current_rows
 from repositories.errors import InvalidInputError, as_uuid
 from repositories.kinds import PROFILES, CurveSpec, RunKind, curve_owner, profile_of
 from repositories.runs import RunRepository
@@ -262,12 +263,8 @@ class RunBrowser:
         # deployed checkpoints are few (a stage holds one per model): all of them,
         # read beside the page rather than after it
         stages = _COUNTS.submit(self._stages) if details else None
-        rows = (
-            query.order_by(column.desc() if descending else column.asc(), c.run_id)
-            .limit(limit)
-            .offset(offset)
-            .rows()
-        )
+        ordered = query.order_by(column.desc() if descending else column.asc(), c.run_id)
+        rows = first_current_rows(ordered, key="run_id", limit=limit, offset=offset)
         listed = [_plain_row(r) for r in rows]
         page = RunPage(listed, 0, sort, descending, limit, offset, filters)
         if stages is not None:

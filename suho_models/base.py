@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from clickhouse_sqlalchemy import engines, get_declarative_base, types
 from sqlalchemy import Column, MetaData, text
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.schema import ColumnCollectionConstraint
 from sqlalchemy.types import TypeEngine
 
 DETAILED_RETENTION_MONTHS = 6
@@ -71,12 +73,51 @@ def column(
 
 # --------------------------------------------------------------------------- engines
 def current_row_engine(
-    order_by: tuple[str, ...], version: str = "updated_at"
+    order_by: tuple[str, ...], version: str = "updated_at", **settings: int
 ) -> engines.ReplacingMergeTree:
     """Rows that change (status, deployment): every change is a new row with a
     newer version; readers see one row per key through FINAL or argMax.
     """
-    return engines.ReplacingMergeTree(version=version, order_by=order_by)
+    return engines.ReplacingMergeTree(version=version, order_by=order_by, **settings)
+
+
+class SkipIndex(ColumnCollectionConstraint):
+    """A data-skipping index (``INDEX name col TYPE t GRANULARITY g``) in a model's
+    CREATE TABLE: clickhouse-sqlalchemy has no construct for one, and the drift check
+    compares the whole CREATE, so the models must say it as the revisions do."""
+
+    __visit_name__ = "skip_index"
+    inherit_cache = True
+
+    def __init__(self, name: str, column: str, index_type: str, granularity: int = 1) -> None:
+        super().__init__(column, name=name)
+        self.index_type = index_type
+        self.granularity = granularity
+
+
+@compiles(SkipIndex)
+def _compile_skip_index(element: SkipIndex, compiler: Any, **kw: Any) -> str:
+    columns = ", ".join(compiler.preparer.quote(c.name) for c in element.columns)
+    return (
+        f"INDEX {element.name} {columns} TYPE {element.index_type} "
+        f"GRANULARITY {element.granularity}"
+    )
+
+
+def run_id_bloom() -> SkipIndex:
+    """Lookups by run_id on a runs table, whose key no longer starts with it (0010)."""
+    return SkipIndex("run_id_bloom", "run_id", "bloom_filter")
+
+
+RUNS_LAYOUT: dict[str, Any] = {
+    "order_by": ("created_at", "run_id"),
+    "index_granularity": 1024,
+    "min_compress_block_size": 4096,
+    "max_compress_block_size": 65536,
+}
+"""The runs tables' layout since revision 0010 (its docstring says why): ordered by
+creation, so parts written at different times do not overlap and FINAL merges only
+what is still changing; small granules, so a page of scattered runs reads little."""
 
 
 DEDUPLICATION_WINDOW = 1000
@@ -114,6 +155,16 @@ def sorting_key_columns(table: Any) -> frozenset[str]:
     if order_by is None:
         return frozenset()
     return frozenset(e.name for e in order_by.get_expressions_or_columns() if isinstance(e, Column))
+
+
+def version_column(table: Any) -> str | None:
+    """The version column of a Replacing table (the newest version of a key is its
+    current row); None for other engines or a Replacing table without one."""
+    col = getattr(getattr(table, "engine", None), "version_col", None)
+    get_column = getattr(col, "get_column", None)  # clickhouse-sqlalchemy's TableCol
+    column = get_column() if get_column is not None else None
+    name = getattr(column, "name", None)
+    return str(name) if name else None
 
 
 PLAIN_MERGE_TREE_ENGINES = frozenset({"MergeTree", "ReplicatedMergeTree", "SharedMergeTree"})

@@ -7,6 +7,7 @@ import uuid
 from clickhouse_sqlalchemy import types
 
 from suho_models.base import (
+    RUNS_LAYOUT,
     UUID,
     Base,
     Float64,
@@ -25,6 +26,7 @@ from suho_models.base import (
     current_row_engine,
     detailed_series_engine,
     retention_ttl,
+    run_id_bloom,
 )
 
 
@@ -33,7 +35,8 @@ class AgentTrainingRun(Base):
 
     __tablename__ = "agent_training_runs"
     __table_args__ = (
-        current_row_engine(order_by=("run_id",)),
+        current_row_engine(**RUNS_LAYOUT),
+        run_id_bloom(),
         {"comment": "RL agent experiment tracking: one current row per run_id"},
     )
 

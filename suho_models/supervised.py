@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from suho_models.base import (
+    RUNS_LAYOUT,
     UUID,
     Base,
     Float64,
@@ -22,6 +23,7 @@ from suho_models.base import (
     current_row_engine,
     detailed_series_engine,
     retention_ttl,
+    run_id_bloom,
 )
 
 
@@ -30,7 +32,8 @@ class TrainingRun(Base):
 
     __tablename__ = "training_runs"
     __table_args__ = (
-        current_row_engine(order_by=("run_id",)),
+        current_row_engine(**RUNS_LAYOUT),
+        run_id_bloom(),
         {"comment": "Supervised ML experiment tracking: one current row per run_id"},
     )
 

@@ -43,7 +43,7 @@ def test_upgrade_creates_all_eight_tables_with_engines_and_comments(db: Database
         "WHERE database = currentDatabase() AND name != 'alembic_version'"
     )
     info = {r[0]: r[1:] for r in rows}
-    assert info["training_runs"][:2] == ("ReplacingMergeTree", "run_id")
+    assert info["training_runs"][:2] == ("ReplacingMergeTree", "created_at, run_id")
     assert info["training_metrics"][:3] == (
         "ReplacingMergeTree",
         "run_id, iteration_number",

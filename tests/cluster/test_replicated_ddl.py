@@ -43,9 +43,23 @@ def test_on_cluster_ddl_of_every_revision_parses(node: Database, topology: str) 
     statements = compile_migrations(settings)
     formatted = format_check(node, statements)  # raises on a syntax error
     assert len(formatted) == len(statements) > 20
-    assert all(" ON CLUSTER suho" in f for f in formatted), [
-        f for f in formatted if "ON CLUSTER" not in f
+    # Every statement runs ON CLUSTER but the copies of a rebuild (0010), which read
+    # every shard once and write each row back to its own shard.
+    copies = [f for f in formatted if f.startswith("INSERT INTO")]
+    assert all(" ON CLUSTER suho" in f for f in formatted if f not in copies), [
+        f for f in formatted if "ON CLUSTER" not in f and f not in copies
     ]
+    assert len(copies) == 4, copies  # two tables, upgrade and downgrade
+    for copy in copies:
+        if topology == "replicated":  # one replica takes the rows, the others fetch them
+            assert re.match(r"INSERT INTO \w+_runs__0010 .*SELECT \* FROM \w+_runs", copy), copy
+        else:
+            assert re.match(
+                r"INSERT INTO FUNCTION cluster\('suho', 'suho_analytics', '\w+_runs_local__0010', "
+                r"cityHash64\(run_id\)\) .*SELECT \* FROM cluster\('suho', 'suho_analytics', "
+                r"'\w+_runs_local'\)",
+                copy,
+            ), copy
     creates = [f for f in formatted if f.startswith("CREATE TABLE")]
     version = next(f for f in creates if "alembic_version" in f)
     assert "ReplicatedMergeTree('/clickhouse/tables/all/{database}/alembic_version'" in version
@@ -121,7 +135,7 @@ def test_replicated_tables_create_on_a_testkeeper_node(node: Database, topology:
             f"SELECT engine_full FROM system.tables WHERE database = '{database}' "
             f"AND name = 'training_runs{local}'"
         )
-        assert "'{replica}', updated_at) ORDER BY run_id" in versions
+        assert "'{replica}', updated_at) ORDER BY (created_at, run_id)" in versions
     finally:
         node.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
 

@@ -80,6 +80,20 @@ TABLE_STATEMENT = re.compile(
     re.S | re.I,
 )
 _DEDUP_WINDOW = "non_replicated_deduplication_window"
+SHADOW_SEPARATOR = "__"
+"""``<t>__<tag>``: a table built beside ``<t>`` to replace it (see ``Renderer.physical``)."""
+_NAME = r"(?:`[^`]+`|[A-Za-z_][\w.]*)"
+_CREATE_AS = re.compile(
+    rf"^CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(?P<new>{_NAME})\s+AS\s+(?P<old>{_NAME})\s+"
+    r"ENGINE\s*=\s*(?P<engine>.*)$",
+    re.S | re.I,
+)
+_EXCHANGE = re.compile(rf"^EXCHANGE\s+TABLES\s+(?P<a>{_NAME})\s+AND\s+(?P<b>{_NAME})$", re.I)
+_COPY = re.compile(
+    rf"^INSERT\s+INTO\s+(?P<new>{_NAME})\s+SELECT\s+\*\s+FROM\s+(?P<old>{_NAME})"
+    r"(?P<rest>\s+SETTINGS\s+.*)?$",
+    re.S | re.I,
+)
 _ON_CLUSTER = re.compile(r"^\s*ON\s+CLUSTER\s", re.I)
 _COLUMN_COMMAND = re.compile(
     r"^(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b|^MODIFY\s+COMMENT\b", re.I
@@ -134,7 +148,7 @@ class Renderer:
         if table.comment is not None:
             at = engine_sql.rfind(" COMMENT '")
             engine_sql, comment = engine_sql[:at].rstrip(), engine_sql[at:].strip()
-        engine = self._engine(table, engine_sql)
+        engine = self._engine(table.name, engine_sql)
         name = table.name
         if not self.is_sharded(name):
             return [self._create(name, columns, engine, comment)]
@@ -161,7 +175,7 @@ class Renderer:
             f"ENGINE = {engine}{tail}"
         )
 
-    def _engine(self, table: sa.Table, engine_sql: str) -> str:
+    def _engine(self, name: str, engine_sql: str) -> str:
         """``ReplacingMergeTree(v) ORDER BY ...`` -> its Replicated form when replicated."""
         if not self.settings.replicated:
             return engine_sql
@@ -173,7 +187,7 @@ class Renderer:
             engine_sql[close_at + 1 :],
         )
         if not kind.endswith("MergeTree"):
-            raise ClusterError(f"{table.name}: engine {kind} has no Replicated form")
+            raise ClusterError(f"{name}: engine {kind} has no Replicated form")
         if not kind.startswith("Replicated"):
             kind = "Replicated" + kind
             replica = ", ".join(
@@ -187,9 +201,58 @@ class Renderer:
         names = [name, self.local(name)] if self.is_sharded(name) else [name]
         return [f"DROP TABLE IF EXISTS {quote(bare(n))}{self.on_cluster} SYNC" for n in names]
 
+    # -- rebuilding a table (a new layout beside it, a copy, an exchange) -------
+    def physical(self, name: str) -> str:
+        """Where a table's rows live: ``<t>_local`` for a sharded table, and
+        ``<t>_local__<tag>`` for ``<t>__<tag>``, a table a revision builds beside a
+        sharded ``<t>`` to take its place."""
+        name = bare(name)
+        base, sep, tag = name.partition(SHADOW_SEPARATOR)
+        if self.is_sharded(base):
+            return self.local(base) + (sep + tag if sep else "")
+        return name
+
+    def _rebuild_statement(self, sql: str) -> list[str] | None:
+        """The three statements of a rebuild that no other rule renders: ``CREATE TABLE
+        new AS old ENGINE = ...``, ``INSERT INTO new SELECT * FROM old`` (``new`` a
+        ``<t>__<tag>`` table only: other data statements stay refused per node) and
+        ``EXCHANGE TABLES old AND new``; on the local tables when sharded."""
+        if match := _CREATE_AS.match(sql):
+            new, old = self.physical(match["new"]), self.physical(match["old"])
+            engine, comment = match["engine"].strip(), ""
+            if (at := engine.rfind(" COMMENT '")) > 0:
+                engine, comment = engine[:at].rstrip(), " " + engine[at:].strip()
+            engine = self._engine(new, engine)
+            if not self.settings.replicated and new != bare(match["new"]):
+                engine = _add_engine_setting(engine, _DEDUP_WINDOW, self.settings.dedup_window)
+            return [
+                f"CREATE TABLE IF NOT EXISTS {quote(new)}{self.on_cluster} AS {quote(old)} "
+                f"ENGINE = {engine}{comment}"
+            ]
+        if match := _EXCHANGE.match(sql):
+            a, b = self.physical(match["a"]), self.physical(match["b"])
+            return [f"EXCHANGE TABLES {quote(a)} AND {quote(b)}{self.on_cluster}"]
+        if (match := _COPY.match(sql)) and SHADOW_SEPARATOR in bare(match["new"]):
+            new, old = self.physical(match["new"]), self.physical(match["old"])
+            rest = match["rest"] or ""
+            if new == bare(match["new"]) or not self.settings.on_cluster:
+                # one table, or per node: each node copies its own rows (same shard)
+                return [f"INSERT INTO {quote(new)} SELECT * FROM {quote(old)}{rest}"]
+            # ON CLUSTER runs one connection: read every shard, write each row back to
+            # its shard by the same sharding key
+            cluster, db = _literal(self.settings.cluster), _literal(self.database)
+            return [
+                f"INSERT INTO FUNCTION cluster({cluster}, {db}, {_literal(new)}, "
+                f"{self.settings.sharding_key}) SELECT * FROM cluster({cluster}, {db}, "
+                f"{_literal(old)}){rest}"
+            ]
+        return None
+
     # -- any other statement (op.execute, op.add_column, the version table) ----
     def statement(self, sql: str) -> list[str]:
         sql = sql.strip().rstrip(";").strip()
+        if (rebuilt := self._rebuild_statement(sql)) is not None:
+            return rebuilt
         match = TABLE_STATEMENT.match(sql)
         if match is None:
             if self.settings.ddl == "per_node":
@@ -201,6 +264,9 @@ class Renderer:
             return [sql]  # e.g. INSERT ... SELECT: runs once, through the Distributed table
         verb = re.sub(r"\s+", " ", match.group("verb")).upper()
         name, rest = match.group("name"), match.group("rest")
+        if SHADOW_SEPARATOR in bare(name):
+            sync = " SYNC" if verb.startswith("DROP") and not rest.upper().endswith("SYNC") else ""
+            return [self._with_cluster(verb, quote(self.physical(name)), rest) + sync]
         if not self.is_sharded(name):
             return [self._with_cluster(verb, name, rest)]
         local = quote(self.local(name))
@@ -250,7 +316,7 @@ def _literal(value: str | None) -> str:
 def _add_engine_setting(engine: str, name: str, value: int) -> str:
     if re.search(rf"\b{name}\b", engine):
         return engine
-    if "\n SETTINGS " in engine:
+    if re.search(r"\sSETTINGS\s", engine):
         return f"{engine}, {name} = {value}"
     return f"{engine}\n SETTINGS {name} = {value}"
 

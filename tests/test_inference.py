@@ -411,6 +411,30 @@ def test_hot_swap_under_load_fails_no_request(
     np.testing.assert_array_equal(np.asarray(last_body["probability"]), new_proba)
 
 
+def test_a_poll_swaps_only_when_the_serving_checkpoint_leaves_the_stage(
+    features_db: Database,
+) -> None:
+    """A poll reads whether the serving checkpoint is still in the stage; a deploy
+    moves it out, and only then is the stage looked up and the new one loaded. A stage
+    that empties keeps the last model serving."""
+    from suho.inference.serve import ModelHolder
+
+    first = train(features_db, "xgboost", model_name="polled", seed=3)
+    second = train(features_db, "xgboost", model_name="polled", seed=4)
+    tracking = RunTrackingService(features_db, RunKind.SUPERVISED)
+    tracking.deploy(first.checkpoint_id, "production")
+    holder = ModelHolder(features_db, "polled")
+    assert holder.check() is False and holder.swaps == 0
+    tracking.deploy(second.checkpoint_id, "production")
+    assert holder.check() is True and holder.model.checkpoint_id == second.checkpoint_id
+    assert holder.check() is False
+    tracking.deploy(second.checkpoint_id, "staging")  # production is empty now
+    assert holder.check() is False and holder.model.checkpoint_id == second.checkpoint_id
+    tracking.deploy(first.checkpoint_id, "production")
+    assert holder.check() is True and holder.model.checkpoint_id == first.checkpoint_id
+    assert holder.swaps == 2
+
+
 # --------------------------------------------------------------------------- MLflow
 def test_mlflow_pyfunc_predicts_what_suho_does(
     features_db: Database,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -179,46 +180,65 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
     env = _env(work)
-    suho_port, mlflow_port = _free_port(), _free_port()
     token = "bench-" + os.urandom(16).hex()  # suho serve wants one even on loopback
     auth = {"Authorization": f"Bearer {token}"}
-    suho = subprocess.Popen(
-        [sys.executable, "-m", "suho", "serve", "--model", MODEL, "--port", str(suho_port)],
-        env={**env, "SUHO_UI_TOKEN": token},
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-    )
+    trees = {"suho_serve": ROOT}
+    if args.baseline_tree is not None:  # the same server from another checkout, side by side
+        trees["suho_serve_baseline"] = args.baseline_tree.resolve()
+    ports = {name: _free_port() for name in [*trees, "mlflow_serve"]}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    copies: list[Path] = []
+    for name, tree in trees.items():
+        served = {**env, "SUHO_UI_TOKEN": token, "PYTHONPATH": str(tree)}
+        if name != "suho_serve":  # an embedded store opens in one process: a copy each
+            copy = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+            copies.append(copy)
+            shutil.copytree(work, copy, symlinks=True, dirs_exist_ok=True)  # the engine: work
+            served["SUHO_DATABASE_URL"] = f"clickhouse+chdb:///{copy}/store"
+            served["SUHO_DATA_DIR"] = str(copy / "data")
+        command = [sys.executable, "-m", "suho", "serve", "--model", MODEL]
+        procs[name] = subprocess.Popen(
+            [*command, "--port", str(ports[name])],
+            env=served,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+        )
     mlflow_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m"]
     mlflow_cmd += [f"models:/suho-{MODEL}@production", "--env-manager", "local"]
-    mlflow_cmd += ["-p", str(mlflow_port), "-h", "127.0.0.1"]
-    mlflow = subprocess.Popen(mlflow_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL)
+    mlflow_cmd += ["-p", str(ports["mlflow_serve"]), "-h", "127.0.0.1"]
+    procs["mlflow_serve"] = subprocess.Popen(
+        mlflow_cmd, env=env, cwd=work, stdout=subprocess.DEVNULL
+    )
     try:
-        _wait(f"http://127.0.0.1:{suho_port}/health", suho, headers=auth)
-        _wait(f"http://127.0.0.1:{mlflow_port}/ping", mlflow)
+        for name in trees:
+            _wait(f"http://127.0.0.1:{ports[name]}/health", procs[name], headers=auth)
+        _wait(f"http://127.0.0.1:{ports['mlflow_serve']}/ping", procs["mlflow_serve"])
         sample = pd.read_parquet(work / "sample.parquet")
         records = {n: sample.head(n).to_dict(orient="records") for n in (1, 1000)}
-        targets = {
-            "suho_serve": (f"http://127.0.0.1:{suho_port}/predict", "records"),
-            "mlflow_serve": (f"http://127.0.0.1:{mlflow_port}/invocations", "dataframe_records"),
-        }
-        headers = {"suho_serve": auth, "mlflow_serve": {}}
-        # Both answer the same numbers first.
+        targets = {name: (f"http://127.0.0.1:{ports[name]}/predict", "records") for name in trees}
+        targets["mlflow_serve"] = (
+            f"http://127.0.0.1:{ports['mlflow_serve']}/invocations",
+            "dataframe_records",
+        )
+        headers = {name: auth if name in trees else {} for name in targets}
+        # All answer the same numbers first.
         with httpx.Client(timeout=60) as client:
-            a = client.post(
-                targets["suho_serve"][0], json={"records": records[1000]}, headers=auth
-            ).json()
             b = client.post(
                 targets["mlflow_serve"][0], json={"dataframe_records": records[1000]}
             ).json()
             probability = [p["probability"] for p in b["predictions"]]
-            assert np.array_equal(np.asarray(a["probability"]), np.asarray(probability))
+            for name in trees:
+                a = client.post(
+                    targets[name][0], json={"records": records[1000]}, headers=auth
+                ).json()
+                assert np.array_equal(np.asarray(a["probability"]), np.asarray(probability))
         latency: dict[str, dict[str, Any]] = {}
         with httpx.Client(timeout=60) as client:
             for n in (1, 1000):
                 reps = args.requests if n == 1 else max(20, args.requests // 10)
                 samples: dict[str, list[float]] = {k: [] for k in targets}
                 for i in range(reps):
-                    order = list(targets) if i % 2 == 0 else list(reversed(targets))
+                    order = list(targets)[i % len(targets) :] + list(targets)[: i % len(targets)]
                     for name in order:
                         url, key = targets[name]
                         began = time.perf_counter()
@@ -232,8 +252,12 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                         "p99_ms": float(np.percentile(ms, 99)),
                         "requests": len(ms),
                     }
-        throughput = {}
-        for name, (url, key) in targets.items():
+        windows_rates: dict[str, list[float]] = {}
+        # Each server's window in turn, twice in opposite order: load that comes and
+        # goes meets both; the figure is the mean of the two windows.
+        windows = [*targets, *reversed(targets)]
+        for name in windows:
+            url, key = targets[name]
             stop = time.perf_counter() + args.seconds
             counts = [0] * 4
 
@@ -256,22 +280,37 @@ def servers(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 t.start()
             for t in threads:
                 t.join()
-            throughput[name] = sum(counts) / (time.perf_counter() - began)
-        return {"latency": latency, "requests_per_s_1_row_4_clients": throughput}
+            windows_rates.setdefault(name, []).append(sum(counts) / (time.perf_counter() - began))
+        throughput = {k: sum(v) / len(v) for k, v in windows_rates.items()}
+        return {
+            "latency": latency,
+            "requests_per_s_1_row_4_clients": throughput,
+            "requests_per_s_windows": windows_rates,
+        }
     finally:
-        for proc in (suho, mlflow):
+        for proc in procs.values():
             proc.terminate()
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for copy in copies:
+            shutil.rmtree(copy, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- report
 def markdown(r: harness.Results) -> list[str]:
     lines = r.header("Inference: suho predict and suho serve")
     batch = r["batch"]
-    lines += ["## Batch", "", f"{batch['rows']:,} feature rows, median of the repetitions.", ""]
+    lines += ["## Batch", "", f"{batch['rows']:,} feature rows, median of the repetitions."]
+    earlier = r.data.get("batch_from")
+    if earlier:  # --online-only: the batch figures of the run before, said so
+        load = ", ".join(f"{x:.1f}" for x in earlier["loadavg_at_start"])
+        lines += [
+            f"Not measured in this run: from the run of {earlier['when']} "
+            f"(`{earlier['command']}`, load average {load} at its start)."
+        ]
+    lines += [""]
     cpu_overhead = batch.get("cpu_overhead_vs_hand", {})
     lines += harness.table(
         ["arm", "rows/s", "overhead vs by hand", "CPU-time overhead vs by hand"],
@@ -295,15 +334,31 @@ def markdown(r: harness.Results) -> list[str]:
                     (name, size_, harness.num(s["p50_ms"], ".2f"), harness.num(s["p99_ms"], ".2f"))
                 )
         lines += harness.table(["server", "rows", "p50 ms", "p99 ms"], rows, numeric_from=2)
-        lines += ["", "Requests/s, 1 row, 4 client threads:", ""]
+        lines += ["", "Requests/s, 1 row, 4 client threads (mean of each server's windows):", ""]
+        windows = online.get("requests_per_s_windows", {})
         lines += harness.table(
-            ["server", "requests/s"],
+            ["server", "requests/s", "windows"],
             [
-                (k, harness.num(v, ",.0f"))
+                (k, harness.num(v, ",.0f"), ", ".join(f"{w:,.0f}" for w in windows.get(k, [])))
                 for k, v in online["requests_per_s_1_row_4_clients"].items()
             ],
         )
     return lines
+
+
+def _keep_batch(results: harness.Results) -> None:
+    """The batch figures of the results file already there, and which run made them."""
+    if results.directory is None:
+        raise SystemExit("--online-only keeps an earlier run's batch figures: give --results-dir")
+    earlier = json.loads((results.directory / f"{results.name}.json").read_text())
+    results["batch"] = earlier["batch"]
+    env = earlier["environment"]
+    results["batch_from"] = earlier.get("batch_from") or {
+        "when": earlier["when"],
+        "command": earlier["command"],
+        "loadavg_at_start": env["loadavg_at_start"],
+        "loadavg_at_end": env.get("loadavg_at_end"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,12 +367,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="Batch repetitions per arm.")
     parser.add_argument("--requests", type=int, default=200, help="Latency requests of 1 row.")
     parser.add_argument("--seconds", type=float, default=5.0, help="Throughput window per server.")
+    parser.add_argument(
+        "--online-only",
+        action="store_true",
+        help="Only the servers (on 20,000 prepared rows); the batch figures of the results "
+        "file already there are kept, with the run they came from.",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="Also serve with the suho code of this checkout (e.g. a git worktree of the "
+        "commit before a change): before and after in one run.",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     harness.add_results_arguments(parser, "predict", "Small sizes; nothing written.")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.reps, args.requests, args.seconds = 20_000, 1, 30, 1.0
+    if args.online_only:
+        args.rows = 20_000  # the servers answer from a 1,000-row sample
     if args.phase:
         phases = {"prepare": phase_prepare, "batch": phase_batch}
         data = phases[args.phase](args.work, args)
@@ -330,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results["prepare"] = _phase(work, "prepare", args)
-        results["batch"] = _phase(work, "batch", args)
+        if args.online_only:
+            _keep_batch(results)
+        else:
+            results["batch"] = _phase(work, "batch", args)
         try:
             results["online"] = servers(work, args)
         except Exception as exc:  # noqa: BLE001 - the batch figures stand on their own

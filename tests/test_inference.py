@@ -135,6 +135,40 @@ def test_bad_input_is_refused_naming_it(
     assert len(model.predict(rows.assign(**{first: np.nan}))) == len(rows)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        [{"a": 1.5, "b": 2, "c": None}, {"b": True, "a": -0.0, "c": 3.0, "extra": "x"}],
+        [{"a": 1.0, "b": 2.0}, {"a": 1.0, "c": 4.0, "b": 0}],  # 'c' missing in one row: NaN
+        {"c": [1, None], "b": [False, 2.5], "a": [0.5, 1e300]},
+        [{"a": 1.0, "b": "2", "c": 3.0}],  # a string: refused naming 'b'
+        [{"a": 1.0, "c": 3.0}],  # 'b' missing everywhere
+        {"a": [1.0], "b": [2.0], "c": [3.0, 4.0]},  # unequal columns
+        {"a": [], "b": [], "c": []},  # no rows
+        [{"a": 2**70, "b": 1.0, "c": float("inf")}],  # a huge int; inf refused
+    ],
+)
+def test_json_rows_skip_the_frame_with_the_same_matrix_and_refusals(data: Any) -> None:
+    """Records and columns of plain numbers (a JSON body) go straight to the matrix
+    (the DataFrame costs most of a one-row request): same numbers, same refusals."""
+    from suho.inference.signature import FeatureSignature
+
+    for signature in (FeatureSignature(("a", "b", "c")), FeatureSignature(("c", "a", "b"), False)):
+
+        def outcome(route: Any) -> Any:
+            try:
+                return route(data)
+            except InvalidInputError as exc:
+                return str(exc)
+
+        plain = outcome(signature.matrix)
+        framed = outcome(lambda d, s=signature: s.matrix(s.check(d)))  # the DataFrame route
+        if isinstance(framed, str):
+            assert plain == framed
+        else:
+            np.testing.assert_array_equal(plain, framed)
+
+
 def test_unknown_name_stage_and_run_are_refused(
     features_db: Database, trained: dict[str, TrainingResult]
 ) -> None:
@@ -409,6 +443,30 @@ def test_hot_swap_under_load_fails_no_request(
     assert set(seen) == {str(old.checkpoint_id), str(new.checkpoint_id)}
     assert holder.swaps == 1
     np.testing.assert_array_equal(np.asarray(last_body["probability"]), new_proba)
+
+
+def test_a_poll_swaps_only_when_the_serving_checkpoint_leaves_the_stage(
+    features_db: Database,
+) -> None:
+    """A poll reads whether the serving checkpoint is still in the stage; a deploy
+    moves it out, and only then is the stage looked up and the new one loaded. A stage
+    that empties keeps the last model serving."""
+    from suho.inference.serve import ModelHolder
+
+    first = train(features_db, "xgboost", model_name="polled", seed=3)
+    second = train(features_db, "xgboost", model_name="polled", seed=4)
+    tracking = RunTrackingService(features_db, RunKind.SUPERVISED)
+    tracking.deploy(first.checkpoint_id, "production")
+    holder = ModelHolder(features_db, "polled")
+    assert holder.check() is False and holder.swaps == 0
+    tracking.deploy(second.checkpoint_id, "production")
+    assert holder.check() is True and holder.model.checkpoint_id == second.checkpoint_id
+    assert holder.check() is False
+    tracking.deploy(second.checkpoint_id, "staging")  # production is empty now
+    assert holder.check() is False and holder.model.checkpoint_id == second.checkpoint_id
+    tracking.deploy(first.checkpoint_id, "production")
+    assert holder.check() is True and holder.model.checkpoint_id == first.checkpoint_id
+    assert holder.swaps == 2
 
 
 # --------------------------------------------------------------------------- MLflow

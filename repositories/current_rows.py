@@ -28,9 +28,12 @@ row), so a key's current version names one row.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+import sqlalchemy as sa
 
 from repositories.query import Query
 from suho_models.base import version_column
@@ -97,9 +100,22 @@ def _current_versions(
     if not candidates:
         return {}
     c = query.source.table.c
-    where = [c[n].in_(sorted({r[n] for r in candidates})) for n in sorted(query.source.key)]
+    where = [
+        c[n].in_([_exact(v) for v in sorted({r[n] for r in candidates})])
+        for n in sorted(query.source.key)
+    ]
     reader = Query(query.db, query.source, (c[key], c[version]), tuple(where))
     return {r[key]: r[version] for r in reader.rows()}
+
+
+def _exact(value: Any) -> Any:
+    """A value as an exact literal: a time as ``toDateTime64(text, 6, 'UTC')``, since a
+    bound datetime parameter reaches the server driver at whole seconds, and an
+    equality on a ``DateTime64(3)`` key would then match nothing."""
+    if isinstance(value, dt.datetime):
+        utc = value.astimezone(dt.UTC) if value.tzinfo else value
+        return sa.func.toDateTime64(utc.strftime("%Y-%m-%d %H:%M:%S.%f"), 6, "UTC")
+    return value
 
 
 def _name(column: Any) -> str:

@@ -37,6 +37,10 @@ class MetricsDoor:
         """``(step, value)`` of one key of a run, in step order."""
         return RunMetricRepository(self.db).series(run_id, key)
 
+    def metric_steps(self, run_id: uuid.UUID | str, prefix: str) -> dict[int, dict[str, float]]:
+        """The keys under ``prefix`` of a run, one read: ``{step: {name: value}}``."""
+        return RunMetricRepository(self.db).by_step(run_id, prefix)
+
     def runs_with_params(self, params: Mapping[str, Any], **filters: Any) -> list[Any]:
         """Runs whose config holds every value of ``params`` (``{"max_depth": 6}``,
         dotted names reach into nested objects), with ``list_runs``' other filters."""

@@ -462,6 +462,24 @@ class RunMetricRepository(Repository[RunMetricPoint]):
         )
         return [(int(r["step"]), float(r["value"])) for r in rows]
 
+    def by_step(self, run_id: uuid.UUID | str, prefix: str) -> dict[int, dict[str, float]]:
+        """Every key starting with ``prefix`` in one read, as ``{step: {key without
+        the prefix: value}}`` in step order (walk-forward folds: one step per fold)."""
+        c = self.table.c
+        rows = (
+            self.read(
+                c.run_id == as_uuid(run_id, "run_id"),
+                func.startsWith(c.key, check_key(prefix)),
+                columns=[c.step, c.key, c.value],
+            )
+            .order_by(c.step, c.key)
+            .rows()
+        )
+        out: dict[int, dict[str, float]] = {}
+        for r in rows:
+            out.setdefault(int(r["step"]), {})[str(r["key"])[len(prefix) :]] = float(r["value"])
+        return out
+
     def series_arrow(self, run_id: uuid.UUID | str, key: str) -> pa.Table:
         c = self.table.c
         return (

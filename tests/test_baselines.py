@@ -67,3 +67,17 @@ def test_rl_verdict_and_the_never_traded_warning() -> None:
     assert warning is not None and "never traded" in warning and "88%" in warning
     assert "same action at every step" in warning
     assert never_traded({"eval_moving_steps": 3}) is None
+
+
+def test_regression_compares_direction_first_and_rmse_lower_is_better() -> None:
+    from trainers.baselines import supervised_comparisons
+
+    metrics = {"test_direction_accuracy": 0.56, "baseline_last_move_direction_accuracy": 0.5,
+               "test_rmse": 0.012, "baseline_zero_rmse": 0.010}  # fmt: skip
+    direction, rmse = supervised_comparisons("regression", metrics)
+    assert direction.verdict() == supervised_verdict("regression", metrics)
+    assert direction.outcome() == "beat every baseline"
+    assert not rmse.higher and rmse.beaten() == [] and rmse.outcome().startswith("did NOT")
+    assert rmse.verdict() == (
+        "model did NOT beat the baselines: RMSE 0.012 against zero forecast 0.010"
+    )

@@ -150,3 +150,90 @@ def populate(db: Database, *, runs: int = 6, iterations: int = 50) -> dict[str, 
         )
         out["agents"].append(run.run_id)
     return out
+
+
+SUPERVISED_FOLDS = [
+    {"test_accuracy": 0.52, "baseline_majority_accuracy": 0.55,
+     "baseline_last_move_accuracy": 0.50, "train_rows": 400.0, "test_rows": 200.0},
+    {"test_accuracy": 0.58, "baseline_majority_accuracy": 0.53,
+     "baseline_last_move_accuracy": 0.49, "train_rows": 600.0, "test_rows": 200.0},
+    {"test_accuracy": 0.54, "baseline_majority_accuracy": 0.51,
+     "baseline_last_move_accuracy": 0.52, "train_rows": 800.0, "test_rows": 200.0},
+]  # fmt: skip
+"""Walk-forward folds of :func:`out_of_sample_runs`' supervised run (as the trainer logs them)."""
+AGENT_FOLDS = [
+    {"sharpe_ratio": 0.30, "total_return": 0.02, "benchmark_sharpe_ratio": 1.10,
+     "benchmark_total_return": 0.08, "trend_sharpe_ratio": 0.25, "trend_total_return": 0.01,
+     "train_bars": 250.0, "test_bars": 120.0},
+    {"sharpe_ratio": 0.70, "total_return": 0.05, "benchmark_sharpe_ratio": 0.90,
+     "benchmark_total_return": 0.06, "trend_sharpe_ratio": 0.40, "trend_total_return": 0.03,
+     "train_bars": 370.0, "test_bars": 120.0},
+]  # fmt: skip
+"""Walk-forward folds of :func:`out_of_sample_runs`' agent."""
+
+
+def out_of_sample_runs(db: Database) -> dict[str, Any]:
+    """A supervised run and an agent whose final checkpoints hold test figures beside
+    the naive baselines' and a walk-forward summary, with their per-fold metrics, all
+    written as the trainers write them (``log_folds``, ``summarise``), without training.
+    LightGBM on GOOG and PPO on GOOG from issue 26: neither beat its baselines."""
+    from repositories.kinds import RL, SUPERVISED
+    from repositories.tracking import RunTrackingService
+    from trainers.walk_forward import log_folds, summarise
+
+    out: dict[str, Any] = {}
+    supervised = RunTrackingService(db, SUPERVISED)
+    run = supervised.create(
+        {"run_name": "goog-lightgbm", "model_type": "lightgbm", "target_variable": "t",
+         "task_type": "classification",
+         "config_json": json.dumps({"walk_forward": {"folds": 3, "mode": "expanding"}})}
+    )  # fmt: skip
+    supervised.start(run.run_id)
+    with supervised.metric_logger(run.run_id) as logger:
+        log_folds(logger, SUPERVISED_FOLDS)
+    supervised.save_checkpoint(
+        run.run_id,
+        b"model-bytes",
+        ModelFormat.XGBOOST_UBJSON,
+        {
+            "test_accuracy": 0.511,
+            "baseline_majority_accuracy": 0.538,
+            "baseline_majority_class": 1.0,
+            "baseline_last_move_accuracy": 0.497,
+            **summarise(SUPERVISED_FOLDS),
+        },
+        iteration=5,
+        kind=CheckpointKind.FINAL,
+    )
+    supervised.complete(run.run_id, {"final_test_accuracy": 0.511})
+    out["supervised"] = run.run_id
+
+    agents = RunTrackingService(db, RL)
+    agent = agents.create(
+        {"run_name": "goog-ppo", "agent_type": "ppo", "tickers": ["GOOG"],
+         "config_json": json.dumps({"walk_forward": {"folds": 2, "mode": "rolling"}})}
+    )  # fmt: skip
+    agents.start(agent.run_id)
+    with agents.metric_logger(agent.run_id) as logger:
+        log_folds(logger, AGENT_FOLDS)
+    agents.save_checkpoint(
+        agent.run_id,
+        b"agent-bytes",
+        "raw",
+        {
+            "sharpe_ratio": 0.47,
+            "total_return": 0.09,
+            "benchmark_sharpe_ratio": 1.04,
+            "benchmark_total_return": 0.21,
+            "trend_sharpe_ratio": 0.2,
+            "trend_total_return": 0.04,
+            "trend_window": 50.0,
+            "eval_moving_steps": 12.0,
+            **summarise(AGENT_FOLDS),
+        },
+        episode_number=4,
+        kind=CheckpointKind.FINAL,
+    )
+    agents.complete(agent.run_id, {"final_sharpe_ratio": 0.47})
+    out["agent"] = agent.run_id
+    return out

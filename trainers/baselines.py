@@ -14,6 +14,7 @@ figures, and says in one plain line whether it beat them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -55,20 +56,37 @@ def supervised_baselines(
     }
 
 
+def supervised_comparisons(task: str, metrics: Mapping[str, float | None]) -> list[Comparison]:
+    """The model's test figures beside the baselines' on the same rows, headline first."""
+    if task == "classification":
+        return [
+            Comparison(
+                "accuracy",
+                metrics.get("test_accuracy"),
+                (
+                    ("majority class", metrics.get("baseline_majority_accuracy")),
+                    ("last move", metrics.get("baseline_last_move_accuracy")),
+                ),
+            )
+        ]
+    return [
+        Comparison(
+            "direction accuracy",
+            metrics.get("test_direction_accuracy"),
+            (("last move", metrics.get("baseline_last_move_direction_accuracy")),),
+        ),
+        Comparison(
+            "RMSE",
+            metrics.get("test_rmse"),
+            (("zero forecast", metrics.get("baseline_zero_rmse")),),
+            higher=False,
+        ),
+    ]
+
+
 def supervised_verdict(task: str, metrics: Mapping[str, float | None]) -> str:
     """One plain line: did the model beat the baselines on the test rows?"""
-    if task == "classification":
-        model = metrics.get("test_accuracy")
-        pairs = [
-            ("majority class", metrics.get("baseline_majority_accuracy")),
-            ("last move", metrics.get("baseline_last_move_accuracy")),
-        ]
-        what, higher = "accuracy", True
-    else:
-        model = metrics.get("test_direction_accuracy")
-        pairs = [("last move", metrics.get("baseline_last_move_direction_accuracy"))]
-        what, higher = "direction accuracy", True
-    return _verdict(what, model, pairs, higher)
+    return supervised_comparisons(task, metrics)[0].verdict()
 
 
 # --------------------------------------------------------------------------- RL
@@ -102,17 +120,37 @@ def trend_rule(
     return pd.Series(values.sum(axis=1), index=prices.index, name="trend_rule")
 
 
+def rl_comparisons(metrics: Mapping[str, float | None]) -> list[Comparison]:
+    """The agent's Sharpe and return beside buy-and-hold's and the trend rule's over
+    the same period, headline first."""
+    return [
+        Comparison(
+            what,
+            metrics.get(key),
+            (
+                ("buy-and-hold", metrics.get(f"benchmark_{key}")),
+                ("trend rule", metrics.get(f"trend_{key}")),
+            ),
+        )
+        for what, key in (("Sharpe", "sharpe_ratio"), ("total return", "total_return"))
+    ]
+
+
 def rl_verdict(metrics: Mapping[str, float | None]) -> str:
     """One plain line: did the agent's Sharpe beat buy-and-hold's and the trend rule's?"""
-    return _verdict(
-        "Sharpe",
-        metrics.get("sharpe_ratio"),
-        [
-            ("buy-and-hold", metrics.get("benchmark_sharpe_ratio")),
-            ("trend rule", metrics.get("trend_sharpe_ratio")),
-        ],
-        True,
-    )
+    return rl_comparisons(metrics)[0].verdict()
+
+
+def baseline_notes(metrics: Mapping[str, float | None]) -> list[str]:
+    """What a baseline's name leaves out: the majority class, the trend rule's window."""
+    notes = []
+    majority = metrics.get("baseline_majority_class")
+    if majority is not None and np.isfinite(majority):
+        notes.append(f"majority class: {majority:g} (the training split's)")
+    window = metrics.get("trend_window")
+    if window is not None and np.isfinite(window):
+        notes.append(f"trend rule: long while the close is above its {window:g}-bar mean")
+    return notes
 
 
 def never_traded(metrics: Mapping[str, float | None]) -> str | None:
@@ -134,23 +172,48 @@ def never_traded(metrics: Mapping[str, float | None]) -> str | None:
 # --------------------------------------------------------------------------- common
 
 
-def _verdict(
-    what: str, model: float | None, baselines: list[tuple[str, float | None]], higher: bool
-) -> str:
-    shown = [(n, v) for n, v in baselines if v is not None and np.isfinite(v)]
-    figures = ", ".join(f"{n} {v:.3f}" for n, v in shown)
-    if model is None or not np.isfinite(model):
-        return (
-            f"model did NOT beat the baselines: no {what} (undefined, e.g. a flat equity "
-            f"curve) against {figures or 'no baseline figures'}"
-        )
-    if not shown:
-        return f"{what} {model:.3f}; no baseline to compare with"
-    beaten = [n for n, v in shown if (model > v if higher else model < v)]
-    if len(beaten) == len(shown):
-        head = "beat every baseline"
-    elif beaten:
-        head = f"beat {', '.join(beaten)} only"
-    else:
-        head = "did NOT beat the baselines"
-    return f"model {head}: {what} {model:.3f} against {figures}"
+@dataclass(frozen=True)
+class Comparison:
+    """One figure of the model beside the same figure of each naive baseline."""
+
+    what: str
+    model: float | None
+    baselines: tuple[tuple[str, float | None], ...]
+    higher: bool = True
+    """Whether a higher figure is the better one."""
+
+    def shown(self) -> list[tuple[str, float]]:
+        """The baselines with a number."""
+        return [(n, v) for n, v in self.baselines if v is not None and np.isfinite(v)]
+
+    def beaten(self) -> list[str] | None:
+        """The baselines the model beat (None: the model has no number)."""
+        if self.model is None or not np.isfinite(self.model):
+            return None
+        model = self.model
+        return [n for n, v in self.shown() if (model > v if self.higher else model < v)]
+
+    def outcome(self) -> str:
+        """In a few words: "beat every baseline", "beat trend rule only", "did NOT beat
+        the baselines" (or that there is nothing to compare)."""
+        beaten, shown = self.beaten(), self.shown()
+        if beaten is None:
+            return "did NOT beat the baselines"
+        if not shown:
+            return "no baseline to compare with"
+        if len(beaten) == len(shown):
+            return "beat every baseline"
+        return f"beat {', '.join(beaten)} only" if beaten else "did NOT beat the baselines"
+
+    def verdict(self) -> str:
+        """The plain line the CLI, the reports and the UI print."""
+        figures = ", ".join(f"{n} {v:.3f}" for n, v in self.shown())
+        if self.beaten() is None:
+            return (
+                f"model did NOT beat the baselines: no {self.what} (undefined, e.g. a flat "
+                f"equity curve) against {figures or 'no baseline figures'}"
+            )
+        assert self.model is not None
+        if not self.shown():
+            return f"{self.what} {self.model:.3f}; no baseline to compare with"
+        return f"model {self.outcome()}: {self.what} {self.model:.3f} against {figures}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,6 +24,7 @@ from suho_models.db import Database
 from trainers.study import StudySpec
 
 if TYPE_CHECKING:
+    from trainers.baselines import Comparison
     from trainers.rl.trainer import AgentTracking
     from trainers.supervised.trainer import SupervisedTracking
 
@@ -50,6 +51,9 @@ class TrainerKind:
     """The compute threads a worker trains with."""
     load_run: Callable[[Database, uuid.UUID], object]
     """The run's final model, live (checksum-verified)."""
+    comparisons: Callable[[Any, Mapping[str, float | None]], list[Comparison]]
+    """(run, metrics) -> the model's figures beside its naive baselines', headline
+    first (:mod:`trainers.baselines`)."""
 
     def config(self, config_json: str) -> Any:
         """A stored run's configuration."""
@@ -118,6 +122,13 @@ def _supervised_load(db: Database, run_id: uuid.UUID) -> object:
     return load_run_model(db, run_id)
 
 
+def _supervised_comparisons(run: Any, metrics: Mapping[str, float | None]) -> list[Comparison]:
+    from trainers.baselines import supervised_comparisons
+
+    task = getattr(run.task_type, "value", run.task_type) or "classification"
+    return supervised_comparisons(str(task), metrics)
+
+
 # --------------------------------------------------------------------------- RL
 def _rl_config() -> type[BaseModel]:
     from trainers.rl.config import RLConfig
@@ -171,6 +182,12 @@ def _rl_load(db: Database, run_id: uuid.UUID) -> object:
     return load_run_agent(db, run_id)
 
 
+def _rl_comparisons(run: Any, metrics: Mapping[str, float | None]) -> list[Comparison]:
+    from trainers.baselines import rl_comparisons
+
+    return rl_comparisons(metrics)
+
+
 # --------------------------------------------------------------------------- registry
 TRAINERS: dict[RunKind, TrainerKind] = {
     SUPERVISED.kind: TrainerKind(
@@ -182,6 +199,7 @@ TRAINERS: dict[RunKind, TrainerKind] = {
         finish=_supervised_finish,
         threads=_no_threads,
         load_run=_supervised_load,
+        comparisons=_supervised_comparisons,
     ),
     RL.kind: TrainerKind(
         data=RL,
@@ -192,6 +210,7 @@ TRAINERS: dict[RunKind, TrainerKind] = {
         finish=_rl_finish,
         threads=_rl_threads,
         load_run=_rl_load,
+        comparisons=_rl_comparisons,
     ),
 }
 

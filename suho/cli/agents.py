@@ -74,18 +74,16 @@ def agents_show(run_id: str, as_json: JsonOption = False) -> None:
 def _baselines(metrics: Mapping[str, float | None]) -> dict[str, object]:
     """Buy-and-hold and the trend rule beside the agent, a verdict line, and a warning
     when the agent never traded."""
-    from trainers.baselines import never_traded, rl_verdict
-    from trainers.walk_forward import describe_walk_forward, fold_means
+    from trainers.baselines import never_traded, rl_comparisons, rl_verdict
+    from trainers.out_of_sample import walk_forward_line
 
     out: dict[str, object] = {
         k: v for k, v in metrics.items() if k.startswith(("benchmark_", "trend_"))
     }
     out["baselines"] = rl_verdict(metrics)
-    means = fold_means(metrics)
-    if means:
-        out["walk_forward"] = (
-            f"{describe_walk_forward(metrics)}. Mean over folds: {rl_verdict(means)}"
-        )
+    line = walk_forward_line(rl_comparisons, metrics)
+    if line is not None:
+        out["walk_forward"] = line
     warning = never_traded(metrics)
     if warning is not None:
         out["warning"] = warning

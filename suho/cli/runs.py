@@ -105,8 +105,8 @@ def _verdicts(run: Any, checkpoints: list[Any]) -> dict[str, str]:
     """The plain lines of the final checkpoint: did the model beat its baselines on the
     test rows (``baselines``), and over the walk-forward folds (``walk_forward``)?"""
     from suho_models.enums import CheckpointKind
-    from trainers.baselines import supervised_verdict
-    from trainers.walk_forward import describe_walk_forward, fold_means
+    from trainers.baselines import supervised_comparisons, supervised_verdict
+    from trainers.out_of_sample import walk_forward_line
 
     finals = [c for c in checkpoints if c.kind is CheckpointKind.FINAL]
     if not finals:
@@ -116,11 +116,9 @@ def _verdicts(run: Any, checkpoints: list[Any]) -> dict[str, str]:
     out = {}
     if any(k.startswith("baseline_") for k in metrics):
         out["baselines"] = supervised_verdict(task, metrics)
-    means = fold_means(metrics)
-    if means:
-        out["walk_forward"] = (
-            f"{describe_walk_forward(metrics)}. Mean over folds: {supervised_verdict(task, means)}"
-        )
+    line = walk_forward_line(lambda m: supervised_comparisons(task, m), metrics)
+    if line is not None:
+        out["walk_forward"] = line
     return out
 
 

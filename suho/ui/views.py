@@ -124,6 +124,7 @@ def run_detail(ui: UIState, run_id: str) -> dict[str, Any]:
 
 def detail_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
     record = run.model_dump(mode="json")
+    final = tracking.final_checkpoint(run.run_id)
     return {
         "kind": tracking.kind.value,
         "run": record,
@@ -131,9 +132,30 @@ def detail_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:
         "stale": tracking.is_stale(run),
         "parameters": flat_parameters(run.config_json),
         "checkpoints": [c.summary() for c in tracking.checkpoints(run.run_id)],
-        "evaluation": _evaluation(run, tracking.final_checkpoint(run.run_id)),
+        "evaluation": _evaluation(run, final),
+        "out_of_sample": _out_of_sample(tracking, run, final),
         "curves": [c.name for c in tracking.profile.curves],
     }
+
+
+def out_of_sample_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any] | None:
+    """The run's test figures beside its naive baselines' and its walk-forward folds
+    (:mod:`trainers.out_of_sample`); None when it stored neither."""
+    return _out_of_sample(tracking, run, tracking.final_checkpoint(run.run_id))
+
+
+def _out_of_sample(tracking: AnyTracking, run: RunRecord, final: Any) -> dict[str, Any] | None:
+    from trainers.kinds import trainer_kind
+    from trainers.out_of_sample import out_of_sample
+    from trainers.walk_forward import KEY_PREFIX
+
+    kind = trainer_kind(tracking.kind)
+    return out_of_sample(
+        lambda metrics: kind.comparisons(run, metrics),
+        None if final is None else final.metrics,
+        tracking.metric_steps(run.run_id, KEY_PREFIX),
+        run.config_json,
+    )
 
 
 def trials_of(tracking: AnyTracking, run: RunRecord) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The UI's JSON API (``/api/...``): listings, a run, its curves, trials,
-checkpoints, feature importance or equity, comparison, live runs, deployment."""
+checkpoints, feature importance or equity, out-of-sample figures against the naive
+baselines, comparison, live runs, deployment."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from suho.ui.views import (
     deploy_checkpoint,
     listing,
     live,
+    out_of_sample_of,
     read_only,
     run_detail,
     state,
@@ -144,6 +146,20 @@ def api_equity(ui: UI, run_id: str) -> Any:
         "buy_and_hold": equity["buy_and_hold"].astype(float).tolist(),
         "metrics": evaluation.metrics.to_dict(),
     }
+
+
+@router.get("/runs/{run_id}/out-of-sample")
+def api_out_of_sample(ui: UI, run_id: str) -> Any:
+    """The run's test figures beside its naive baselines' on the same rows or period,
+    the plain line whether it beat them, and its walk-forward folds."""
+    tracking, run = ui.find(run_id)
+    found = out_of_sample_of(tracking, run)
+    if found is None:
+        raise NotFoundError(
+            f"run_id: {run_id} has no out-of-sample comparison: no baseline figures on a "
+            "final checkpoint and no walk-forward folds (walk_forward/* metrics)"
+        )
+    return {"run_id": run.run_id, **found}
 
 
 @router.get("/compare")

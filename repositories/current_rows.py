@@ -68,12 +68,19 @@ def first_current_rows(
     sorting = sorted(query.source.key)
     extra = [table.c[n] for n in (key, version, *sorting) if n not in names]
     extra = list({c.name: c for c in extra}.values())
+    # Versions of one run that rank alike (the same sort value: created_at, the name,
+    # a metric not yet set) are one candidate, the newest: a run's current version is
+    # its newest, so it is the one kept when it ranks there. Without this a sort on a
+    # column every version shares would spend the candidates on heartbeats.
+    ranking = [_expression(o) for o in query.ordering[:-1]]
     wanted = offset + limit
     k = max(FIRST_CANDIDATES, 2 * wanted)
     while k <= (MAX_CANDIDATES if max_candidates is None else max_candidates):
         candidates = (
             replace(query, source=replace(query.source, final=False))
             .columns(*selected, *extra)
+            .order_by(table.c[version].desc())
+            .first_per(table.c[key], *ranking)
             .limit(k)
             .offset(None)
             .rows()
@@ -116,6 +123,11 @@ def _exact(value: Any) -> Any:
         utc = value.astimezone(dt.UTC) if value.tzinfo else value
         return sa.func.toDateTime64(utc.strftime("%Y-%m-%d %H:%M:%S.%f"), 6, "UTC")
     return value
+
+
+def _expression(ordering: Any) -> Any:
+    """The expression of an ORDER BY item (``x.desc()`` -> ``x``)."""
+    return getattr(ordering, "element", ordering)
 
 
 def _name(column: Any) -> str:

@@ -83,6 +83,8 @@ class Query:
     ordering: tuple[Any, ...] = ()
     row_limit: int | None = None
     row_offset: int | None = None
+    one_per: tuple[Any, ...] = ()
+    """``LIMIT 1 BY`` these: the first row (in the ordering) of each group only."""
 
     def columns(self, *columns: Any) -> Query:
         return replace(self, selected=tuple(columns))
@@ -92,6 +94,9 @@ class Query:
 
     def order_by(self, *clauses: Any) -> Query:
         return replace(self, ordering=(*self.ordering, *clauses))
+
+    def first_per(self, *clauses: Any) -> Query:
+        return replace(self, one_per=tuple(clauses))
 
     def limit(self, n: int | None) -> Query:
         return replace(self, row_limit=n)
@@ -115,6 +120,8 @@ class Query:
             stmt = stmt.where(*late)
         if self.ordering:
             stmt = stmt.order_by(*self.ordering)
+        if self.one_per:
+            stmt = stmt.limit_by(list(self.one_per), 1)
         if self.row_limit is not None:
             stmt = stmt.limit(self.row_limit)
         if self.row_offset:
@@ -124,7 +131,12 @@ class Query:
     def count_statement(self) -> Any:
         """``count()`` of the rows the filters select (ordering and paging ignored)."""
         return replace(
-            self, selected=(sa.func.count(),), ordering=(), row_limit=None, row_offset=None
+            self,
+            selected=(sa.func.count(),),
+            ordering=(),
+            row_limit=None,
+            row_offset=None,
+            one_per=(),
         ).statement
 
     def sql(self) -> str:

@@ -1,21 +1,15 @@
 """The runs pages and the seed's queries as the runs grow: 100k, 300k and 1M runs of
-each kind (three status versions per run), fast path against the FINAL read it
-replaces, on the same data, in one run.
+each kind (three status versions per run), in revision 0010's layout against the
+layout before it, the same code and the same data, in one run.
 
-Arms, each on its own freshly generated embedded store:
-
-* ``fast``: today's code: revision 0010's layout (runs ordered by creation) and the
-  fast path of ``repositories.current_rows``;
-* ``final``: the same store and calls with the fast path swapped for the plain FINAL
-  read (what the calls sent before), so the two differ in the read only;
-* ``before``: the layout before 0010 (``ORDER BY run_id``, migrated to 0009 only) with
-  the plain FINAL read: what a user had (the page and its count are the statements
-  ``RunBrowser.page`` sent, run side by side on two connections as it did).
+* ``0010``: runs ordered by ``(created_at, run_id)``, 1,024-row granules (today);
+* ``0009``: ``ORDER BY run_id``, the layout before (a store migrated to 0009 only;
+  the revision check is bypassed so that the very same calls run on it).
 
 Runs are written as real runs are (``bench_queries``' generator, ``chunked``: in
-creation order, their versions together); ``--bulk`` adds the 1M-run store written
-the old way (each version of every run in one INSERT: three parts that span all runs,
-FINAL's worst case). Every fast answer is checked against the FINAL one.
+creation order, their versions together); ``--bulk`` adds the largest size written
+the old way (each version of every run in one INSERT: three parts spanning all
+runs), in both layouts. Every answer is checked to be the same in both layouts.
 
 Usage: ``python bench/bench_scale.py [--sizes 100000,300000,1000000] [--reps R]
 [--bulk] [--quick]``; results in ``bench/results/scale.json`` and ``scale.md``.
@@ -31,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +43,7 @@ from harness import (  # noqa: E402
     wait_for_quiet,
 )
 
-import repositories.ui_queries as ui_queries  # noqa: E402
 from repositories.queries import (  # noqa: E402
-    BEST_RL_AGENTS_FINAL,
-    COMPARE_MODEL_PERFORMANCE_FINAL,
     SEED_QUERIES,  # noqa: E402
 )
 from repositories.runs import AgentRunRepository, TrainingRunRepository  # noqa: E402
@@ -64,11 +54,12 @@ TARGET_MS = 100.0
 BEFORE_REVISION = "0009_signing_epoch"
 
 
-def generate(url: str, runs: int, write_order: str, revision: str = "head") -> dict[str, Any]:
+def generate(url: str, runs: int, write_order: str, revision: str, start: int) -> dict[str, Any]:
+    """``start``: the first run's creation time, the same for every store, so that
+    both layouts hold the very same rows."""
     migrations.upgrade(url, revision)
     db = Database(url)
     try:
-        start = int(time.time()) - generator.SPAN_DAYS * 86_400
         t = time.perf_counter()
         generator._generate_training_runs(db, runs, 100, start, write_order)
         generator._generate_agent_runs(db, runs, start, write_order)
@@ -100,10 +91,6 @@ def timed(call: Callable[[], Any], reps: int) -> tuple[list[float], Any]:
         result = call()
         seconds.append(time.perf_counter() - t)
     return seconds, result
-
-
-def _plain_page(query: Any, *, key: str, limit: int, offset: int = 0) -> list[Any]:
-    return list(query.limit(limit).offset(offset).rows())
 
 
 def cases(db: Database) -> dict[str, Callable[[], Any]]:
@@ -160,97 +147,19 @@ def cases(db: Database) -> dict[str, Callable[[], Any]]:
     }
 
 
-def measure_head(url: str, reps: int) -> dict[str, Any]:
-    """The fast path and the plain FINAL read on the same store, case by case, the two
-    alternating per case; every answer compared."""
+def measure(url: str, reps: int) -> dict[str, Any]:
+    """Each call ``reps`` times after a warm-up: its timings and its answer."""
+    Database.verify_schema = lambda self: None  # type: ignore[method-assign]
     db = Database(url)
     out: dict[str, Any] = {}
     try:
         for name, call in cases(db).items():
-            fast_s, fast = timed(call, reps)
-            real = ui_queries.first_current_rows
-            import repositories.current_rows as current_rows
-            import repositories.runs as runs_module
-
-            ui_queries.first_current_rows = _plain_page  # type: ignore[assignment]
-            runs_module.first_current_rows = _plain_page  # type: ignore[assignment]
-            try:
-                final_s, final = timed(call, reps)
-            finally:
-                ui_queries.first_current_rows = real
-                runs_module.first_current_rows = current_rows.first_current_rows
-            out[name] = {
-                "fast": summary(fast_s),
-                "final": summary(final_s),
-                "identical": _norm(fast) == _norm(final),
-            }
-            print(
-                f"  {name}: fast {out[name]['fast']['median_ms']:.1f} ms, "
-                f"FINAL {out[name]['final']['median_ms']:.1f} ms, "
-                f"identical {out[name]['identical']}",
-                flush=True,
-            )
+            seconds, answer = timed(call, reps)
+            out[name] = {**summary(seconds), "answer": repr(_norm(answer))}
+            print(f"  {name}: {out[name]['median_ms']:.1f} ms", flush=True)
     finally:
         db.close()
     return out
-
-
-def measure_before(url: str, reps: int) -> dict[str, Any]:
-    """The old layout with the statements the old code sent (FINAL; a page and its
-    count side by side on two connections)."""
-    db = Database(url)
-    pool = ThreadPoolExecutor(max_workers=1)
-    page_sql = (
-        "SELECT run_id, run_name, model_type, status, created_at, started_at, completed_at, "
-        "duration_seconds, heartbeat_at, git_commit_hash, error_message, "
-        + ", ".join(f"final_{m}" for m in _SUPERVISED_METRICS)
-        + " FROM training_runs FINAL WHERE status = 'completed' "
-        "ORDER BY final_test_accuracy DESC, run_id LIMIT 50"
-    )
-    count_sql = "SELECT count() FROM training_runs FINAL WHERE status = 'completed'"
-
-    def page() -> Any:
-        total = pool.submit(db.scalar, count_sql)
-        rows = db.execute(page_sql)
-        return total.result(), rows
-
-    calls = {
-        "RunBrowser.page runs, default view": page,
-        "compare_model_performance() (seed, via repository)": lambda: db.execute(
-            COMPARE_MODEL_PERFORMANCE_FINAL.replace("%(limit)s", "10")
-        ),
-        "best_agents() (seed, via repository)": lambda: db.execute(
-            BEST_RL_AGENTS_FINAL.replace("%(limit)s", "10")
-        ),
-    }
-    out: dict[str, Any] = {}
-    try:
-        for name, call in calls.items():
-            seconds, _ = timed(call, reps)
-            out[name] = {"final": summary(seconds)}
-            print(f"  before, {name}: {out[name]['final']['median_ms']:.1f} ms", flush=True)
-    finally:
-        pool.shutdown()
-        db.close()
-    return out
-
-
-_SUPERVISED_METRICS = [
-    "train_loss",
-    "val_loss",
-    "test_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "test_accuracy",
-    "f1_score",
-    "auc_score",
-    "precision",
-    "recall",
-    "rmse",
-    "mae",
-    "r2",
-    "direction_accuracy",
-]
 
 
 def _norm(value: Any) -> Any:
@@ -280,21 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     results["quiet"] = {}
     results["sizes"] = {}
     work = Path(tempfile.mkdtemp(prefix="suho-bench-scale-"))
+    start = int(time.time()) - generator.SPAN_DAYS * 86_400
     try:
-        arms = [(n, "chunked", "head") for n in sizes] + [(sizes[-1], "chunked", "before")]
+        arms = [(n, "chunked", layout) for n in sizes for layout in ("0010", "0009")]
         if args.bulk:
-            arms.append((sizes[-1], "bulk", "head"))
+            arms += [(sizes[-1], "bulk", layout) for layout in ("0010", "0009")]
         for n, order, layout in arms:
             key = f"{n}/{order}/{layout}"
-            url = f"clickhouse+chdb:///{work / key.replace('/', '_')}/suho_analytics"
+            path = work / key.replace("/", "_")
+            url = f"clickhouse+chdb:///{path}/suho_analytics"
             print(f"{key}: generating", flush=True)
-            revision = "head" if layout == "head" else BEFORE_REVISION
-            entry: dict[str, Any] = {"generated": generate(url, n, order, revision)}
+            revision = "head" if layout == "0010" else BEFORE_REVISION
+            entry: dict[str, Any] = {"generated": generate(url, n, order, revision, start)}
             results["quiet"][key] = wait_for_quiet(args.max_others, args.quiet_wait)
-            measure = measure_head if layout == "head" else measure_before
             entry["cases"] = measure(url, args.reps)
             results["sizes"][key] = entry
-            shutil.rmtree(work / key.replace("/", "_"), ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results.write(markdown)
@@ -304,65 +214,45 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(r: Results) -> list[str]:
     sizes = r["sizes"]
     lines = r.header("Runs pages and seed queries at 100k, 300k and 1M runs")
-    head = {k: v for k, v in sizes.items() if k.endswith("/chunked/head")}
-    names = list(next(iter(head.values()))["cases"]) if head else []
     for key, entry in sizes.items():
         g = entry["generated"]
         lines.append(
-            f"- `{key}`: generated in {g['generate_s']:.0f} s, parts {g['parts']}, "
-            f"stored rows (versions) {g['rows']}."
+            f"- `{key}`: generated in {g['generate_s']:.0f} s, settled in "
+            f"{g['settle_s']:.0f} s; active parts {g['parts']}; stored row versions {g['rows']}."
         )
     lines.append("")
-    lines.append("## Median / p95 ms, fast path and the FINAL read, same store")
-    lines.append("")
-    rows = []
-    for name in names:
-        row = [name]
-        for key in head:
-            c = head[key]["cases"][name]
-            row.append(
-                f"{num(c['fast']['median_ms'])} / {num(c['fast']['p95_ms'])}"
-                + ("" if c["identical"] else " (differs!)")
-            )
-            row.append(f"{num(c['final']['median_ms'])} / {num(c['final']['p95_ms'])}")
-        rows.append(row)
-    header = ["call"]
-    for key in head:
-        n = key.split("/")[0]
-        header += [f"{int(n):,} fast", f"{int(n):,} FINAL"]
-    lines += table(header, rows)
-    lines.append("")
-    if len(head) > 1:
-        first, last = list(head)[0], list(head)[-1]
-        lines.append(f"## Growth from {first.split('/')[0]} to {last.split('/')[0]} runs")
-        lines.append("")
-        growth = []
-        for name in names:
-            a, b = head[first]["cases"][name], head[last]["cases"][name]
-            growth.append(
-                [
-                    name,
-                    f"{b['fast']['median_ms'] / a['fast']['median_ms']:.2f}x",
-                    f"{b['final']['median_ms'] / a['final']['median_ms']:.2f}x",
-                ]
-            )
-        lines += table(["call", "fast", "FINAL"], growth)
-        lines.append("")
-    for key, entry in sizes.items():
-        if key in head:
+    for order in ("chunked", "bulk"):
+        keys = [k for k in sizes if f"/{order}/" in k]
+        if not keys:
             continue
-        lines.append(f"## `{key}`")
-        lines.append("")
+        ns = sorted({int(k.split("/")[0]) for k in keys})
+        names = list(sizes[keys[0]]["cases"])
+        lines += [f"## Median / p95 ms, runs written {order}: 0010 layout, 0009 layout", ""]
         rows = []
-        for name, c in entry["cases"].items():
-            arms = [a for a in ("fast", "final") if a in c]
-            rows.append(
-                [name]
-                + [f"{a}: {num(c[a]['median_ms'])} / {num(c[a]['p95_ms'])}" for a in arms]
-                + ([] if "identical" not in c else [str(c["identical"])])
-            )
-        lines += table(["call", "median / p95 ms", "", ""], [r + [""] * (4 - len(r)) for r in rows])
+        for name in names:
+            row = [name]
+            for n in ns:
+                new, old = (sizes[f"{n}/{order}/{lay}"]["cases"][name] for lay in ("0010", "0009"))
+                same = "" if new["answer"] == old["answer"] else " (answers differ!)"
+                row.append(f"{num(new['median_ms'])} / {num(new['p95_ms'])}{same}")
+                row.append(f"{num(old['median_ms'])} / {num(old['p95_ms'])}")
+            rows.append(row)
+        header = ["call"]
+        for n in ns:
+            header += [f"{n:,} (0010)", f"{n:,} (0009)"]
+        lines += table(header, rows)
         lines.append("")
+        if len(ns) > 1:
+            lines += [f"Growth of the median from {ns[0]:,} to {ns[-1]:,} runs:", ""]
+            growth = []
+            for name in names:
+                g = [name]
+                for lay in ("0010", "0009"):
+                    a_, b_ = (sizes[f"{n}/{order}/{lay}"]["cases"][name] for n in (ns[0], ns[-1]))
+                    g.append(f"{b_['median_ms'] / a_['median_ms']:.2f}x")
+                growth.append(g)
+            lines += table(["call", "0010", "0009"], growth)
+            lines.append("")
     lines.append(f"Target: {TARGET_MS:.0f} ms median on a quiet machine.")
     return lines
 

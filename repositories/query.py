@@ -83,8 +83,6 @@ class Query:
     ordering: tuple[Any, ...] = ()
     row_limit: int | None = None
     row_offset: int | None = None
-    one_per: tuple[Any, ...] = ()
-    """``LIMIT 1 BY`` these: the first row (in the ordering) of each group only."""
 
     def columns(self, *columns: Any) -> Query:
         return replace(self, selected=tuple(columns))
@@ -94,9 +92,6 @@ class Query:
 
     def order_by(self, *clauses: Any) -> Query:
         return replace(self, ordering=(*self.ordering, *clauses))
-
-    def first_per(self, *clauses: Any) -> Query:
-        return replace(self, one_per=tuple(clauses))
 
     def limit(self, n: int | None) -> Query:
         return replace(self, row_limit=n)
@@ -120,8 +115,6 @@ class Query:
             stmt = stmt.where(*late)
         if self.ordering:
             stmt = stmt.order_by(*self.ordering)
-        if self.one_per:
-            stmt = stmt.limit_by(list(self.one_per), 1)
         if self.row_limit is not None:
             stmt = stmt.limit(self.row_limit)
         if self.row_offset:
@@ -131,12 +124,7 @@ class Query:
     def count_statement(self) -> Any:
         """``count()`` of the rows the filters select (ordering and paging ignored)."""
         return replace(
-            self,
-            selected=(sa.func.count(),),
-            ordering=(),
-            row_limit=None,
-            row_offset=None,
-            one_per=(),
+            self, selected=(sa.func.count(),), ordering=(), row_limit=None, row_offset=None
         ).statement
 
     def sql(self) -> str:

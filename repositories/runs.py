@@ -7,14 +7,14 @@ import builtins
 import datetime as dt
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import func
 
+from repositories import queries
 from repositories.base import Repository, next_version, utcnow
-from repositories.current_rows import first_current_rows
 from repositories.errors import (
     InvalidInputError,
     InvalidTransitionError,
@@ -133,24 +133,12 @@ class RunRepository(Repository[RunT], Generic[RunT]):
         if order_by not in c:
             raise ValueError(f"order_by: unknown column {order_by!r}")
         column = c[order_by]
-        ordered = self.read(*where).order_by(
-            column.desc() if descending else column.asc(), c.run_id
+        return self._list(
+            *where,
+            order_by=[column.desc() if descending else column.asc(), c.run_id],
+            limit=limit,
+            offset=offset,
         )
-        rows: Sequence[Mapping[Any, Any]] = (
-            ordered.offset(offset).rows()
-            if limit is None
-            else first_current_rows(ordered, key="run_id", limit=limit, offset=offset)
-        )
-        return [self._to_record(r) for r in rows]
-
-    def _seed_ranking(
-        self, columns: builtins.list[Any], metric: Any, limit: int
-    ) -> builtins.list[dict[str, Any]]:
-        """Completed runs, best ``metric`` first (ties by run_id), as the seed ranks them."""
-        ranked = self.read(self.table.c.status == RunStatus.COMPLETED.value, columns=columns)
-        ranked = ranked.order_by(metric.desc(), self.table.c.run_id)
-        rows = first_current_rows(ranked, key="run_id", limit=limit)
-        return [{k: _plain(v) for k, v in dict(r).items()} for r in rows]
 
     # ------------------------------------------------------------------ transitions
     def start(self, run_id: uuid.UUID | str) -> RunT:
@@ -227,10 +215,11 @@ class RunRepository(Repository[RunT], Generic[RunT]):
         where = [c.status == RunStatus.COMPLETED.value, column.isnot(None), func.isNaN(column) == 0]
         if type is not None:
             where.append(c[self.type_column] == str(type))
-        ranked = self.read(*where).order_by(
-            column.desc() if mode == "max" else column.asc(), c.created_at.desc(), c.run_id
+        rows = self._select(
+            *where,
+            order_by=[column.desc() if mode == "max" else column.asc(), c.created_at.desc()],
+            limit=1,
         )
-        rows = first_current_rows(ranked, key="run_id", limit=1)
         return self._to_record(rows[0]) if rows else None
 
     def complete(
@@ -287,14 +276,8 @@ class TrainingRunRepository(RunRepository[TrainingRun]):
     type_column = "model_type"
 
     def compare_model_performance(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The seed's "Compare Model Performance", reading current rows only: what
-        ``queries.COMPARE_MODEL_PERFORMANCE_FINAL`` returns, without FINAL over every run."""
-        c = self.table.c
-        return self._seed_ranking(
-            [c.run_id, c.run_name, c.model_type, c.final_test_accuracy, c.final_f1_score],
-            c.final_test_accuracy,
-            limit,
-        )
+        """The seed's "Compare Model Performance", reading current rows only."""
+        return self.db.execute_mappings(queries.COMPARE_MODEL_PERFORMANCE_FINAL, {"limit": limit})
 
 
 class AgentRunRepository(RunRepository[AgentTrainingRun]):
@@ -305,20 +288,5 @@ class AgentRunRepository(RunRepository[AgentTrainingRun]):
     type_column = "agent_type"
 
     def best_agents(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The seed's "Best RL Agents", reading current rows only: what
-        ``queries.BEST_RL_AGENTS_FINAL`` returns, without FINAL over every run."""
-        c = self.table.c
-        return self._seed_ranking(
-            [c.run_id, c.run_name, c.agent_type, c.final_sharpe_ratio, c.final_total_return],
-            c.final_sharpe_ratio,
-            limit,
-        )
-
-
-def _plain(value: Any) -> Any:
-    """As the seed's SQL returns a value: an enum column as its text."""
-    return (
-        value.value
-        if hasattr(value, "value") and not isinstance(value, int | float | str)
-        else value
-    )
+        """The seed's "Best RL Agents", reading current rows only."""
+        return self.db.execute_mappings(queries.BEST_RL_AGENTS_FINAL, {"limit": limit})

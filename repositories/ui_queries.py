@@ -5,10 +5,13 @@ Why these live here and not in the web layer: they are ClickHouse queries (FINAL
 PREWHERE on the key, ``largestTriangleThreeBuckets``), and the UI holds no SQL.
 
 - :meth:`RunBrowser.page` sends two statements at once, on two connections: the
-  page and ``count()`` of the same filters. Each is a FINAL pass over every run,
-  so running them side by side rather than one after the other is what keeps the
-  first page fast; the page reads only the listed columns, never ``config_json``
-  or ``features_used``, so a page over 100k runs is one top-N sort.
+  page and ``count()`` of the same filters. Each is a FINAL read; since revision
+  0010 the runs tables are ordered by creation, so FINAL merges only the parts that
+  overlap (the runs still changing) and reads the rest as it is: at a million runs
+  that is what keeps a page near the cost of a plain read (``bench/results/scale.md``;
+  a candidates-then-confirm read without FINAL lost to it: ``scale_candidates.md``).
+  The page reads only the listed columns, never ``config_json`` or
+  ``features_used``, so a page is one top-N sort.
 - :meth:`CurveReader.curve` downsamples each series with LTTB
   (``largestTriangleThreeBucketsIf(n)(x, y, isFinite(y))``): the shape survives,
   peaks included, at ``n`` points per series. A curve with at most ``n`` points
@@ -32,7 +35,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ClauseList
 
-from repositories.current_rows import first_current_rows
 from repositories.errors import InvalidInputError, as_uuid
 from repositories.kinds import PROFILES, CurveSpec, RunKind, curve_owner, profile_of
 from repositories.runs import RunRepository
@@ -263,8 +265,12 @@ class RunBrowser:
         # deployed checkpoints are few (a stage holds one per model): all of them,
         # read beside the page rather than after it
         stages = _COUNTS.submit(self._stages) if details else None
-        ordered = query.order_by(column.desc() if descending else column.asc(), c.run_id)
-        rows = first_current_rows(ordered, key="run_id", limit=limit, offset=offset)
+        rows = (
+            query.order_by(column.desc() if descending else column.asc(), c.run_id)
+            .limit(limit)
+            .offset(offset)
+            .rows()
+        )
         listed = [_plain_row(r) for r in rows]
         page = RunPage(listed, 0, sort, descending, limit, offset, filters)
         if stages is not None:

@@ -157,16 +157,6 @@ def sorting_key_columns(table: Any) -> frozenset[str]:
     return frozenset(e.name for e in order_by.get_expressions_or_columns() if isinstance(e, Column))
 
 
-def version_column(table: Any) -> str | None:
-    """The version column of a Replacing table (the newest version of a key is its
-    current row); None for other engines or a Replacing table without one."""
-    col = getattr(getattr(table, "engine", None), "version_col", None)
-    get_column = getattr(col, "get_column", None)  # clickhouse-sqlalchemy's TableCol
-    column = get_column() if get_column is not None else None
-    name = getattr(column, "name", None)
-    return str(name) if name else None
-
-
 PLAIN_MERGE_TREE_ENGINES = frozenset({"MergeTree", "ReplicatedMergeTree", "SharedMergeTree"})
 
 

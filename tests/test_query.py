@@ -87,18 +87,13 @@ def test_the_learning_curve_statement_is_public_and_is_what_is_sent(db: Database
     assert [r[0] for r in db.execute(sql)] == [1, 2, 3]
 
 
-def test_list_sends_two_keyed_reads_and_count_only_when_asked(db: Database) -> None:
-    """A page of runs: the candidates without FINAL, then their current versions (a
-    FINAL read keyed by them; repositories.current_rows). No count unless asked."""
+def test_list_sends_one_query_and_count_only_when_asked(db: Database) -> None:
     runs = TrainingRunRepository(db)
     for _ in range(3):
         _new_run(db)
     seen = _captured_sql(db)
     assert len(runs.list(limit=2)) == 2
-    reads = [s for s in seen if "training_runs" in s]
-    assert len(reads) == 2, reads
-    assert "FINAL" not in reads[0] and "count(" not in " ".join(reads)
-    assert "FINAL" in reads[1] and "run_id IN" in reads[1]
+    assert len([s for s in seen if "training_runs" in s]) == 1
     rows, total = runs.list_and_count(limit=1)
     assert (len(rows), total) == (1, 3)
 

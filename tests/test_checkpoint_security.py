@@ -98,6 +98,12 @@ def legacy_run(db: Database, agent: str | None = None, at: dt.datetime = LEGACY_
         f"FROM {table} FINAL WHERE run_id = %(r)s",
         {"r": run_id, "at": at},
     )
+    # created_at is part of the runs' key (revision 0010): a run has one creation time,
+    # so the versions from its real creation go
+    db.execute(
+        f"DELETE FROM {table} WHERE run_id = %(r)s AND created_at != %(at)s",
+        {"r": run_id, "at": at},
+    )
     return run_id
 
 

@@ -45,15 +45,20 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def url(backend: str, request: pytest.FixtureRequest) -> str:
-    """A URL of a fresh, empty database on the current backend."""
+def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A URL of a fresh, empty database on ``backend`` (for module-scoped stores too)."""
     name = fresh_database_name()
     if backend == "embedded":
         path = request.getfixturevalue("embedded_dir")
         return f"clickhouse+chdb:///{path}/{name}"
     server = request.getfixturevalue("local_server")
-    return server.native_url(name)
+    return str(server.native_url(name))
+
+
+@pytest.fixture
+def url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A URL of a fresh, empty database on the current backend."""
+    return backend_url(backend, request)
 
 
 @pytest.fixture

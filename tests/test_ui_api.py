@@ -16,18 +16,14 @@ from repositories.runs import AgentRunRepository, TrainingRunRepository
 from repositories.series import TrainingMetricRepository
 from suho.ui.app import create_app
 from suho_models.db import Database, migrations
-from tests.conftest import BACKENDS, fresh_database_name
+from tests.conftest import BACKENDS, backend_url, fresh_database_name
 from tests.ui_data import populate
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def filled(request: pytest.FixtureRequest) -> Iterator[tuple[Database, dict[str, Any]]]:
     """One populated database per backend for the read-only tests of this module."""
-    name = fresh_database_name()
-    if request.param == "embedded":
-        url = f"clickhouse+chdb:///{request.getfixturevalue('embedded_dir')}/{name}"
-    else:
-        url = request.getfixturevalue("local_server").native_url(name)
+    url = backend_url(request.param, request)
     migrations.upgrade(url)
     db = Database(url)
     try:

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from suho.ui.app import create_app
 from suho_models.db import Database, migrations
-from tests.conftest import BACKENDS, fresh_database_name
+from tests.conftest import BACKENDS, backend_url, fresh_database_name
 from tests.test_ui_browser import Served, chromium, open_page
 from tests.ui_data import AGENT_FOLDS, SUPERVISED_FOLDS, out_of_sample_runs, populate
 from trainers.baselines import rl_verdict, supervised_verdict
@@ -34,11 +34,7 @@ def _store(url: str) -> tuple[Database, dict[str, Any]]:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def filled(request: pytest.FixtureRequest) -> Iterator[tuple[Database, dict[str, Any]]]:
-    name = fresh_database_name()
-    if request.param == "embedded":
-        url = f"clickhouse+chdb:///{request.getfixturevalue('embedded_dir')}/{name}"
-    else:
-        url = request.getfixturevalue("local_server").native_url(name)
+    url = backend_url(request.param, request)
     db, ids = _store(url)
     try:
         yield db, ids

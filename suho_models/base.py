@@ -117,7 +117,7 @@ RUNS_LAYOUT: dict[str, Any] = {
 }
 """The runs tables' layout since revision 0010 (its docstring says why): ordered by
 creation, so parts written at different times do not overlap and FINAL merges only
-what is still changing; small granules, so a page of scattered runs reads little."""
+what is still changing; small granules, so a read of a few runs by key reads little."""
 
 
 DEDUPLICATION_WINDOW = 1000

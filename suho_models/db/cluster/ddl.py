@@ -144,10 +144,7 @@ class Renderer:
         if match is None:
             raise ClusterError(f"unexpected CREATE TABLE text for {table.name}: {sql[:120]!r}")
         columns, engine_sql = match.group(2), match.group(3).strip()
-        comment = ""
-        if table.comment is not None:
-            at = engine_sql.rfind(" COMMENT '")
-            engine_sql, comment = engine_sql[:at].rstrip(), engine_sql[at:].strip()
+        engine_sql, comment = _split_comment(engine_sql)
         engine = self._engine(table.name, engine_sql)
         name = table.name
         if not self.is_sharded(name):
@@ -219,15 +216,13 @@ class Renderer:
         ``EXCHANGE TABLES old AND new``; on the local tables when sharded."""
         if match := _CREATE_AS.match(sql):
             new, old = self.physical(match["new"]), self.physical(match["old"])
-            engine, comment = match["engine"].strip(), ""
-            if (at := engine.rfind(" COMMENT '")) > 0:
-                engine, comment = engine[:at].rstrip(), " " + engine[at:].strip()
+            engine, comment = _split_comment(match["engine"].strip())
             engine = self._engine(new, engine)
             if not self.settings.replicated and new != bare(match["new"]):
                 engine = _add_engine_setting(engine, _DEDUP_WINDOW, self.settings.dedup_window)
             return [
                 f"CREATE TABLE IF NOT EXISTS {quote(new)}{self.on_cluster} AS {quote(old)} "
-                f"ENGINE = {engine}{comment}"
+                f"ENGINE = {engine}" + (f" {comment}" if comment else "")
             ]
         if match := _EXCHANGE.match(sql):
             a, b = self.physical(match["a"]), self.physical(match["b"])
@@ -307,6 +302,15 @@ def _strip_settings(rest: str) -> tuple[str, str]:
     """(commands, ' SETTINGS ...') of an ALTER's tail."""
     at = re.search(r"\sSETTINGS\s+\w+\s*=", rest, re.I)
     return (rest[: at.start()], rest[at.start() :]) if at else (rest, "")
+
+
+def _split_comment(engine_sql: str) -> tuple[str, str]:
+    """(engine, ``COMMENT '...'`` or "") of the text after ``ENGINE =``: the table's
+    comment comes last, and the cluster forms put it back after their own engine."""
+    at = engine_sql.rfind(" COMMENT '")
+    if at < 0:
+        return engine_sql, ""
+    return engine_sql[:at].rstrip(), engine_sql[at:].strip()
 
 
 def _literal(value: str | None) -> str:
